@@ -1,0 +1,317 @@
+"""The variable-rate SFT codec (Song, Choi & Han, ICCV 2021) on CompressAI's entropy models.
+
+A mean-scale hyperprior autoencoder whose encoder and hyper-encoder features are modulated per pixel by a
+quality map ``qmap`` in [0, 1] through spatial feature transforms (SFT). The decoder never sees the map; it
+derives its own condition from the hyper-latent and the latent.
+
+Layer names follow the published model so that its state_dict loads by key (see ``checkpoint.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.models import CompressionModel
+from torch import Tensor, nn
+
+from .layers import SFT, SFTResblk, SimplifiedGDN, condition_down, condition_net, condition_up, conv, deconv
+
+__all__ = ["SFTConfig", "SFTCodec", "QUANTIZE_MODES", "pad_to_multiple", "lambda_of_q"]
+
+#: Quantisation modes of :meth:`SFTCodec.forward`.
+#:  - ``noise``: additive uniform noise for rate and reconstruction (CompressAI training).
+#:  - ``mixed``: noise for the rate, straight-through rounding for the decoder input (training default).
+#:  - ``ste``: straight-through rounding for both: values equal ``round``, but rate and reconstruction
+#:    keep a non-zero gradient with respect to the input and the quality map (map optimisation).
+#:  - ``round``: hard rounding as in the bitstream (CompressAI eval mode); zero gradient through rounding.
+QUANTIZE_MODES = ("noise", "mixed", "ste", "round")
+
+#: Total stride of the encoder + hyper-encoder: inputs are padded to a multiple of this.
+PAD_MULTIPLE = 64
+
+
+def lambda_of_q(q: Tensor | float) -> Tensor | float:
+    """Rate-distortion trade-off of quality level ``q``: ``lambda(q) = 1e-3 * exp(4.382 q)``.
+
+    q = 0 gives 0.001 and q = 1 gives about 0.080. The training loss is
+    ``bpp + 255^2 * mean(lambda(m) * (x_hat - x)^2)`` with ``m`` the per-pixel quality map.
+    """
+    if isinstance(q, Tensor):
+        return 1e-3 * torch.exp(4.382 * q)
+    return 1e-3 * math.exp(4.382 * q)
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Widths of the SFT codec. The defaults are the published (``paper``) configuration.
+
+    Attributes:
+        channels: encoder widths after each of the four first stages (full res, /2, /4, /8).
+        M: latent channels (at /16).
+        Z: hyper-latent channels (at /64); also the hyper-encoder width.
+        cond: width of every condition feature map fed to SFT layers.
+        cond_hidden: hidden widths of the three-conv condition nets (g1, h1, gs1).
+        sft_hidden: width of the shared conv inside each SFT layer.
+        sft_kernel: kernel size of the SFT convs.
+        gs0: widths of the decoder's z-to-condition upsampler (``qmap_feature_gs0``).
+    """
+
+    channels: tuple[int, int, int, int] = (48, 96, 192, 192)
+    M: int = 192
+    Z: int = 192
+    cond: int = 64
+    cond_hidden: tuple[int, int] = (256, 128)
+    sft_hidden: int = 128
+    sft_kernel: int = 3
+    gs0: tuple[int, int] = (96, 48)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SFTConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def pad_to_multiple(x: Tensor, multiple: int = PAD_MULTIPLE) -> Tensor:
+    """Replicate-pad the bottom and right of (B, C, H, W) to a multiple of ``multiple``.
+
+    Replicate (not reflect) so that any size down to 1x1 pads.
+    """
+    H, W = x.shape[-2:]
+    ph, pw = (-H) % multiple, (-W) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+def _ste_round(x: Tensor, offset: Tensor | None = None) -> Tensor:
+    """Round ``x - offset`` to integers and add ``offset`` back; the gradient passes as identity."""
+    if offset is None:
+        return x + (torch.round(x) - x).detach()
+    return x + (torch.round(x - offset) + offset - x).detach()
+
+
+class SFTCodec(CompressionModel):
+    """Variable-rate SFT codec with CompressAI's model API.
+
+    Args:
+        config: widths (:class:`SFTConfig`); the default is the published layout.
+
+    Shapes:
+        x: (B, 3, H, W) in [0, 1]; qmap: (B, 1, H, W) in [0, 1]. Any H, W >= 1: inputs are padded to a
+        multiple of 64 internally and outputs are cropped back.
+    """
+
+    def __init__(self, config: SFTConfig | None = None):
+        super().__init__()
+        cfg = config or SFTConfig()
+        self.config = cfg
+        c0, c1, c2, c3 = cfg.channels
+        M, Z, C = cfg.M, cfg.Z, cfg.cond
+        sft = dict(cond_ch=C, hidden=cfg.sft_hidden, kernel_size=cfg.sft_kernel)
+
+        # Encoder: conditions g1 (full res) .. g5 (/16).
+        self.qmap_feature_g1 = condition_net(4, cfg.cond_hidden, C)
+        self.qmap_feature_g2 = condition_down(C)
+        self.qmap_feature_g3 = condition_down(C)
+        self.qmap_feature_g4 = condition_down(C)
+        self.qmap_feature_g5 = condition_down(C)
+        self.g_a0, self.g_a1, self.g_a2 = conv(3, c0, 5, 1), SimplifiedGDN(c0), SFT(c0, **sft)
+        self.g_a3, self.g_a4, self.g_a5 = conv(c0, c1), SimplifiedGDN(c1), SFT(c1, **sft)
+        self.g_a6, self.g_a7, self.g_a8 = conv(c1, c2), SimplifiedGDN(c2), SFT(c2, **sft)
+        self.g_a9, self.g_a10, self.g_a11 = conv(c2, c3), SimplifiedGDN(c3), SFT(c3, **sft)
+        self.g_a12, self.g_a13, self.g_a14 = conv(c3, M), SFTResblk(M, **sft), SFTResblk(M, **sft)
+
+        # Hyper-encoder: conditions h1 (/16) .. h3 (/64).
+        self.qmap_feature_h1 = condition_net(M + 1, cfg.cond_hidden, C)
+        self.qmap_feature_h2 = condition_down(C)
+        self.qmap_feature_h3 = condition_down(C)
+        self.h_a0, self.h_a1, self.h_a2 = conv(M, Z, 3, 1), SFT(Z, **sft), nn.LeakyReLU(inplace=True)
+        self.h_a3, self.h_a4, self.h_a5 = conv(Z, Z), SFT(Z, **sft), nn.LeakyReLU(inplace=True)
+        self.h_a6, self.h_a7, self.h_a8 = conv(Z, Z), SFTResblk(Z, **sft), SFTResblk(Z, **sft)
+
+        # Hyper-decoder (mean-scale): scales and means of y.
+        self.h_s = nn.Sequential(
+            deconv(Z, M),
+            nn.LeakyReLU(inplace=True),
+            deconv(M, M * 3 // 2),
+            nn.LeakyReLU(inplace=True),
+            conv(M * 3 // 2, M * 2, 3, 1),
+        )
+
+        # Decoder: condition derived from z_hat (gs0, /64 -> /16), then gs1 (/16) .. gs5 (full res).
+        self.qmap_feature_gs0 = nn.Sequential(
+            deconv(Z, cfg.gs0[0], 3),
+            nn.LeakyReLU(0.1, inplace=True),
+            deconv(cfg.gs0[0], cfg.gs0[1], 5),
+            nn.LeakyReLU(0.1, inplace=True),
+            conv(cfg.gs0[1], cfg.gs0[1], 3, 1),
+        )
+        self.qmap_feature_gs1 = condition_net(M + cfg.gs0[1], cfg.cond_hidden, C)
+        self.qmap_feature_gs2 = condition_up(C)
+        self.qmap_feature_gs3 = condition_up(C)
+        self.qmap_feature_gs4 = condition_up(C)
+        self.qmap_feature_gs5 = condition_up(C)
+        self.g_s0, self.g_s1 = SFTResblk(M, **sft), SFTResblk(M, **sft)
+        self.g_s2, self.g_s3, self.g_s4 = deconv(M, c3), SimplifiedGDN(c3, inverse=True), SFT(c3, **sft)
+        self.g_s5, self.g_s6, self.g_s7 = deconv(c3, c2), SimplifiedGDN(c2, inverse=True), SFT(c2, **sft)
+        self.g_s8, self.g_s9, self.g_s10 = deconv(c2, c1), SimplifiedGDN(c1, inverse=True), SFT(c1, **sft)
+        self.g_s11, self.g_s12, self.g_s13 = deconv(c1, c0), SimplifiedGDN(c0, inverse=True), SFT(c0, **sft)
+        self.g_s14 = conv(c0, 3, 5, 1)
+
+        self.entropy_bottleneck = EntropyBottleneck(Z)
+        self.gaussian_conditional = GaussianConditional(None)
+
+    # ------------------------------------------------------------------ transforms
+    def g_a(self, x: Tensor, qmap: Tensor) -> Tensor:
+        """Analysis transform: (B,3,H,W), (B,1,H,W) -> y (B,M,H/16,W/16)."""
+        c = self.qmap_feature_g1(torch.cat([qmap, x], dim=1))
+        x = self.g_a2(self.g_a1(self.g_a0(x)), c)
+        c = self.qmap_feature_g2(c)
+        x = self.g_a5(self.g_a4(self.g_a3(x)), c)
+        c = self.qmap_feature_g3(c)
+        x = self.g_a8(self.g_a7(self.g_a6(x)), c)
+        c = self.qmap_feature_g4(c)
+        x = self.g_a11(self.g_a10(self.g_a9(x)), c)
+        c = self.qmap_feature_g5(c)
+        x = self.g_a12(x)
+        return self.g_a14(self.g_a13(x, c), c)
+
+    def h_a(self, y: Tensor, qmap: Tensor) -> Tensor:
+        """Hyper-analysis: y and the map pooled to y's size -> z (B,Z,H/64,W/64)."""
+        q = F.adaptive_avg_pool2d(qmap, y.shape[-2:])
+        c = self.qmap_feature_h1(torch.cat([q, y], dim=1))
+        x = self.h_a2(self.h_a1(self.h_a0(y), c))
+        c = self.qmap_feature_h2(c)
+        x = self.h_a5(self.h_a4(self.h_a3(x), c))
+        c = self.qmap_feature_h3(c)
+        x = self.h_a6(x)
+        return self.h_a8(self.h_a7(x, c), c)
+
+    def g_s(self, y_hat: Tensor, z_hat: Tensor) -> Tensor:
+        """Synthesis: y_hat (B,M,h,w) and z_hat (B,Z,h/4,w/4) -> x_hat (B,3,16h,16w), not clamped."""
+        w = self.qmap_feature_gs0(z_hat)
+        w = self.qmap_feature_gs1(torch.cat([w, y_hat], dim=1))
+        x = self.g_s1(self.g_s0(y_hat, w), w)
+        w = self.qmap_feature_gs2(w)
+        x = self.g_s4(self.g_s3(self.g_s2(x)), w)
+        w = self.qmap_feature_gs3(w)
+        x = self.g_s7(self.g_s6(self.g_s5(x)), w)
+        w = self.qmap_feature_gs4(w)
+        x = self.g_s10(self.g_s9(self.g_s8(x)), w)
+        w = self.qmap_feature_gs5(w)
+        x = self.g_s13(self.g_s12(self.g_s11(x)), w)
+        return self.g_s14(x)
+
+    # ------------------------------------------------------------------ entropy model helpers
+    def _z_likelihood(self, z_hat: Tensor) -> Tensor:
+        eb = self.entropy_bottleneck
+        perm = (1, 0, 2, 3)
+        v = z_hat.permute(*perm).reshape(z_hat.size(1), 1, -1)
+        lik, _, _ = eb._likelihood(v)
+        if eb.use_likelihood_bound:
+            lik = eb.likelihood_lower_bound(lik)
+        return lik.reshape(z_hat.size(1), z_hat.size(0), *z_hat.shape[-2:]).permute(*perm)
+
+    def _y_likelihood(self, y_hat: Tensor, scales: Tensor, means: Tensor) -> Tensor:
+        gc = self.gaussian_conditional
+        lik = gc._likelihood(y_hat, scales, means)
+        if gc.use_likelihood_bound:
+            lik = gc.likelihood_lower_bound(lik)
+        return lik
+
+    def _z_medians(self) -> Tensor:
+        return self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: Tensor, qmap: Tensor, quantize: str = "mixed") -> dict[str, Any]:
+        """Differentiable pass.
+
+        Args:
+            x: (B, 3, H, W) in [0, 1].
+            qmap: (B, 1, H, W) in [0, 1].
+            quantize: one of :data:`QUANTIZE_MODES`.
+
+        Returns:
+            ``{"x_hat": (B,3,H,W) unclamped, "likelihoods": {"y", "z"}}``; the likelihoods cover the
+            padded size, so the rate in bits per pixel is ``sum(-log2 l) / (H * W)`` for the real H, W.
+        """
+        if quantize not in QUANTIZE_MODES:
+            raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+        H, W = x.shape[-2:]
+        x, qmap = pad_to_multiple(x), pad_to_multiple(qmap)
+        y = self.g_a(x, qmap)
+        z = self.h_a(y, qmap)
+
+        if quantize in ("noise", "mixed"):
+            z_hat = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+        elif quantize == "ste":
+            z_hat = _ste_round(z, self._z_medians())
+        else:
+            z_hat = torch.round(z - self._z_medians()) + self._z_medians()
+        z_lik = self._z_likelihood(z_hat)
+
+        scales, means = self.h_s(z_hat).chunk(2, 1)
+        if quantize in ("noise", "mixed"):
+            y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+            y_lik = self._y_likelihood(y_noisy, scales, means)
+            y_hat = y_noisy if quantize == "noise" else _ste_round(y, means)
+        elif quantize == "ste":
+            y_hat = _ste_round(y, means)
+            y_lik = self._y_likelihood(y_hat, scales, means)
+        else:
+            y_hat = torch.round(y - means) + means
+            y_lik = self._y_likelihood(y_hat, scales, means)
+
+        x_hat = self.g_s(y_hat, z_hat)[..., :H, :W]
+        return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
+
+    # ------------------------------------------------------------------ bitstream
+    @torch.no_grad()
+    def compress(self, x: Tensor, qmap: Tensor) -> dict[str, Any]:
+        """Entropy-code ``x`` under ``qmap`` with rANS.
+
+        Returns:
+            ``{"strings": [y_strings, z_strings], "shape": (h, w) of z}``, one byte string per image.
+        """
+        x, qmap = pad_to_multiple(x), pad_to_multiple(qmap)
+        y = self.g_a(x, qmap)
+        z = self.h_a(y, qmap)
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        scales, means = self.h_s(z_hat).chunk(2, 1)
+        indexes = self.gaussian_conditional.build_indexes(scales)
+        y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
+        return {"strings": [y_strings, z_strings], "shape": tuple(z.shape[-2:])}
+
+    @torch.no_grad()
+    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], size: tuple[int, int] | None = None):
+        """Decode the output of :meth:`compress`.
+
+        Args:
+            strings: ``[y_strings, z_strings]``.
+            shape: (h, w) of z.
+            size: (H, W) of the original image, to crop the padding; defaults to the padded size.
+
+        Returns:
+            ``{"x_hat": (B, 3, H, W) clamped to [0, 1]}``.
+        """
+        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
+        scales, means = self.h_s(z_hat).chunk(2, 1)
+        indexes = self.gaussian_conditional.build_indexes(scales)
+        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype, means=means)
+        x_hat = self.g_s(y_hat, z_hat).clamp_(0, 1)
+        if size is not None:
+            x_hat = x_hat[..., : size[0], : size[1]]
+        return {"x_hat": x_hat}
+
+
+def bits_from_likelihoods(likelihoods: dict[str, Tensor]) -> Tensor:
+    """Total bits per image, (B,), from a likelihood dict as returned by :meth:`SFTCodec.forward`."""
+    return sum((-torch.log2(l)).flatten(1).sum(1) for l in likelihoods.values())

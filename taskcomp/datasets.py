@@ -1,0 +1,84 @@
+"""Data sets over a data root: Kodak, the codec training photos (later: ImageNet sample, COCO, SROIE).
+
+The data root comes from an argument, else ``$TASKCOMP_DATA``, else ``../shared/data`` beside the project.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .io import load_image
+
+__all__ = ["DataError", "data_root", "kodak_paths", "list_images", "TrainingPool"]
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
+
+
+class DataError(FileNotFoundError):
+    """The data root or a data set inside it is missing."""
+
+
+def data_root(root: str | Path | None = None) -> Path:
+    """Resolve the data root: ``root``, else $TASKCOMP_DATA, else ../shared/data next to the project."""
+    candidates = [root, os.environ.get("TASKCOMP_DATA")]
+    if root is None and not os.environ.get("TASKCOMP_DATA"):
+        candidates += [Path(__file__).resolve().parents[1].parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
+    for c in candidates:
+        if c and Path(c).is_dir():
+            return Path(c)
+    raise DataError(
+        f"data root not found (tried {root or os.environ.get('TASKCOMP_DATA') or '../shared/data'}); "
+        "pass --data-root or set TASKCOMP_DATA"
+    )
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """All image files under ``folder`` (recursive), sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"image folder not found: {folder}")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def kodak_paths(root: str | Path | None = None) -> list[Path]:
+    """The 24 Kodak images ``kodim01.png`` .. ``kodim24.png``."""
+    paths = list_images(data_root(root) / "kodak")
+    if not paths:
+        raise DataError(f"no Kodak images in {data_root(root) / 'kodak'}")
+    return paths
+
+
+class TrainingPool:
+    """Training photos held in memory as uint8 arrays, sampled as random crops with horizontal flips.
+
+    Decoding JPEGs every step would cost as much CPU as a small codec's step, so images are decoded once.
+    Images smaller than the crop are skipped.
+    """
+
+    def __init__(self, folder: str | Path, crop: int, exclude: tuple[str, ...] = ("kodak",)):
+        self.crop = crop
+        paths = [p for p in list_images(folder) if not any(e in p.parts for e in exclude)]
+        self.images: list[np.ndarray] = []
+        for p in paths:
+            arr = load_image(p)
+            if min(arr.shape[:2]) >= crop:
+                self.images.append(arr)
+        if not self.images:
+            raise DataError(f"no training images of at least {crop}x{crop} in {folder}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(self, batch: int, rng: np.random.Generator) -> np.ndarray:
+        """(batch, crop, crop, 3) uint8."""
+        out = np.empty((batch, self.crop, self.crop, 3), np.uint8)
+        for i in range(batch):
+            im = self.images[int(rng.integers(len(self.images)))]
+            y = int(rng.integers(im.shape[0] - self.crop + 1))
+            x = int(rng.integers(im.shape[1] - self.crop + 1))
+            c = im[y : y + self.crop, x : x + self.crop]
+            out[i] = c[:, ::-1] if rng.random() < 0.5 else c
+        return out

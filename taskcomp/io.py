@@ -1,0 +1,112 @@
+"""Image and file I/O: reading any image mode as RGB, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+__all__ = ["ImageError", "atomic_write", "load_image", "image_to_tensor", "tensor_to_image", "save_image"]
+
+
+class ImageError(ValueError):
+    """An input image that cannot be used (missing, empty, not an image, truncated)."""
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
+
+    A reader never sees a half-written file, and an interrupted write leaves any old file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    """Any PIL mode -> (H, W, 3) uint8. 16-bit and 32-bit integer modes are scaled, not clipped."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        peak = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        peak = 1.0 if arr.max() <= 1.0 else 255.0
+        arr = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        # Composite onto white: a transparent pixel's colour channels are undefined.
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(bg, rgba).convert("RGB"))
+    return np.asarray(im.convert("RGB"))
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file of any mode as (H, W, 3) uint8 RGB.
+
+    Raises:
+        ImageError: one-line message for a missing, empty, non-image or truncated file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"image not found: {path}")
+    if path.is_dir():
+        raise ImageError(f"expected an image file, got a directory: {path}")
+    if path.stat().st_size == 0:
+        raise ImageError(f"image file is empty: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)
+            arr = _to_rgb(im)
+    except UnidentifiedImageError:
+        raise ImageError(f"not a readable image: {path}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"cannot decode image {path}: {e}") from None
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ImageError(f"image has no pixels: {path}")
+    return np.ascontiguousarray(arr)
+
+
+def image_to_tensor(arr: np.ndarray) -> Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float().div_(255.0)
+
+
+def tensor_to_image(x: Tensor) -> np.ndarray:
+    """(1, 3, H, W) or (3, H, W) float in [0, 1] -> (H, W, 3) uint8 (rounded, clamped)."""
+    if x.dim() == 4:
+        x = x[0]
+    return x.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def save_image(arr_or_tensor, path: str | Path) -> None:
+    """Save an RGB image atomically; the format follows the suffix (PNG if unknown)."""
+    import io
+
+    arr = arr_or_tensor if isinstance(arr_or_tensor, np.ndarray) else tensor_to_image(arr_or_tensor)
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt)
+    atomic_write(path, buf.getvalue())

@@ -1,0 +1,225 @@
+"""Codec training: ``taskcomp train --config recipes/train_sft_small.yaml [--resume]``.
+
+Loss: ``bpp + 255^2 * mean(lambda(m) * (x_hat - x)^2)`` with a random quality map ``m`` per crop
+(:func:`taskcomp.maps.random_training_map`), main and aux Adam optimisers, gradient-norm clipping,
+non-finite batches skipped, a CSV log, periodic atomic checkpoints and ``--resume``.
+
+Training length is ``steps`` and, optionally, a wall-clock ``budget_minutes``: progress is the larger of the
+two fractions, the learning-rate schedule follows progress, and training stops at progress 1. On a shared
+CPU the step rate varies, so a time budget is what makes the schedule finish annealing on time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from .codec.checkpoint import save_codec
+from .codec.sft import SFTCodec, bits_from_likelihoods, lambda_of_q
+from .codec.zoo import CODEC_CONFIGS, resolve_name
+from .datasets import TrainingPool, data_root
+from .io import atomic_write
+from .maps import random_training_map
+
+__all__ = ["TrainConfig", "train"]
+
+
+@dataclass
+class TrainConfig:
+    codec: str = "sft-small"
+    data: str = "train"  # folder under the data root, or an absolute path
+    out: str = "runs/sft-small"
+    crop: int = 128
+    batch_size: int = 8
+    steps: int = 10000
+    budget_minutes: float | None = None
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    warmup_steps: int = 0
+    decay_start: float = 0.75  # fraction of progress where the LR starts its cosine decay
+    final_lr: float = 1e-5
+    clip: float = 1.0
+    max_loss: float = 1e4  # batches with a larger or non-finite loss are skipped
+    quantize: str = "mixed"
+    threads: int = 2
+    channels_last: bool = True
+    checkpoint_every: int = 200
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
+        with open(path) as f:
+            d = yaml.safe_load(f) or {}
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        extra = {k: v for k, v in d.items() if k not in cls.__dataclass_fields__}
+        cfg = cls(**known, extra=extra)
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(cfg, k, v)
+        return cfg
+
+
+def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Warm-up, constant, then cosine decay from ``decay_start`` to ``final_lr`` at progress 1."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if progress <= cfg.decay_start:
+        return cfg.lr
+    t = min(1.0, (progress - cfg.decay_start) / max(1e-9, 1 - cfg.decay_start))
+    return cfg.final_lr + 0.5 * (cfg.lr - cfg.final_lr) * (1 + math.cos(math.pi * t))
+
+
+def _save_state(path: Path, state: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=print) -> Path:
+    """Train a codec; returns the path of the exported codec checkpoint (``OUT/codec.pth``)."""
+    from tqdm import tqdm
+
+    torch.set_flush_denormal(True)
+    torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = resolve_name(cfg.codec)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path, log_path = out / "last.pth", out / "log.csv"
+
+    model = SFTCodec(CODEC_CONFIGS[name]).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    opt = torch.optim.Adam(main_params, lr=cfg.lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
+    rng = np.random.default_rng(cfg.seed)
+    step, elapsed, skipped = 0, 0.0, 0
+
+    if resume and state_path.is_file():
+        st = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        aux_opt.load_state_dict(st["aux_optimizer"])
+        step, elapsed, skipped = st["step"], st["elapsed"], st.get("skipped", 0)
+        rng.bit_generator.state = st["rng"]
+        torch.set_rng_state(st["torch_rng"])
+        log(f"resumed {state_path} at step {step} ({elapsed / 60:.1f} min trained)")
+    elif state_path.is_file():
+        raise FileExistsError(f"{state_path} exists: pass --resume to continue it, or choose another out folder")
+    else:
+        atomic_write(out / "config.yaml", yaml.safe_dump({**{k: v for k, v in cfg.__dict__.items() if k != "extra"},
+                                                          **cfg.extra}, sort_keys=False).encode())
+
+    folder = Path(data or cfg.data)
+    if not folder.is_absolute():
+        folder = data_root() / folder
+    t0 = time.time()
+    pool = TrainingPool(folder, cfg.crop)
+    log(f"{len(pool)} training images from {folder} loaded in {time.time() - t0:.0f}s; device {device}")
+
+    def progress_of(step: int, elapsed: float) -> float:
+        p = step / cfg.steps
+        if cfg.budget_minutes:
+            p = max(p, elapsed / (cfg.budget_minutes * 60))
+        return p
+
+    new_log = not log_path.is_file()
+    logf = open(log_path, "a", newline="")
+    writer = csv.writer(logf)
+    if new_log:
+        writer.writerow(["step", "wall_s", "lr", "loss", "bpp", "mse", "psnr", "aux", "skipped"])
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {name}", dynamic_ncols=True)
+    model.train()
+    last_ckpt = step
+    try:
+        while progress_of(step, elapsed) < 1.0:
+            t_step = time.time()
+            lr = lr_at(cfg, step, progress_of(step, elapsed))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            batch = torch.from_numpy(pool.sample(cfg.batch_size, rng)).to(device)
+            x = batch.permute(0, 3, 1, 2).float().div_(255.0)
+            qmap = torch.cat([random_training_map(cfg.crop, cfg.crop, rng) for _ in range(cfg.batch_size)]).to(device)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+                qmap = qmap.contiguous(memory_format=torch.channels_last)
+
+            out_ = model(x, qmap, quantize=cfg.quantize)
+            num_px = cfg.crop * cfg.crop
+            bpp = bits_from_likelihoods(out_["likelihoods"]).mean() / num_px
+            se = (out_["x_hat"] - x) ** 2
+            dist = 255.0**2 * (lambda_of_q(qmap) * se).mean()
+            loss = bpp + dist
+            if not torch.isfinite(loss) or loss.item() > cfg.max_loss:
+                skipped += 1
+                opt.zero_grad(set_to_none=True)
+                step += 1
+                continue
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(main_params, cfg.clip)
+            opt.step()
+            aux_loss = model.aux_loss()
+            aux_opt.zero_grad(set_to_none=True)
+            aux_loss.backward()
+            aux_opt.step()
+
+            step += 1
+            elapsed += time.time() - t_step
+            mse = se.detach().mean().item()
+            psnr = 10 * math.log10(1 / max(mse, 1e-10))
+            writer.writerow([step, f"{elapsed:.1f}", f"{lr:.3g}", f"{loss.item():.5f}", f"{bpp.item():.5f}",
+                             f"{mse:.6g}", f"{psnr:.3f}", f"{aux_loss.item():.4g}", skipped])
+            bar.update(1)
+            bar.set_postfix(bpp=f"{bpp.item():.3f}", psnr=f"{psnr:.2f}", lr=f"{lr:.1e}",
+                            pct=f"{100 * progress_of(step, elapsed):.0f}")
+            if step - last_ckpt >= cfg.checkpoint_every:
+                logf.flush()
+                _save_state(state_path, _state(model, opt, aux_opt, step, elapsed, skipped, rng))
+                last_ckpt = step
+    finally:
+        bar.close()
+        logf.flush()
+        logf.close()
+    _save_state(state_path, _state(model, opt, aux_opt, step, elapsed, skipped, rng))
+    model = model.to(memory_format=torch.contiguous_format).cpu().eval()
+    codec_path = out / "codec.pth"
+    meta = {"steps": step, "train_minutes": round(elapsed / 60, 2), "skipped_batches": skipped,
+            "crop": cfg.crop, "batch_size": cfg.batch_size, "config_file_extra": cfg.extra}
+    h = save_codec(model, codec_path, name, meta=meta)
+    log(f"done: {step} steps, {elapsed / 60:.1f} min, {skipped} skipped; exported {codec_path} ({h[:16]})")
+    return codec_path
+
+
+def _state(model, opt, aux_opt, step, elapsed, skipped, rng) -> dict:
+    return {"model": model.state_dict(), "optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict(),
+            "step": step, "elapsed": elapsed, "skipped": skipped, "rng": rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state()}
+
+
+def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Export ``RUN/last.pth`` (mid-training too) as a taskcomp codec checkpoint."""
+    run_dir = Path(run_dir)
+    st = torch.load(run_dir / "last.pth", map_location="cpu", weights_only=False)
+    cfg = TrainConfig.from_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else TrainConfig()
+    name = resolve_name(cfg.codec)
+    model = SFTCodec(CODEC_CONFIGS[name])
+    model.load_state_dict(st["model"])
+    model.eval()
+    path = Path(out) if out else run_dir / "codec.pth"
+    save_codec(model, path, name, meta={"steps": st["step"], "train_minutes": round(st["elapsed"] / 60, 2),
+                                        "skipped_batches": st.get("skipped", 0), "crop": cfg.crop,
+                                        "batch_size": cfg.batch_size})
+    return path
