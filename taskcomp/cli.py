@@ -22,9 +22,128 @@ def _cmd_export(a):
     print(export(a.run_dir, a.output))
 
 
+def _load_codec(a):
+    from .codec import create_codec
+
+    return create_codec(a.codec, checkpoint=a.checkpoint)
+
+
+def _cmd_compress(a):
+    from pathlib import Path
+
+    import torch
+
+    from .bitstream import encode
+    from .io import atomic_write, image_to_tensor, load_image
+    from .maps import check_map, load_map, uniform_map
+
+    img = load_image(a.image)
+    H, W = img.shape[:2]
+    if a.quality is not None:
+        if not 0.0 <= a.quality <= 1.0:
+            raise ValueError(f"--quality must lie in [0, 1], got {a.quality}")
+        qmap = uniform_map(H, W, a.quality)
+    else:
+        qmap = check_map(load_map(a.qmap), size=(H, W))
+    codec = _load_codec(a)
+    with torch.inference_mode():
+        data = encode(codec, image_to_tensor(img), qmap)
+    out = Path(a.output)
+    atomic_write(out, data)
+    print(f"{out}: {len(data)} bytes, {8 * len(data) / (H * W):.4f} bpp ({W}x{H})")
+
+
+def _cmd_decompress(a):
+    from pathlib import Path
+
+    import torch
+
+    from .bitstream import BitstreamError, decode
+    from .io import save_image
+
+    srcs = [Path(p) for p in a.input]
+    for src in srcs:
+        if not src.is_file():
+            raise FileNotFoundError(f"no such file: {src}")
+    out = Path(a.output)
+    if len(srcs) > 1 and out.suffix:
+        raise ValueError("with several inputs, -o must be a folder (a path without a suffix)")
+    codec = _load_codec(a)
+    for src in srcs:
+        dst = out / f"{src.stem}.png" if len(srcs) > 1 or out.is_dir() or not out.suffix else out
+        try:
+            with torch.inference_mode():
+                x_hat = decode(codec, src.read_bytes())
+        except BitstreamError as e:
+            raise BitstreamError(f"{src}: {e}") from None
+        save_image(x_hat, dst)
+        print(f"{dst}: {x_hat.shape[-1]}x{x_hat.shape[-2]}")
+
+
+def _cmd_eval_codec(a):
+    from pathlib import Path
+
+    import torch
+
+    from .bench.codec_eval import check_roundtrip, evaluate, summarize
+    from .datasets import kodak_paths
+
+    torch.set_flush_denormal(True)
+    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    unknown = set(methods) - {"sft", "jpeg", "webp"}
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from sft, jpeg, webp")
+    codec = _load_codec(a)
+    name = codec.checkpoint_info.get("codec", a.codec)
+    images = kodak_paths(a.data_root)[: a.limit]
+    out = Path(a.out)
+    baselines = tuple(m for m in ("jpeg", "webp") if m in methods)
+    records = evaluate(codec if "sft" in methods else None, name, images, out, baselines=baselines)
+    if "sft" not in methods:
+        print(f"{len(records)} baseline records in {out / 'records.jsonl'}")
+        return
+    codec_args = ["--codec", a.codec] + (["--checkpoint", a.checkpoint] if a.checkpoint else [])
+    rt = check_roundtrip(out, codec_args)
+    meta = codec.checkpoint_info.get("meta", {})
+    title = (f"codec {name}, weights {str(codec.checkpoint_info.get('hash'))[:16]}, "
+             f"{meta.get('steps', '?')} training steps ({meta.get('train_minutes', '?')} min)")
+    s = summarize(records, out, name, roundtrip=rt, title=title)
+    import json
+
+    print(json.dumps(s, indent=2))
+
+
+def _add_codec_args(p):
+    p.add_argument("--codec", default="sft-small", help="codec name (default: sft-small, shipped weights)")
+    p.add_argument("--checkpoint", help="codec checkpoint (taskcomp or published SFT format), path or URL")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="taskcomp", description="Task-aware image compression with the SFT codec.")
     sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compress", help="compress an image to a .tcz file")
+    c.add_argument("image")
+    g = c.add_mutually_exclusive_group(required=True)
+    g.add_argument("--quality", "-q", type=float, help="uniform quality level in [0, 1]")
+    g.add_argument("--qmap", help="quality map: .npy (floats in [0, 1]) or an image (8/16-bit, scaled to [0, 1])")
+    c.add_argument("-o", "--output", required=True)
+    _add_codec_args(c)
+    c.set_defaults(func=_cmd_compress)
+
+    d = sub.add_parser("decompress", help="decode a .tcz file to an image")
+    d.add_argument("input", nargs="+", help="one or more .tcz files")
+    d.add_argument("-o", "--output", required=True, help="output image, or a folder for several inputs")
+    _add_codec_args(d)
+    d.set_defaults(func=_cmd_decompress)
+
+    ev = sub.add_parser("eval-codec", help="rate-distortion benchmark on Kodak (resumable)")
+    _add_codec_args(ev)
+    ev.add_argument("--data-root", help="data root (default: $TASKCOMP_DATA or ../shared/data)")
+    ev.add_argument("--out", default="results/kodak", help="output folder (records, tables, JSON, plot)")
+    ev.add_argument("--limit", type=int, help="first N images only")
+    ev.add_argument("--methods", default="sft,jpeg,webp", help="comma list of sft, jpeg, webp (default: all)")
+    ev.set_defaults(func=_cmd_eval_codec)
 
     t = sub.add_parser("train", help="train a codec from a YAML config")
     t.add_argument("--config", required=True)

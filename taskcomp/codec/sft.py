@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from .layers import SFT, SFTResblk, SimplifiedGDN, condition_down, condition_net, condition_up, conv, deconv
 
-__all__ = ["SFTConfig", "SFTCodec", "QUANTIZE_MODES", "pad_to_multiple", "lambda_of_q"]
+__all__ = ["SFTConfig", "SFTCodec", "QUANTIZE_MODES", "pad_to_multiple", "padded_size", "lambda_of_q"]
 
 #: Quantisation modes of :meth:`SFTCodec.forward`.
 #:  - ``noise``: additive uniform noise for rate and reconstruction (CompressAI training).
@@ -33,6 +33,8 @@ QUANTIZE_MODES = ("noise", "mixed", "ste", "round")
 
 #: Total stride of the encoder + hyper-encoder: inputs are padded to a multiple of this.
 PAD_MULTIPLE = 64
+#: Smallest padded side: below it the hyper-encoder's reflect-padded 5x5 convs see a 1x1 or 2x2 input.
+MIN_PADDED = 128
 
 
 def lambda_of_q(q: Tensor | float) -> Tensor | float:
@@ -78,16 +80,21 @@ class SFTConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-def pad_to_multiple(x: Tensor, multiple: int = PAD_MULTIPLE) -> Tensor:
-    """Replicate-pad the bottom and right of (B, C, H, W) to a multiple of ``multiple``.
+def padded_size(h: int, w: int) -> tuple[int, int]:
+    """Size the codec works at: each side rounded up to a multiple of 64, and at least 128."""
+    return (max(MIN_PADDED, -(-h // PAD_MULTIPLE) * PAD_MULTIPLE), max(MIN_PADDED, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE))
+
+
+def pad_to_multiple(x: Tensor) -> Tensor:
+    """Replicate-pad the bottom and right of (B, C, H, W) to :func:`padded_size`.
 
     Replicate (not reflect) so that any size down to 1x1 pads.
     """
     H, W = x.shape[-2:]
-    ph, pw = (-H) % multiple, (-W) % multiple
-    if ph == 0 and pw == 0:
+    Hp, Wp = padded_size(H, W)
+    if (Hp, Wp) == (H, W):
         return x
-    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return F.pad(x, (0, Wp - W, 0, Hp - H), mode="replicate")
 
 
 def _ste_round(x: Tensor, offset: Tensor | None = None) -> Tensor:
@@ -105,7 +112,7 @@ class SFTCodec(CompressionModel):
 
     Shapes:
         x: (B, 3, H, W) in [0, 1]; qmap: (B, 1, H, W) in [0, 1]. Any H, W >= 1: inputs are padded to a
-        multiple of 64 internally and outputs are cropped back.
+        multiple of 64 (at least 128) internally and outputs are cropped back.
     """
 
     def __init__(self, config: SFTConfig | None = None):
@@ -278,7 +285,8 @@ class SFTCodec(CompressionModel):
         """Entropy-code ``x`` under ``qmap`` with rANS.
 
         Returns:
-            ``{"strings": [y_strings, z_strings], "shape": (h, w) of z}``, one byte string per image.
+            ``{"strings": [y_strings, z_strings], "shape": (h, w) of z, "likelihoods": {"y", "z"}}``, one byte
+            string per image; the likelihoods are those of the coded (rounded) latents, i.e. the estimated rate.
         """
         x, qmap = pad_to_multiple(x), pad_to_multiple(qmap)
         y = self.g_a(x, qmap)
@@ -288,7 +296,9 @@ class SFTCodec(CompressionModel):
         scales, means = self.h_s(z_hat).chunk(2, 1)
         indexes = self.gaussian_conditional.build_indexes(scales)
         y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
-        return {"strings": [y_strings, z_strings], "shape": tuple(z.shape[-2:])}
+        y_hat = torch.round(y - means) + means
+        likelihoods = {"y": self._y_likelihood(y_hat, scales, means), "z": self._z_likelihood(z_hat)}
+        return {"strings": [y_strings, z_strings], "shape": tuple(z.shape[-2:]), "likelihoods": likelihoods}
 
     @torch.no_grad()
     def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], size: tuple[int, int] | None = None):

@@ -68,7 +68,8 @@ def create_codec(name: str = DEFAULT_CODEC, checkpoint: str | Path | None = None
                 "sft-paper, or one made by `taskcomp train`), or pretrained=False for a random init"
             )
     if checkpoint is None:
-        model = SFTCodec(CODEC_CONFIGS[key])
+        model = SFTCodec(CODEC_CONFIGS[key]).eval()
+        model.update()
         model.checkpoint_info = {"codec": key, "hash": None, "meta": {}}
         return model
     model, info = load_codec_checkpoint(checkpoint, config=CODEC_CONFIGS[key])

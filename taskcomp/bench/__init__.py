@@ -1,0 +1,1 @@
+"""Benchmarks: codec rate-distortion on Kodak, JPEG/WebP baselines, metrics, BD-rate."""

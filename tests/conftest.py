@@ -1,0 +1,43 @@
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(int(os.environ.get("TASKCOMP_THREADS", "2")))
+torch.set_flush_denormal(True)
+
+SAMPLE = Path(str(resources.files("taskcomp") / "samples" / "parrots_256.png"))
+
+
+@pytest.fixture(scope="session")
+def codec():
+    """The shipped default codec (sft-small with its packaged weights)."""
+    from taskcomp.codec import create_codec
+
+    return create_codec("sft-small")
+
+
+@pytest.fixture(scope="session")
+def sample_rgb():
+    from taskcomp.io import load_image
+
+    return load_image(SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def sample_128(sample_rgb):
+    """A 128x128 crop of the sample, as uint8 (H, W, 3)."""
+    return np.ascontiguousarray(sample_rgb[64:192, 96:224])
+
+
+@pytest.fixture(scope="session")
+def data_root():
+    from taskcomp.datasets import DataError, data_root as _root
+
+    try:
+        return _root(os.environ.get("TASKCOMP_DATA"))
+    except DataError:
+        pytest.skip("data root not available (set TASKCOMP_DATA)")
