@@ -113,9 +113,50 @@ def _cmd_eval_codec(a):
     print(json.dumps(s, indent=2))
 
 
+def _cmd_demo(a):
+    """Compress the bundled sample with the shipped codec at a few maps; print real and estimated bpp."""
+    from importlib import resources
+    from pathlib import Path
+
+    import torch
+
+    from .bench.metrics import bpp_of_bytes, psnr
+    from .bitstream import decode, encode
+    from .io import atomic_write, image_to_tensor, load_image, save_image, tensor_to_image
+    from .maps import half_map, uniform_map
+
+    src = Path(a.image) if a.image else Path(str(resources.files("taskcomp") / "samples" / "parrots_256.png"))
+    img = load_image(src)
+    H, W = img.shape[:2]
+    codec = _load_codec(a)
+    out = Path(a.out)
+    info = codec.checkpoint_info
+    print(f"codec {info.get('codec')} (weights {str(info.get('hash'))[:16]}), image {src.name} {W}x{H}")
+    print(f"{'map':<14}{'bytes':>8}{'real bpp':>10}{'est bpp':>10}{'PSNR dB':>9}")
+    x = image_to_tensor(img)
+    maps = {f"q={q:.2f}": uniform_map(H, W, q) for q in (0.0, 0.25, 0.5, 0.75, 1.0)}
+    maps["left1-right0"] = half_map(H, W, 1.0, 0.0)
+    for name, qmap in maps.items():
+        with torch.inference_mode():
+            data, lik = encode(codec, x, qmap, return_likelihoods=True)
+            dec = tensor_to_image(decode(codec, data))
+        est = sum(float((-torch.log2(l)).sum()) for l in lik.values()) / (H * W)
+        stem = name.replace("=", "").replace(".", "")
+        atomic_write(out / f"{stem}.tcz", data)
+        save_image(dec, out / f"{stem}.png")
+        print(f"{name:<14}{len(data):>8}{bpp_of_bytes(len(data), H, W):>10.4f}{est:>10.4f}{psnr(img, dec):>9.2f}")
+    print(f"files in {out}/")
+
+
 def _add_codec_args(p):
     p.add_argument("--codec", default="sft-small", help="codec name (default: sft-small, shipped weights)")
     p.add_argument("--checkpoint", help="codec checkpoint (taskcomp or published SFT format), path or URL")
+
+
+def _cmd_plot_training(a):
+    from .train import plot_training
+
+    print(plot_training(a.run_dir, a.output))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_codec_args(d)
     d.set_defaults(func=_cmd_decompress)
 
+    dm = sub.add_parser("demo", help="compress the bundled sample image at a few maps and print the results")
+    dm.add_argument("--image", help="another image instead of the bundled sample")
+    dm.add_argument("--out", default="taskcomp-demo", help="folder for the .tcz files and decoded images")
+    _add_codec_args(dm)
+    dm.set_defaults(func=_cmd_demo)
+
     ev = sub.add_parser("eval-codec", help="rate-distortion benchmark on Kodak (resumable)")
     _add_codec_args(ev)
     ev.add_argument("--data-root", help="data root (default: $TASKCOMP_DATA or ../shared/data)")
@@ -153,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out")
     t.add_argument("--data", help="training image folder (default: the config's, under the data root)")
     t.set_defaults(func=_cmd_train)
+
+    pt = sub.add_parser("plot-training", help="plot a training run's loss, bpp and PSNR curves")
+    pt.add_argument("run_dir")
+    pt.add_argument("-o", "--output", required=True)
+    pt.set_defaults(func=_cmd_plot_training)
 
     e = sub.add_parser("export-codec", help="export a training run's last state as a codec checkpoint")
     e.add_argument("run_dir")

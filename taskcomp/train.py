@@ -223,3 +223,39 @@ def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
                                         "skipped_batches": st.get("skipped", 0), "crop": cfg.crop,
                                         "batch_size": cfg.batch_size})
     return path
+
+
+def plot_training(run_dir: str | Path, out_png: str | Path, window: int = 100) -> dict:
+    """Plot loss, bpp and PSNR of ``RUN/log.csv`` against step and wall time (rolling mean over ``window``).
+
+    Returns the last smoothed values.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    df = pd.read_csv(Path(run_dir) / "log.csv")
+    sm = df[["loss", "bpp", "psnr"]].rolling(window, min_periods=1).mean()
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
+    for row, (xcol, xlabel) in enumerate([("step", "step"), ("wall_s", "training time (min)")]):
+        xs = df[xcol] / (60 if xcol == "wall_s" else 1)
+        for col, (key, label) in enumerate([("loss", "loss"), ("bpp", "bpp (train, noisy rate)"),
+                                            ("psnr", "PSNR dB (train crops)")]):
+            ax = axes[row, col]
+            ax.plot(xs, df[key], color="0.8", lw=0.5)
+            ax.plot(xs, sm[key], lw=1.5)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            if key == "loss":
+                ax.set_yscale("log")
+    fig.suptitle(f"{Path(run_dir).name}: {int(df['step'].iloc[-1])} steps, {df['wall_s'].iloc[-1] / 60:.0f} min "
+                 f"(rolling mean over {window} steps)")
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return {k: float(sm[k].iloc[-1]) for k in ("loss", "bpp", "psnr")} | {"steps": int(df["step"].iloc[-1])}
