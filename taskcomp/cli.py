@@ -148,6 +148,77 @@ def _cmd_demo(a):
     print(f"files in {out}/")
 
 
+def _uniform_at_bpp(codec, x, target, iters=12):
+    """The uniform level whose real bpp is closest to ``target`` (bisection on q)."""
+    import torch
+
+    from .optimize import real_bpp
+
+    H, W = x.shape[-2:]
+    lo, hi, best = 0.0, 1.0, None
+    for _ in range(iters):
+        q = (lo + hi) / 2
+        bpp, data = real_bpp(codec, x, torch.full((1, 1, H, W), q))
+        if best is None or abs(bpp - target) < abs(best[1] - target):
+            best = (q, bpp, data)
+        lo, hi = (q, hi) if bpp < target else (lo, q)
+    return best
+
+
+def _cmd_optimize(a):
+    import math
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from .bitstream import decode
+    from .io import atomic_write, image_to_tensor, load_image
+    from .maps import save_map
+    from .objectives import create_objective
+    from .optimize import MapOptimizer, optimize_to_target_bpp, real_bpp
+
+    if a.lam is not None and a.lam < 0:
+        raise ValueError(f"--lambda must be >= 0, got {a.lam}")
+    img = load_image(a.image)
+    x = image_to_tensor(img)
+    kw = {"model": a.model} if a.model else {}
+    objective = create_objective(a.task, **kw)
+    codec = _load_codec(a)
+    ctx = objective.prepare(x, label=a.label) if a.label is not None else objective.prepare(x)
+    opt_kwargs = dict(steps=a.steps, lr=a.lr, optimizer=a.optimizer, init=a.init, init_q=a.init_q,
+                      downsample=a.downsample)
+    t0 = time.perf_counter()
+    if a.target_bpp is not None:
+        found = optimize_to_target_bpp(codec, objective, x, a.target_bpp, ctx=ctx, log=print, **opt_kwargs)
+        qmap, data, lam = found["qmap"], found["data"], found["lam"]
+    else:
+        lam = 1.0 if a.lam is None else a.lam
+        res = MapOptimizer(codec, objective, lam=lam, **opt_kwargs).run(x, ctx, progress=True)
+        qmap = res.qmap
+        _, data = real_bpp(codec, x, qmap)
+    secs = time.perf_counter() - t0
+    atomic_write(Path(a.output), data)
+    if a.save_map:
+        save_map(qmap, a.save_map)
+    H, W = img.shape[:2]
+    bpp = 8 * len(data) / (H * W)
+    rows = [("task-aware", f"lambda={lam:.4g}", bpp, data)]
+    if a.compare:
+        q, ubpp, udata = _uniform_at_bpp(codec, x, bpp)
+        rows.append(("uniform", f"q={q:.3f}", ubpp, udata))
+    print(f"{a.image}: {W}x{H}, task {a.task}, map optimised in {secs:.1f}s")
+    print(f"{'map':<12}{'setting':<16}{'real bpp':>10}  metrics")
+    for name, setting, b, d in rows:
+        with torch.inference_mode():
+            x_dec = decode(codec, d)
+        m = objective.evaluate(x_dec, ctx)[0]
+        mse = float(((x_dec - x) ** 2).mean())
+        shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
+        print(f"{name:<12}{setting:<16}{b:>10.4f}  PSNR={10 * math.log10(1 / max(mse, 1e-12)):.2f}, {shown}")
+    print(f"wrote {a.output}" + (f" and {a.save_map}" if a.save_map else ""))
+
+
 def _add_codec_args(p):
     p.add_argument("--codec", default="sft-small", help="codec name (default: sft-small, shipped weights)")
     p.add_argument("--checkpoint", help="codec checkpoint (taskcomp or published SFT format), path or URL")
@@ -191,6 +262,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="first N images only")
     ev.add_argument("--methods", default="sft,jpeg,webp", help="comma list of sft, jpeg, webp (default: all)")
     ev.set_defaults(func=_cmd_eval_codec)
+
+    o = sub.add_parser("optimize", help="optimise a task-aware quality map for one image and compress with it")
+    o.add_argument("image")
+    o.add_argument("--task", default="classification", help="objective name (classification, saliency)")
+    o.add_argument("--model", help="task model (timm name or alias; default: the objective's offline default)")
+    o.add_argument("--label", type=int, help="class index (classification); default: label-free")
+    lg = o.add_mutually_exclusive_group()
+    lg.add_argument("--lambda", dest="lam", type=float, help="task-loss weight against bpp (default 1)")
+    lg.add_argument("--target-bpp", type=float, help="find lambda so the real bpp meets this within 3%%")
+    o.add_argument("--steps", type=int, default=20)
+    o.add_argument("--lr", type=float, default=0.1)
+    o.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam")
+    o.add_argument("--init", choices=["constant", "gradcam", "random"], default="constant")
+    o.add_argument("--init-q", type=float, default=0.3)
+    o.add_argument("--downsample", type=int, default=1, help="logits on a grid this many times coarser")
+    o.add_argument("--compare", action="store_true", help="also code a uniform map at the same real bpp")
+    o.add_argument("-o", "--output", required=True)
+    o.add_argument("--save-map", help="write the optimised map (.npy or 16-bit .png)")
+    _add_codec_args(o)
+    o.set_defaults(func=_cmd_optimize)
 
     t = sub.add_parser("train", help="train a codec from a YAML config")
     t.add_argument("--config", required=True)

@@ -1,0 +1,8 @@
+"""Task objectives: ``create_objective(name, **kw)``; one module per task."""
+
+from .base import Objective, create_objective, list_objectives, register_objective
+from .classification import ClassificationObjective
+from .saliency import SaliencyObjective, grad_cam, image_cam
+
+__all__ = ["Objective", "create_objective", "list_objectives", "register_objective", "ClassificationObjective",
+           "SaliencyObjective", "grad_cam", "image_cam"]

