@@ -230,6 +230,30 @@ def _cmd_plot_training(a):
     print(plot_training(a.run_dir, a.output))
 
 
+def _cmd_run(a):
+    from pathlib import Path
+
+    from .bench.recipes import load_recipe, run_recipe
+    from .datasets import data_root
+
+    recipe = load_recipe(a.recipe)
+    out = Path(a.out or recipe.get("out", f"runs/{recipe['name']}"))
+    n = run_recipe(recipe, out, data_root(a.data_root), limit=a.limit, shard=a.shard)
+    print(f"{n} new records in {out}; tables: taskcomp report {out}")
+
+
+def _cmd_report(a):
+    import json
+
+    from .report import report
+
+    s = report(a.run_dir, a.out, max_bpp=a.max_bpp)
+    print(json.dumps({k: v for k, v in s.items() if k != "comparisons"}, indent=2))
+    for name, c in s["comparisons"].items():
+        keys = [k for k in c if k.startswith("max_")]
+        print(f"{name}: " + ", ".join(f"{k}={c[k]:.2f}" if c[k] is not None else f"{k}=n/a" for k in keys))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="taskcomp", description="Task-aware image compression with the SFT codec.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -282,6 +306,20 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--save-map", help="write the optimised map (.npy or 16-bit .png)")
     _add_codec_args(o)
     o.set_defaults(func=_cmd_optimize)
+
+    r = sub.add_parser("run", help="run a recipe (resumable; --limit, --shard i/n)")
+    r.add_argument("recipe")
+    r.add_argument("--out", help="run folder (default: the recipe's)")
+    r.add_argument("--limit", type=int, help="first N images only")
+    r.add_argument("--shard", help="i/n: this process takes images i, i+n, i+2n, ...")
+    r.add_argument("--data-root")
+    r.set_defaults(func=_cmd_run)
+
+    rp = sub.add_parser("report", help="tables, plot and summary of a recipe run")
+    rp.add_argument("run_dir")
+    rp.add_argument("--out", help="output folder (default: the run folder)")
+    rp.add_argument("--max-bpp", type=float, default=0.3, help="low-rate range for the gain summary")
+    rp.set_defaults(func=_cmd_report)
 
     t = sub.add_parser("train", help="train a codec from a YAML config")
     t.add_argument("--config", required=True)

@@ -1,0 +1,116 @@
+"""Tables, plots and summary figures from a recipe run: ``taskcomp report RUN_DIR``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .io import atomic_write
+
+__all__ = ["load_records", "curves", "compare_to_uniform", "report"]
+
+
+def load_records(run_dir: str | Path):
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    rows = []
+    for p in sorted(run_dir.glob("records*.jsonl")):
+        rows += [json.loads(l) for l in p.read_text().splitlines() if l.strip()]
+    if not rows:
+        raise FileNotFoundError(f"no records*.jsonl in {run_dir}")
+    return pd.DataFrame(rows).drop_duplicates(subset=["image", "method", "setting"], keep="last")
+
+
+def curves(df, metric_cols: list[str]):
+    """Mean of bpp, psnr and the metric columns per (method, setting), with the image count."""
+    g = df.groupby(["method", "setting"])
+    t = g[["bpp", "psnr", *metric_cols]].mean()
+    t["n_images"] = g.size()
+    return t.reset_index().sort_values(["method", "bpp"])
+
+
+def _monotone(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(x)
+    return x[order], np.maximum.accumulate(y[order])
+
+
+def compare_to_uniform(table, metric: str, method: str = "task_aware", max_bpp: float = 0.3) -> dict:
+    """Gain of ``method`` over uniform maps at equal bpp, and bpp saving at equal metric (interpolated).
+
+    Uniform's curve is made monotone (running maximum) before interpolation; only ``method`` points inside
+    uniform's bpp range (gain) or metric range (saving) count.
+    """
+    u = table[table["method"] == "uniform"]
+    t = table[table["method"] == method]
+    if len(u) < 2 or not len(t):
+        return {}
+    ub, um = _monotone(u["bpp"].to_numpy(), u[metric].to_numpy())
+    points = []
+    for _, r in t.sort_values("bpp").iterrows():
+        p = {"setting": r["setting"], "bpp": float(r["bpp"]), metric: float(r[metric])}
+        if ub[0] <= r["bpp"] <= ub[-1]:
+            p["uniform_at_same_bpp"] = float(np.interp(r["bpp"], ub, um))
+            p["gain_points"] = 100 * (p[metric] - p["uniform_at_same_bpp"])
+        if um[0] <= r[metric] <= um[-1]:
+            # First bpp where uniform reaches this metric (inverse of the monotone curve).
+            k = int(np.searchsorted(um, r[metric], side="left"))
+            if k == 0:
+                b_eq = ub[0]
+            else:
+                b0, b1, m0, m1 = ub[k - 1], ub[k], um[k - 1], um[k]
+                b_eq = b0 + (b1 - b0) * (r[metric] - m0) / (m1 - m0) if m1 > m0 else b1
+            p["uniform_bpp_at_same_metric"] = float(b_eq)
+            p["bpp_saving_percent"] = 100 * (1 - r["bpp"] / b_eq)
+        points.append(p)
+    low = [p for p in points if p["bpp"] <= max_bpp and "gain_points" in p]
+    return {
+        "metric": metric,
+        "points": points,
+        f"max_gain_points_at_or_below_{max_bpp}_bpp": max((p["gain_points"] for p in low), default=None),
+        "max_bpp_saving_percent": max((p["bpp_saving_percent"] for p in points if "bpp_saving_percent" in p),
+                                      default=None),
+    }
+
+
+def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: float = 0.3) -> dict:
+    """Write ``table.csv``, ``table.md``, ``accuracy_vs_bpp.png`` and ``summary.json`` for a run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    df = load_records(run_dir)
+    metric_cols = sorted(c for c in df.columns if c.startswith(("top1/", "top5/")))
+    table = curves(df, metric_cols)
+    table.to_csv(out / "table.csv", index=False)
+    atomic_write(out / "table.md", (table.to_markdown(index=False, floatfmt=".4f") + "\n").encode())
+
+    models = sorted({c.split("/", 1)[1] for c in metric_cols})
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
+    summary = {"run": str(run_dir), "n_images": int(df["image"].nunique()), "comparisons": {}}
+    for ax, model in zip(axes[0], models):
+        col = f"top1/{model}"
+        for method in table["method"].unique():
+            t = table[table["method"] == method].sort_values("bpp")
+            t = t[t["bpp"] <= 1.5]
+            ax.plot(t["bpp"], 100 * t[col], "o-" if method in ("task_aware", "uniform") else "s--", ms=3, label=method)
+        ax.set_xlabel("bpp (real file size)")
+        ax.set_ylabel(f"top-1 % ({model})")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        for method in ("task_aware", "gradcam"):
+            c = compare_to_uniform(table, col, method, max_bpp)
+            if c:
+                summary["comparisons"][f"{method} vs uniform, {col}"] = c
+    fig.suptitle(f"{run_dir.name}: {summary['n_images']} images")
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_vs_bpp.png", dpi=110)
+    plt.close(fig)
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
+    return summary
