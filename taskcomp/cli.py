@@ -12,7 +12,8 @@ __all__ = ["main"]
 def _cmd_train(a):
     from .train import TrainConfig, train
 
-    cfg = TrainConfig.from_yaml(a.config, steps=a.steps, budget_minutes=a.budget_minutes, out=a.out)
+    cfg = TrainConfig.from_yaml(a.config, steps=a.steps, budget_minutes=a.budget_minutes, out=a.out,
+                                init_from=a.init_from)
     train(cfg, resume=a.resume, data=a.data)
 
 
@@ -328,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--budget-minutes", type=float)
     t.add_argument("--out")
     t.add_argument("--data", help="training image folder (default: the config's, under the data root)")
+    t.add_argument("--init-from", help="start from this codec checkpoint's weights (fresh optimiser)")
     t.set_defaults(func=_cmd_train)
 
     pt = sub.add_parser("plot-training", help="plot a training run's loss, bpp and PSNR curves")

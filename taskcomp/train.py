@@ -54,6 +54,7 @@ class TrainConfig:
     channels_last: bool = True
     checkpoint_every: int = 200
     seed: int = 0
+    init_from: str | None = None  # codec checkpoint to start from (fresh optimiser), e.g. the shipped weights
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -119,6 +120,14 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
     elif state_path.is_file():
         raise FileExistsError(f"{state_path} exists: pass --resume to continue it, or choose another out folder")
     else:
+        if cfg.init_from:
+            from .codec.checkpoint import load_codec_checkpoint
+
+            src, info = load_codec_checkpoint(cfg.init_from)
+            if src.config != model.config:
+                raise ValueError(f"--init-from {cfg.init_from} is a {info['codec']} with other widths than {name}")
+            model.load_state_dict(src.state_dict())
+            log(f"initialised from {cfg.init_from} ({info['hash'][:16]}, {info['meta'].get('steps', '?')} steps)")
         atomic_write(out / "config.yaml", yaml.safe_dump({**{k: v for k, v in cfg.__dict__.items() if k != "extra"},
                                                           **cfg.extra}, sort_keys=False).encode())
 
@@ -130,7 +139,7 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
     log(f"{len(pool)} training images from {folder} loaded in {time.time() - t0:.0f}s; device {device}")
 
     def progress_of(step: int, elapsed: float) -> float:
-        p = step / cfg.steps
+        p = step / cfg.steps if cfg.steps > 0 else 1.0
         if cfg.budget_minutes:
             p = max(p, elapsed / (cfg.budget_minutes * 60))
         return p

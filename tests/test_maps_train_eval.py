@@ -59,6 +59,12 @@ def test_train_two_steps_then_resume(tmp_path):
     assert model.checkpoint_info["meta"]["steps"] == 3
     with pytest.raises(FileExistsError):
         train(cfg, data=str(imgs), log=lambda *a: None)
+    # A later run can start from an exported codec's weights (fresh optimiser).
+    cfg2 = TrainConfig(codec="sft-small", out=str(tmp_path / "run2"), crop=64, batch_size=2, steps=0,
+                       threads=1, init_from=str(path))
+    path2 = train(cfg2, data=str(imgs), log=lambda *a: None)
+    sd1, sd2 = create_codec(checkpoint=path).state_dict(), create_codec(checkpoint=path2).state_dict()
+    assert all(torch.equal(sd1[k], sd2[k]) for k in sd1 if not k.endswith(("_quantized_cdf", "_offset", "_cdf_length")))
 
 
 def test_evaluate_and_summarize_tiny(tmp_path, codec, sample_128):
