@@ -24,10 +24,18 @@ def load_records(run_dir: str | Path):
     return pd.DataFrame(rows).drop_duplicates(subset=["image", "method", "setting"], keep="last")
 
 
+LOWER_IS_BETTER = ("cer/",)
+
+
+def higher_is_better(metric: str) -> bool:
+    return not metric.startswith(LOWER_IS_BETTER)
+
+
 def curves(df, metric_cols: list[str]):
-    """Mean of bpp, psnr and the metric columns per (method, setting), with the image count."""
+    """Mean of bpp, PSNRs and the metric columns per (method, setting), with the image count."""
+    extra = [c for c in ("psnr_text", "psnr_background", "seconds") if c in df]
     g = df.groupby(["method", "setting"])
-    t = g[["bpp", "psnr", *metric_cols]].mean()
+    t = g[["bpp", "psnr", *extra, *metric_cols]].mean()
     t["n_images"] = g.size()
     return t.reset_index().sort_values(["method", "bpp"])
 
@@ -40,28 +48,31 @@ def _monotone(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def compare_to_uniform(table, metric: str, method: str = "task_aware", max_bpp: float = 0.3) -> dict:
     """Gain of ``method`` over uniform maps at equal bpp, and bpp saving at equal metric (interpolated).
 
-    Uniform's curve is made monotone (running maximum) before interpolation; only ``method`` points inside
-    uniform's bpp range (gain) or metric range (saving) count.
+    Uniform's curve is made monotone (running best) before interpolation; only ``method`` points inside
+    uniform's bpp range (gain) or metric range (saving) count. Gains are in points (x100) in the direction
+    of better (a CER drop is a positive gain).
     """
     u = table[table["method"] == "uniform"]
     t = table[table["method"] == method]
     if len(u) < 2 or not len(t):
         return {}
-    ub, um = _monotone(u["bpp"].to_numpy(), u[metric].to_numpy())
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    ub, um = _monotone(u["bpp"].to_numpy(), sign * u[metric].to_numpy())
     points = []
     for _, r in t.sort_values("bpp").iterrows():
+        val = sign * r[metric]
         p = {"setting": r["setting"], "bpp": float(r["bpp"]), metric: float(r[metric])}
         if ub[0] <= r["bpp"] <= ub[-1]:
-            p["uniform_at_same_bpp"] = float(np.interp(r["bpp"], ub, um))
-            p["gain_points"] = 100 * (p[metric] - p["uniform_at_same_bpp"])
-        if um[0] <= r[metric] <= um[-1]:
+            p["uniform_at_same_bpp"] = float(sign * np.interp(r["bpp"], ub, um))
+            p["gain_points"] = 100 * sign * (p[metric] - p["uniform_at_same_bpp"])
+        if um[0] <= val <= um[-1]:
             # First bpp where uniform reaches this metric (inverse of the monotone curve).
-            k = int(np.searchsorted(um, r[metric], side="left"))
+            k = int(np.searchsorted(um, val, side="left"))
             if k == 0:
                 b_eq = ub[0]
             else:
                 b0, b1, m0, m1 = ub[k - 1], ub[k], um[k - 1], um[k]
-                b_eq = b0 + (b1 - b0) * (r[metric] - m0) / (m1 - m0) if m1 > m0 else b1
+                b_eq = b0 + (b1 - b0) * (val - m0) / (m1 - m0) if m1 > m0 else b1
             p["uniform_bpp_at_same_metric"] = float(b_eq)
             p["bpp_saving_percent"] = 100 * (1 - r["bpp"] / b_eq)
         points.append(p)
@@ -76,7 +87,7 @@ def compare_to_uniform(table, metric: str, method: str = "task_aware", max_bpp: 
 
 
 def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: float = 0.3) -> dict:
-    """Write ``table.csv``, ``table.md``, ``accuracy_vs_bpp.png`` and ``summary.json`` for a run."""
+    """Write ``table.csv``, ``table.md``, ``metrics_vs_bpp.png`` and ``summary.json`` for a run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,31 +97,31 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
     out = Path(out_dir) if out_dir else run_dir
     out.mkdir(parents=True, exist_ok=True)
     df = load_records(run_dir)
-    metric_cols = sorted(c for c in df.columns if c.startswith(("top1/", "top5/")))
+    metric_cols = sorted(c for c in df.columns if "/" in c)
     table = curves(df, metric_cols)
     table.to_csv(out / "table.csv", index=False)
     atomic_write(out / "table.md", (table.to_markdown(index=False, floatfmt=".4f") + "\n").encode())
 
-    models = sorted({c.split("/", 1)[1] for c in metric_cols})
-    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
+    shown = [c for c in metric_cols if not c.startswith("top5/")]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4.5), squeeze=False)
     summary = {"run": str(run_dir), "n_images": int(df["image"].nunique()), "comparisons": {}}
-    for ax, model in zip(axes[0], models):
-        col = f"top1/{model}"
+    for ax, col in zip(axes[0], shown):
+        pct = 100 if col.startswith(("top1/", "top5/", "word_acc/")) else 1
         for method in table["method"].unique():
             t = table[table["method"] == method].sort_values("bpp")
             t = t[t["bpp"] <= 1.5]
-            ax.plot(t["bpp"], 100 * t[col], "o-" if method in ("task_aware", "uniform") else "s--", ms=3, label=method)
+            ax.plot(t["bpp"], pct * t[col], "o-" if method in ("task_aware", "uniform") else "s--", ms=3, label=method)
         ax.set_xlabel("bpp (real file size)")
-        ax.set_ylabel(f"top-1 % ({model})")
+        ax.set_ylabel(col + (" (%)" if pct == 100 else ""))
         ax.grid(alpha=0.3)
         ax.legend()
-        for method in ("task_aware", "gradcam"):
+        for method in ("task_aware", "gradcam", "box_mask"):
             c = compare_to_uniform(table, col, method, max_bpp)
             if c:
                 summary["comparisons"][f"{method} vs uniform, {col}"] = c
     fig.suptitle(f"{run_dir.name}: {summary['n_images']} images")
     fig.tight_layout()
-    fig.savefig(out / "accuracy_vs_bpp.png", dpi=110)
+    fig.savefig(out / "metrics_vs_bpp.png", dpi=110)
     plt.close(fig)
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
     return summary

@@ -118,5 +118,5 @@ def test_recipe_run_resume_and_report(tmp_path, data_root):
     assert run_recipe(recipe, out, data_root, limit=2, log=lambda *a: None) == 0
     s = report(out)
     assert s["n_images"] == 2
-    assert (out / "table.csv").is_file() and (out / "accuracy_vs_bpp.png").is_file()
+    assert (out / "table.csv").is_file() and (out / "metrics_vs_bpp.png").is_file()
     assert any(k.startswith("task_aware vs uniform") for k in s["comparisons"])

@@ -80,3 +80,22 @@ def test_ocr_map_cli_large_image_at_working_resolution(tmp_path, capsys):
     assert (tmp_path / "o.tcz").stat().st_size > 0 and (tmp_path / "m.png").is_file()
     rc = main(["ocr-map", str(p), "--lambda", "-1", "-o", str(tmp_path / "x.tcz")])
     assert rc == 2
+
+
+def test_sroie_recipe_tiny(tmp_path, data_root):
+    from taskcomp.bench.recipes import run_recipe
+    from taskcomp.report import report
+
+    recipe = {"name": "tiny_sroie", "task": "text", "data": "sroie", "preprocess": {"max_side": 256},
+              "objective": {"name": "text"},
+              "methods": {"uniform": {"q": [0.0, 1.0]}, "box_mask": {"q_in": [1.0]},
+                          "task_aware": {"lambda": [10], "steps": 1, "downsample": 16}, "jpeg": {"quality": [50]}}}
+    out = tmp_path / "run"
+    assert run_recipe(recipe, out, data_root, limit=1, log=lambda *a: None) == 5
+    s = report(out)
+    rec = [l for l in (out / "records.shard0of1.jsonl").read_text().splitlines()]
+    import json
+
+    r = json.loads(rec[0])
+    assert {"cer/gt", "word_acc/gt", "cer/original", "psnr_text", "psnr_background"} <= set(r)
+    assert any("cer/gt" in k for k in s["comparisons"])

@@ -1,10 +1,14 @@
 """Whole experiments from a recipe: ``taskcomp run recipes/imagenet_classification.yaml``.
 
-A recipe names the data, the preprocessing, the codec, the objective the maps are optimised for, the models
-that evaluate the decoded images (same-model and cross-model), and the methods with their sweeps. Every
-(image, method, setting) gives one record in ``OUT/records.jsonl``, written as soon as it is done; a rerun
-skips finished records, and ``--limit`` / ``--shard i/n`` split the work. ``taskcomp report OUT`` makes the
+A recipe names the task, the data, the preprocessing, the codec, the objective the maps are optimised for,
+and the methods with their sweeps. Every (image, method, setting) gives one record in
+``OUT/records.shard{i}of{n}.jsonl``, written as soon as it is done; a rerun skips finished records, and
+``--limit`` / ``--shard i/n`` split the work across processes or machines. ``taskcomp report OUT`` makes the
 tables and plots.
+
+Tasks plug in as adapters (:class:`ClassificationTask`, :class:`TextTask`): they list the items, load and
+preprocess an image, prepare the objective's targets, make the task's baseline maps and measure a decoded
+image. Metric columns are named ``metric/variant`` (e.g. ``top1/tf_efficientnet_lite1``, ``cer/gt``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from ..io import image_to_tensor, load_image
 from .baselines import pillow_roundtrip
 from .metrics import psnr
 
-__all__ = ["load_recipe", "run_recipe", "imagenet_items", "preprocess_image", "parse_shard"]
+__all__ = ["load_recipe", "run_recipe", "parse_shard", "preprocess_image", "ClassificationTask", "TextTask",
+           "TASKS"]
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -51,26 +56,171 @@ def parse_shard(s: str | None) -> tuple[int, int]:
     return i, n
 
 
-def imagenet_items(root: Path) -> list[dict[str, Any]]:
-    """Rows of ``imagenet-sample/labels.csv``: file path and class index."""
-    import pandas as pd
-
-    df = pd.read_csv(root / "labels.csv")
-    return [{"id": r.file, "path": root / "images" / r.file, "label": int(r.class_index)} for r in df.itertuples()]
-
-
-def preprocess_image(arr: np.ndarray, resize: int | None, crop: int | None) -> np.ndarray:
-    """Resize the short side to ``resize`` (bicubic) and centre-crop ``crop`` x ``crop``, on uint8."""
+def preprocess_image(arr: np.ndarray, resize: int | None = None, crop: int | None = None,
+                     max_side: int | None = None) -> tuple[np.ndarray, float]:
+    """Resize the short side to ``resize`` (bicubic) and centre-crop ``crop``; or shrink so the long side is
+    at most ``max_side`` (Lanczos). Returns (uint8 image, scale applied to coordinates)."""
     im = Image.fromarray(arr)
+    scale = 1.0
     if resize:
         w, h = im.size
-        s = resize / min(w, h)
-        im = im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
+        scale = resize / min(w, h)
+        im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+    if max_side and max(im.size) > max_side:
+        s = max_side / max(im.size)
+        im = im.resize((max(1, round(im.size[0] * s)), max(1, round(im.size[1] * s))), Image.LANCZOS)
+        scale *= s
     if crop:
         w, h = im.size
         left, top = (w - crop) // 2, (h - crop) // 2
         im = im.crop((left, top, left + crop, top + crop))
-    return np.asarray(im)
+    return np.asarray(im), scale
+
+
+class ClassificationTask:
+    """ImageNet-sample classification: maps optimised for one classifier, top-1/top-5 of several."""
+
+    baseline = "gradcam"
+
+    def __init__(self, recipe: dict[str, Any]):
+        from ..objectives import create_objective
+
+        spec = dict(recipe.get("objective", {"name": "classification"}))
+        self.objective = create_objective(spec.pop("name"), **spec)
+        names = recipe.get("eval_models") or [self.objective.model_name]
+        self.evaluators = {n: (self.objective if n == self.objective.model_name
+                               else create_objective("classification", model=n)) for n in names}
+        self.cam_model = self.evaluators[names[0]]
+        self.use_label = bool((recipe["methods"].get("task_aware") or {}).get("use_label", True))
+        self.pre = recipe.get("preprocess", {})
+
+    @staticmethod
+    def items(root: Path) -> list[dict[str, Any]]:
+        import pandas as pd
+
+        df = pd.read_csv(root / "labels.csv")
+        return [{"id": r.file, "path": root / "images" / r.file, "label": int(r.class_index)} for r in df.itertuples()]
+
+    def load(self, item):
+        return preprocess_image(load_image(item["path"]), self.pre.get("resize"), self.pre.get("crop"))[0]
+
+    def contexts(self, x, item):
+        ev = {n: e.prepare(x, label=item["label"]) for n, e in self.evaluators.items()}
+        opt = self.objective.prepare(x, label=item["label"]) if self.use_label else self.objective.prepare(x)
+        return opt, {"eval": ev, "cam": None}
+
+    def baseline_map(self, x, state, value: float):
+        from ..objectives.saliency import image_cam
+
+        if state["cam"] is None:
+            state["cam"], _ = image_cam(self.cam_model, x)
+        return (value * state["cam"]).clamp(0, 1).detach()
+
+    def metrics(self, arr, dec_arr, x_dec, state, item) -> dict[str, Any]:
+        rec = {"label": item["label"]}
+        for n, e in self.evaluators.items():
+            m = e.evaluate(x_dec, state["eval"][n])[0]
+            rec[f"top1/{n}"], rec[f"top5/{n}"] = m["top1"], m["top5"]
+        return rec
+
+
+def _sroie_lines(csv_path: Path) -> list[tuple[float, float, float, float, str]]:
+    """Ground-truth text lines of one SROIE receipt: (x0, y0, x1, y1, transcript) from 4-point boxes."""
+    out = []
+    for line in csv_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.split(",", 8)
+        if len(parts) < 9:
+            continue
+        try:
+            xs, ys = [float(v) for v in parts[0:8:2]], [float(v) for v in parts[1:8:2]]
+        except ValueError:
+            continue
+        out.append((min(xs), min(ys), max(xs), max(ys), parts[8].strip()))
+    return out
+
+
+def _line_scores(gt_lines, reading) -> tuple[float, float]:
+    """CER and word accuracy of easyocr's reading against ground-truth lines, matched by position.
+
+    Each read box goes to the ground-truth line that contains its centre (the nearest line centre
+    otherwise); a line's hypothesis is its boxes' text left to right. CER = total edit distance / total
+    ground-truth characters; word accuracy over all ground-truth words.
+    """
+    from ..objectives.text import _levenshtein, word_accuracy
+
+    if not gt_lines:
+        return 0.0, 1.0
+    assigned: list[list[tuple[float, str]]] = [[] for _ in gt_lines]
+    centres = np.array([((a + c) / 2, (b + d) / 2) for a, b, c, d, _ in gt_lines])
+    for box, text, *_ in reading:
+        pts = np.asarray(box, dtype=float)
+        cx, cy = pts[:, 0].mean(), pts[:, 1].mean()
+        inside = [i for i, (a, b, c, d, _) in enumerate(gt_lines) if a <= cx <= c and b <= cy <= d]
+        i = inside[0] if inside else int(np.argmin(((centres - (cx, cy)) ** 2).sum(1)))
+        assigned[i].append((pts[:, 0].min(), text))
+    dist = chars = 0
+    words_found = words = 0.0
+    for (_, _, _, _, ref), hyp in zip(gt_lines, assigned):
+        h = " ".join(t for _, t in sorted(hyp))
+        dist += _levenshtein(ref, h)
+        chars += len(ref)
+        n = len(ref.split())
+        words += n
+        words_found += word_accuracy(ref, h) * n
+    return dist / max(chars, 1), (words_found / words if words else 1.0)
+
+
+class TextTask:
+    """SROIE receipts: CER / word accuracy of easyocr's reading against ground truth and the original."""
+
+    baseline = "box_mask"
+
+    def __init__(self, recipe: dict[str, Any]):
+        from ..objectives import create_objective
+
+        spec = dict(recipe.get("objective", {"name": "text"}))
+        self.objective = create_objective(spec.pop("name"), **spec)
+        self.pre = recipe.get("preprocess", {})
+        self.use_gt = bool((recipe["methods"].get("task_aware") or {}).get("use_gt", False))
+
+    @staticmethod
+    def items(root: Path) -> list[dict[str, Any]]:
+        imgs = sorted((root / "images").glob("*.jpg"))
+        return [{"id": p.name, "path": p, "boxes": root / "boxes" / f"{p.stem}.csv"} for p in imgs]
+
+    def load(self, item):
+        arr, scale = preprocess_image(load_image(item["path"]), max_side=self.pre.get("max_side"))
+        item["gt"] = [(a * scale, b * scale, c * scale, d * scale, t) for a, b, c, d, t in
+                      (_sroie_lines(item["boxes"]) if item["boxes"].is_file() else [])]
+        return arr
+
+    def contexts(self, x, item):
+        texts = [[(int(a), int(b), int(np.ceil(c)), int(np.ceil(d)), t) for a, b, c, d, t in item["gt"]]]
+        ctx = self.objective.prepare(x, texts=texts) if self.use_gt else self.objective.prepare(x)
+        orig = ctx if not self.use_gt else self.objective.prepare(x)
+        H, W = x.shape[-2:]
+        mask = np.zeros((H, W), bool)
+        for a, b, c, d, _ in item["gt"]:
+            mask[int(b): int(np.ceil(d)), int(a): int(np.ceil(c))] = True
+        return ctx, {"orig": orig, "mask": mask}
+
+    def baseline_map(self, x, state, value: float):
+        return self.objective.box_mask(state["orig"], tuple(x.shape[-2:]), q_in=value, q_out=0.0)
+
+    def metrics(self, arr, dec_arr, x_dec, state, item) -> dict[str, Any]:
+        reading = self.objective.read(x_dec[0])
+        cer_gt, wacc_gt = _line_scores(item["gt"], reading)
+        m = self.objective.evaluate(x_dec, state["orig"])[0]
+        mask = state["mask"]
+        rec = {"cer/gt": cer_gt, "word_acc/gt": wacc_gt, "cer/original": m["cer"], "word_acc/original": m["word_acc"]}
+        if mask.any():
+            rec["psnr_text"] = psnr(arr[mask], dec_arr[mask])
+        if (~mask).any():
+            rec["psnr_background"] = psnr(arr[~mask], dec_arr[~mask])
+        return rec
+
+
+TASKS = {"classification": ClassificationTask, "text": TextTask}
 
 
 def _settings(methods: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -80,32 +230,38 @@ def _settings(methods: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
         spec = spec or {}
         if method == "uniform":
             out += [(method, f"q={q:.2f}", {"q": float(q)}) for q in spec.get("q", [])]
-        elif method == "gradcam":
-            out += [(method, f"alpha={a:.2f}", {"alpha": float(a)}) for a in spec.get("alpha", [])]
+        elif method in ("gradcam", "box_mask"):
+            key = "alpha" if method == "gradcam" else "q_in"
+            out += [(method, f"{key}={a:.2f}", {key: float(a)}) for a in spec.get(key, [])]
         elif method == "task_aware":
             out += [(method, f"lambda={lam:g}", {"lam": float(lam)}) for lam in spec.get("lambda", [])]
         elif method in ("jpeg", "webp"):
             out += [(method, f"quality={q}", {"quality": int(q)}) for q in spec.get("quality", [])]
         else:
-            raise ValueError(f"unknown method {method!r} in recipe (uniform, gradcam, task_aware, jpeg, webp)")
+            raise ValueError(f"unknown method {method!r} in recipe (uniform, gradcam, box_mask, task_aware, jpeg, webp)")
     return out
 
 
 def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | None = None,
                shard: str | None = None, log=print) -> int:
-    """Run (or resume) a classification recipe; returns the number of new records."""
+    """Run (or resume) a recipe; returns the number of new records."""
     from tqdm import tqdm
 
     from ..codec import create_codec
     from ..maps import uniform_map
-    from ..objectives import create_objective
-    from ..objectives.saliency import image_cam
     from ..optimize import MapOptimizer, real_bpp
 
     torch.set_flush_denormal(True)
-    if recipe.get("task", "classification") != "classification":
-        raise ValueError("only classification recipes are supported so far")
-    items = imagenet_items(data_root / recipe["data"])
+    task_name = recipe.get("task", "classification")
+    if task_name not in TASKS:
+        raise ValueError(f"unknown task {task_name!r}; recipes support {', '.join(TASKS)}")
+    settings = _settings(recipe["methods"])
+    for method, _, _ in settings:
+        if method in ("gradcam", "box_mask") and method != TASKS[task_name].baseline:
+            raise ValueError(f"method {method} does not apply to task {task_name}")
+
+    # Items come from the task's data layout; the task's models load only when there is work to do.
+    items = TASKS[task_name].items(data_root / recipe["data"])
     if limit:
         items = items[:limit]
     si, sn = parse_shard(shard)
@@ -119,36 +275,27 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
             if line.strip():
                 r = json.loads(line)
                 done.add((r["image"], r["method"], r["setting"]))
-
-    settings = _settings(recipe["methods"])
     todo = [(it, s) for it in items for s in settings if (it["id"], s[0], s[1]) not in done]
     log(f"{len(items)} images x {len(settings)} points: {len(todo)} to do, {len(items) * len(settings) - len(todo)} done")
     if not todo:
         return 0
 
+    task = TASKS[task_name](recipe)
     codec = create_codec(recipe.get("codec", "sft-small"), checkpoint=recipe.get("checkpoint"))
-    obj_spec = dict(recipe.get("objective", {"name": "classification"}))
-    objective = create_objective(obj_spec.pop("name"), **obj_spec)
-    eval_names = recipe.get("eval_models") or [objective.model_name]
-    evaluators = {n: (objective if n == objective.model_name else create_objective("classification", model=n))
-                  for n in eval_names}
     ta = dict(recipe["methods"].get("task_aware") or {})
-    ta.pop("lambda", None)
-    use_label = bool(ta.pop("use_label", True))
-    pre = recipe.get("preprocess", {})
+    for k in ("lambda", "use_label", "use_gt"):
+        ta.pop(k, None)
 
-    n_new = 0
     by_image: dict[str, list] = {}
     for it, s in todo:
         by_image.setdefault(it["id"], [it, []])[1].append(s)
+    n_new = 0
     with open(rec_path, "a") as f:
         for img_id, (it, sets) in tqdm(by_image.items(), desc=recipe["name"], dynamic_ncols=True):
-            arr = preprocess_image(load_image(it["path"]), pre.get("resize"), pre.get("crop"))
+            arr = task.load(it)
             x = image_to_tensor(arr)
             H, W = arr.shape[:2]
-            ctxs = {n: e.prepare(x, label=it["label"]) for n, e in evaluators.items()}
-            opt_ctx = objective.prepare(x, label=it["label"]) if use_label else objective.prepare(x)
-            cam = None
+            opt_ctx, state = task.contexts(x, it)
             for method, setting, params in sets:
                 t0 = time.perf_counter()
                 extra: dict[str, Any] = {}
@@ -159,23 +306,19 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
                 else:
                     if method == "uniform":
                         qmap = uniform_map(H, W, params["q"])
-                    elif method == "gradcam":
-                        if cam is None:
-                            cam, _ = image_cam(evaluators[eval_names[0]], x)
-                        qmap = (params["alpha"] * cam).clamp(0, 1).detach()
-                    else:
-                        res = MapOptimizer(codec, objective, lam=params["lam"], **ta).run(x, opt_ctx)
+                    elif method == "task_aware":
+                        res = MapOptimizer(codec, task.objective, lam=params["lam"], **ta).run(x, opt_ctx)
                         qmap = res.qmap
                         extra = {"best_step": res.best_step[0], "map_mean": float(qmap.mean())}
+                    else:
+                        qmap = task.baseline_map(x, state, next(iter(params.values())))
                     bpp, data = real_bpp(codec, x, qmap)
                     with torch.inference_mode():
                         x_dec = decode(codec, data)
                     dec_arr = (x_dec[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
-                rec = {"image": img_id, "label": it["label"], "method": method, "setting": setting, **params,
-                       "bpp": bpp, "psnr": psnr(arr, dec_arr), "seconds": time.perf_counter() - t0, **extra}
-                for n, e in evaluators.items():
-                    m = e.evaluate(x_dec, ctxs[n])[0]
-                    rec[f"top1/{n}"], rec[f"top5/{n}"] = m["top1"], m["top5"]
+                rec = {"image": img_id, "method": method, "setting": setting, **params, "width": W, "height": H,
+                       "bpp": bpp, "psnr": psnr(arr, dec_arr), **task.metrics(arr, dec_arr, x_dec, state, it),
+                       "seconds": time.perf_counter() - t0, **extra}
                 f.write(json.dumps(rec) + "\n")
                 f.flush()
                 n_new += 1
