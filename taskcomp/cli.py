@@ -198,7 +198,14 @@ def _cmd_optimize(a):
     img = load_image(a.image)
     x = image_to_tensor(img)
     kw = {"model": a.model} if a.model else {}
-    objective = create_objective(a.task, **kw)
+    if "," in a.task or ":" in a.task:
+        from .objectives import parse_task_spec
+
+        if a.label is not None or a.model:
+            raise ValueError("--label and --model apply to a single task, not to a weighted task list")
+        objective = create_objective("weighted", objectives=parse_task_spec(a.task))
+    else:
+        objective = create_objective(a.task, **kw)
     codec = _load_codec(a)
     ctx = objective.prepare(x, label=a.label) if a.label is not None else objective.prepare(x)
     opt_kwargs = dict(steps=a.steps, lr=a.lr, optimizer=a.optimizer, init=a.init, init_q=a.init_q,
@@ -309,7 +316,7 @@ def _cmd_report(a):
 
     from .report import report
 
-    s = report(a.run_dir, a.out, max_bpp=a.max_bpp)
+    s = report(a.run_dir, a.out, max_bpp=a.max_bpp, data_root=a.data_root)
     print(json.dumps({k: v for k, v in s.items() if k != "comparisons"}, indent=2))
     for name, c in s["comparisons"].items():
         keys = [k for k in c if k.startswith("max_")]
@@ -351,7 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     o = sub.add_parser("optimize", help="optimise a task-aware quality map for one image and compress with it")
     o.add_argument("image")
-    o.add_argument("--task", default="classification", help="objective name (classification, saliency)")
+    o.add_argument("--task", default="classification",
+                   help="objective: classification, saliency, detection, text, or a weighted list such as "
+                        "'detection:1,text:0.5'")
     o.add_argument("--model", help="task model (timm name or alias; default: the objective's offline default)")
     o.add_argument("--label", type=int, help="class index (classification); default: label-free")
     lg = o.add_mutually_exclusive_group()
@@ -381,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("run_dir")
     rp.add_argument("--out", help="output folder (default: the run folder)")
     rp.add_argument("--max-bpp", type=float, default=0.3, help="low-rate range for the gain summary")
+    rp.add_argument("--data-root", help="data root (detection runs read COCO ground truth from it)")
     rp.set_defaults(func=_cmd_report)
 
     oc = sub.add_parser("ocr-map", help="OCR-preserving quality map for a document photo, and compress with it")

@@ -86,7 +86,38 @@ def compare_to_uniform(table, metric: str, method: str = "task_aware", max_bpp: 
     }
 
 
-def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: float = 0.3) -> dict:
+def coco_ap(df, annotations: Path, category: int):
+    """AP@[.5:.95] and AP@0.5 (pycocotools) per (method, setting) from records with ``detections``: a DataFrame."""
+    import contextlib
+    import io
+
+    import pandas as pd
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(annotations))
+    name = gt.loadCats([category])[0]["name"]
+    rows = []
+    for (method, setting), g in df.groupby(["method", "setting"]):
+        res = [{"image_id": int(r.coco_id), "category_id": category, "bbox": d[:4], "score": d[4]}
+               for r in g.itertuples() for d in r.detections]
+        ap = ap50 = 0.0
+        if res:
+            with contextlib.redirect_stdout(io.StringIO()):
+                ev = COCOeval(gt, gt.loadRes(res), "bbox")
+                ev.params.imgIds = sorted(int(i) for i in g["coco_id"])
+                ev.params.catIds = [category]
+                ev.evaluate()
+                ev.accumulate()
+                ev.summarize()
+            ap, ap50 = float(max(ev.stats[0], 0)), float(max(ev.stats[1], 0))
+        rows.append({"method": method, "setting": setting, f"ap/{name}": ap, f"ap50/{name}": ap50})
+    return pd.DataFrame(rows)
+
+
+def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: float = 0.3,
+           data_root: str | Path | None = None) -> dict:
     """Write ``table.csv``, ``table.md``, ``metrics_vs_bpp.png`` and ``summary.json`` for a run."""
     import matplotlib
 
@@ -99,6 +130,16 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
     df = load_records(run_dir)
     metric_cols = sorted(c for c in df.columns if "/" in c)
     table = curves(df, metric_cols)
+    if "detections" in df:
+        import yaml
+
+        from .datasets import data_root as _root
+
+        recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+        ann = _root(data_root) / recipe["data"] / "instances.json"
+        ap = coco_ap(df, ann, int(recipe.get("coco_category", 1)))
+        table = table.merge(ap, on=["method", "setting"], how="left")
+        metric_cols += [c for c in ap.columns if "/" in c]
     table.to_csv(out / "table.csv", index=False)
     atomic_write(out / "table.md", (table.to_markdown(index=False, floatfmt=".4f") + "\n").encode())
 

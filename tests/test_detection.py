@@ -1,6 +1,5 @@
 """The detection objective (ultralytics loss on the offline person detector)."""
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -61,3 +60,38 @@ def test_not_a_detector(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="not an ultralytics checkpoint"):
         load_detector(junk)
+
+
+def test_eigencam_and_weighted(det, people):
+    from taskcomp.objectives import create_objective, parse_task_spec
+    from taskcomp.objectives.detection import detector_eigencam
+
+    m = detector_eigencam(det, people)
+    assert m.shape == (1, 1, *people.shape[-2:]) and 0 <= float(m.min()) <= float(m.max()) <= 1
+    assert parse_task_spec("detection:1,text:0.5") == [{"name": "detection", "weight": 1.0},
+                                                        {"name": "text", "weight": 0.5}]
+    with pytest.raises(ValueError):
+        parse_task_spec("detection:-1")
+    w = create_objective("weighted", objectives=[{"name": "detection", "weight": 1.0},
+                                                 {"name": "saliency", "weight": 2.0}])
+    x = people[..., :192, :256]
+    ctx = w.prepare(x)
+    loss = w.loss(x, ctx)
+    assert loss.shape == (1,) and torch.isfinite(loss).all()
+    assert {"detection/f1_vs_original", "saliency/top1"} <= set(w.evaluate(x, ctx)[0])
+
+
+def test_coco_recipe_tiny_with_ap(tmp_path, data_root):
+    from taskcomp.bench.recipes import run_recipe
+    from taskcomp.report import report
+
+    recipe = {"name": "tiny_coco", "task": "detection", "data": "coco-val", "coco_category": 1,
+              "preprocess": {"max_side": 256}, "objective": {"name": "detection", "imgsz": 256},
+              "methods": {"uniform": {"q": [0.0, 1.0]}, "saliency": {"alpha": [1.0]},
+                          "task_aware": {"lambda": [1.0], "steps": 1, "downsample": 16}, "webp": {"quality": [50]}}}
+    out = tmp_path / "run"
+    assert run_recipe(recipe, out, data_root, limit=2, log=lambda *a: None) == 10
+    s = report(out, data_root=data_root)
+    table = (out / "table.csv").read_text()
+    assert "ap50/person" in table and "ap/person" in table
+    assert any("f1/original" in k for k in s["comparisons"])

@@ -6,7 +6,7 @@ and the methods with their sweeps. Every (image, method, setting) gives one reco
 ``--limit`` / ``--shard i/n`` split the work across processes or machines. ``taskcomp report OUT`` makes the
 tables and plots.
 
-Tasks plug in as adapters (:class:`ClassificationTask`, :class:`TextTask`): they list the items, load and
+Tasks plug in as adapters (:class:`ClassificationTask`, :class:`TextTask`, :class:`DetectionTask`): they list the items, load and
 preprocess an image, prepare the objective's targets, make the task's baseline maps and measure a decoded
 image. Metric columns are named ``metric/variant`` (e.g. ``top1/tf_efficientnet_lite1``, ``cer/gt``).
 """
@@ -24,12 +24,12 @@ import yaml
 from PIL import Image
 
 from ..bitstream import decode
-from ..io import image_to_tensor, load_image
+from ..io import atomic_write, image_to_tensor, load_image
 from .baselines import pillow_roundtrip
 from .metrics import psnr
 
 __all__ = ["load_recipe", "run_recipe", "parse_shard", "preprocess_image", "ClassificationTask", "TextTask",
-           "TASKS"]
+           "DetectionTask", "TASKS"]
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -220,7 +220,56 @@ class TextTask:
         return rec
 
 
-TASKS = {"classification": ClassificationTask, "text": TextTask}
+class DetectionTask:
+    """COCO val: detections of the decoded image (for AP against COCO ground truth in the report) and their
+    agreement with the detections on the original."""
+
+    baseline = "saliency"
+
+    def __init__(self, recipe: dict[str, Any]):
+        from ..objectives import create_objective
+
+        spec = dict(recipe.get("objective", {"name": "detection"}))
+        self.objective = create_objective(spec.pop("name"), **spec)
+        parts = getattr(self.objective, "parts", None)
+        self.det = next(o for n, _, o in parts if n == "detection") if parts else self.objective
+        self.pre = recipe.get("preprocess", {})
+        self.category = int(recipe.get("coco_category", 1))
+
+    @staticmethod
+    def items(root: Path) -> list[dict[str, Any]]:
+        with open(root / "instances.json") as f:
+            d = json.load(f)
+        return [{"id": im["file_name"], "path": root / "images" / im["file_name"], "coco_id": im["id"]}
+                for im in sorted(d["images"], key=lambda i: i["file_name"])]
+
+    def load(self, item):
+        arr, item["scale"] = preprocess_image(load_image(item["path"]), max_side=self.pre.get("max_side"))
+        return arr
+
+    def contexts(self, x, item):
+        ctx = self.objective.prepare(x)
+        det_ctx = ctx.get("detection", ctx) if isinstance(ctx, dict) and "detection" in ctx else ctx
+        return ctx, {"det": det_ctx, "cam": None}
+
+    def baseline_map(self, x, state, value: float):
+        from ..objectives.detection import detector_eigencam
+
+        if state["cam"] is None:
+            state["cam"] = detector_eigencam(self.det, x)
+        return (value * state["cam"]).clamp(0, 1)
+
+    def metrics(self, arr, dec_arr, x_dec, state, item) -> dict[str, Any]:
+        d = self.det.detect(x_dec)[0]
+        s = item["scale"]
+        dets = [[float(a / s), float(b / s), float((c - a) / s), float((e - b) / s), float(conf)]
+                for a, b, c, e, conf, _ in d.tolist()]
+        m = self.det.evaluate(x_dec, state["det"])[0]
+        return {"coco_id": item["coco_id"], "detections": dets, "f1/original": m["f1_vs_original"],
+                "recall/original": m["recall_vs_original"]}
+
+
+TASKS = {"classification": ClassificationTask, "text": TextTask, "detection": DetectionTask}
 
 
 def _settings(methods: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -230,15 +279,16 @@ def _settings(methods: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
         spec = spec or {}
         if method == "uniform":
             out += [(method, f"q={q:.2f}", {"q": float(q)}) for q in spec.get("q", [])]
-        elif method in ("gradcam", "box_mask"):
-            key = "alpha" if method == "gradcam" else "q_in"
+        elif method in ("gradcam", "box_mask", "saliency"):
+            key = "q_in" if method == "box_mask" else "alpha"
             out += [(method, f"{key}={a:.2f}", {key: float(a)}) for a in spec.get(key, [])]
         elif method == "task_aware":
             out += [(method, f"lambda={lam:g}", {"lam": float(lam)}) for lam in spec.get("lambda", [])]
         elif method in ("jpeg", "webp"):
             out += [(method, f"quality={q}", {"quality": int(q)}) for q in spec.get("quality", [])]
         else:
-            raise ValueError(f"unknown method {method!r} in recipe (uniform, gradcam, box_mask, task_aware, jpeg, webp)")
+            raise ValueError(f"unknown method {method!r} in recipe "
+                             "(uniform, gradcam, box_mask, saliency, task_aware, jpeg, webp)")
     return out
 
 
@@ -257,7 +307,7 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
         raise ValueError(f"unknown task {task_name!r}; recipes support {', '.join(TASKS)}")
     settings = _settings(recipe["methods"])
     for method, _, _ in settings:
-        if method in ("gradcam", "box_mask") and method != TASKS[task_name].baseline:
+        if method in ("gradcam", "box_mask", "saliency") and method != TASKS[task_name].baseline:
             raise ValueError(f"method {method} does not apply to task {task_name}")
 
     # Items come from the task's data layout; the task's models load only when there is work to do.
@@ -267,7 +317,7 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
     si, sn = parse_shard(shard)
     items = items[si::sn]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    atomic_write(out / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False).encode())
     rec_path = out / f"records.shard{si}of{sn}.jsonl"
     done = set()
     for p in out.glob("records*.jsonl"):

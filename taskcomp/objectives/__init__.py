@@ -5,6 +5,8 @@ from .classification import ClassificationObjective
 from .saliency import SaliencyObjective, grad_cam, image_cam
 from .detection import DetectionObjective
 from .text import TextObjective
+from .weighted import WeightedObjective, parse_task_spec
 
 __all__ = ["Objective", "create_objective", "list_objectives", "register_objective", "ClassificationObjective",
-           "SaliencyObjective", "grad_cam", "image_cam", "TextObjective", "DetectionObjective"]
+           "SaliencyObjective", "grad_cam", "image_cam", "TextObjective", "DetectionObjective", "WeightedObjective",
+           "parse_task_spec"]

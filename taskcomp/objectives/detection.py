@@ -24,7 +24,7 @@ from torch import Tensor
 from ..weights import ModelError
 from .base import Objective, register_objective
 
-__all__ = ["DetectionObjective", "default_detector_path", "load_detector", "box_iou"]
+__all__ = ["DetectionObjective", "default_detector_path", "load_detector", "box_iou", "detector_eigencam"]
 
 
 def default_detector_path() -> Path:
@@ -182,3 +182,26 @@ class DetectionObjective(Objective):
                         "f1_vs_original": f1})
         return out
 
+
+
+def detector_eigencam(obj: DetectionObjective, x: Tensor, layers: list[int] | None = None) -> Tensor:
+    """Label-free saliency of a YOLO detector: pytorch-grad-cam's EigenCAM (first principal component of
+    the activations, no gradients), averaged over the layers feeding the Detect head, in the image frame.
+
+    Returns (1, 1, H, W) in [0, 1].
+    """
+    from pytorch_grad_cam import EigenCAM
+
+    H, W = x.shape[-2:]
+    inp, r, (ph, pw) = obj.letterbox(x)
+    head = obj.model.model[-1]
+    idx = layers if layers is not None else list(getattr(head, "f", [len(obj.model.model) - 2]))
+    targets = [obj.model.model[i] for i in idx]
+    with EigenCAM(model=obj.model, target_layers=targets) as cam:
+        # EigenCAM needs no targets; passing an empty list skips pytorch-grad-cam's classifier argmax, which
+        # cannot read a detector's tuple output.
+        m = cam(input_tensor=inp, targets=[])[0]
+    m = torch.from_numpy(m)[None, None].float()
+    h, w = inp.shape[-2] - ph, inp.shape[-1] - pw
+    m = F.interpolate(m[..., :h, :w], size=(H, W), mode="bilinear", align_corners=False)
+    return m.clamp(0, 1)

@@ -1,0 +1,66 @@
+"""A weighted sum of objectives, for one map that serves several tasks (e.g. detection + text)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .base import Objective, create_objective, register_objective
+
+__all__ = ["WeightedObjective", "parse_task_spec"]
+
+
+def parse_task_spec(spec: str) -> list[dict[str, Any]]:
+    """``"detection:1,text:0.5"`` -> ``[{"name": "detection", "weight": 1.0}, {"name": "text", "weight": 0.5}]``.
+
+    A name without ``:w`` has weight 1.
+    """
+    parts = []
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, _, w = item.partition(":")
+        try:
+            weight = float(w) if w else 1.0
+        except ValueError:
+            raise ValueError(f"bad weight {w!r} for task {name!r} (expected name:weight)") from None
+        if weight < 0:
+            raise ValueError(f"task weight must be >= 0, got {weight} for {name}")
+        parts.append({"name": name, "weight": weight})
+    if not parts:
+        raise ValueError("empty task list")
+    return parts
+
+
+@register_objective("weighted")
+class WeightedObjective(Objective):
+    """``loss = sum_i w_i * loss_i``; metrics of every part, prefixed ``name/``.
+
+    Args:
+        objectives: list of ``{"name": ..., "weight": ..., **kwargs}`` (kwargs go to each objective).
+    """
+
+    def __init__(self, objectives: list[dict[str, Any]]):
+        if not objectives:
+            raise ValueError("a weighted objective needs at least one part")
+        self.parts = []
+        for spec in objectives:
+            spec = dict(spec)
+            name, weight = spec.pop("name"), float(spec.pop("weight", 1.0))
+            self.parts.append((name, weight, create_objective(name, **spec)))
+
+    def prepare(self, x: Tensor, **targets: Any) -> dict[str, Any]:
+        return {name: obj.prepare(x, **targets.get(name, {})) for name, _, obj in self.parts}
+
+    def loss(self, x_hat: Tensor, ctx: dict[str, Any]) -> Tensor:
+        return torch.stack([w * obj.loss(x_hat, ctx[name]) for name, w, obj in self.parts]).sum(0)
+
+    def evaluate(self, x_dec: Tensor, ctx: dict[str, Any]) -> list[dict[str, float]]:
+        out = [{} for _ in range(x_dec.size(0))]
+        for name, _, obj in self.parts:
+            for i, m in enumerate(obj.evaluate(x_dec, ctx[name])):
+                out[i].update({f"{name}/{k}": v for k, v in m.items()})
+        return out
