@@ -205,11 +205,15 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
     _save_state(state_path, _state(model, opt, aux_opt, step, elapsed, skipped, rng))
     model = model.to(memory_format=torch.contiguous_format).cpu().eval()
     codec_path = out / "codec.pth"
-    meta = {"steps": step, "train_minutes": round(elapsed / 60, 2), "skipped_batches": skipped,
-            "crop": cfg.crop, "batch_size": cfg.batch_size, "config_file_extra": cfg.extra}
-    h = save_codec(model, codec_path, name, meta=meta)
+    h = _export_codec(model, codec_path, name, cfg, step, elapsed, skipped)
     log(f"done: {step} steps, {elapsed / 60:.1f} min, {skipped} skipped; exported {codec_path} ({h[:16]})")
     return codec_path
+
+
+def _export_codec(model, path, name, cfg: TrainConfig, step: int, elapsed: float, skipped: int) -> str:
+    meta = {"steps": step, "train_minutes": round(elapsed / 60, 2), "skipped_batches": skipped,
+            "crop": cfg.crop, "batch_size": cfg.batch_size}
+    return save_codec(model, path, name, meta=meta)
 
 
 def _state(model, opt, aux_opt, step, elapsed, skipped, rng) -> dict:
@@ -228,9 +232,7 @@ def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
     model.load_state_dict(st["model"])
     model.eval()
     path = Path(out) if out else run_dir / "codec.pth"
-    save_codec(model, path, name, meta={"steps": st["step"], "train_minutes": round(st["elapsed"] / 60, 2),
-                                        "skipped_batches": st.get("skipped", 0), "crop": cfg.crop,
-                                        "batch_size": cfg.batch_size})
+    _export_codec(model, path, name, cfg, st["step"], st["elapsed"], st.get("skipped", 0))
     return path
 
 
