@@ -20,7 +20,7 @@ def _cmd_train(a):
 def _cmd_export(a):
     from .train import export
 
-    print(export(a.run_dir, a.output))
+    print(export(a.run_dir, a.output, half=a.half))
 
 
 def _load_codec(a):
@@ -449,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export-codec", help="export a training run's last state as a codec checkpoint")
     e.add_argument("run_dir")
     e.add_argument("-o", "--output")
+    e.add_argument("--half", action="store_true", help="store parameters as float16 (half the size)")
     e.set_defaults(func=_cmd_export)
     return p
 

@@ -210,10 +210,11 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
     return codec_path
 
 
-def _export_codec(model, path, name, cfg: TrainConfig, step: int, elapsed: float, skipped: int) -> str:
+def _export_codec(model, path, name, cfg: TrainConfig, step: int, elapsed: float, skipped: int,
+                  half: bool = False) -> str:
     meta = {"steps": step, "train_minutes": round(elapsed / 60, 2), "skipped_batches": skipped,
             "crop": cfg.crop, "batch_size": cfg.batch_size}
-    return save_codec(model, path, name, meta=meta)
+    return save_codec(model, path, name, meta=meta, half=half)
 
 
 def _state(model, opt, aux_opt, step, elapsed, skipped, rng) -> dict:
@@ -222,8 +223,8 @@ def _state(model, opt, aux_opt, step, elapsed, skipped, rng) -> dict:
             "torch_rng": torch.get_rng_state()}
 
 
-def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Export ``RUN/last.pth`` (mid-training too) as a taskcomp codec checkpoint."""
+def export(run_dir: str | Path, out: str | Path | None = None, half: bool = False) -> Path:
+    """Export ``RUN/last.pth`` (mid-training too) as a taskcomp codec checkpoint (float16 with ``half``)."""
     run_dir = Path(run_dir)
     st = torch.load(run_dir / "last.pth", map_location="cpu", weights_only=False)
     cfg = TrainConfig.from_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else TrainConfig()
@@ -232,7 +233,7 @@ def export(run_dir: str | Path, out: str | Path | None = None) -> Path:
     model.load_state_dict(st["model"])
     model.eval()
     path = Path(out) if out else run_dir / "codec.pth"
-    _export_codec(model, path, name, cfg, st["step"], st["elapsed"], st.get("skipped", 0))
+    _export_codec(model, path, name, cfg, st["step"], st["elapsed"], st.get("skipped", 0), half=half)
     return path
 
 

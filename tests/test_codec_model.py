@@ -93,3 +93,19 @@ def test_rate_rises_with_quality(codec, sample_128):
     with torch.inference_mode():
         rates = [float(_rate_dist(codec, x, torch.tensor(q).view(1, 1, 1, 1), "round")[0]) for q in (0.0, 0.5, 1.0)]
     assert rates[0] < rates[1] < rates[2], rates
+
+
+def test_half_storage_codes_exactly_like_the_rounded_model(tmp_path):
+    from taskcomp.codec import save_codec
+
+    torch.manual_seed(0)
+    model = create_codec("sft-small", pretrained=False)
+    h32 = save_codec(model, tmp_path / "f32.pth", "sft-small")
+    h16 = save_codec(model, tmp_path / "f16.pth", "sft-small", half=True)  # rounds `model` in place
+    assert h32 != h16
+    assert (tmp_path / "f16.pth").stat().st_size < 0.6 * (tmp_path / "f32.pth").stat().st_size
+    loaded = create_codec("sft-small", checkpoint=tmp_path / "f16.pth")
+    assert loaded.checkpoint_info["hash"] == h16
+    x, q = torch.rand(1, 3, 64, 64), torch.rand(1, 1, 64, 64)
+    with torch.inference_mode():
+        assert model.compress(x, q)["strings"] == loaded.compress(x, q)["strings"]

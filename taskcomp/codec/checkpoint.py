@@ -71,19 +71,35 @@ def taskcomp_to_published(state_dict: dict[str, torch.Tensor]) -> dict[str, torc
     return out
 
 
-def save_codec(model: SFTCodec, path: str | Path, name: str, meta: dict[str, Any] | None = None, **extra) -> str:
-    """Save ``model`` (after ``update()``) in taskcomp format, atomically. Returns the weights hash."""
-    from ..io import atomic_write
+def save_codec(model: SFTCodec, path: str | Path, name: str, meta: dict[str, Any] | None = None,
+               half: bool = False, **extra) -> str:
+    """Save ``model`` in taskcomp format, atomically, with its entropy coder's CDF tables. Returns the hash.
+
+    Args:
+        half: store parameters as float16 (half the file). The model's own parameters are rounded to float16
+            first and the CDF tables recomputed from them, so the saved file codes exactly as ``model`` does
+            afterwards (buffers such as CDFs and the scale table stay exact).
+    """
     import io
 
-    model.update()
-    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    from ..io import atomic_write
+
+    if half:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.half().float())
+        model.update(force=True)
+    else:
+        model.update()
+    params = {n for n, _ in model.named_parameters()}
+    sd = {k: (v.detach().cpu().half() if half and k in params else v.detach().cpu())
+          for k, v in model.state_dict().items()}
     ckpt = {"format": FORMAT, "version": 1, "codec": name, "config": model.config.to_dict(), "state_dict": sd,
-            "meta": dict(meta or {}), **extra}
+            "meta": {**dict(meta or {}), "storage": "float16" if half else "float32"}, **extra}
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     atomic_write(path, buf.getvalue())
-    return state_dict_hash(sd)
+    return state_dict_hash(model.state_dict())
 
 
 def _read(path_or_url: str | Path) -> Any:
