@@ -11,7 +11,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-__all__ = ["ImageError", "atomic_write", "load_image", "image_to_tensor", "tensor_to_image", "save_image"]
+__all__ = ["ImageError", "atomic_write", "save_csv", "save_figure", "load_image", "image_to_tensor",
+           "tensor_to_image", "save_image"]
 
 
 class ImageError(ValueError):
@@ -42,6 +43,20 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def save_csv(df, path: str | Path) -> None:
+    """Write a pandas DataFrame as CSV (no index), atomically."""
+    atomic_write(path, df.to_csv(index=False).encode())
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
+    """Save a matplotlib figure (format from the suffix), atomically."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
+    atomic_write(path, buf.getvalue())
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_write
+from .io import atomic_write, save_csv, save_figure
 
 __all__ = ["load_records", "curves", "compare_to_uniform", "report"]
 
@@ -140,7 +140,7 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
         ap = coco_ap(df, ann, int(recipe.get("coco_category", 1)))
         table = table.merge(ap, on=["method", "setting"], how="left")
         metric_cols += [c for c in ap.columns if "/" in c]
-    table.to_csv(out / "table.csv", index=False)
+    save_csv(table, out / "table.csv")
     atomic_write(out / "table.md", (table.to_markdown(index=False, floatfmt=".4f") + "\n").encode())
 
     shown = [c for c in metric_cols if not c.startswith("top5/")]
@@ -156,13 +156,13 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
         ax.set_ylabel(col + (" (%)" if pct == 100 else ""))
         ax.grid(alpha=0.3)
         ax.legend()
-        for method in ("task_aware", "gradcam", "box_mask"):
+        for method in ("task_aware", "gradcam", "box_mask", "saliency"):
             c = compare_to_uniform(table, col, method, max_bpp)
             if c:
                 summary["comparisons"][f"{method} vs uniform, {col}"] = c
     fig.suptitle(f"{run_dir.name}: {summary['n_images']} images")
     fig.tight_layout()
-    fig.savefig(out / "metrics_vs_bpp.png", dpi=110)
+    save_figure(fig, out / "metrics_vs_bpp.png")
     plt.close(fig)
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
     return summary

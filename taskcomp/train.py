@@ -266,8 +266,8 @@ def plot_training(run_dir: str | Path, out_png: str | Path, window: int = 100) -
     fig.suptitle(f"{Path(run_dir).name}: {int(df['step'].iloc[-1])} steps, {df['wall_s'].iloc[-1] / 60:.0f} min "
                  f"(rolling mean over {window} steps)")
     fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
+    from .io import save_figure
+
+    save_figure(fig, out_png)
     plt.close(fig)
     return {k: float(sm[k].iloc[-1]) for k in ("loss", "bpp", "psnr")} | {"steps": int(df["step"].iloc[-1])}

@@ -54,7 +54,10 @@ def test_train_two_steps_then_resume(tmp_path):
     rows = (tmp_path / "run" / "log.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 3 and rows[-1].startswith("3,")
     from taskcomp.codec import create_codec
+    from taskcomp.train import plot_training
 
+    last = plot_training(tmp_path / "run", tmp_path / "curves.png", window=2)
+    assert last["steps"] == 3 and (tmp_path / "curves.png").stat().st_size > 0
     model = create_codec("sft-small", checkpoint=path)
     assert model.checkpoint_info["meta"]["steps"] == 3
     with pytest.raises(FileExistsError):

@@ -23,7 +23,7 @@ import torch
 
 from ..bitstream import decode, encode
 from ..codec.sft import SFTCodec
-from ..io import atomic_write, image_to_tensor, load_image, save_image, tensor_to_image
+from ..io import atomic_write, image_to_tensor, load_image, save_csv, save_figure, save_image, tensor_to_image
 from ..maps import blob_map, gradient_map, half_map, region_map, uniform_map
 from .baselines import PILLOW_CODECS, pillow_roundtrip
 from .metrics import bd_rate, bpp_of_bytes, ms_ssim, psnr
@@ -197,8 +197,8 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
     import matplotlib.pyplot as plt
 
     df, g = _mean_table(records)
-    df.to_csv(out / "per_image.csv", index=False)
-    g.to_csv(out / "mean.csv", index=False)
+    save_csv(df, out / "per_image.csv")
+    save_csv(g, out / "mean.csv")
 
     curves = {}
     for method in g["method"].unique():
@@ -252,12 +252,12 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
             "mean_bits_left": float(half["bits_left"].mean()), "mean_bits_right": float(half["bits_right"].mean()),
             "images_with_more_bits_left": int((half["bits_left"] > half["bits_right"]).sum()),
         }
-        half[["image", "psnr_left", "psnr_right", "bits_left", "bits_right", "bpp", "bpp_est"]].to_csv(
-            out / "half_map.csv", index=False)
+        save_csv(half[["image", "psnr_left", "psnr_right", "bits_left", "bits_right", "bpp", "bpp_est"]],
+                 out / "half_map.csv")
     if roundtrip is not None:
         import pandas as pd
 
-        pd.DataFrame(roundtrip).to_csv(out / "roundtrip.csv", index=False)
+        save_csv(pd.DataFrame(roundtrip), out / "roundtrip.csv")
         summary["roundtrip_fresh_process"] = {"n": len(roundtrip), "all_equal": all(r["equal"] for r in roundtrip)}
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
 
@@ -286,6 +286,6 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "rd_psnr.png", dpi=120)
+    save_figure(fig, out / "rd_psnr.png", dpi=120)
     plt.close(fig)
     return summary
