@@ -33,6 +33,8 @@ __all__ = ["BitstreamError", "Header", "pack", "unpack", "encode", "decode", "MA
 MAGIC = b"TCZ\x89"
 VERSION = 1
 MAX_SIDE = 1 << 16
+#: Largest image the codec takes in one piece (its activations at full resolution need ~1 GB per 4 MP).
+MAX_PIXELS = 64_000_000
 
 
 class BitstreamError(ValueError):
@@ -141,8 +143,9 @@ def encode(codec: SFTCodec, x: Tensor, qmap: Tensor, return_likelihoods: bool = 
     if x.dim() != 4 or x.size(0) != 1 or x.size(1) != 3:
         raise ValueError(f"expected one RGB image (1, 3, H, W), got {tuple(x.shape)}")
     H, W = x.shape[-2:]
-    if H > MAX_SIDE or W > MAX_SIDE:
-        raise ValueError(f"image {W}x{H} is larger than the {MAX_SIDE} px limit per side")
+    if H > MAX_SIDE or W > MAX_SIDE or H * W > MAX_PIXELS:
+        raise ValueError(f"image {W}x{H} is too large (limits: {MAX_SIDE} px per side, {MAX_PIXELS // 10**6} MP); "
+                         "downscale or tile it")
     out = codec.compress(x, qmap)
     name = getattr(codec, "checkpoint_info", {}).get("codec", "sft-custom")
     data = pack(Header(name, weights_id(codec), W, H), out["strings"][0][0], out["strings"][1][0])

@@ -57,3 +57,9 @@ def test_file_from_other_weights_is_rejected(codec, sample_128):
         data = encode(other, x, torch.full((1, 1, 128, 128), 0.5))
     with pytest.raises(BitstreamError, match="made with codec"):
         decode(codec, data)
+
+
+def test_oversized_image_is_refused_before_coding(codec):
+    x = torch.zeros(1, 3, 1, 70_000)  # wider than the container's 65536 px limit
+    with pytest.raises(ValueError, match="too large"):
+        encode(codec, x, torch.zeros(1, 1, 1, 70_000))
