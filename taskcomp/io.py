@@ -111,7 +111,10 @@ def load_image(path: str | Path) -> np.ndarray:
 
 def image_to_tensor(arr: np.ndarray) -> Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float().div_(255.0)
+    a = np.ascontiguousarray(arr)
+    if not a.flags.writeable:  # e.g. np.asarray of a PIL image; torch warns on read-only memory
+        a = a.copy()
+    return torch.from_numpy(a).permute(2, 0, 1)[None].float().div_(255.0)
 
 
 def tensor_to_image(x: Tensor) -> np.ndarray:
