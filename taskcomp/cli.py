@@ -201,8 +201,24 @@ def _print_comparison(codec, objective, x, ctx, rows):
         print(f"{name:<12}{setting:<22}{b:>10.4f}  PSNR={10 * math.log10(1 / max(mse, 1e-12)):.2f}, {shown}")
 
 
-def _cmd_optimize(a):
+def _optimize_map(codec, objective, x, ctx, a, default_lam: float, opt_kwargs: dict):
+    """Optimise one image's map at ``--lambda`` or for ``--target-bpp``; returns (qmap, .tcz bytes, lambda, s)."""
     import time
+
+    from .optimize import MapOptimizer, optimize_to_target_bpp, real_bpp
+
+    t0 = time.perf_counter()
+    if a.target_bpp is not None:
+        found = optimize_to_target_bpp(codec, objective, x, a.target_bpp, ctx=ctx, log=print, **opt_kwargs)
+        qmap, data, lam = found["qmap"], found["data"], found["lam"]
+    else:
+        lam = default_lam if a.lam is None else a.lam
+        qmap = MapOptimizer(codec, objective, lam=lam, **opt_kwargs).run(x, ctx, progress=True).qmap
+        _, data = real_bpp(codec, x, qmap)
+    return qmap, data, lam, time.perf_counter() - t0
+
+
+def _cmd_optimize(a):
     from pathlib import Path
 
     import torch
@@ -210,7 +226,6 @@ def _cmd_optimize(a):
     from .io import atomic_write, image_to_tensor, load_image
     from .maps import save_map
     from .objectives import create_objective
-    from .optimize import MapOptimizer, optimize_to_target_bpp, real_bpp
 
     if a.lam is not None and a.lam < 0:
         raise ValueError(f"--lambda must be >= 0, got {a.lam}")
@@ -229,16 +244,7 @@ def _cmd_optimize(a):
     ctx = objective.prepare(x, label=a.label) if a.label is not None else objective.prepare(x)
     opt_kwargs = dict(steps=a.steps, lr=a.lr, optimizer=a.optimizer, init=a.init, init_q=a.init_q,
                       downsample=a.downsample)
-    t0 = time.perf_counter()
-    if a.target_bpp is not None:
-        found = optimize_to_target_bpp(codec, objective, x, a.target_bpp, ctx=ctx, log=print, **opt_kwargs)
-        qmap, data, lam = found["qmap"], found["data"], found["lam"]
-    else:
-        lam = 1.0 if a.lam is None else a.lam
-        res = MapOptimizer(codec, objective, lam=lam, **opt_kwargs).run(x, ctx, progress=True)
-        qmap = res.qmap
-        _, data = real_bpp(codec, x, qmap)
-    secs = time.perf_counter() - t0
+    qmap, data, lam, secs = _optimize_map(codec, objective, x, ctx, a, 1.0, opt_kwargs)
     atomic_write(Path(a.output), data)
     if a.save_map:
         save_map(qmap, a.save_map)
@@ -254,7 +260,6 @@ def _cmd_optimize(a):
 
 
 def _cmd_ocr_map(a):
-    import time
     from pathlib import Path
 
     import numpy as np
@@ -264,7 +269,6 @@ def _cmd_ocr_map(a):
     from .io import atomic_write, image_to_tensor, load_image
     from .maps import save_map
     from .objectives import create_objective
-    from .optimize import MapOptimizer, optimize_to_target_bpp, real_bpp
 
     if a.lam is not None and a.lam < 0:
         raise ValueError(f"--lambda must be >= 0, got {a.lam}")
@@ -282,15 +286,7 @@ def _cmd_ocr_map(a):
     print(f"{a.image}: {W0}x{H0}" + (f", working resolution {W}x{H}" if (H, W) != (H0, W0) else "")
           + f", {n_boxes} text boxes read on the original")
     opt_kwargs = dict(steps=a.steps, lr=a.lr, init="constant", init_q=a.init_q, downsample=a.downsample)
-    t0 = time.perf_counter()
-    if a.target_bpp is not None:
-        found = optimize_to_target_bpp(codec, objective, x, a.target_bpp, ctx=ctx, log=print, **opt_kwargs)
-        qmap, data, lam = found["qmap"], found["data"], found["lam"]
-    else:
-        lam = 10.0 if a.lam is None else a.lam
-        qmap = MapOptimizer(codec, objective, lam=lam, **opt_kwargs).run(x, ctx, progress=True).qmap
-        _, data = real_bpp(codec, x, qmap)
-    secs = time.perf_counter() - t0
+    qmap, data, lam, secs = _optimize_map(codec, objective, x, ctx, a, 10.0, opt_kwargs)
     atomic_write(Path(a.output), data)
     if a.save_map:
         save_map(qmap, a.save_map)

@@ -154,3 +154,14 @@ def test_console_script_fresh_process(tmp_path, png):
     r = subprocess.run([sys.executable, "-m", "taskcomp.cli", "decompress", str(png), "-o", str(tmp_path / "r.png")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "not a taskcomp" in r.stderr
+
+
+def test_optimize_command_and_its_errors(tmp_path, png, capsys):
+    rc, out, err = run(["optimize", png, "--label", 88, "--steps", 2, "--downsample", 16, "--compare",
+                        "-o", tmp_path / "o.tcz", "--save-map", tmp_path / "m.npy"], capsys)
+    assert rc == 0, err
+    assert "task-aware" in out and "uniform" in out and (tmp_path / "m.npy").is_file()
+    for args, word in [(["--label", 1000], "out of range"), (["--model", "no_such_net"], "unknown classifier"),
+                       (["--lambda", -1], "--lambda"), (["--target-bpp", 50], "unreachable")]:
+        rc, _, err = run(["optimize", png, *args, "--steps", 1, "-o", tmp_path / "x.tcz"], capsys)
+        assert_one_line_error(rc, err, word)
