@@ -24,7 +24,7 @@ import yaml
 from PIL import Image
 
 from ..bitstream import decode
-from ..io import atomic_write, image_to_tensor, load_image
+from ..io import atomic_write, image_to_tensor, load_image, tensor_to_image
 from .baselines import pillow_roundtrip
 from .metrics import psnr
 
@@ -365,7 +365,7 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
                     bpp, data = real_bpp(codec, x, qmap)
                     with torch.inference_mode():
                         x_dec = decode(codec, data)
-                    dec_arr = (x_dec[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+                    dec_arr = tensor_to_image(x_dec)
                 rec = {"image": img_id, "method": method, "setting": setting, **params, "width": W, "height": H,
                        "bpp": bpp, "psnr": psnr(arr, dec_arr), **task.metrics(arr, dec_arr, x_dec, state, it),
                        "seconds": time.perf_counter() - t0, **extra}

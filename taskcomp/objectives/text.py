@@ -95,8 +95,9 @@ def reading_text(results) -> str:
 
 
 def _to_bgr_uint8(x: Tensor) -> np.ndarray:
-    a = (x.detach().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-    return np.ascontiguousarray(a[..., ::-1])
+    from ..io import tensor_to_image
+
+    return np.ascontiguousarray(tensor_to_image(x)[..., ::-1])
 
 
 @register_objective("text")
