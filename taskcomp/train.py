@@ -30,7 +30,7 @@ from .datasets import TrainingPool, data_root
 from .io import atomic_write
 from .maps import random_training_map
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "train", "rd_loss", "optimizer_step", "split_params"]
 
 
 @dataclass
@@ -80,6 +80,46 @@ def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
     return cfg.final_lr + 0.5 * (cfg.lr - cfg.final_lr) * (1 + math.cos(math.pi * t))
 
 
+def rd_loss(model: SFTCodec, x: torch.Tensor, qmap: torch.Tensor, quantize: str = "mixed"):
+    """The training objective of one batch.
+
+    Args:
+        model: the codec in train mode.
+        x: (B, 3, H, W) crops in [0, 1]; H and W multiples of 64 (no padding).
+        qmap: (B, 1, H, W) quality maps.
+        quantize: the codec's quantisation mode for training.
+
+    Returns:
+        ``(loss, bpp, se)``: scalar ``bpp + 255^2 * mean(lambda(qmap) * se)``, scalar mean bpp, and the
+        (B, 3, H, W) squared error.
+    """
+    out = model(x, qmap, quantize=quantize)
+    bpp = bits_from_likelihoods(out["likelihoods"]).mean() / (x.shape[-2] * x.shape[-1])
+    se = (out["x_hat"] - x) ** 2
+    return bpp + 255.0**2 * (lambda_of_q(qmap) * se).mean(), bpp, se
+
+
+def optimizer_step(model: SFTCodec, loss: torch.Tensor, opt, aux_opt, main_params, clip: float) -> torch.Tensor:
+    """Backward, grad-norm clip and step of the main optimiser, then one step of the entropy bottleneck's aux
+    optimiser (its quantiles). Returns the aux loss."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(main_params, clip)
+    opt.step()
+    aux_loss = model.aux_loss()
+    aux_opt.zero_grad(set_to_none=True)
+    aux_loss.backward()
+    aux_opt.step()
+    return aux_loss
+
+
+def split_params(model: SFTCodec) -> tuple[list, list]:
+    """(main parameters, aux parameters): the entropy bottleneck's quantiles train on the aux loss only."""
+    aux = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+    main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    return main, aux
+
+
 def _save_state(path: Path, state: dict) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -101,8 +141,7 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
     model = SFTCodec(CODEC_CONFIGS[name]).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
-    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    main_params, aux_params = split_params(model)
     opt = torch.optim.Adam(main_params, lr=cfg.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
     rng = np.random.default_rng(cfg.seed)
@@ -165,25 +204,13 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
                 x = x.contiguous(memory_format=torch.channels_last)
                 qmap = qmap.contiguous(memory_format=torch.channels_last)
 
-            out_ = model(x, qmap, quantize=cfg.quantize)
-            num_px = cfg.crop * cfg.crop
-            bpp = bits_from_likelihoods(out_["likelihoods"]).mean() / num_px
-            se = (out_["x_hat"] - x) ** 2
-            dist = 255.0**2 * (lambda_of_q(qmap) * se).mean()
-            loss = bpp + dist
+            loss, bpp, se = rd_loss(model, x, qmap, cfg.quantize)
             if not torch.isfinite(loss) or loss.item() > cfg.max_loss:
                 skipped += 1
                 opt.zero_grad(set_to_none=True)
                 step += 1
                 continue
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(main_params, cfg.clip)
-            opt.step()
-            aux_loss = model.aux_loss()
-            aux_opt.zero_grad(set_to_none=True)
-            aux_loss.backward()
-            aux_opt.step()
+            aux_loss = optimizer_step(model, loss, opt, aux_opt, main_params, cfg.clip)
 
             step += 1
             elapsed += time.time() - t_step

@@ -88,3 +88,30 @@ def test_evaluate_and_summarize_tiny(tmp_path, codec, sample_128):
     assert doc["name"] == "sft-small" and {"bpp", "psnr-rgb", "ms-ssim-rgb"} <= set(doc["results"])
     assert "sft-small vs jpeg" in s["bd_rate_psnr_percent"]
     assert (out / "rd_psnr.png").stat().st_size > 0
+
+
+def test_rd_loss_is_the_documented_objective():
+    from taskcomp.codec import bits_from_likelihoods, create_codec, lambda_of_q
+    from taskcomp.train import rd_loss
+
+    model = create_codec("sft-small").eval()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    q = torch.tensor([0.0, 1.0]).view(2, 1, 1, 1).expand(2, 1, 64, 64)
+    with torch.no_grad():
+        loss, bpp, se = rd_loss(model, x, q, "round")
+        out = model(x, q, quantize="round")
+    ref_bpp = bits_from_likelihoods(out["likelihoods"]).mean() / 64**2
+    ref = ref_bpp + 255.0**2 * (lambda_of_q(q) * (out["x_hat"] - x) ** 2).mean()
+    assert torch.allclose(bpp, ref_bpp) and torch.allclose(loss, ref)
+    assert se.shape == x.shape
+
+
+def test_train_speed_bench_writes_its_table(tmp_path, monkeypatch):
+    from taskcomp.bench import train_speed
+
+    monkeypatch.setattr(train_speed, "DEFAULT_SETTINGS", [(1, 64, 1, True), (1, 64, 2, False)])
+    out = tmp_path / "speed.md"
+    assert train_speed.main(["--out", str(out), "--repeats", "1"]) == 0
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert "mpx_per_s" in rows[0] and len(rows) == 2 + 2
