@@ -161,10 +161,13 @@ def decode(codec: SFTCodec, data: bytes) -> Tensor:
     header, y_stream, z_stream = unpack(data)
     wid = weights_id(codec)
     if header.weights != wid:
+        from .codec.zoo import where_to_get_weights
+
         mine = getattr(codec, "checkpoint_info", {}).get("codec", "?")
+        hint = where_to_get_weights(header.weights.hex())
         raise BitstreamError(
             f"file was made with codec {header.codec} weights {header.weights.hex()}, but the loaded codec is "
-            f"{mine} weights {wid.hex()}; pass the matching --checkpoint"
+            f"{mine} weights {wid.hex()}; pass the matching --checkpoint" + (f" ({hint})" if hint else "")
         )
     hp, wp = padded_size(header.height, header.width)
     zh, zw = hp // 64, wp // 64

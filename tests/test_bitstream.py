@@ -59,6 +59,19 @@ def test_file_from_other_weights_is_rejected(codec, sample_128):
         decode(codec, data)
 
 
+def test_file_from_retired_shipped_weights_says_where_they_are(codec, sample_128, monkeypatch):
+    from taskcomp.bitstream import Header, pack, unpack
+    from taskcomp.codec import zoo
+
+    with torch.inference_mode():
+        data = encode(codec, image_to_tensor(sample_128), torch.full((1, 1, 128, 128), 0.5))
+    header, y, z = unpack(data)
+    old_id = bytes(8)  # stands for weights the package shipped before
+    monkeypatch.setitem(zoo.RETIRED_WEIGHTS, old_id.hex(), "old weights: `git show abc:w.pth`")
+    with pytest.raises(BitstreamError, match="git show abc:w.pth"):
+        decode(codec, pack(Header(header.codec, old_id, header.width, header.height), y, z))
+
+
 def test_oversized_image_is_refused_before_coding(codec):
     x = torch.zeros(1, 3, 1, 70_000)  # wider than the container's 65536 px limit
     with pytest.raises(ValueError, match="too large"):

@@ -14,7 +14,8 @@ from pathlib import Path
 from .checkpoint import CheckpointError, load_codec_checkpoint
 from .sft import SFTCodec, SFTConfig
 
-__all__ = ["CODEC_CONFIGS", "DEFAULT_CODEC", "list_codecs", "create_codec", "shipped_checkpoint", "resolve_name"]
+__all__ = ["CODEC_CONFIGS", "DEFAULT_CODEC", "RETIRED_WEIGHTS", "list_codecs", "create_codec", "shipped_checkpoint",
+           "resolve_name", "where_to_get_weights"]
 
 CODEC_CONFIGS: dict[str, SFTConfig] = {
     # The published configuration (27.6M parameters).
@@ -28,6 +29,18 @@ CODEC_CONFIGS: dict[str, SFTConfig] = {
     ),
 }
 _ALIASES = {"paper": "sft-paper", "small": "sft-small"}
+
+# Weights that once shipped with the package, by the 8-byte weights id that .tcz files carry. Files made with
+# them still decode with those weights (any taskcomp checkpoint loads); this says where to find them.
+RETIRED_WEIGHTS: dict[str, str] = {
+    "2e415643951f92c2": "sft-small stage 1 (7,513 steps), shipped at git commit 69443fa: "
+                        "`git show 69443fa:taskcomp/weights/sft-small.pth > sft-small-69443fa.pth`",
+}
+
+
+def where_to_get_weights(weights_hex: str) -> str | None:
+    """A hint naming the retired shipped weights with this id, or None."""
+    return RETIRED_WEIGHTS.get(weights_hex)
 DEFAULT_CODEC = "sft-small"
 
 
