@@ -438,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
 
     pt = sub.add_parser("plot-training", help="plot a training run's loss, bpp and PSNR curves")
-    pt.add_argument("run_dir")
+    pt.add_argument("run_dir", nargs="+", help="run folder(s) or log.csv file(s); several = stages in order")
     pt.add_argument("-o", "--output", required=True)
     pt.set_defaults(func=_cmd_plot_training)
 

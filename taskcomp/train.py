@@ -264,18 +264,44 @@ def export(run_dir: str | Path, out: str | Path | None = None, half: bool = Fals
     return path
 
 
-def plot_training(run_dir: str | Path, out_png: str | Path, window: int = 100) -> dict:
-    """Plot loss, bpp and PSNR of ``RUN/log.csv`` against step and wall time (rolling mean over ``window``).
+def _read_logs(sources) -> tuple["pd.DataFrame", list[tuple[int, float]], str]:
+    """Concatenate training logs (run folders or their ``log.csv`` files), one stage after another: each
+    stage's steps and training time continue from the previous one's. Returns the frame, the (step, time)
+    where each later stage starts, and a title."""
+    import pandas as pd
 
-    Returns the last smoothed values.
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    frames, starts, step0, time0 = [], [], 0, 0.0
+    for i, src in enumerate(sources):
+        src = Path(src)
+        df = pd.read_csv(src / "log.csv" if src.is_dir() else src)
+        df = df.assign(step=df["step"] + step0, wall_s=df["wall_s"] + time0)
+        if i:
+            starts.append((step0, time0))
+        step0, time0 = int(df["step"].iloc[-1]), float(df["wall_s"].iloc[-1])
+        frames.append(df)
+    name = " + ".join(Path(s).stem if Path(s).is_file() else Path(s).name for s in sources)
+    return pd.concat(frames, ignore_index=True), starts, name
+
+
+def plot_training(run_dirs, out_png: str | Path, window: int = 100) -> dict:
+    """Plot loss, bpp and PSNR against step and training time (rolling mean over ``window``).
+
+    Args:
+        run_dirs: a run folder or ``log.csv``, or a list of them for a run trained in stages (e.g. a second
+            stage started with ``--init-from`` the first's weights); stages are drawn one after another.
+        out_png: the figure to write.
+
+    Returns:
+        The last smoothed values and the total step count.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import pandas as pd
 
-    df = pd.read_csv(Path(run_dir) / "log.csv")
+    df, starts, name = _read_logs(run_dirs)
     sm = df[["loss", "bpp", "psnr"]].rolling(window, min_periods=1).mean()
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
     for row, (xcol, xlabel) in enumerate([("step", "step"), ("wall_s", "training time (min)")]):
@@ -290,8 +316,10 @@ def plot_training(run_dir: str | Path, out_png: str | Path, window: int = 100) -
             ax.grid(alpha=0.3)
             if key == "loss":
                 ax.set_yscale("log")
-    fig.suptitle(f"{Path(run_dir).name}: {int(df['step'].iloc[-1])} steps, {df['wall_s'].iloc[-1] / 60:.0f} min "
-                 f"(rolling mean over {window} steps)")
+            for st_step, st_time in starts:
+                ax.axvline(st_step if xcol == "step" else st_time / 60, color="k", ls="--", lw=0.8)
+    fig.suptitle(f"{name}: {int(df['step'].iloc[-1])} steps, {df['wall_s'].iloc[-1] / 60:.0f} min "
+                 f"(rolling mean over {window} steps{'; dashed: a new stage starts' if starts else ''})")
     fig.tight_layout()
     from .io import save_figure
 

@@ -115,3 +115,16 @@ def test_train_speed_bench_writes_its_table(tmp_path, monkeypatch):
     text = out.read_text()
     rows = [line for line in text.splitlines() if line.startswith("|")]
     assert "mpx_per_s" in rows[0] and len(rows) == 2 + 2
+
+
+def test_plot_training_joins_stages(tmp_path):
+    from taskcomp.train import _read_logs, plot_training
+
+    header = "step,wall_s,lr,loss,bpp,mse,psnr,aux,skipped\n"
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text(header + "1,1.0,1e-4,3,0.7,0.01,20,1,0\n2,2.0,1e-4,2.5,0.7,0.01,20,1,0\n")
+    b.write_text(header + "1,1.5,1e-4,2,0.6,0.01,21,1,0\n")
+    df, starts, _ = _read_logs([a, b])
+    assert list(df["step"]) == [1, 2, 3] and df["wall_s"].iloc[-1] == 3.5 and starts == [(2, 2.0)]
+    last = plot_training([a, b], tmp_path / "c.png", window=1)
+    assert last["steps"] == 3 and (tmp_path / "c.png").stat().st_size > 0
