@@ -55,6 +55,10 @@ class TrainConfig:
     checkpoint_every: int = 200
     seed: int = 0
     init_from: str | None = None  # codec checkpoint to start from (fresh optimiser), e.g. the shipped weights
+    stop_after_minutes: float | None = None  # end this invocation (state saved) after this wall time; --resume
+    val_every: int = 0  # every this many steps, log the rate and PSNR of val_images at val_q to val.csv
+    val_images: list[str] = field(default_factory=list)  # paths, or names under the data root's kodak/
+    val_q: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -120,6 +124,75 @@ def split_params(model: SFTCodec) -> tuple[list, list]:
     return main, aux
 
 
+class _Prefetcher:
+    """Prepares training batches (crops and random maps, numpy on the CPU) in a thread while the model steps."""
+
+    def __init__(self, pool: TrainingPool, cfg: TrainConfig, rng: np.random.Generator, depth: int = 3):
+        import queue
+        import threading
+
+        self.pool, self.cfg, self.rng = pool, cfg, rng
+        self.q: "queue.Queue" = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _make(self):
+        cfg, rng = self.cfg, self.rng
+        x = torch.from_numpy(self.pool.sample(cfg.batch_size, rng)).permute(0, 3, 1, 2)
+        qmap = torch.cat([random_training_map(cfg.crop, cfg.crop, rng) for _ in range(cfg.batch_size)])
+        if torch.cuda.is_available():
+            x, qmap = x.pin_memory(), qmap.pin_memory()
+        return x, qmap
+
+    def _run(self):
+        import queue
+
+        while not self._stop.is_set():
+            item = self._make()
+            while not self._stop.is_set():
+                try:
+                    self.q.put(item, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    def next(self):
+        return self.q.get()
+
+    def close(self):
+        self._stop.set()
+        self.thread.join(timeout=5)
+
+
+def _val_images(cfg: TrainConfig, device) -> list[tuple[str, torch.Tensor]]:
+    from .io import image_to_tensor, load_image
+
+    out = []
+    for name in cfg.val_images:
+        p = Path(name)
+        if not p.is_file():
+            p = data_root() / "kodak" / name
+        out.append((p.stem, image_to_tensor(load_image(p)).to(device)))
+    return out
+
+
+@torch.no_grad()
+def validate(model: SFTCodec, images: list[tuple[str, torch.Tensor]], qs: list[float]) -> list[dict]:
+    """Estimated bpp (rounded latents) and PSNR of each image at each uniform q: a cheap learning monitor."""
+    was_training = model.training
+    model.eval()
+    rows = []
+    for name, x in images:
+        for q in qs:
+            out = model(x, torch.full_like(x[:, :1], q), quantize="round")
+            bpp = bits_from_likelihoods(out["likelihoods"]).item() / (x.shape[-2] * x.shape[-1])
+            mse = ((out["x_hat"].clamp(0, 1) * 255).round() / 255 - x).pow(2).mean().item()
+            rows.append({"image": name, "q": q, "bpp": bpp, "psnr": 10 * math.log10(1 / max(mse, 1e-10))})
+    model.train(was_training)
+    return rows
+
+
 def _save_state(path: Path, state: dict) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -133,6 +206,9 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
     torch.set_flush_denormal(True)
     torch.set_num_threads(cfg.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels once
+    t_start = time.time()
     name = resolve_name(cfg.codec)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -183,6 +259,19 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
             p = max(p, elapsed / (cfg.budget_minutes * 60))
         return p
 
+    val_imgs = _val_images(cfg, device) if cfg.val_every and cfg.val_images else []
+    val_path = out / "val.csv"
+    new_val = not val_path.is_file()
+    valf = open(val_path, "a", newline="") if val_imgs else None
+    val_writer = csv.writer(valf) if valf else None
+    if val_writer and new_val:
+        val_writer.writerow(["step", "wall_s", "image", "q", "bpp", "psnr"])
+
+    def run_val():
+        for r in validate(model, val_imgs, cfg.val_q):
+            val_writer.writerow([step, f"{elapsed:.1f}", r["image"], r["q"], f"{r['bpp']:.5f}", f"{r['psnr']:.3f}"])
+        valf.flush()
+
     new_log = not log_path.is_file()
     logf = open(log_path, "a", newline="")
     writer = csv.writer(logf)
@@ -191,15 +280,22 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {name}", dynamic_ncols=True)
     model.train()
     last_ckpt = step
+    prefetch = _Prefetcher(pool, cfg, rng)
+    stopped_early = False
+    if val_imgs and step == 0:
+        run_val()
     try:
         while progress_of(step, elapsed) < 1.0:
+            if cfg.stop_after_minutes and time.time() - t_start > cfg.stop_after_minutes * 60:
+                stopped_early = True
+                break
             t_step = time.time()
             lr = lr_at(cfg, step, progress_of(step, elapsed))
             for g in opt.param_groups:
                 g["lr"] = lr
-            batch = torch.from_numpy(pool.sample(cfg.batch_size, rng)).to(device)
-            x = batch.permute(0, 3, 1, 2).float().div_(255.0)
-            qmap = torch.cat([random_training_map(cfg.crop, cfg.crop, rng) for _ in range(cfg.batch_size)]).to(device)
+            xb, qb = prefetch.next()
+            x = xb.to(device, non_blocking=True).float().div_(255.0)
+            qmap = qb.to(device, non_blocking=True)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
                 qmap = qmap.contiguous(memory_format=torch.channels_last)
@@ -221,19 +317,25 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
             bar.update(1)
             bar.set_postfix(bpp=f"{bpp.item():.3f}", psnr=f"{psnr:.2f}", lr=f"{lr:.1e}",
                             pct=f"{100 * progress_of(step, elapsed):.0f}")
+            if val_imgs and step % cfg.val_every == 0:
+                run_val()
             if step - last_ckpt >= cfg.checkpoint_every:
                 logf.flush()
                 _save_state(state_path, _state(model, opt, aux_opt, step, elapsed, skipped, rng))
                 last_ckpt = step
     finally:
+        prefetch.close()
         bar.close()
         logf.flush()
         logf.close()
+        if valf:
+            valf.close()
     _save_state(state_path, _state(model, opt, aux_opt, step, elapsed, skipped, rng))
     model = model.to(memory_format=torch.contiguous_format).cpu().eval()
     codec_path = out / "codec.pth"
     h = _export_codec(model, codec_path, name, cfg, step, elapsed, skipped)
-    log(f"done: {step} steps, {elapsed / 60:.1f} min, {skipped} skipped; exported {codec_path} ({h[:16]})")
+    what = "stopped (--stop-after; continue with --resume)" if stopped_early else "done"
+    log(f"{what}: {step} steps, {elapsed / 60:.1f} min, {skipped} skipped; exported {codec_path} ({h[:16]})")
     return codec_path
 
 
