@@ -161,10 +161,10 @@ def decode(codec: SFTCodec, data: bytes) -> Tensor:
     header, y_stream, z_stream = unpack(data)
     wid = weights_id(codec)
     if header.weights != wid:
-        from .codec.zoo import where_to_get_weights
+        from .codec.zoo import RETIRED_WEIGHTS
 
         mine = getattr(codec, "checkpoint_info", {}).get("codec", "?")
-        hint = where_to_get_weights(header.weights.hex())
+        hint = RETIRED_WEIGHTS.get(header.weights.hex())
         raise BitstreamError(
             f"file was made with codec {header.codec} weights {header.weights.hex()}, but the loaded codec is "
             f"{mine} weights {wid.hex()}; pass the matching --checkpoint" + (f" ({hint})" if hint else "")

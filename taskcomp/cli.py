@@ -399,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a recipe (resumable; --limit, --shard i/n)")
     r.add_argument("recipe")
     r.add_argument("--out", help="run folder (default: the recipe's)")
-    r.add_argument("--limit", type=int, help="first N images only")
+    r.add_argument("--limit", type=int, help="N images spread evenly over the data set (all when omitted)")
     r.add_argument("--shard", help="i/n: this process takes images i, i+n, i+2n, ...")
     r.add_argument("--data-root")
     r.set_defaults(func=_cmd_run)

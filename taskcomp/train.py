@@ -230,7 +230,7 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
         aux_opt.load_state_dict(st["aux_optimizer"])
         step, elapsed, skipped = st["step"], st["elapsed"], st.get("skipped", 0)
         rng.bit_generator.state = st["rng"]
-        torch.set_rng_state(st["torch_rng"])
+        torch.set_rng_state(st["torch_rng"].cpu())  # map_location moved it to the device
         log(f"resumed {state_path} at step {step} ({elapsed / 60:.1f} min trained)")
     elif state_path.is_file():
         raise FileExistsError(f"{state_path} exists: pass --resume to continue it, or choose another out folder")
@@ -282,7 +282,7 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
     last_ckpt = step
     prefetch = _Prefetcher(pool, cfg, rng)
     stopped_early = False
-    if val_imgs and step == 0:
+    if val_imgs and new_val:  # the starting point, once
         run_val()
     try:
         while progress_of(step, elapsed) < 1.0:
@@ -387,6 +387,27 @@ def _read_logs(sources) -> tuple["pd.DataFrame", list[tuple[int, float]], str]:
     return pd.concat(frames, ignore_index=True), starts, name
 
 
+def _read_val(sources) -> "pd.DataFrame | None":
+    """The learning-monitor logs (``val.csv`` beside each stage's ``log.csv``) on the same step axis as
+    :func:`_read_logs`: mean over the monitor images per (step, q). None when no stage has one."""
+    import pandas as pd
+
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    frames, step0 = [], 0
+    for src in sources:
+        src = Path(src)
+        log_csv = src / "log.csv" if src.is_dir() else src
+        val_csv = log_csv.with_name("val.csv") if src.is_dir() else src.with_name(src.name.replace("log", "val"))
+        if val_csv.is_file() and val_csv != log_csv:
+            v = pd.read_csv(val_csv)
+            frames.append(v.assign(step=v["step"] + step0))
+        step0 += int(pd.read_csv(log_csv, usecols=["step"])["step"].iloc[-1])
+    if not frames:
+        return None
+    return pd.concat(frames).groupby(["step", "q"], as_index=False)[["bpp", "psnr"]].mean()
+
+
 def plot_training(run_dirs, out_png: str | Path, window: int = 100) -> dict:
     """Plot loss, bpp and PSNR against step and training time (rolling mean over ``window``).
 
@@ -404,8 +425,9 @@ def plot_training(run_dirs, out_png: str | Path, window: int = 100) -> dict:
     import matplotlib.pyplot as plt
 
     df, starts, name = _read_logs(run_dirs)
+    val = _read_val(run_dirs)
     sm = df[["loss", "bpp", "psnr"]].rolling(window, min_periods=1).mean()
-    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
+    fig, axes = plt.subplots(3 if val is not None else 2, 3, figsize=(13, 9.75 if val is not None else 6.5))
     for row, (xcol, xlabel) in enumerate([("step", "step"), ("wall_s", "training time (min)")]):
         xs = df[xcol] / (60 if xcol == "wall_s" else 1)
         for col, (key, label) in enumerate([("loss", "loss"), ("bpp", "bpp (train, noisy rate)"),
@@ -420,6 +442,17 @@ def plot_training(run_dirs, out_png: str | Path, window: int = 100) -> dict:
                 ax.set_yscale("log")
             for st_step, st_time in starts:
                 ax.axvline(st_step if xcol == "step" else st_time / 60, color="k", ls="--", lw=0.8)
+    if val is not None:
+        for q, g in val.groupby("q"):
+            axes[2, 0].plot(g["step"], g["bpp"], marker=".", label=f"q={q:g}")
+            axes[2, 1].plot(g["step"], g["psnr"], marker=".", label=f"q={q:g}")
+            axes[2, 2].plot(g["bpp"], g["psnr"], marker=".", label=f"q={q:g}")
+        for ax, xl, yl in [(axes[2, 0], "step", "monitor bpp (estimated)"), (axes[2, 1], "step", "monitor PSNR dB"),
+                           (axes[2, 2], "monitor bpp (estimated)", "monitor PSNR dB (path over training)")]:
+            ax.set_xlabel(xl)
+            ax.set_ylabel(yl)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
     fig.suptitle(f"{name}: {int(df['step'].iloc[-1])} steps, {df['wall_s'].iloc[-1] / 60:.0f} min "
                  f"(rolling mean over {window} steps{'; dashed: a new stage starts' if starts else ''})")
     fig.tight_layout()

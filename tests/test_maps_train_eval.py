@@ -70,6 +70,31 @@ def test_train_two_steps_then_resume(tmp_path):
     assert all(torch.equal(sd1[k], sd2[k]) for k in sd1 if not k.endswith(("_quantized_cdf", "_offset", "_cdf_length")))
 
 
+def test_train_stop_after_resumes_and_logs_the_monitor(tmp_path):
+    from taskcomp.train import TrainConfig, _read_val, train
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (70, 70, 3), dtype=np.uint8)).save(imgs / f"{i}.png")
+    val_img = tmp_path / "val.png"
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(val_img)
+    cfg = TrainConfig(codec="sft-small", out=str(tmp_path / "run"), crop=64, batch_size=1, steps=2, threads=1,
+                      val_every=1, val_images=[str(val_img)], val_q=[0.0, 1.0], stop_after_minutes=1e-9)
+    train(cfg, data=str(imgs), log=lambda *a: None)
+    # Stopped before its first step, with its state saved: --resume takes it to the end.
+    assert (tmp_path / "run" / "last.pth").is_file()
+    assert (tmp_path / "run" / "log.csv").read_text().strip().count("\n") == 0
+    cfg.stop_after_minutes = None
+    train(cfg, resume=True, data=str(imgs), log=lambda *a: None)
+    rows = (tmp_path / "run" / "log.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 2
+    val = _read_val(tmp_path / "run")
+    assert sorted(set(val["step"])) == [0, 1, 2] and sorted(set(val["q"])) == [0.0, 1.0]
+    assert np.isfinite(val[["bpp", "psnr"]].to_numpy()).all()
+
+
 def test_evaluate_and_summarize_tiny(tmp_path, codec, sample_128):
     from taskcomp.bench.codec_eval import check_roundtrip, evaluate, summarize
 

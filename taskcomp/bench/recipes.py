@@ -312,8 +312,9 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
 
     # Items come from the task's data layout; the task's models load only when there is work to do.
     items = TASKS[task_name].items(data_root / recipe["data"])
-    if limit:
-        items = items[:limit]
+    if limit and limit < len(items):
+        # Evenly spread, not the first N: ImageNet-sample is ordered by class (the first 200 are all animals).
+        items = [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
     si, sn = parse_shard(shard)
     items = items[si::sn]
     out.mkdir(parents=True, exist_ok=True)

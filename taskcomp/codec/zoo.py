@@ -1,9 +1,10 @@
 """Codec registry (timm-style): ``create_codec("sft-small")`` returns a ready model.
 
 ``sft-small`` ships its weights inside the package (``taskcomp/weights/sft-small.pth``), trained with
-``taskcomp train --config recipes/train_sft_small.yaml``. ``sft-paper`` is the published layout; its
-weights (micmic123/QmapCompression) are hosted outside the package registries, so pass
-``checkpoint=PATH_OR_URL``.
+``taskcomp train`` in two stages: ``recipes/train_sft_small.yaml`` (CPU) and, from those weights,
+``recipes/train_sft_small_gpu.yaml`` (one GPU); see ``results/training/README.md``. ``sft-paper`` is the
+published layout; its weights (micmic123/QmapCompression) are hosted outside the package registries, so
+pass ``checkpoint=PATH_OR_URL``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from .checkpoint import CheckpointError, load_codec_checkpoint
 from .sft import SFTCodec, SFTConfig
 
 __all__ = ["CODEC_CONFIGS", "DEFAULT_CODEC", "RETIRED_WEIGHTS", "list_codecs", "create_codec", "shipped_checkpoint",
-           "resolve_name", "where_to_get_weights"]
+           "resolve_name"]
 
 CODEC_CONFIGS: dict[str, SFTConfig] = {
     # The published configuration (27.6M parameters).
@@ -33,14 +34,10 @@ _ALIASES = {"paper": "sft-paper", "small": "sft-small"}
 # Weights that once shipped with the package, by the 8-byte weights id that .tcz files carry. Files made with
 # them still decode with those weights (any taskcomp checkpoint loads); this says where to find them.
 RETIRED_WEIGHTS: dict[str, str] = {
-    "2e415643951f92c2": "sft-small stage 1 (7,513 steps), shipped at git commit 69443fa: "
-                        "`git show 69443fa:taskcomp/weights/sft-small.pth > sft-small-69443fa.pth`",
+    "2e415643951f92c2": "sft-small stage 1 (7,513 CPU steps), shipped up to git commit bc56f91: "
+                        "`git show bc56f91:taskcomp/weights/sft-small.pth > sft-small-stage1.pth`",
 }
 
-
-def where_to_get_weights(weights_hex: str) -> str | None:
-    """A hint naming the retired shipped weights with this id, or None."""
-    return RETIRED_WEIGHTS.get(weights_hex)
 DEFAULT_CODEC = "sft-small"
 
 
