@@ -38,14 +38,19 @@ def test_bd_rate():
         bd_rate(r, d, r, d + 100)
 
 
+def _noise_images(folder, n: int, shape: tuple[int, int], seed: int):
+    """``n`` random RGB PNGs of ``shape`` (H, W) in ``folder``; returns the folder."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (*shape, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
 def test_train_two_steps_then_resume(tmp_path):
     from taskcomp.train import TrainConfig, train
 
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 255, (80, 90, 3), dtype=np.uint8)).save(imgs / f"{i}.png")
+    imgs = _noise_images(tmp_path / "imgs", 3, (80, 90), seed=0)
     cfg = TrainConfig(codec="sft-small", out=str(tmp_path / "run"), crop=64, batch_size=2, steps=2,
                       checkpoint_every=1, threads=1)
     train(cfg, data=str(imgs), log=lambda *a: None)
@@ -73,13 +78,8 @@ def test_train_two_steps_then_resume(tmp_path):
 def test_train_stop_after_resumes_and_logs_the_monitor(tmp_path):
     from taskcomp.train import TrainConfig, _read_val, train
 
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(2):
-        Image.fromarray(rng.integers(0, 255, (70, 70, 3), dtype=np.uint8)).save(imgs / f"{i}.png")
-    val_img = tmp_path / "val.png"
-    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(val_img)
+    imgs = _noise_images(tmp_path / "imgs", 2, (70, 70), seed=1)
+    val_img = _noise_images(tmp_path / "val", 1, (64, 64), seed=2) / "0.png"
     cfg = TrainConfig(codec="sft-small", out=str(tmp_path / "run"), crop=64, batch_size=1, steps=2, threads=1,
                       val_every=1, val_images=[str(val_img)], val_q=[0.0, 1.0], stop_after_minutes=1e-9)
     train(cfg, data=str(imgs), log=lambda *a: None)
