@@ -148,7 +148,13 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
     summary = {"run": str(run_dir), "n_images": int(df["image"].nunique()), "comparisons": {}}
     for ax, col in zip(axes[0], shown):
         pct = 100 if col.startswith(("top1/", "top5/", "word_acc/")) else 1
+        orig = table[table["method"] == "original"]
+        if len(orig):
+            ax.axhline(pct * float(orig[col].iloc[0]), color="k", ls=":", lw=1, label="original (uncompressed)")
+            summary.setdefault("original", {})[col] = float(orig[col].iloc[0])
         for method in table["method"].unique():
+            if method == "original":
+                continue
             t = table[table["method"] == method].sort_values("bpp")
             t = t[t["bpp"] <= 1.5]
             ax.plot(t["bpp"], pct * t[col], "o-" if method in ("task_aware", "uniform") else "s--", ms=3, label=method)

@@ -286,9 +286,11 @@ def _settings(methods: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
             out += [(method, f"lambda={lam:g}", {"lam": float(lam)}) for lam in spec.get("lambda", [])]
         elif method in ("jpeg", "webp"):
             out += [(method, f"quality={q}", {"quality": int(q)}) for q in spec.get("quality", [])]
+        elif method == "original":
+            out.append((method, "uncompressed", {}))
         else:
             raise ValueError(f"unknown method {method!r} in recipe "
-                             "(uniform, gradcam, box_mask, saliency, task_aware, jpeg, webp)")
+                             "(original, uniform, gradcam, box_mask, saliency, task_aware, jpeg, webp)")
     return out
 
 
@@ -350,7 +352,9 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
             for method, setting, params in sets:
                 t0 = time.perf_counter()
                 extra: dict[str, Any] = {}
-                if method in ("jpeg", "webp"):
+                if method == "original":  # the task metric's ceiling: the preprocessed image, 24 bpp raw RGB
+                    dec_arr, bpp, x_dec = arr, 24.0, x
+                elif method in ("jpeg", "webp"):
                     dec_arr, n_bytes, _, _ = pillow_roundtrip(arr, method, params["quality"])
                     bpp = 8 * n_bytes / (H * W)
                     x_dec = image_to_tensor(dec_arr)
