@@ -127,11 +127,11 @@ def split_params(model: SFTCodec) -> tuple[list, list]:
 class _Prefetcher:
     """Prepares training batches (crops and random maps, numpy on the CPU) in a thread while the model steps."""
 
-    def __init__(self, pool: TrainingPool, cfg: TrainConfig, rng: np.random.Generator, depth: int = 3):
+    def __init__(self, pool: TrainingPool, cfg: TrainConfig, rng: np.random.Generator, pin: bool, depth: int = 3):
         import queue
         import threading
 
-        self.pool, self.cfg, self.rng = pool, cfg, rng
+        self.pool, self.cfg, self.rng, self.pin = pool, cfg, rng, pin
         self.q: "queue.Queue" = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -141,7 +141,7 @@ class _Prefetcher:
         cfg, rng = self.cfg, self.rng
         x = torch.from_numpy(self.pool.sample(cfg.batch_size, rng)).permute(0, 3, 1, 2)
         qmap = torch.cat([random_training_map(cfg.crop, cfg.crop, rng) for _ in range(cfg.batch_size)])
-        if torch.cuda.is_available():
+        if self.pin:  # page-locked, so the copy to the GPU can overlap the step
             x, qmap = x.pin_memory(), qmap.pin_memory()
         return x, qmap
 
@@ -179,16 +179,20 @@ def _val_images(cfg: TrainConfig, device) -> list[tuple[str, torch.Tensor]]:
 
 @torch.no_grad()
 def validate(model: SFTCodec, images: list[tuple[str, torch.Tensor]], qs: list[float]) -> list[dict]:
-    """Estimated bpp (rounded latents) and PSNR of each image at each uniform q: a cheap learning monitor."""
+    """Estimated bpp (rounded latents; ``z_bpp`` the hyper-latent's share) and PSNR of the 8-bit reconstruction
+    of each image at each uniform q: a cheap learning monitor."""
     was_training = model.training
     model.eval()
     rows = []
     for name, x in images:
         for q in qs:
             out = model(x, torch.full_like(x[:, :1], q), quantize="round")
-            bpp = bits_from_likelihoods(out["likelihoods"]).item() / (x.shape[-2] * x.shape[-1])
+            n_px = x.shape[-2] * x.shape[-1]
+            bpp = bits_from_likelihoods(out["likelihoods"]).item() / n_px
+            z_bpp = (-torch.log2(out["likelihoods"]["z"])).sum().item() / n_px
             mse = ((out["x_hat"].clamp(0, 1) * 255).round() / 255 - x).pow(2).mean().item()
-            rows.append({"image": name, "q": q, "bpp": bpp, "psnr": 10 * math.log10(1 / max(mse, 1e-10))})
+            rows.append({"image": name, "q": q, "bpp": bpp, "z_bpp": z_bpp,
+                         "psnr": 10 * math.log10(1 / max(mse, 1e-10))})
     model.train(was_training)
     return rows
 
@@ -280,7 +284,7 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {name}", dynamic_ncols=True)
     model.train()
     last_ckpt = step
-    prefetch = _Prefetcher(pool, cfg, rng)
+    prefetch = _Prefetcher(pool, cfg, rng, pin=device.type == "cuda")
     stopped_early = False
     if val_imgs and new_val:  # the starting point, once
         run_val()
@@ -387,22 +391,21 @@ def _read_logs(sources) -> tuple["pd.DataFrame", list[tuple[int, float]], str]:
     return pd.concat(frames, ignore_index=True), starts, name
 
 
-def _read_val(sources) -> "pd.DataFrame | None":
-    """The learning-monitor logs (``val.csv`` beside each stage's ``log.csv``) on the same step axis as
-    :func:`_read_logs`: mean over the monitor images per (step, q). None when no stage has one."""
+def _read_val(sources, starts: list[tuple[int, float]]) -> "pd.DataFrame | None":
+    """The learning-monitor logs (``val.csv`` beside each stage's ``log.csv``, or ``*-val.csv`` beside a
+    ``*-log.csv``) on the step axis of :func:`_read_logs`, whose ``starts`` give each later stage's first step:
+    mean over the monitor images per (step, q). None when no stage has one."""
     import pandas as pd
 
     if isinstance(sources, (str, Path)):
         sources = [sources]
-    frames, step0 = [], 0
-    for src in sources:
+    frames = []
+    for src, step0 in zip(sources, [0] + [s for s, _ in starts]):
         src = Path(src)
-        log_csv = src / "log.csv" if src.is_dir() else src
-        val_csv = log_csv.with_name("val.csv") if src.is_dir() else src.with_name(src.name.replace("log", "val"))
-        if val_csv.is_file() and val_csv != log_csv:
+        val_csv = src / "val.csv" if src.is_dir() else src.with_name(src.name.replace("log", "val"))
+        if val_csv.is_file() and val_csv != src:
             v = pd.read_csv(val_csv)
             frames.append(v.assign(step=v["step"] + step0))
-        step0 += int(pd.read_csv(log_csv, usecols=["step"])["step"].iloc[-1])
     if not frames:
         return None
     return pd.concat(frames).groupby(["step", "q"], as_index=False)[["bpp", "psnr"]].mean()
@@ -425,7 +428,7 @@ def plot_training(run_dirs, out_png: str | Path, window: int = 100) -> dict:
     import matplotlib.pyplot as plt
 
     df, starts, name = _read_logs(run_dirs)
-    val = _read_val(run_dirs)
+    val = _read_val(run_dirs, starts)
     sm = df[["loss", "bpp", "psnr"]].rolling(window, min_periods=1).mean()
     fig, axes = plt.subplots(3 if val is not None else 2, 3, figsize=(13, 9.75 if val is not None else 6.5))
     for row, (xcol, xlabel) in enumerate([("step", "step"), ("wall_s", "training time (min)")]):

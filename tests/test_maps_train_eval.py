@@ -76,7 +76,7 @@ def test_train_two_steps_then_resume(tmp_path):
 
 
 def test_train_stop_after_resumes_and_logs_the_monitor(tmp_path):
-    from taskcomp.train import TrainConfig, _read_val, train
+    from taskcomp.train import TrainConfig, _read_logs, _read_val, train
 
     imgs = _noise_images(tmp_path / "imgs", 2, (70, 70), seed=1)
     val_img = _noise_images(tmp_path / "val", 1, (64, 64), seed=2) / "0.png"
@@ -90,7 +90,7 @@ def test_train_stop_after_resumes_and_logs_the_monitor(tmp_path):
     train(cfg, resume=True, data=str(imgs), log=lambda *a: None)
     rows = (tmp_path / "run" / "log.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 2
-    val = _read_val(tmp_path / "run")
+    val = _read_val(tmp_path / "run", _read_logs(tmp_path / "run")[1])
     assert sorted(set(val["step"])) == [0, 1, 2] and sorted(set(val["q"])) == [0.0, 1.0]
     assert np.isfinite(val[["bpp", "psnr"]].to_numpy()).all()
 
