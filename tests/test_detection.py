@@ -28,6 +28,13 @@ def test_pseudo_labels_and_loss(det, people):
     assert det.evaluate(people, ctx)[0]["recall_vs_original"] == 1.0
 
 
+def test_low_threshold_detections_for_ap(det, people):
+    strict, loose = det.detect(people)[0], det.detect(people, conf=0.001, max_det=100, agnostic=True)[0]
+    assert len(strict) <= len(loose) <= 100 and float(loose[:, 4].min()) < det.conf
+    # Class-agnostic NMS also suppresses a Normal box lying on a Fall box of the same person.
+    assert len(loose) <= len(det.detect(people, conf=0.001, max_det=100)[0])
+
+
 def test_gradient_reaches_map(codec, det, people):
     x = people[..., :256, :256]
     ctx = det.prepare(x)

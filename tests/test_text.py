@@ -44,6 +44,8 @@ def test_reads_and_loss_tracks_readability(text_obj):
     assert float(text_obj.loss(blurred, ctx)) > clean + 0.1
     assert text_obj.evaluate(x, ctx)[0]["cer"] == 0
     assert text_obj.evaluate(blurred, ctx)[0]["cer"] > 0.2
+    # A reading the caller already has gives the same scores as reading again.
+    assert text_obj.evaluate(blurred, ctx, readings=[text_obj.read(blurred[0])]) == text_obj.evaluate(blurred, ctx)
 
 
 def test_gradient_reaches_map(codec, text_obj):

@@ -210,7 +210,7 @@ class TextTask:
     def metrics(self, arr, dec_arr, x_dec, state, item) -> dict[str, Any]:
         reading = self.objective.read(x_dec[0])
         cer_gt, wacc_gt = _line_scores(item["gt"], reading)
-        m = self.objective.evaluate(x_dec, state["orig"])[0]
+        m = self.objective.evaluate(x_dec, state["orig"], readings=[reading])[0]
         mask = state["mask"]
         rec = {"cer/gt": cer_gt, "word_acc/gt": wacc_gt, "cer/original": m["cer"], "word_acc/original": m["word_acc"]}
         if mask.any():
@@ -235,6 +235,7 @@ class DetectionTask:
         self.det = next(o for n, _, o in parts if n == "detection") if parts else self.objective
         self.pre = recipe.get("preprocess", {})
         self.category = int(recipe.get("coco_category", 1))
+        self.ap_conf = float(recipe.get("ap_conf", 0.001))
 
     @staticmethod
     def items(root: Path) -> list[dict[str, Any]]:
@@ -260,9 +261,13 @@ class DetectionTask:
         return (value * state["cam"]).clamp(0, 1)
 
     def metrics(self, arr, dec_arr, x_dec, state, item) -> dict[str, Any]:
-        d = self.det.detect(x_dec)[0]
+        # AP wants the whole precision-recall curve: detections down to ap_conf (COCO's usual 0.001, at most
+        # 100 per image as COCO counts); all the objective's classes score as one COCO category, so NMS is
+        # class-agnostic (the default detector's Normal and Fall boxes on one person are one detection). The
+        # agreement with the original is the objective's own (its threshold, per-class NMS).
+        d = self.det.detect(x_dec, conf=self.ap_conf, max_det=100, agnostic=True)[0]
         s = item["scale"]
-        dets = [[float(a / s), float(b / s), float((c - a) / s), float((e - b) / s), float(conf)]
+        dets = [[round(a / s, 1), round(b / s, 1), round((c - a) / s, 1), round((e - b) / s, 1), round(conf, 4)]
                 for a, b, c, e, conf, _ in d.tolist()]
         m = self.det.evaluate(x_dec, state["det"])[0]
         return {"coco_id": item["coco_id"], "detections": dets, "f1/original": m["f1_vs_original"],

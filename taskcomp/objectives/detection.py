@@ -113,15 +113,24 @@ class DetectionObjective(Objective):
         x = F.pad(x, (0, pw, 0, ph), value=114 / 255)
         return x, r, (ph, pw)
 
-    def detect(self, x: Tensor) -> list[Tensor]:
-        """Detections per image as (N, 6): x0, y0, x1, y1 (image pixels), confidence, class."""
+    def detect(self, x: Tensor, conf: float | None = None, max_det: int = 300, agnostic: bool = False) -> list[Tensor]:
+        """Detections per image as (N, 6): x0, y0, x1, y1 (image pixels), confidence, class.
+
+        Args:
+            conf: confidence threshold (default: the objective's ``conf``; AP evaluation wants a low one,
+                e.g. 0.001, so that the precision-recall curve is not cut off).
+            max_det: at most this many detections per image after NMS.
+            agnostic: class-agnostic NMS (for scoring several classes as one, e.g. Normal and Fall as person).
+        """
         from ultralytics.utils.nms import non_max_suppression
 
         inp, r, _ = self.letterbox(x)
         with torch.no_grad():
             pred = self.model(inp)
         pred = pred[0] if isinstance(pred, (tuple, list)) else pred
-        dets = non_max_suppression(pred, self.conf, self.iou, classes=self.classes, nc=len(self.names))
+        dets = non_max_suppression(pred, self.conf if conf is None else float(conf), self.iou,
+                                   classes=self.classes, nc=len(self.names), max_det=max_det,
+                                   agnostic=agnostic)
         H, W = x.shape[-2:]
         out = []
         for d in dets:
@@ -158,10 +167,14 @@ class DetectionObjective(Objective):
         return torch.stack(losses)
 
     @torch.no_grad()
-    def evaluate(self, x_dec: Tensor, ctx: dict[str, Any]) -> list[dict[str, float]]:
-        """Agreement with the detections on the original at IoU 0.5 (same class): recall, precision, F1."""
+    def evaluate(self, x_dec: Tensor, ctx: dict[str, Any], detections: list[Tensor] | None = None) -> list[dict[str, float]]:
+        """Agreement with the detections on the original at IoU 0.5 (same class): recall, precision, F1.
+
+        Args:
+            detections: ``detect(x_dec)`` when the caller already has it.
+        """
         out = []
-        for d, ref in zip(self.detect(x_dec), ctx["original"]):
+        for d, ref in zip(detections if detections is not None else self.detect(x_dec), ctx["original"]):
             if len(ref) == 0 and len(d) == 0:
                 out.append({"n_det": 0, "recall_vs_original": 1.0, "precision_vs_original": 1.0, "f1_vs_original": 1.0})
                 continue
