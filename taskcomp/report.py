@@ -9,7 +9,7 @@ import numpy as np
 
 from .io import atomic_write, save_csv, save_figure
 
-__all__ = ["load_records", "curves", "compare_to_uniform", "report"]
+__all__ = ["load_records", "curves", "compare_to_uniform", "per_image_comparison", "report"]
 
 
 def load_records(run_dir: str | Path):
@@ -84,6 +84,31 @@ def compare_to_uniform(table, metric: str, method: str = "task_aware", max_bpp: 
         "max_bpp_saving_percent": max((p["bpp_saving_percent"] for p in points if "bpp_saving_percent" in p),
                                       default=None),
     }
+
+
+def per_image_comparison(df, metric: str, method: str = "task_aware", tol: float = 1e-9) -> dict:
+    """Per setting of ``method``: on how many images it beats that image's own uniform curve at its bpp.
+
+    Each image's uniform points are made monotone (running best) and interpolated at the method's real bpp;
+    images where that bpp lies outside the image's uniform range count as ``outside``. A mean curve can hide
+    a gain made on a few images; this says how widely it holds. Needs the per-image records (a DataFrame).
+    """
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    out: dict[str, dict[str, int]] = {}
+    for img, g in df.groupby("image"):
+        u = g[g["method"] == "uniform"]
+        if len(u) < 2:
+            continue
+        ub, um = _monotone(u["bpp"].to_numpy(), sign * u[metric].to_numpy())
+        t = g[g["method"] == method]
+        for setting, bpp, val in zip(t["setting"], t["bpp"], t[metric]):
+            c = out.setdefault(setting, {"better": 0, "tied": 0, "worse": 0, "outside": 0})
+            if not ub[0] <= bpp <= ub[-1]:
+                c["outside"] += 1
+                continue
+            d = sign * val - np.interp(bpp, ub, um)
+            c["better" if d > tol else "worse" if d < -tol else "tied"] += 1
+    return out
 
 
 def coco_ap(df, annotations: Path, category: int):
@@ -165,6 +190,8 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
         for method in ("task_aware", "gradcam", "box_mask", "saliency"):
             c = compare_to_uniform(table, col, method, max_bpp)
             if c:
+                if col in df:  # per-image metrics (not AP, which exists only over the whole set)
+                    c["per_image"] = per_image_comparison(df, col, method)
                 summary["comparisons"][f"{method} vs uniform, {col}"] = c
     fig.suptitle(f"{run_dir.name}: {summary['n_images']} images")
     fig.tight_layout()

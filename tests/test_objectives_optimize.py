@@ -122,3 +122,20 @@ def test_recipe_run_resume_and_report(tmp_path, data_root):
     assert any(k.startswith("task_aware vs uniform") for k in s["comparisons"])
     # The uncompressed image is the ceiling line: the classifier's own accuracy on the preprocessed images.
     assert 0.0 <= s["original"]["top1/tf_efficientnet_lite0"] <= 1.0
+
+
+def test_per_image_comparison_counts_each_image_against_its_own_uniform_curve():
+    import pandas as pd
+
+    from taskcomp.report import per_image_comparison
+
+    rows = []
+    for img, ta_cer in (("a", 0.1), ("b", 0.5), ("c", 0.3)):
+        rows += [{"image": img, "method": "uniform", "setting": "q=0", "bpp": 0.2, "cer/gt": 0.5},
+                 {"image": img, "method": "uniform", "setting": "q=1", "bpp": 0.4, "cer/gt": 0.1},
+                 {"image": img, "method": "task_aware", "setting": "lambda=1", "bpp": 0.3, "cer/gt": ta_cer}]
+    rows.append({"image": "a", "method": "task_aware", "setting": "lambda=9", "bpp": 0.5, "cer/gt": 0.0})
+    c = per_image_comparison(pd.DataFrame(rows), "cer/gt")
+    # Uniform at 0.3 bpp reads CER 0.3 on each image: a is better (lower CER), b worse, c tied.
+    assert c["lambda=1"] == {"better": 1, "tied": 1, "worse": 1, "outside": 0}
+    assert c["lambda=9"]["outside"] == 1
