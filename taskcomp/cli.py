@@ -336,6 +336,11 @@ def _cmd_report(a):
     for name, c in s["comparisons"].items():
         keys = [k for k in c if k.startswith("max_")]
         print(f"{name}: " + ", ".join(f"{k}={c[k]:.2f}" if c[k] is not None else f"{k}=n/a" for k in keys))
+        for setting, pi in (c.get("per_image") or {}).items():
+            med = pi.get("bpp_saving_median_percent")
+            print(f"    {setting}: per image better/tied/worse/outside {pi['better']}/{pi['tied']}/{pi['worse']}/"
+                  f"{pi['outside']}, beyond uniform's best {pi['beyond_uniform']}, median bpp saving "
+                  + (f"{med:.1f}% over {pi['n_saving']} images" if med is not None else "n/a"))
 
 
 def build_parser() -> argparse.ArgumentParser:

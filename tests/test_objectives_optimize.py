@@ -137,5 +137,11 @@ def test_per_image_comparison_counts_each_image_against_its_own_uniform_curve():
     rows.append({"image": "a", "method": "task_aware", "setting": "lambda=9", "bpp": 0.5, "cer/gt": 0.0})
     c = per_image_comparison(pd.DataFrame(rows), "cer/gt")
     # Uniform at 0.3 bpp reads CER 0.3 on each image: a is better (lower CER), b worse, c tied.
-    assert c["lambda=1"] == {"better": 1, "tied": 1, "worse": 1, "outside": 0}
+    counts = {k: c["lambda=1"][k] for k in ("better", "tied", "worse", "outside")}
+    assert counts == {"better": 1, "tied": 1, "worse": 1, "outside": 0}
     assert c["lambda=9"]["outside"] == 1
+    # Each image's own uniform bpp at the task-aware CER: a (0.1) 0.4 -> 25% saved, b (0.5) 0.2 -> -50%,
+    # c (0.3) 0.3 -> 0%; median 0%. lambda=9's CER 0 beats image a's best uniform point.
+    assert c["lambda=1"]["n_saving"] == 3
+    assert abs(c["lambda=1"]["bpp_saving_median_percent"]) < 1e-9
+    assert c["lambda=9"]["beyond_uniform"] == 1 and c["lambda=9"]["bpp_saving_median_percent"] is None
