@@ -72,13 +72,28 @@ class TrainingPool:
     def __len__(self) -> int:
         return len(self.images)
 
-    def sample(self, batch: int, rng: np.random.Generator) -> np.ndarray:
-        """(batch, crop, crop, 3) uint8."""
-        out = np.empty((batch, self.crop, self.crop, 3), np.uint8)
+    def count_at_least(self, crop: int) -> int:
+        """Number of images whose short side is at least ``crop``."""
+        return sum(min(im.shape[:2]) >= crop for im in self.images)
+
+    def sample(self, batch: int, rng: np.random.Generator, crop: int | None = None) -> np.ndarray:
+        """(batch, crop, crop, 3) uint8; ``crop`` defaults to the pool's, and a larger one draws only from
+        the images at least that big."""
+        crop = crop or self.crop
+        if crop == self.crop:
+            images = self.images
+        else:
+            if getattr(self, "_big_crop", None) != crop:
+                self._big = [im for im in self.images if min(im.shape[:2]) >= crop]
+                self._big_crop = crop
+            images = self._big
+        if not images:
+            raise DataError(f"no training images of at least {crop}x{crop}")
+        out = np.empty((batch, crop, crop, 3), np.uint8)
         for i in range(batch):
-            im = self.images[int(rng.integers(len(self.images)))]
-            y = int(rng.integers(im.shape[0] - self.crop + 1))
-            x = int(rng.integers(im.shape[1] - self.crop + 1))
-            c = im[y : y + self.crop, x : x + self.crop]
+            im = images[int(rng.integers(len(images)))]
+            y = int(rng.integers(im.shape[0] - crop + 1))
+            x = int(rng.integers(im.shape[1] - crop + 1))
+            c = im[y : y + crop, x : x + crop]
             out[i] = c[:, ::-1] if rng.random() < 0.5 else c
         return out

@@ -26,7 +26,7 @@ import yaml
 from .codec.checkpoint import save_codec
 from .codec.sft import SFTCodec, bits_from_likelihoods, lambda_of_q
 from .codec.zoo import CODEC_CONFIGS, resolve_name
-from .datasets import TrainingPool, data_root
+from .datasets import DataError, TrainingPool, data_root
 from .io import atomic_write
 from .maps import random_training_map
 
@@ -40,6 +40,12 @@ class TrainConfig:
     out: str = "runs/sft-small"
     crop: int = 128
     batch_size: int = 8
+    # Every large_every-th batch is large_batch_size crops of large_crop px, from the photos at least that big.
+    # Small crops give a hyper-latent of 2x2 or 3x3 positions, all at a border; full images have interior
+    # positions whose z statistics small crops never show (results/training/z_gap_by_size.py).
+    large_crop: int | None = None
+    large_batch_size: int = 6
+    large_every: int = 2
     steps: int = 10000
     budget_minutes: float | None = None
     lr: float = 1e-4
@@ -139,8 +145,13 @@ class _Prefetcher:
 
     def _make(self):
         cfg, rng = self.cfg, self.rng
-        x = torch.from_numpy(self.pool.sample(cfg.batch_size, rng)).permute(0, 3, 1, 2)
-        qmap = torch.cat([random_training_map(cfg.crop, cfg.crop, rng) for _ in range(cfg.batch_size)])
+        self.made = getattr(self, "made", 0) + 1
+        if cfg.large_crop and self.made % cfg.large_every == 0:
+            crop, batch = cfg.large_crop, cfg.large_batch_size
+        else:
+            crop, batch = cfg.crop, cfg.batch_size
+        x = torch.from_numpy(self.pool.sample(batch, rng, crop)).permute(0, 3, 1, 2)
+        qmap = torch.cat([random_training_map(crop, crop, rng) for _ in range(batch)])
         if self.pin:  # page-locked, so the copy to the GPU can overlap the step
             x, qmap = x.pin_memory(), qmap.pin_memory()
         return x, qmap
@@ -256,6 +267,11 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
     t0 = time.time()
     pool = TrainingPool(folder, cfg.crop)
     log(f"{len(pool)} training images from {folder} loaded in {time.time() - t0:.0f}s; device {device}")
+    if cfg.large_crop:
+        n_large = pool.count_at_least(cfg.large_crop)
+        if not n_large:
+            raise DataError(f"no training images of at least {cfg.large_crop}x{cfg.large_crop} for large_crop")
+        log(f"every {cfg.large_every}th batch: {cfg.large_batch_size} x {cfg.large_crop}^2 from {n_large} images")
 
     def progress_of(step: int, elapsed: float) -> float:
         p = step / cfg.steps if cfg.steps > 0 else 1.0
@@ -346,7 +362,7 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
 def _export_codec(model, path, name, cfg: TrainConfig, step: int, elapsed: float, skipped: int,
                   half: bool = False) -> str:
     meta = {"steps": step, "train_minutes": round(elapsed / 60, 2), "skipped_batches": skipped,
-            "crop": cfg.crop, "batch_size": cfg.batch_size}
+            "crop": cfg.crop, "batch_size": cfg.batch_size, "large_crop": cfg.large_crop}
     return save_codec(model, path, name, meta=meta, half=half)
 
 
