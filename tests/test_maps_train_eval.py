@@ -153,3 +153,27 @@ def test_plot_training_joins_stages(tmp_path):
     assert list(df["step"]) == [1, 2, 3] and df["wall_s"].iloc[-1] == 3.5 and starts == [(2, 2.0)]
     last = plot_training([a, b], tmp_path / "c.png", window=1)
     assert last["steps"] == 3 and (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_large_crop_batches_come_from_the_big_photos(tmp_path):
+    from taskcomp.datasets import DataError, TrainingPool
+    from taskcomp.train import TrainConfig, _Prefetcher
+
+    _noise_images(tmp_path / "imgs", 3, (70, 70), seed=3)
+    big = np.full((140, 150, 3), 200, np.uint8)
+    Image.fromarray(big).save(tmp_path / "imgs" / "big.png")
+    pool = TrainingPool(tmp_path / "imgs", 64)
+    assert len(pool) == 4 and pool.count_at_least(128) == 1
+    rng = np.random.default_rng(0)
+    assert pool.sample(2, rng).shape == (2, 64, 64, 3)
+    crops = pool.sample(3, rng, 128)
+    assert crops.shape == (3, 128, 128, 3) and (crops == 200).all()  # only the one big photo qualifies
+    with pytest.raises(DataError):
+        pool.sample(1, rng, 160)
+    cfg = TrainConfig(crop=64, batch_size=2, large_crop=128, large_batch_size=1, large_every=2)
+    pf = _Prefetcher(pool, cfg, rng, pin=False, depth=1)
+    try:
+        shapes = [tuple(pf.next()[0].shape) for _ in range(4)]
+    finally:
+        pf.close()
+    assert shapes == [(2, 3, 64, 64), (1, 3, 128, 128)] * 2

@@ -19,7 +19,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("checkpoint", nargs="?")
 ap.add_argument("--data-root")
 args = ap.parse_args()
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 codec = create_codec("sft-small", checkpoint=args.checkpoint)
 rows: dict[str, list] = {}
 for p in kodak_paths(args.data_root)[:8]:

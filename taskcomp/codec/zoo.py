@@ -1,8 +1,9 @@
 """Codec registry (timm-style): ``create_codec("sft-small")`` returns a ready model.
 
 ``sft-small`` ships its weights inside the package (``taskcomp/weights/sft-small.pth``), trained with
-``taskcomp train`` in two stages: ``recipes/train_sft_small.yaml`` (CPU) and, from those weights,
-``recipes/train_sft_small_gpu.yaml`` (one GPU); see ``results/training/README.md``. ``sft-paper`` is the
+``taskcomp train`` in three stages: ``recipes/train_sft_small.yaml`` (CPU), then from those weights
+``recipes/train_sft_small_gpu.yaml`` and ``recipes/train_sft_small_gpu2.yaml`` (one GPU, 21 + 20 minutes);
+see ``results/training/README.md``. ``sft-paper`` is the
 published layout; its weights (micmic123/QmapCompression) are hosted outside the package registries, so
 pass ``checkpoint=PATH_OR_URL``.
 """
@@ -36,6 +37,9 @@ _ALIASES = {"paper": "sft-paper", "small": "sft-small"}
 RETIRED_WEIGHTS: dict[str, str] = {
     "2e415643951f92c2": "sft-small stage 1 (7,513 CPU steps), shipped up to git commit bc56f91: "
                         "`git show bc56f91:taskcomp/weights/sft-small.pth > sft-small-stage1.pth`",
+    "0c652b9dee9544ba": "sft-small stage 3 (stage 1 + 16,734 GPU steps), shipped up to git commit d2c3249, on which "
+                        "the committed ImageNet, SROIE and COCO task results were measured: "
+                        "`git show d2c3249:taskcomp/weights/sft-small.pth > sft-small-stage3.pth`",
 }
 
 DEFAULT_CODEC = "sft-small"
