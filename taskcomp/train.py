@@ -138,6 +138,7 @@ class _Prefetcher:
         import threading
 
         self.pool, self.cfg, self.rng, self.pin = pool, cfg, rng, pin
+        self.made = 0  # batches made so far: every cfg.large_every-th is a large-crop batch
         self.q: "queue.Queue" = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -145,7 +146,7 @@ class _Prefetcher:
 
     def _make(self):
         cfg, rng = self.cfg, self.rng
-        self.made = getattr(self, "made", 0) + 1
+        self.made += 1
         if cfg.large_crop and self.made % cfg.large_every == 0:
             crop, batch = cfg.large_crop, cfg.large_batch_size
         else:
@@ -222,7 +223,7 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
     torch.set_num_threads(cfg.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels once
+        torch.backends.cudnn.benchmark = True  # one or two fixed crop sizes: let cuDNN pick kernels once each
     t_start = time.time()
     name = resolve_name(cfg.codec)
     out = Path(cfg.out)

@@ -5,7 +5,7 @@
 What stage 3 of sft-small trained on (`recipes/train_sft_small_gpu.yaml`, `--data OUT_DIR`): the 49 wikipedia
 photos downscaled by 2 (Lanczos, JPEG quality 95; short side 384), the 80 coco photos as they are, then
 imagenette photos in a seeded random order (seed 0) until the budget is reached (2,503 of 4,000 at 44 MB).
-Stage 4 (`recipes/train_sft_small_gpu2.yaml`): `--wiki-downscale 1.5 --budget-mb 40` (short side 512).
+Stage 4 (`recipes/train_sft_small_gpu2.yaml`): `--wiki-downscale 1.5 --budget-mb 35` (short side 512; 1,313 imagenette).
 Kodak is never included.
 """
 
