@@ -68,25 +68,22 @@ class TrainingPool:
                 self.images.append(arr)
         if not self.images:
             raise DataError(f"no training images of at least {crop}x{crop} in {folder}")
+        self._by_crop: dict[int, list[np.ndarray]] = {crop: self.images}  # images big enough for each crop
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def count_at_least(self, crop: int) -> int:
-        """Number of images whose short side is at least ``crop``."""
-        return sum(min(im.shape[:2]) >= crop for im in self.images)
+    def at_least(self, crop: int) -> list[np.ndarray]:
+        """The images whose short side is at least ``crop`` (computed once per crop size)."""
+        if crop not in self._by_crop:
+            self._by_crop[crop] = [im for im in self.images if min(im.shape[:2]) >= crop]
+        return self._by_crop[crop]
 
     def sample(self, batch: int, rng: np.random.Generator, crop: int | None = None) -> np.ndarray:
         """(batch, crop, crop, 3) uint8; ``crop`` defaults to the pool's, and a larger one draws only from
         the images at least that big."""
         crop = crop or self.crop
-        if crop == self.crop:
-            images = self.images
-        else:
-            if getattr(self, "_big_crop", None) != crop:
-                self._big = [im for im in self.images if min(im.shape[:2]) >= crop]
-                self._big_crop = crop
-            images = self._big
+        images = self.at_least(crop)
         if not images:
             raise DataError(f"no training images of at least {crop}x{crop}")
         out = np.empty((batch, crop, crop, 3), np.uint8)

@@ -269,7 +269,7 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
     pool = TrainingPool(folder, cfg.crop)
     log(f"{len(pool)} training images from {folder} loaded in {time.time() - t0:.0f}s; device {device}")
     if cfg.large_crop:
-        n_large = pool.count_at_least(cfg.large_crop)
+        n_large = len(pool.at_least(cfg.large_crop))  # checked here: the prefetch thread would hide the error
         if not n_large:
             raise DataError(f"no training images of at least {cfg.large_crop}x{cfg.large_crop} for large_crop")
         log(f"every {cfg.large_every}th batch: {cfg.large_batch_size} x {cfg.large_crop}^2 from {n_large} images")

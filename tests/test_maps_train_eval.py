@@ -163,7 +163,7 @@ def test_large_crop_batches_come_from_the_big_photos(tmp_path):
     big = np.full((140, 150, 3), 200, np.uint8)
     Image.fromarray(big).save(tmp_path / "imgs" / "big.png")
     pool = TrainingPool(tmp_path / "imgs", 64)
-    assert len(pool) == 4 and pool.count_at_least(128) == 1
+    assert len(pool) == 4 and len(pool.at_least(128)) == 1
     rng = np.random.default_rng(0)
     assert pool.sample(2, rng).shape == (2, 64, 64, 3)
     crops = pool.sample(3, rng, 128)
