@@ -13,7 +13,8 @@ def _cmd_train(a):
     from .train import TrainConfig, train
 
     cfg = TrainConfig.from_yaml(a.config, steps=a.steps, budget_minutes=a.budget_minutes, out=a.out,
-                                init_from=a.init_from, stop_after_minutes=a.stop_after)
+                                init_from=a.init_from, stop_after_minutes=a.stop_after, workers=a.workers,
+                                threads=a.threads)
     train(cfg, resume=a.resume, data=a.data)
 
 
@@ -440,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out")
     t.add_argument("--data", help="training image folder (default: the config's, under the data root)")
     t.add_argument("--init-from", help="start from this codec checkpoint's weights (fresh optimiser)")
+    t.add_argument("--workers", type=int, help="CPU data-parallel processes that average gradients each step "
+                   "(each with --threads threads and its own batch_size crops)")
+    t.add_argument("--threads", type=int, help="torch threads per worker process")
     t.add_argument("--stop-after", type=float, metavar="MIN",
                    help="end this invocation after MIN minutes of wall time (state saved; continue with --resume)")
     t.set_defaults(func=_cmd_train)

@@ -134,12 +134,12 @@ def test_rd_loss_is_the_documented_objective():
 def test_train_speed_bench_writes_its_table(tmp_path, monkeypatch):
     from taskcomp.bench import train_speed
 
-    monkeypatch.setattr(train_speed, "DEFAULT_SETTINGS", [(1, 64, 1, True), (1, 64, 2, False)])
+    monkeypatch.setattr(train_speed, "DEFAULT_SETTINGS", [(1, 1, 64, 1, True), (1, 1, 64, 2, False), (2, 1, 64, 1, True)])
     out = tmp_path / "speed.md"
     assert train_speed.main(["--out", str(out), "--repeats", "1"]) == 0
     text = out.read_text()
     rows = [line for line in text.splitlines() if line.startswith("|")]
-    assert "mpx_per_s" in rows[0] and len(rows) == 2 + 2
+    assert "mpx_per_s" in rows[0] and len(rows) == 2 + 3
 
 
 def test_plot_training_joins_stages(tmp_path):
@@ -177,3 +177,78 @@ def test_large_crop_batches_come_from_the_big_photos(tmp_path):
     finally:
         pf.close()
     assert shapes == [(2, 3, 64, 64), (1, 3, 128, 128)] * 2
+
+
+def _check_worker_group(rank, world, port, results):
+    """One worker of test_workers_average_and_agree: returns what each _Workers collective gave it."""
+    import torch.distributed as dist
+
+    from taskcomp.train import _Workers
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        w = _Workers(rank, world)
+        conv = torch.nn.Conv2d(2, 3, 3).to(memory_format=torch.channels_last)
+        lin = torch.nn.Linear(4, 2)
+        for p in [*conv.parameters(), *lin.parameters()]:
+            p.grad = torch.full_like(p, float(rank + 1))
+        lin.bias.grad = None  # a parameter without a gradient is left alone
+        w.average_grads([*conv.parameters(), *lin.parameters()])
+        torch.manual_seed(rank)
+        model = torch.nn.Linear(3, 3)
+        w.share_weights(model)
+        results[rank] = {
+            "grads": [p.grad.unique().tolist() for p in [*conv.parameters(), lin.weight]],
+            "channels_last": conv.weight.grad.is_contiguous(memory_format=torch.channels_last),
+            "bias_grad": lin.bias.grad,
+            "lead": w.from_lead([float(rank), 7.0 + rank]),
+            "any": (w.any(rank == 1), w.any(False)),
+            "mean": w.mean([float(rank)]),
+            "gather": w.gather(rank * 10),
+            "weights": model.weight.detach().clone(),
+        }
+    finally:
+        dist.destroy_process_group()
+
+
+def test_workers_average_and_agree():
+    import torch.multiprocessing as mp
+
+    from taskcomp.train import _free_port
+
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_check_worker_group, args=(2, _free_port(), results), nprocs=2, join=True)
+        r = dict(results)
+    for rank in (0, 1):
+        assert r[rank]["grads"] == [[1.5]] * 3  # mean of 1 and 2
+        assert r[rank]["channels_last"] and r[rank]["bias_grad"] is None
+        assert r[rank]["lead"] == [0.0, 7.0] and r[rank]["any"] == (True, False)
+        assert r[rank]["mean"] == [0.5] and r[rank]["gather"] == [0, 10]
+    assert torch.equal(r[0]["weights"], r[1]["weights"])
+
+
+def test_train_with_two_workers_then_resume_with_one(tmp_path):
+    from taskcomp.codec import create_codec
+    from taskcomp.train import TrainConfig, train
+
+    imgs = _noise_images(tmp_path / "imgs", 3, (70, 80), seed=4)
+    cfg = TrainConfig(codec="sft-small", out=str(tmp_path / "run"), crop=64, batch_size=1, steps=2,
+                      checkpoint_every=1, threads=1, workers=2)
+    path = train(cfg, data=str(imgs))
+    st = torch.load(tmp_path / "run" / "last.pth", weights_only=False)
+    assert st["step"] == 2 and len(st["rng_workers"]) == 2
+    assert st["rng_workers"][0][0] == st["rng"]  # worker 0's stream is the one a one-process resume reads
+    assert st["rng_workers"][0][0] != st["rng_workers"][1][0]  # the workers draw different crops
+    assert create_codec(checkpoint=path).checkpoint_info["meta"]["workers"] == 2
+    with pytest.raises(FileExistsError):  # checked before any worker starts
+        train(cfg, data=str(imgs))
+    cfg.workers, cfg.steps = 1, 3
+    train(cfg, resume=True, data=str(imgs), log=lambda *a: None)
+    rows = (tmp_path / "run" / "log.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+    # A worker's failure reaches the caller as one line naming it.
+    bad = TrainConfig(codec="sft-small", out=str(tmp_path / "bad"), crop=64, batch_size=1, steps=1, threads=1,
+                      workers=2)
+    with pytest.raises(ValueError, match="training worker failed: .*"):
+        train(bad, data=str(tmp_path / "no-such-folder"))

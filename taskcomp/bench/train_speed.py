@@ -24,31 +24,68 @@ from ..io import atomic_write
 from ..maps import random_training_map
 from ..train import optimizer_step, rd_loss, split_params
 
-# (threads, crop, batch, channels_last): the baseline is the shipped recipe (2, 128, 8, True); each group varies
-# one knob around it.
+# (workers, threads, crop, batch, channels_last): the baseline is the first CPU recipe (1, 2, 128, 8, True); each
+# group varies one knob around it. The last rows are the 256-px settings of the CPU fine-tuning recipe
+# (recipes/train_sft_small_cpu5.yaml): threads against data-parallel worker processes on the same 2 cores.
 DEFAULT_SETTINGS = [
-    (2, 128, 8, True),
-    (2, 128, 8, False),
-    (1, 128, 8, True),
-    (2, 64, 32, True),
-    (2, 256, 2, True),
-    (2, 128, 4, True),
-    (2, 128, 16, True),
+    (1, 2, 128, 8, True),
+    (1, 2, 128, 8, False),
+    (1, 1, 128, 8, True),
+    (2, 1, 128, 8, True),
+    (1, 2, 64, 32, True),
+    (1, 2, 256, 2, True),
+    (1, 2, 128, 4, True),
+    (1, 2, 128, 16, True),
+    (1, 2, 256, 4, True),
+    (1, 1, 256, 4, True),
+    (2, 1, 256, 4, True),
 ]
 
 
-def time_setting(codec: str, threads: int, crop: int, batch: int, channels_last: bool, repeats: int = 5,
-                 seed: int = 0) -> dict:
-    """Median seconds of one training step for one setting (after 2 warm-up steps)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+def time_setting(codec: str, workers: int, threads: int, crop: int, batch: int, channels_last: bool,
+                 repeats: int = 5, seed: int = 0) -> dict:
+    """Median seconds of one training step for one setting (after 2 warm-up steps). With ``workers > 1`` the
+    step runs in that many processes that average gradients (as ``taskcomp train`` with ``workers``), each on
+    its own ``batch`` crops, and the throughput counts all of them."""
+    if workers == 1:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            times = _timed_steps(codec, threads, crop, batch, channels_last, repeats, seed)
+        finally:
+            torch.set_num_threads(before)
+    else:
+        import torch.multiprocessing as mp
+
+        from ..train import _free_port
+
+        with mp.Manager() as manager:
+            out = manager.dict()
+            mp.spawn(_bench_worker, nprocs=workers, join=True,
+                     args=(workers, _free_port(), out, codec, threads, crop, batch, channels_last, repeats, seed))
+            times = out[0]
+    step = statistics.median(times)
+    return {"workers": workers, "threads": threads, "crop": crop, "batch": batch, "channels_last": channels_last,
+            "step_s": step, "steps_per_hour": 3600 / step, "mpx_per_s": workers * batch * crop * crop / step / 1e6}
+
+
+def _bench_worker(rank, world, port, out, codec, threads, crop, batch, channels_last, repeats, seed):
+    import torch.distributed as dist
+
+    from ..train import _Workers
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        return _time_setting(codec, threads, crop, batch, channels_last, repeats, seed)
+        torch.set_num_threads(threads)
+        times = _timed_steps(codec, threads, crop, batch, channels_last, repeats, seed + rank,
+                             _Workers(rank, world))
+        if rank == 0:
+            out[0] = times
     finally:
-        torch.set_num_threads(before)
+        dist.destroy_process_group()
 
 
-def _time_setting(codec, threads, crop, batch, channels_last, repeats, seed) -> dict:
+def _timed_steps(codec, threads, crop, batch, channels_last, repeats, seed, workers=None) -> list[float]:
     torch.set_flush_denormal(True)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -57,6 +94,7 @@ def _time_setting(codec, threads, crop, batch, channels_last, repeats, seed) -> 
         model = model.to(memory_format=torch.channels_last)
     main, aux = split_params(model)
     opt, aux_opt = torch.optim.Adam(main, lr=1e-4), torch.optim.Adam(aux, lr=1e-3)
+    sync = workers.average_grads if workers is not None and workers.world > 1 else None
     times = []
     for i in range(repeats + 2):
         x = torch.rand(batch, 3, crop, crop)
@@ -65,12 +103,10 @@ def _time_setting(codec, threads, crop, batch, channels_last, repeats, seed) -> 
             x, qmap = (t.contiguous(memory_format=torch.channels_last) for t in (x, qmap))
         t0 = time.perf_counter()
         loss, _, _ = rd_loss(model, x, qmap, "mixed")
-        optimizer_step(model, loss, opt, aux_opt, main, 1.0)
+        optimizer_step(model, loss, opt, aux_opt, main, 1.0, sync)
         if i >= 2:
             times.append(time.perf_counter() - t0)
-    step = statistics.median(times)
-    return {"threads": threads, "crop": crop, "batch": batch, "channels_last": channels_last,
-            "step_s": step, "steps_per_hour": 3600 / step, "mpx_per_s": batch * crop * crop / step / 1e6}
+    return times
 
 
 def main(argv=None) -> int:
@@ -91,7 +127,9 @@ def main(argv=None) -> int:
             f"--repeats {args.repeats}`\n\n"
             f"Median of {args.repeats} real training steps (forward `mixed`, RD loss, backward, clip, Adam, aux "
             "step) after 2 warm-up steps; first row = the shipped training recipe. `mpx_per_s`: training pixels "
-            "per second; `vs_recipe`: throughput relative to the first row.\n\n"
+            "per second (all workers together); `vs_recipe`: throughput relative to the first row. `workers` > 1: "
+            "that many processes (`threads` each) averaging gradients every step, as `taskcomp train` does with "
+            "`workers`.\n\n"
             + df.to_markdown(index=False, floatfmt=".3f") + "\n")
     atomic_write(Path(args.out), text.encode())
     print(text)
