@@ -342,9 +342,26 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
     return Path(cfg.out) / "codec.pth"
 
 
+def _exit_with_parent() -> None:
+    """End this worker as soon as the process that started it is gone (killed, say): orphaned workers would go
+    on training and writing the same run folder beside a resumed run."""
+    import os
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _worker(rank: int, cfg: TrainConfig, resume: bool, data: str | None, port: int) -> None:
     import torch.distributed as dist
 
+    _exit_with_parent()
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=cfg.workers)
     try:
         _train(cfg, resume, data, print if rank == 0 else (lambda *a: None), _Workers(rank, cfg.workers))

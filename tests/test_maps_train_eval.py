@@ -252,3 +252,64 @@ def test_train_with_two_workers_then_resume_with_one(tmp_path):
                       workers=2)
     with pytest.raises(ValueError, match="training worker failed: .*"):
         train(bad, data=str(tmp_path / "no-such-folder"))
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid``, from /proc."""
+    from pathlib import Path
+
+    out = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid) and not fields.get("State", "").startswith("Z"):
+            out.append(int(status.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        state = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("State:"))
+    except (OSError, StopIteration):
+        return False
+    return "Z" not in state.split()[1]
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/proc/self/status").is_file(), reason="needs /proc")
+def test_killed_training_leaves_no_workers_behind(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    imgs = _noise_images(tmp_path / "imgs", 2, (70, 70), seed=5)
+    code = ("from taskcomp.train import TrainConfig, train\n"
+            f"train(TrainConfig(codec='sft-small', out={str(tmp_path / 'run')!r}, crop=64, batch_size=1, "
+            f"steps=10**6, threads=1, workers=2), data={str(imgs)!r})\n")
+    # Started as a shell starts a background job (SIGINT ignored): torch's own parent-death signal for spawned
+    # workers is SIGINT, which then does nothing.
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (tmp_path / "run" / "config.yaml").is_file():
+            time.sleep(0.5)
+        workers = [p for p in _children(proc.pid) if _alive(p)]
+        assert len(workers) >= 2, "the training workers did not start"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.5)
+        assert not any(_alive(p) for p in workers)
+    finally:
+        proc.kill()
+        for p in workers + _children(proc.pid):
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
