@@ -40,6 +40,9 @@ RETIRED_WEIGHTS: dict[str, str] = {
     "0c652b9dee9544ba": "sft-small stage 3 (stage 1 + 16,734 GPU steps), shipped up to git commit d2c3249, on which "
                         "the committed ImageNet, SROIE and COCO task results were measured: "
                         "`git show d2c3249:taskcomp/weights/sft-small.pth > sft-small-stage3.pth`",
+    "511a28c4c2541713": "sft-small stage 4 (stage 3 + 16,787 GPU steps), shipped up to git commit 688c874, on which "
+                        "results/imagenet_classification/stage4 was measured: "
+                        "`git show 688c874:taskcomp/weights/sft-small.pth > sft-small-stage4.pth`",
 }
 
 DEFAULT_CODEC = "sft-small"
