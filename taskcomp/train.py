@@ -11,6 +11,7 @@ CPU the step rate varies, so a time budget is what makes the schedule finish ann
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -58,8 +59,8 @@ class TrainConfig:
     quantize: str = "mixed"
     threads: int = 2  # torch threads per worker process
     # CPU data parallelism: this many processes (each with `threads` threads and its own batch_size crops)
-    # average their gradients every step. On 2 cores, 2 workers x 1 thread trained ~2x the pixels per second
-    # of 1 worker x 2 threads (results/train_speed.md); the effective batch is workers x batch_size.
+    # average their gradients every step. On 2 cores, 2 workers x 1 thread trained 1.16-1.20x the pixels per
+    # second of 1 worker x 2 threads (results/train_speed.md); the effective batch is workers x batch_size.
     workers: int = 1
     channels_last: bool = True
     checkpoint_every: int = 200
@@ -236,10 +237,12 @@ class _Workers:
 
     def average_grads(self, params) -> None:
         """Replace each parameter's gradient by its mean over the workers (one all-reduce of all of them)."""
+        if self.world == 1:
+            return
         import torch.distributed as dist
 
         grads = [p.grad for p in params if p.grad is not None]
-        if self.world == 1 or not grads:
+        if not grads:
             return
         flat = torch.cat([g.reshape(-1) for g in grads])
         dist.all_reduce(flat)
@@ -358,15 +361,23 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _worker(rank: int, cfg: TrainConfig, resume: bool, data: str | None, port: int) -> None:
+@contextlib.contextmanager
+def _worker_group(rank: int, world: int, port: int):
+    """Inside a spawned worker process: join the gloo group of ``world`` workers on ``port`` (and end with the
+    parent); yields this worker's :class:`_Workers`."""
     import torch.distributed as dist
 
     _exit_with_parent()
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=cfg.workers)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        _train(cfg, resume, data, print if rank == 0 else (lambda *a: None), _Workers(rank, cfg.workers))
+        yield _Workers(rank, world)
     finally:
         dist.destroy_process_group()
+
+
+def _worker(rank: int, cfg: TrainConfig, resume: bool, data: str | None, port: int) -> None:
+    with _worker_group(rank, cfg.workers, port) as w:
+        _train(cfg, resume, data, print if w.lead else (lambda *a: None), w)
 
 
 def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: _Workers) -> Path | None:
@@ -476,8 +487,7 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: _Workers) -
         while True:
             done = progress_of(step, elapsed) >= 1.0
             early = bool(cfg.stop_after_minutes and time.time() - t_start > cfg.stop_after_minutes * 60)
-            if w.world > 1:  # worker 0's clock decides for all
-                done, early, elapsed = w.from_lead([done, early, elapsed])
+            done, early, elapsed = w.from_lead([done, early, elapsed])  # worker 0's clock decides for all
             if done:
                 break
             if early:
@@ -547,13 +557,13 @@ def _export_codec(model, path, name, cfg: TrainConfig, step: int, elapsed: float
     return save_codec(model, path, name, meta=meta, half=half)
 
 
-def _state(model, opt, aux_opt, step, elapsed, skipped, rng, w: _Workers | None = None) -> dict:
+def _state(model, opt, aux_opt, step, elapsed, skipped, rng, w: _Workers) -> dict:
     """The resumable state. Worker 0's random streams are ``rng``/``torch_rng`` (what a one-process run reads);
     with several workers ``rng_workers`` holds every worker's (collective: all workers must call it)."""
     st = {"model": model.state_dict(), "optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict(),
           "step": step, "elapsed": elapsed, "skipped": skipped, "rng": rng.bit_generator.state,
           "torch_rng": torch.get_rng_state()}
-    if w is not None and w.world > 1:
+    if w.world > 1:
         st["rng_workers"] = w.gather((rng.bit_generator.state, torch.get_rng_state()))
     return st
 

@@ -181,13 +181,9 @@ def test_large_crop_batches_come_from_the_big_photos(tmp_path):
 
 def _check_worker_group(rank, world, port, results):
     """One worker of test_workers_average_and_agree: returns what each _Workers collective gave it."""
-    import torch.distributed as dist
+    from taskcomp.train import _worker_group
 
-    from taskcomp.train import _Workers
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        w = _Workers(rank, world)
+    with _worker_group(rank, world, port) as w:
         conv = torch.nn.Conv2d(2, 3, 3).to(memory_format=torch.channels_last)
         lin = torch.nn.Linear(4, 2)
         for p in [*conv.parameters(), *lin.parameters()]:
@@ -207,8 +203,6 @@ def _check_worker_group(rank, world, port, results):
             "gather": w.gather(rank * 10),
             "weights": model.weight.detach().clone(),
         }
-    finally:
-        dist.destroy_process_group()
 
 
 def test_workers_average_and_agree():

@@ -70,19 +70,13 @@ def time_setting(codec: str, workers: int, threads: int, crop: int, batch: int, 
 
 
 def _bench_worker(rank, world, port, out, codec, threads, crop, batch, channels_last, repeats, seed):
-    import torch.distributed as dist
+    from ..train import _worker_group
 
-    from ..train import _Workers
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
+    with _worker_group(rank, world, port) as w:
         torch.set_num_threads(threads)
-        times = _timed_steps(codec, threads, crop, batch, channels_last, repeats, seed + rank,
-                             _Workers(rank, world))
-        if rank == 0:
+        times = _timed_steps(codec, threads, crop, batch, channels_last, repeats, seed + rank, w)
+        if w.lead:
             out[0] = times
-    finally:
-        dist.destroy_process_group()
 
 
 def _timed_steps(codec, threads, crop, batch, channels_last, repeats, seed, workers=None) -> list[float]:
