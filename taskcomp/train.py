@@ -15,6 +15,7 @@ import contextlib
 import csv
 import io
 import math
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -668,8 +669,9 @@ def plot_training(run_dirs, out_png: str | Path, window: int = 100) -> dict:
             ax.set_ylabel(yl)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-    fig.suptitle(f"{name}: {int(df['step'].iloc[-1])} steps, {df['wall_s'].iloc[-1] / 60:.0f} min "
-                 f"(rolling mean over {window} steps{'; dashed: a new stage starts' if starts else ''})")
+    title = (f"{name}: {int(df['step'].iloc[-1])} steps, {df['wall_s'].iloc[-1] / 60:.0f} min "
+             f"(rolling mean over {window} steps{'; dashed: a new stage starts' if starts else ''})")
+    fig.suptitle("\n".join(textwrap.wrap(title, 130)))  # several logs' names would run off the figure
     fig.tight_layout()
     from .io import save_figure
 

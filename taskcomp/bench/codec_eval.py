@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..bitstream import decode, encode
+from ..bitstream import decode, encode, unpack, weights_id
 from ..codec.sft import SFTCodec
 from ..io import atomic_write, image_to_tensor, load_image, save_csv, save_figure, save_image, tensor_to_image
 from ..maps import blob_map, gradient_map, half_map, region_map, uniform_map
@@ -113,8 +113,19 @@ def evaluate(codec: SFTCodec | None, codec_name: str, images: list[Path], out: P
     records = [json.loads(l) for l in rec_path.read_text().splitlines() if l.strip()] if rec_path.is_file() else []
     wanted = {m: _weights_key(m, codec) for m in ([codec_name] if codec is not None else []) + list(baselines)}
     names = {p.name for p in images}
-    records = [r for r in records if wanted.get(r["method"]) == r.get("weights") and r["image"] in names]
-    done = {(r["image"], r["method"], r["setting"]) for r in records}
+    # One record per point: a point recomputed below is appended again, and the later line wins.
+    latest = {(r["image"], r["method"], r["setting"]): r for r in records
+              if wanted.get(r["method"]) == r.get("weights") and r["image"] in names}
+    if codec is not None:
+        # The round-trip files belong to the codec's q=ROUNDTRIP_Q points: redo a point whose file is missing or
+        # was made with other weights (e.g. records copied from another folder), so check_roundtrip decodes
+        # files of these weights.
+        for p in images:
+            key = (p.name, codec_name, f"q={ROUNDTRIP_Q:.1f}")
+            if key in latest and not _roundtrip_file_matches(out / "roundtrip" / f"{p.stem}.tcz", codec):
+                del latest[key]
+    records = list(latest.values())
+    done = set(latest)
     jobs = []
     for p in images:
         if codec is not None:
@@ -156,18 +167,35 @@ def evaluate(codec: SFTCodec | None, codec_name: str, images: list[Path], out: P
             f.write(json.dumps(rec) + "\n")
             f.flush()
             records.append(rec)
-    return records
+    order = {(p.name, method, setting): i for i, (p, method, setting) in enumerate(jobs)}
+    return sorted(records, key=lambda r: order.get((r["image"], r["method"], r["setting"]), len(order)))
+
+
+def _roundtrip_file_matches(path: Path, codec: SFTCodec) -> bool:
+    try:
+        header = unpack(path.read_bytes())[0]
+    except (OSError, ValueError):
+        return False
+    return header.weights == weights_id(codec)
 
 
 def check_roundtrip(out: Path, codec_args: list[str]) -> list[dict]:
-    """Decode ``OUT/roundtrip/*.tcz`` in a fresh process and compare with the forward reconstructions."""
+    """Decode ``OUT/roundtrip/*.tcz`` in a fresh process and compare with the forward reconstructions.
+
+    Raises:
+        ValueError: the decoder failed (its error line is in the message).
+    """
     rt = out / "roundtrip"
     files = sorted(rt.glob("*.tcz"))
     if not files:
         return []
     dec_dir = rt / "decoded"
     cmd = [sys.executable, "-m", "taskcomp.cli", "decompress", *map(str, files), "-o", str(dec_dir), *codec_args]
-    subprocess.run(cmd, check=True, capture_output=True)
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        lines = [l for l in (res.stderr or res.stdout).splitlines() if l.strip()]
+        raise ValueError(f"round-trip check: decoding {rt}/*.tcz in a fresh process failed: "
+                         f"{lines[-1] if lines else f'exit status {res.returncode}'}")
     rows = []
     for f in files:
         a = load_image(dec_dir / f"{f.stem}.png")

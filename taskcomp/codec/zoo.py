@@ -43,6 +43,8 @@ RETIRED_WEIGHTS: dict[str, str] = {
     "511a28c4c2541713": "sft-small stage 4 (stage 3 + 16,787 GPU steps), shipped up to git commit 688c874, on which "
                         "results/imagenet_classification/stage4 was measured: "
                         "`git show 688c874:taskcomp/weights/sft-small.pth > sft-small-stage4.pth`",
+    "fc4d3dfae4429c68": "sft-small stage 5 (stage 4 + 1,718 CPU steps), shipped up to git commit 49736da: "
+                        "`git show 49736da:taskcomp/weights/sft-small.pth > sft-small-stage5.pth`",
 }
 
 DEFAULT_CODEC = "sft-small"
