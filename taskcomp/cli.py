@@ -30,6 +30,31 @@ def _load_codec(a):
     return create_codec(a.codec, checkpoint=a.checkpoint)
 
 
+def _image_args(paths: list[str]):
+    """Image files and folders (searched recursively) -> sorted paths with distinct file names (records are
+    keyed by file name)."""
+    from pathlib import Path
+
+    from .datasets import DataError, list_images
+
+    found = []
+    for s in paths:
+        p = Path(s)
+        if p.is_dir():
+            found += list_images(p)
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise DataError(f"no such image file or folder: {s}")
+    if not found:
+        raise DataError(f"no images in {' '.join(paths)}")
+    names = [p.name for p in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataError(f"images must have distinct file names; given more than once: {', '.join(twice[:5])}")
+    return sorted(found, key=lambda p: p.name)
+
+
 def _cmd_compress(a):
     from pathlib import Path
 
@@ -97,7 +122,13 @@ def _cmd_eval_codec(a):
         raise ValueError(f"unknown methods {sorted(unknown)}; choose from sft, jpeg, webp")
     codec = _load_codec(a)
     name = codec.checkpoint_info.get("codec", a.codec)
-    images = kodak_paths(a.data_root)[: a.limit]
+    if a.images:
+        images = _image_args(a.images)
+        parents = {p.parent.resolve() for p in images}
+        dataset = "/".join(parents.pop().parts[-2:]) if len(parents) == 1 else "own images"
+    else:
+        images, dataset = kodak_paths(a.data_root), "Kodak"
+    images = images[: a.limit]
     out = Path(a.out)
     baselines = tuple(m for m in ("jpeg", "webp") if m in methods)
     records = evaluate(codec if "sft" in methods else None, name, images, out, baselines=baselines)
@@ -109,7 +140,7 @@ def _cmd_eval_codec(a):
     meta = codec.checkpoint_info.get("meta", {})
     title = (f"codec {name}, weights {str(codec.checkpoint_info.get('hash'))[:16]}, "
              f"{meta.get('steps', '?')} training steps ({meta.get('train_minutes', '?')} min)")
-    s = summarize(records, out, name, roundtrip=rt, title=title)
+    s = summarize(records, out, name, roundtrip=rt, title=title, dataset=dataset)
     import json
 
     print(json.dumps(s, indent=2))
@@ -372,11 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_codec_args(dm)
     dm.set_defaults(func=_cmd_demo)
 
-    ev = sub.add_parser("eval-codec", help="rate-distortion benchmark on Kodak (resumable)")
+    ev = sub.add_parser("eval-codec", help="rate-distortion benchmark on Kodak or other images (resumable)")
     _add_codec_args(ev)
     ev.add_argument("--data-root", help="data root (default: $TASKCOMP_DATA or ../shared/data)")
     ev.add_argument("--out", default="results/kodak", help="output folder (records, tables, JSON, plot)")
     ev.add_argument("--limit", type=int, help="first N images only")
+    ev.add_argument("--images", nargs="+", metavar="PATH",
+                    help="image files or folders to evaluate instead of Kodak (no comparison with the published "
+                         "Kodak table then)")
     ev.add_argument("--methods", default="sft,jpeg,webp", help="comma list of sft, jpeg, webp (default: all)")
     ev.set_defaults(func=_cmd_eval_codec)
 

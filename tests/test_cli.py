@@ -1,6 +1,7 @@
 """The taskcomp command: compress / decompress and one-line errors on bad input."""
 
 import io
+import json
 import subprocess
 import sys
 
@@ -165,3 +166,18 @@ def test_optimize_command_and_its_errors(tmp_path, png, capsys):
                        (["--lambda", -1], "--lambda"), (["--target-bpp", 50], "unreachable")]:
         rc, _, err = run(["optimize", png, *args, "--steps", 1, "-o", tmp_path / "x.tcz"], capsys)
         assert_one_line_error(rc, err, word)
+
+
+def test_eval_codec_on_own_images_and_its_errors(tmp_path, png, capsys):
+    rc, _, err = run(["eval-codec", "--images", tmp_path / "nowhere", "--out", tmp_path / "ev"], capsys)
+    assert_one_line_error(rc, err, "no such image file or folder", "nowhere")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "img.png").write_bytes(png.read_bytes())
+    rc, _, err = run(["eval-codec", "--images", png, tmp_path / "sub", "--out", tmp_path / "ev"], capsys)
+    assert_one_line_error(rc, err, "distinct file names", "img.png")
+    rc, out, err = run(["eval-codec", "--images", tmp_path / "sub", "--methods", "sft,webp", "--out", tmp_path / "ev"],
+                       capsys)
+    assert rc == 0, err
+    s = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert s["images"] == f"{tmp_path.name}/sub (1 images)" and s["roundtrip_fresh_process"]["all_equal"]
+    assert list(s["bd_rate_psnr_percent"]) == ["sft-small vs webp"]  # the published table is Kodak's only

@@ -113,8 +113,12 @@ def test_evaluate_and_summarize_tiny(tmp_path, codec, sample_128):
     _stale_roundtrip_file_is_remade(codec, p, out, n)
     doc = json.loads((out / "sft-small.json").read_text())
     assert doc["name"] == "sft-small" and {"bpp", "psnr-rgb", "ms-ssim-rgb"} <= set(doc["results"])
-    assert "sft-small vs jpeg" in s["bd_rate_psnr_percent"]
+    assert {"sft-small vs jpeg", "sft-small vs sft-published"} <= set(s["bd_rate_psnr_percent"])
     assert (out / "rd_psnr.png").stat().st_size > 0
+    # Not Kodak: no comparison with the published Kodak table, and the files say which images they cover.
+    s = summarize(recs, out, "sft-small", dataset="tiny-set")
+    assert s["images"] == "tiny-set (1 images)" and "sft-small vs sft-published" not in s["bd_rate_psnr_percent"]
+    assert json.loads((out / "sft-small.json").read_text())["description"].startswith("tiny-set (1 images)")
 
 
 def _stale_roundtrip_file_is_remade(codec, img, out, n):
@@ -331,3 +335,19 @@ def test_killed_training_leaves_no_workers_behind(tmp_path):
         for p in workers + _children(proc.pid):
             if _alive(p):
                 os.kill(p, signal.SIGKILL)
+
+
+def test_summary_locates_the_gap_to_the_published_curve(tmp_path):
+    """A codec spending 1.5x the published bits at the published PSNRs is +50% at every q (and BD +50%)."""
+    from taskcomp.bench.codec_eval import summarize
+    from taskcomp.bench.published import PUBLISHED_SFT_KODAK
+
+    pub = PUBLISHED_SFT_KODAK["results"]
+    recs = [{"image": "a.png", "method": "sft-small", "setting": f"q={0.1 * i:.1f}", "q": round(0.1 * i, 1),
+             "bpp": 1.5 * b, "bpp_est": 1.5 * b, "psnr": d, "ms_ssim": 0.9, "enc_s": 0.1, "dec_s": 0.1}
+            for i, (b, d) in enumerate(zip(pub["bpp"], pub["psnr-rgb"]))]
+    s = summarize(recs, tmp_path, "sft-small")
+    by_q = s["bpp_over_published_at_equal_psnr_percent_by_q"]
+    assert len(by_q) == 11 and all(v == pytest.approx(50.0, abs=0.1) for v in by_q.values())
+    assert s["bd_rate_psnr_percent"]["sft-small vs sft-published"] == pytest.approx(50.0, abs=0.1)
+    assert "Extra bits over the published SFT model" in (tmp_path / "rd_table.md").read_text()

@@ -1,4 +1,4 @@
-"""Kodak rate-distortion evaluation: ``taskcomp eval-codec``.
+"""Rate-distortion evaluation (Kodak by default, or any images): ``taskcomp eval-codec``.
 
 For every image: the SFT codec at uniform q = 0, 0.1, ..., 1 and on four non-uniform maps (half, gradient,
 blobs, regions), and JPEG / WebP quality sweeps. Per point: real bpp (whole .tcz file, header included),
@@ -217,14 +217,20 @@ def _mean_table(records: list[dict]):
 
 
 def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[dict] | None = None,
-              title: str = "") -> dict:
-    """Write tables, CompressAI-style JSON, BD-rates and the RD plot; return the summary dict."""
+              title: str = "", dataset: str = "Kodak") -> dict:
+    """Write tables, CompressAI-style JSON, BD-rates and the RD plot; return the summary dict.
+
+    Args:
+        dataset: name of the image set, for titles; the published SFT curve (measured on Kodak) is compared
+            only when it is ``"Kodak"``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     df, g = _mean_table(records)
+    where = f"{dataset} ({df['image'].nunique()} images)"
     save_csv(df, out / "per_image.csv")
     save_csv(g, out / "mean.csv")
 
@@ -239,11 +245,12 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
             res["estimated_bpp"] = sub["bpp_est"].tolist()
         else:
             res["quality"] = [int(v) for v in sub["quality"].tolist()]
-        doc = {"name": method, "description": f"Kodak (24 images), mean over images; {title}".strip("; "),
+        doc = {"name": method, "description": f"{where}, mean over images; {title}".strip("; "),
                "results": res}
         atomic_write(out / f"{method}.json", json.dumps(doc, indent=2).encode())
         curves[method] = res
-    curves["sft-published"] = PUBLISHED_SFT_KODAK["results"]
+    if dataset == "Kodak":
+        curves["sft-published"] = PUBLISHED_SFT_KODAK["results"]
 
     bd = {}
     for test in curves:
@@ -256,7 +263,15 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
             except ValueError as e:
                 bd[f"{test} vs {ref}"] = f"n/a ({e})"
 
-    summary = {"codec": codec_name, "bd_rate_psnr_percent": bd}
+    summary = {"codec": codec_name, "images": where, "bd_rate_psnr_percent": bd}
+    if "sft-published" in curves and codec_name in curves:
+        # Where along the curve the BD-rate gap sits: the extra bits of each q point over what the published
+        # model needs for the same PSNR (log-rate interpolated; blank outside the published PSNR range).
+        ref, ours = curves["sft-published"], curves[codec_name]
+        summary["bpp_over_published_at_equal_psnr_percent_by_q"] = {
+            f"{q:.1f}": round(100 * (b / float(np.exp(np.interp(d, ref["psnr-rgb"], np.log(ref["bpp"])))) - 1), 1)
+            for q, b, d in zip(ours["q"], ours["bpp"], ours["psnr-rgb"])
+            if min(ref["psnr-rgb"]) <= d <= max(ref["psnr-rgb"])}
     ours = df[(df["method"] == codec_name) & df["setting"].str.startswith("q=")]
     if len(ours):
         piv = ours.pivot(index="image", columns="q", values="bpp")
@@ -290,7 +305,7 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
 
     # Markdown table of the mean curve points.
-    lines = [f"# Kodak rate-distortion: {codec_name}", "", title, "",
+    lines = [f"# {dataset} rate-distortion: {codec_name}", "", title, "",
              "| method | setting | real bpp | est. bpp | PSNR dB | MS-SSIM | enc s | dec s |", "|---|---|---|---|---|---|---|---|"]
     for _, r in g.iterrows():
         est = f"{r['bpp_est']:.4f}" if "bpp_est" in r and r["bpp_est"] == r["bpp_est"] else ""
@@ -299,6 +314,12 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
     lines += ["", "## BD-rate (PSNR), % (negative: fewer bits than the reference at equal PSNR)", "",
               "| test vs reference | BD-rate % |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in bd.items()]
+    if summary.get("bpp_over_published_at_equal_psnr_percent_by_q"):
+        lines += ["", "## Extra bits over the published SFT model at equal PSNR, per q", "",
+                  "| q | " + " | ".join(summary["bpp_over_published_at_equal_psnr_percent_by_q"]) + " |",
+                  "|---" * (1 + len(summary["bpp_over_published_at_equal_psnr_percent_by_q"])) + "|",
+                  "| % | " + " | ".join(f"{v:+.1f}" for v in
+                                       summary["bpp_over_published_at_equal_psnr_percent_by_q"].values()) + " |"]
     atomic_write(out / "rd_table.md", ("\n".join(lines) + "\n").encode())
 
     fig, ax = plt.subplots(figsize=(7, 5))
@@ -310,7 +331,7 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
         ax.plot([res["bpp"][i] for i in sel], [res["psnr-rgb"][i] for i in sel], fmt, label=label, ms=4)
     ax.set_xlabel("bpp (real file size)")
     ax.set_ylabel("PSNR-RGB (dB)")
-    ax.set_title("Kodak, mean over 24 images")
+    ax.set_title(f"{where}, mean over images")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
