@@ -102,10 +102,10 @@ def test_evaluate_and_summarize_tiny(tmp_path, codec, sample_128):
     p = tmp_path / "tiny.png"
     Image.fromarray(sample_128).save(p)
     out = tmp_path / "ev"
-    recs = evaluate(codec, "sft-small", [p], out, baselines=("jpeg",), qualities=[0.2, 0.5, 0.8], log=lambda *a: None)
+    recs = evaluate(codec, "sft-small", [p], out, baselines=("jpeg",), qualities=[0.0, 0.5, 1.0], log=lambda *a: None)
     n = len(recs)
     assert n == 3 + 4 + 12
-    assert len(evaluate(codec, "sft-small", [p], out, baselines=("jpeg",), qualities=[0.2, 0.5, 0.8],
+    assert len(evaluate(codec, "sft-small", [p], out, baselines=("jpeg",), qualities=[0.0, 0.5, 1.0],
                         log=lambda *a: None)) == n  # resumed: nothing recomputed, nothing lost
     rt = check_roundtrip(out, [])
     assert len(rt) == 1 and rt[0]["equal"]
@@ -114,6 +114,9 @@ def test_evaluate_and_summarize_tiny(tmp_path, codec, sample_128):
     doc = json.loads((out / "sft-small.json").read_text())
     assert doc["name"] == "sft-small" and {"bpp", "psnr-rgb", "ms-ssim-rgb"} <= set(doc["results"])
     assert {"sft-small vs jpeg", "sft-small vs sft-published"} <= set(s["bd_rate_psnr_percent"])
+    # Each half of the half map is coded as a uniform map of its own q would code it: the map steers fully.
+    assert s["half_map"]["max_abs_db_from_uniform"] < 1.0
+    assert "psnr_left_minus_right_uniform_q0" in (out / "half_map.csv").read_text().splitlines()[0]
     assert (out / "rd_psnr.png").stat().st_size > 0
     # Not Kodak: no comparison with the published Kodak table, and the files say which images they cover.
     s = summarize(recs, out, "sft-small", dataset="tiny-set")
@@ -133,13 +136,13 @@ def _stale_roundtrip_file_is_remade(codec, img, out, n):
     with pytest.raises(ValueError, match="round-trip check: .*weights 0000000000000000"):
         check_roundtrip(out, [])
     logged = []
-    recs = evaluate(codec, "sft-small", [img], out, baselines=("jpeg",), qualities=[0.2, 0.5, 0.8], log=logged.append)
+    recs = evaluate(codec, "sft-small", [img], out, baselines=("jpeg",), qualities=[0.0, 0.5, 1.0], log=logged.append)
     assert len(recs) == n and f"{n - 1} of {n} points" in logged[0]
     assert unpack(tcz.read_bytes())[0].weights != bytes(8)
     assert check_roundtrip(out, [])[0]["equal"]
     lines = (out / "records.jsonl").read_text().splitlines()
     assert len(lines) == n + 1  # the redone point appended; the reader keeps the later line
-    assert len(evaluate(codec, "sft-small", [img], out, baselines=("jpeg",), qualities=[0.2, 0.5, 0.8],
+    assert len(evaluate(codec, "sft-small", [img], out, baselines=("jpeg",), qualities=[0.0, 0.5, 1.0],
                         log=lambda *a: None)) == n
 
 
