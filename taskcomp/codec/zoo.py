@@ -45,6 +45,9 @@ RETIRED_WEIGHTS: dict[str, str] = {
                         "`git show 688c874:taskcomp/weights/sft-small.pth > sft-small-stage4.pth`",
     "fc4d3dfae4429c68": "sft-small stage 5 (stage 4 + 1,718 CPU steps), shipped up to git commit 49736da: "
                         "`git show 49736da:taskcomp/weights/sft-small.pth > sft-small-stage5.pth`",
+    "126d9766cd4d53be": "sft-small stage 6 (stage 5 + 19,932 GPU steps), shipped up to git commit 36d23ba, on which "
+                        "results/imagenet_classification/stage6 was measured: "
+                        "`git show 36d23ba:taskcomp/weights/sft-small.pth > sft-small-stage6.pth`",
 }
 
 DEFAULT_CODEC = "sft-small"
