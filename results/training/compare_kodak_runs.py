@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from taskcomp.bench.metrics import bd_rate  # noqa: E402
 
 
-def figures(folder: Path) -> dict:
+def figures(folder: Path) -> tuple[dict, dict]:
+    """The table column of one folder, and its codec's mean RD curve (CompressAI-style results)."""
     s = json.loads((folder / "summary.json").read_text())
     bd, hm = s["bd_rate_psnr_percent"], s["half_map"]
     name = s["codec"]
@@ -41,12 +42,7 @@ def figures(folder: Path) -> dict:
         r = sft[(sft["q"] - q).abs() < 1e-9]
         if len(r):
             row[f"q={q:g}: bpp / PSNR"] = f"{r['bpp'].iloc[0]:.3f} / {r['psnr'].iloc[0]:.2f}"
-    return row
-
-
-def curve(folder: Path) -> dict:
-    name = json.loads((folder / "summary.json").read_text())["codec"]
-    return json.loads((folder / f"{name}.json").read_text())["results"]
+    return row, json.loads((folder / f"{name}.json").read_text())["results"]
 
 
 def main(argv=None) -> int:
@@ -58,8 +54,7 @@ def main(argv=None) -> int:
     names = args.names or [args.a, args.b]
     if names[0] == names[1]:
         raise SystemExit("give the two folders different --names")
-    fa, fb = figures(Path(args.a)), figures(Path(args.b))
-    ca, cb = curve(Path(args.a)), curve(Path(args.b))
+    (fa, ca), (fb, cb) = figures(Path(args.a)), figures(Path(args.b))
     fa[f"BD-rate vs {names[0]} (%)"] = ""
     fb[f"BD-rate vs {names[0]} (%)"] = f"{bd_rate(ca['bpp'], ca['psnr-rgb'], cb['bpp'], cb['psnr-rgb']):+.2f}"
     print(pd.DataFrame({names[0]: fa, names[1]: fb}).to_markdown())

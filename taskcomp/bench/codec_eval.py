@@ -267,10 +267,10 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
     if "sft-published" in curves and codec_name in curves:
         # Where along the curve the BD-rate gap sits: the extra bits of each q point over what the published
         # model needs for the same PSNR (log-rate interpolated; blank outside the published PSNR range).
-        ref, ours = curves["sft-published"], curves[codec_name]
+        ref, mine = curves["sft-published"], curves[codec_name]
         summary["bpp_over_published_at_equal_psnr_percent_by_q"] = {
             f"{q:.1f}": round(100 * (b / float(np.exp(np.interp(d, ref["psnr-rgb"], np.log(ref["bpp"])))) - 1), 1)
-            for q, b, d in zip(ours["q"], ours["bpp"], ours["psnr-rgb"])
+            for q, b, d in zip(mine["q"], mine["bpp"], mine["psnr-rgb"])
             if min(ref["psnr-rgb"]) <= d <= max(ref["psnr-rgb"])}
     ours = df[(df["method"] == codec_name) & df["setting"].str.startswith("q=")]
     if len(ours):
@@ -328,12 +328,11 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
     lines += ["", "## BD-rate (PSNR), % (negative: fewer bits than the reference at equal PSNR)", "",
               "| test vs reference | BD-rate % |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in bd.items()]
-    if summary.get("bpp_over_published_at_equal_psnr_percent_by_q"):
+    over = summary.get("bpp_over_published_at_equal_psnr_percent_by_q")
+    if over:
         lines += ["", "## Extra bits over the published SFT model at equal PSNR, per q", "",
-                  "| q | " + " | ".join(summary["bpp_over_published_at_equal_psnr_percent_by_q"]) + " |",
-                  "|---" * (1 + len(summary["bpp_over_published_at_equal_psnr_percent_by_q"])) + "|",
-                  "| % | " + " | ".join(f"{v:+.1f}" for v in
-                                       summary["bpp_over_published_at_equal_psnr_percent_by_q"].values()) + " |"]
+                  "| q | " + " | ".join(over) + " |", "|---" * (1 + len(over)) + "|",
+                  "| % | " + " | ".join(f"{v:+.1f}" for v in over.values()) + " |"]
     atomic_write(out / "rd_table.md", ("\n".join(lines) + "\n").encode())
 
     fig, ax = plt.subplots(figsize=(7, 5))
