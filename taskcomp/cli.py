@@ -353,6 +353,10 @@ def _cmd_run(a):
     from .datasets import data_root
 
     recipe = load_recipe(a.recipe)
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     out = Path(a.out or recipe.get("out", f"runs/{recipe['name']}"))
     n = run_recipe(recipe, out, data_root(a.data_root), limit=a.limit, shard=a.shard)
     print(f"{n} new records in {out}; tables: taskcomp report {out}")
@@ -442,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=int, help="N images spread evenly over the data set (all when omitted)")
     r.add_argument("--shard", help="i/n: this process takes images i, i+n, i+2n, ...")
     r.add_argument("--data-root")
+    r.add_argument("--threads", type=int,
+                   help="torch threads (default: torch's, one per core; with one shard per core, use 1)")
     r.set_defaults(func=_cmd_run)
 
     rp = sub.add_parser("report", help="tables, plot and summary of a recipe run")

@@ -190,6 +190,8 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
     shown = [c for c in metric_cols if not c.startswith("top5/")]
     fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4.5), squeeze=False)
     summary = {"run": str(run_dir), "n_images": int(df["image"].nunique()), "comparisons": {}}
+    if "weights" in df:  # codec weights ids of the codec points (records written before session 10 lack them)
+        summary["codec_weights"] = sorted(df["weights"].dropna().unique().tolist())
     for ax, col in zip(axes[0], shown):
         pct = 100 if col.startswith(("top1/", "top5/", "word_acc/")) else 1
         orig = table[table["method"] == "original"]

@@ -117,6 +117,10 @@ def test_recipe_run_resume_and_report(tmp_path, data_root):
     assert n0 == n1 == 8
     assert run_recipe(recipe, out, data_root, limit=2, log=lambda *a: None) == 0
     s = report(out)
+    from taskcomp.bitstream import weights_id
+    from taskcomp.codec import create_codec
+
+    assert s["codec_weights"] == [weights_id(create_codec("sft-small")).hex()]
     assert s["n_images"] == 2
     assert (out / "table.csv").is_file() and (out / "metrics_vs_bpp.png").is_file()
     assert any(k.startswith("task_aware vs uniform") for k in s["comparisons"])
@@ -145,3 +149,29 @@ def test_per_image_comparison_counts_each_image_against_its_own_uniform_curve():
     assert c["lambda=1"]["n_saving"] == 3
     assert abs(c["lambda=1"]["bpp_saving_median_percent"]) < 1e-9
     assert c["lambda=9"]["beyond_uniform"] == 1 and c["lambda=9"]["bpp_saving_median_percent"] is None
+
+
+def test_recipe_run_refuses_to_mix_codec_weights(tmp_path, data_root):
+    """Resuming a run folder whose codec points came from other weights is a one-line error, not a mixed table."""
+    import json
+
+    import pytest
+
+    from taskcomp.bench.recipes import run_recipe
+
+    recipe = {"name": "tiny", "data": "imagenet-sample", "preprocess": {"resize": 73, "crop": 64},
+              "objective": {"name": "classification"}, "eval_models": ["tf_efficientnet_lite0"],
+              "methods": {"uniform": {"q": [0.0, 1.0]}, "jpeg": {"quality": [50]}}}
+    out = tmp_path / "run"
+    assert run_recipe(recipe, out, data_root, limit=1, log=lambda *a: None) == 3
+    path = next(out.glob("records*.jsonl"))
+    recs = [json.loads(l) for l in path.read_text().splitlines()]
+    assert [r.get("weights") is not None for r in recs] == [r["method"] == "uniform" for r in recs]
+    # Pretend the q=0 point came from other weights and the q=1 point is still to do.
+    recs = [r for r in recs if r["setting"] != "q=1.00"]
+    for r in recs:
+        if r["method"] == "uniform":
+            r["weights"] = "00" * 8
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    with pytest.raises(ValueError, match="weights 0000000000000000"):
+        run_recipe(recipe, out, data_root, limit=1, log=lambda *a: None)

@@ -3,7 +3,8 @@
 A recipe names the task, the data, the preprocessing, the codec, the objective the maps are optimised for,
 and the methods with their sweeps. Every (image, method, setting) gives one record in
 ``OUT/records.shard{i}of{n}.jsonl``, written as soon as it is done; a rerun skips finished records, and
-``--limit`` / ``--shard i/n`` split the work across processes or machines. ``taskcomp report OUT`` makes the
+``--limit`` / ``--shard i/n`` split the work across processes or machines. Codec records carry the codec's
+weights id (``weights``), and a run folder refuses to resume with other weights. ``taskcomp report OUT`` makes the
 tables and plots.
 
 Tasks plug in as adapters (:class:`ClassificationTask`, :class:`TextTask`, :class:`DetectionTask`): they list the items, load and
@@ -23,7 +24,7 @@ import torch
 import yaml
 from PIL import Image
 
-from ..bitstream import decode
+from ..bitstream import decode, weights_id
 from ..io import atomic_write, image_to_tensor, load_image, tensor_to_image
 from .baselines import pillow_roundtrip
 from .metrics import psnr
@@ -328,11 +329,14 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
     atomic_write(out / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False).encode())
     rec_path = out / f"records.shard{si}of{sn}.jsonl"
     done = set()
+    folder_weights: dict[str, str] = {}  # weights id -> a record file that holds points coded with it
     for p in out.glob("records*.jsonl"):
         for line in p.read_text().splitlines():
             if line.strip():
                 r = json.loads(line)
                 done.add((r["image"], r["method"], r["setting"]))
+                if r.get("weights"):
+                    folder_weights.setdefault(r["weights"], p.name)
     todo = [(it, s) for it in items for s in settings if (it["id"], s[0], s[1]) not in done]
     log(f"{len(items)} images x {len(settings)} points: {len(todo)} to do, {len(items) * len(settings) - len(todo)} done")
     if not todo:
@@ -340,6 +344,13 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
 
     task = TASKS[task_name](recipe)
     codec = create_codec(recipe.get("codec", "sft-small"), checkpoint=recipe.get("checkpoint"))
+    wid = weights_id(codec).hex()
+    # A run folder's codec points must come from one set of weights: resuming with other weights (a new
+    # shipped checkpoint, another `checkpoint:`) would silently mix two codecs in one table.
+    other = sorted(set(folder_weights) - {wid})
+    if other:
+        raise ValueError(f"{out} holds codec points made with weights {other[0]} ({folder_weights[other[0]]}); "
+                         f"this codec's weights are {wid}: use another --out")
     ta = dict(recipe["methods"].get("task_aware") or {})
     for k in ("lambda", "use_label", "use_gt"):
         ta.pop(k, None)
@@ -376,6 +387,8 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
                     with torch.inference_mode():
                         x_dec = decode(codec, data)
                     dec_arr = tensor_to_image(x_dec)
+                if method not in ("original", "jpeg", "webp"):
+                    extra["weights"] = wid
                 rec = {"image": img_id, "method": method, "setting": setting, **params, "width": W, "height": H,
                        "bpp": bpp, "psnr": psnr(arr, dec_arr), **task.metrics(arr, dec_arr, x_dec, state, it),
                        "seconds": time.perf_counter() - t0, **extra}
