@@ -1,6 +1,6 @@
 """Where the bits go on receipts: share of the codec's rate inside the ground-truth text boxes.
 
-    python results/sroie_text/bits_in_text.py [--data-root DIR] [--limit 50]
+    python results/sroie_text/bits_in_text.py [--data-root DIR] [--limit 50] > OUT.txt   (progress on stderr)
 
 The same receipts and working resolution as recipes/sroie_text.yaml (768 px long side, --limit spreads evenly).
 For uniform maps at q = 0, 0.1, 0.2, 0.3, 0.5 it attributes each latent's estimated bits (y at stride 16,
@@ -11,12 +11,14 @@ at most (bits_background(q) - bits_background(0)) / bits(q) against the uniform 
 """
 
 import argparse
+import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from taskcomp.bench.recipes import _sroie_lines, preprocess_image
+from taskcomp.bitstream import weights_id
 from taskcomp.codec import create_codec
 from taskcomp.datasets import data_root
 from taskcomp.io import image_to_tensor, load_image
@@ -56,12 +58,12 @@ for p in imgs:
         total = float(by.sum() + bz.sum())
         inside = text_share(by, mask, 16) + text_share(bz, mask, 64)
         rows.append((p.stem, q, float(m.mean()), total / (H * W), inside / total, total, total - inside))
-    print(p.stem, f"text area {100 * m.mean():.1f}%", flush=True)
+    print(p.stem, f"text area {100 * m.mean():.1f}%", file=sys.stderr, flush=True)  # progress
 
 import pandas as pd  # noqa: E402
 
 df = pd.DataFrame(rows, columns=["image", "q", "text_area", "bpp_est", "bit_share_text", "bits", "bits_background"])
 bg0 = df[df.q == 0].set_index("image")["bits_background"]
 df["max_saving"] = (df["bits_background"] - df["image"].map(bg0)) / df["bits"]
-print(f"{len(imgs)} receipts; mean over receipts:")
+print(f"{len(imgs)} receipts, sft-small weights {weights_id(codec).hex()}; mean over receipts:")
 print(df.groupby("q")[["text_area", "bpp_est", "bit_share_text", "max_saving"]].mean().round(3).to_string())

@@ -1,9 +1,9 @@
 """Codec registry (timm-style): ``create_codec("sft-small")`` returns a ready model.
 
 ``sft-small`` ships its weights inside the package (``taskcomp/weights/sft-small.pth``), trained with
-``taskcomp train`` in three stages: ``recipes/train_sft_small.yaml`` (CPU), then from those weights
-``recipes/train_sft_small_gpu.yaml`` and ``recipes/train_sft_small_gpu2.yaml`` (one GPU, 21 + 20 minutes);
-see ``results/training/README.md``. ``sft-paper`` is the
+``taskcomp train`` in stages, each from the previous stage's weights: ``recipes/train_sft_small.yaml`` (CPU),
+``train_sft_small_gpu.yaml`` and ``train_sft_small_gpu2.yaml`` (one GPU), ``train_sft_small_cpu5.yaml``,
+``train_sft_small_gpu6.yaml``, ``train_sft_small_cpu7.yaml``; see ``results/training/README.md``. ``sft-paper`` is the
 published layout; its weights (micmic123/QmapCompression) are hosted outside the package registries, so
 pass ``checkpoint=PATH_OR_URL``.
 """
