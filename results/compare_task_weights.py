@@ -66,7 +66,7 @@ def main() -> None:
         print()
         print("| weights | method | setting | bpp | metric | uniform at same bpp | uniform bpp for same metric | saving |")
         print("|---" * 8 + "|")
-        for method in methods[1:]:
+        for method in (m for m in methods if m != "uniform"):
             for label, t in tables.items():
                 for p in compare_to_uniform(t, metric, method=method).get("points", []):
                     u_at = f"{p['uniform_at_same_bpp']:.3f}" if "uniform_at_same_bpp" in p else "outside"

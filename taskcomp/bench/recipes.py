@@ -387,8 +387,7 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
                     with torch.inference_mode():
                         x_dec = decode(codec, data)
                     dec_arr = tensor_to_image(x_dec)
-                if method not in ("original", "jpeg", "webp"):
-                    extra["weights"] = wid
+                    extra["weights"] = wid  # every point this codec coded names its weights
                 rec = {"image": img_id, "method": method, "setting": setting, **params, "width": W, "height": H,
                        "bpp": bpp, "psnr": psnr(arr, dec_arr), **task.metrics(arr, dec_arr, x_dec, state, it),
                        "seconds": time.perf_counter() - t0, **extra}
