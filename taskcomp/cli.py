@@ -24,6 +24,23 @@ def _cmd_export(a):
     print(export(a.run_dir, a.output, half=a.half))
 
 
+def _cmd_widen(a):
+    from .codec import create_codec
+    from .codec.checkpoint import save_codec
+    from .codec.widen import widen_codec
+    from .codec.zoo import CODEC_CONFIGS, resolve_name
+
+    target = resolve_name(a.to)
+    src = _load_codec(a)
+    wide = widen_codec(src, CODEC_CONFIGS[target], seed=a.seed)
+    info = src.checkpoint_info
+    meta = {"widened_from": info.get("hash"), "source_codec": info.get("codec"), "steps": info["meta"].get("steps"),
+            "note": "function-preserving widening (taskcomp.codec.widen): new channels start at zero"}
+    digest = save_codec(wide, a.output, target, meta=meta)
+    n_src, n_wide = (sum(p.numel() for p in m.parameters()) for m in (src, wide))
+    print(f"{a.output}: {target}, {n_wide:,} parameters (from {n_src:,}), weights {digest[:16]}")
+
+
 def _load_codec(a):
     from .codec import create_codec
 
@@ -498,6 +515,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output")
     e.add_argument("--half", action="store_true", help="store parameters as float16 (half the size)")
     e.set_defaults(func=_cmd_export)
+
+    wc = sub.add_parser("widen-codec", help="widen a trained codec to a larger registered config, computing the "
+                        "same function (an init for further training)")
+    wc.add_argument("--to", required=True, help="registered config to widen to, e.g. sft-medium")
+    wc.add_argument("-o", "--output", required=True)
+    wc.add_argument("--seed", type=int, default=0, help="seed of the random weights that read new channels")
+    _add_codec_args(wc)
+    wc.set_defaults(func=_cmd_widen)
     return p
 
 

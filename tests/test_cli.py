@@ -181,3 +181,20 @@ def test_eval_codec_on_own_images_and_its_errors(tmp_path, png, capsys):
     s = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert s["images"] == f"{tmp_path.name}/sub (1 images)" and s["roundtrip_fresh_process"]["all_equal"]
     assert list(s["bd_rate_psnr_percent"]) == ["sft-small vs webp"]  # the published table is Kodak's only
+
+
+def test_widen_codec_command(tmp_path, png, capsys):
+    wide = tmp_path / "medium.pth"
+    rc, out, _ = run(["widen-codec", "--to", "sft-medium", "-o", wide], capsys)
+    assert rc == 0 and "sft-medium" in out and wide.is_file()
+    sizes = {}
+    for name, extra in (("small", []), ("medium", ["--checkpoint", wide])):
+        rc, _, _ = run(["compress", png, "-q", "0.7", "-o", tmp_path / f"{name}.tcz", *extra], capsys)
+        assert rc == 0
+        sizes[name] = (tmp_path / f"{name}.tcz").stat().st_size
+    assert abs(sizes["medium"] - sizes["small"]) <= 4  # same function; new latents cost almost nothing
+    rc, _, err = run(["decompress", tmp_path / "medium.tcz", "-o", tmp_path / "rec.png"], capsys)
+    assert_one_line_error(rc, err, "weights")  # decoding needs the widened weights, not the shipped ones
+    rc, _, err = run(["widen-codec", "--to", "sft-paper", "-o", tmp_path / "x.pth"], capsys)
+    assert_one_line_error(rc, err, "widening changes only channels and M")
+    assert not (tmp_path / "x.pth").exists()

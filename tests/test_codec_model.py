@@ -109,3 +109,39 @@ def test_half_storage_codes_exactly_like_the_rounded_model(tmp_path):
     x, q = torch.rand(1, 3, 64, 64), torch.rand(1, 1, 64, 64)
     with torch.inference_mode():
         assert model.compress(x, q)["strings"] == loaded.compress(x, q)["strings"]
+
+
+def test_widening_keeps_the_function_and_lets_new_channels_learn(codec, sample_128):
+    import dataclasses
+
+    import pytest
+
+    from taskcomp.bitstream import decode, encode
+    from taskcomp.codec.widen import widen_codec
+
+    cfg = dataclasses.replace(codec.config, channels=tuple(c + 8 for c in codec.config.channels), M=codec.config.M + 16)
+    wide = widen_codec(codec, cfg)
+    assert wide.config == cfg and wide.g_a0.out_channels == codec.g_a0.out_channels + 8
+    x = image_to_tensor(sample_128)
+    for level in (0.0, 1.0):
+        q = torch.full((1, 1, 128, 128), level)
+        with torch.inference_mode():
+            a, b = codec(x, q, quantize="round"), wide(x, q, quantize="round")
+        assert (a["x_hat"] - b["x_hat"]).abs().max() < 1e-5
+        # 16 new latent channels x 64 positions, each a zero under mean 0 and the smallest scale: < 0.01 bit
+        assert 0 <= float(bits_from_likelihoods(b["likelihoods"]) - bits_from_likelihoods(a["likelihoods"])) < 0.01
+        da, db = encode(codec, x, q), encode(wide, x, q)
+        assert abs(len(db) - len(da)) <= 4
+        assert (decode(codec, da) - decode(wide, db)).abs().max() < 1e-5  # float summation order only
+
+    # The new channels' producers get a gradient (their readers' weights are random), so training grows them.
+    wide.train()
+    out = wide(x, torch.full((1, 1, 128, 128), 0.8), quantize="mixed")
+    ((out["x_hat"] - x) ** 2).mean().backward()
+    assert wide.g_a0.weight.grad[codec.g_a0.out_channels:].abs().sum() > 0
+    assert wide.g_a12.weight.grad[codec.config.M:].abs().sum() > 0
+
+    with pytest.raises(ValueError, match="shrink"):
+        widen_codec(codec, dataclasses.replace(codec.config, M=codec.config.M - 1))
+    with pytest.raises(ValueError, match="Z"):
+        widen_codec(codec, dataclasses.replace(codec.config, Z=codec.config.Z + 8))

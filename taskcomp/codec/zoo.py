@@ -3,7 +3,9 @@
 ``sft-small`` ships its weights inside the package (``taskcomp/weights/sft-small.pth``), trained with
 ``taskcomp train`` in stages, each from the previous stage's weights: ``recipes/train_sft_small.yaml`` (CPU),
 ``train_sft_small_gpu.yaml`` and ``train_sft_small_gpu2.yaml`` (one GPU), ``train_sft_small_cpu5.yaml``,
-``train_sft_small_gpu6.yaml``, ``train_sft_small_cpu7.yaml``; see ``results/training/README.md``. ``sft-paper`` is the
+``train_sft_small_gpu6.yaml``, ``train_sft_small_cpu7.yaml``; see ``results/training/README.md``. ``sft-medium`` is
+sft-small with wider deep stages and more latent channels, grown from the trained sft-small by
+``taskcomp widen-codec`` (``widen.py``); no weights ship with it. ``sft-paper`` is the
 published layout; its weights (micmic123/QmapCompression) are hosted outside the package registries, so
 pass ``checkpoint=PATH_OR_URL``.
 """
@@ -29,8 +31,15 @@ CODEC_CONFIGS: dict[str, SFTConfig] = {
     "sft-small": SFTConfig(
         channels=(24, 48, 96, 128), M=128, Z=64, cond=16, cond_hidden=(32, 16), sft_hidden=16, gs0=(32, 16)
     ),
+    # sft-small with wider deep stages (/4, /8) and 192 latent channels: the shape `taskcomp widen-codec` grows
+    # the trained sft-small into (results/training/README.md, "The top end"), since sft-small's transforms, not
+    # its rate, cap it near 34 dB. The full-resolution layers keep sft-small's widths, so a map step costs about
+    # the same; a training step about 1.4x. 10.4M parameters. No weights ship with it.
+    "sft-medium": SFTConfig(
+        channels=(24, 48, 128, 192), M=192, Z=64, cond=16, cond_hidden=(32, 16), sft_hidden=16, gs0=(32, 16)
+    ),
 }
-_ALIASES = {"paper": "sft-paper", "small": "sft-small"}
+_ALIASES = {"paper": "sft-paper", "small": "sft-small", "medium": "sft-medium"}
 
 # Weights that once shipped with the package, by the 8-byte weights id that .tcz files carry. Files made with
 # them still decode with those weights (any taskcomp checkpoint loads); this says where to find them.

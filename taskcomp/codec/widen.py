@@ -1,0 +1,109 @@
+"""Function-preserving widening of a trained SFT codec (Net2Net-style), to continue training with more capacity.
+
+The shipped ``sft-small`` saturates near 34 dB at q = 1 even with unquantised latents (``results/training/
+top_end.py``): its transforms, not its rate, limit the top of the curve. Training a wider codec from scratch
+would throw away every stage of training so far; widening keeps them.
+
+Rule: every new channel starts at exactly zero. Each layer that *outputs* a new channel gets zero weights and
+bias for it (an SFT layer's ``beta`` conv too, since ``x * (1 + gamma) + beta`` must stay 0), while the
+layers that *read* new channels keep a fresh random init for them, which multiplies zeros. So the widened
+codec computes the same function as the original (up to float summation order), and the gradient still
+reaches the new channels' producers through their readers' random weights: training can grow them.
+
+Supported: wider main-path stages (``channels``) and more latent channels (``M``). For new latent channels the
+hyper-decoder predicts mean 0 and the smallest scale, so a zero latent costs almost no bits (< 1e-4 bit per
+element). Other widths (``Z``, condition nets, SFT hidden widths) must stay as they are.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .sft import SFTCodec, SFTConfig
+
+__all__ = ["widen_codec"]
+
+
+def _copy_leading(dst: Tensor, src: Tensor) -> None:
+    """Copy ``src`` into the leading block of ``dst`` (every dim of ``src`` no larger than ``dst``'s)."""
+    dst[tuple(slice(0, n) for n in src.shape)] = src
+
+
+def _zero_new_outputs(module: nn.Module, old_out: int) -> None:
+    """Zero the weights and bias of output channels ``old_out:`` of a conv or transposed conv."""
+    with torch.no_grad():
+        if isinstance(module, nn.ConvTranspose2d):
+            module.weight[:, old_out:] = 0  # (in, out, k, k)
+        else:
+            module.weight[old_out:] = 0  # (out, in, k, k)
+        if module.bias is not None:
+            module.bias[old_out:] = 0
+
+
+def _out_channels(module: nn.Module) -> int:
+    return module.weight.shape[1] if isinstance(module, nn.ConvTranspose2d) else module.weight.shape[0]
+
+
+@torch.no_grad()
+def widen_codec(codec: SFTCodec, config: SFTConfig, seed: int = 0) -> SFTCodec:
+    """A wider copy of ``codec`` that computes the same function.
+
+    Args:
+        codec: a trained codec (left unchanged).
+        config: the target widths; ``channels`` and ``M`` may grow, every other field must equal ``codec``'s.
+        seed: seed of the random init of the weights that read new channels.
+
+    Returns:
+        A new :class:`SFTCodec` with ``config``, in eval mode, entropy-coder tables updated.
+
+    Raises:
+        ValueError: a width that shrinks, or a field other than ``channels`` / ``M`` that differs.
+    """
+    old = codec.config
+    fixed = [f for f in ("Z", "cond", "cond_hidden", "sft_hidden", "sft_kernel", "gs0") if getattr(old, f) != getattr(config, f)]
+    if fixed:
+        raise ValueError(f"widening changes only channels and M; these differ: {', '.join(fixed)}")
+    if any(n < o for n, o in zip(config.channels, old.channels)) or config.M < old.M:
+        raise ValueError(f"widths must not shrink: channels {old.channels} -> {config.channels}, M {old.M} -> {config.M}")
+
+    torch.manual_seed(seed)
+    wide = SFTCodec(config)
+    new_sd = wide.state_dict()
+    M0, M1 = old.M, config.M
+    merged = {}
+    for key, src in codec.state_dict().items():
+        dst = new_sd[key].clone()
+        if dst.shape == src.shape or key.startswith(("entropy_bottleneck.", "gaussian_conditional.")):
+            merged[key] = src.clone()  # entropy models do not widen (Z and the scale table are unchanged)
+            continue
+        if key.startswith("h_s.4."):
+            # The last hyper-decoder conv outputs [scales (M), means (M)], split by chunk(2): old means move to
+            # the second half of the wider output. New scales and means are set below.
+            _copy_leading(dst[:M0], src[:M0])
+            _copy_leading(dst[M1:M1 + M0], src[M0:])
+        elif dst.dim() == src.dim() and all(d >= s for d, s in zip(dst.shape, src.shape)):
+            _copy_leading(dst, src)
+        else:
+            raise ValueError(f"cannot widen {key}: {tuple(src.shape)} -> {tuple(dst.shape)}")
+        merged[key] = dst
+    wide.load_state_dict(merged)  # CompressAI resizes the entropy coders' CDF buffers to the loaded ones
+
+    # New channels start at zero: zero every new output row of the layers that produce them. SFT gamma rows
+    # may stay random (they multiply a zero feature); SFT beta rows add to it, so they are zeroed like a conv's.
+    old_modules = dict(codec.named_modules())
+    for name, module in wide.named_modules():
+        if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) or name == "h_s.4" or name.endswith("mlp_gamma"):
+            continue
+        n_old = _out_channels(old_modules[name])
+        if _out_channels(module) > n_old:
+            _zero_new_outputs(module, n_old)
+    if M1 > M0:
+        last = wide.h_s[4]
+        # Scale and mean of a new latent: mean 0, scale at the lower bound, so y = 0 is almost free.
+        lower = float(codec.gaussian_conditional.scale_table[0])
+        for rows, value in ((slice(M0, M1), lower), (slice(M1 + M0, 2 * M1), 0.0)):
+            last.weight[rows] = 0
+            last.bias[rows] = value
+    wide.update(force=True)
+    return wide.eval()
