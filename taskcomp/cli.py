@@ -25,7 +25,6 @@ def _cmd_export(a):
 
 
 def _cmd_widen(a):
-    from .codec import create_codec
     from .codec.checkpoint import save_codec
     from .codec.widen import widen_codec
     from .codec.zoo import CODEC_CONFIGS, resolve_name

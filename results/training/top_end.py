@@ -21,21 +21,19 @@ import argparse
 import numpy as np
 import torch
 
-from taskcomp.codec import create_codec
+from taskcomp.bench.metrics import psnr
 from taskcomp.bitstream import weights_id
+from taskcomp.codec import create_codec
 from taskcomp.codec.sft import pad_to_multiple
 from taskcomp.datasets import data_root
-from taskcomp.io import image_to_tensor, load_image
+from taskcomp.io import image_to_tensor, load_image, tensor_to_image
 
 PUBLISHED_PSNR = {0.0: 27.11, 0.5: 32.11, 1.0: 37.47}
 
 
 def psnr8(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     """RGB PSNR of the 8-bit output, as `taskcomp eval-codec` measures it."""
-    a = (x.clamp(0, 1) * 255).round()
-    b = (x_hat.clamp(0, 1) * 255).round()
-    mse = torch.mean((a - b) ** 2).item()
-    return 10 * np.log10(255.0**2 / mse)
+    return psnr(tensor_to_image(x), tensor_to_image(x_hat))
 
 
 @torch.no_grad()

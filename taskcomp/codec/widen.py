@@ -17,6 +17,8 @@ element). Other widths (``Z``, condition nets, SFT hidden widths) must stay as t
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import torch
 from torch import Tensor, nn
 
@@ -30,19 +32,14 @@ def _copy_leading(dst: Tensor, src: Tensor) -> None:
     dst[tuple(slice(0, n) for n in src.shape)] = src
 
 
-def _zero_new_outputs(module: nn.Module, old_out: int) -> None:
-    """Zero the weights and bias of output channels ``old_out:`` of a conv or transposed conv."""
-    with torch.no_grad():
-        if isinstance(module, nn.ConvTranspose2d):
-            module.weight[:, old_out:] = 0  # (in, out, k, k)
-        else:
-            module.weight[old_out:] = 0  # (out, in, k, k)
-        if module.bias is not None:
-            module.bias[old_out:] = 0
-
-
-def _out_channels(module: nn.Module) -> int:
-    return module.weight.shape[1] if isinstance(module, nn.ConvTranspose2d) else module.weight.shape[0]
+def _zero_new_outputs(module: nn.Conv2d | nn.ConvTranspose2d, old_out: int) -> None:
+    """Zero the weights and bias of output channels ``old_out:`` of a conv or transposed conv (under no_grad)."""
+    if isinstance(module, nn.ConvTranspose2d):
+        module.weight[:, old_out:] = 0  # (in, out, k, k)
+    else:
+        module.weight[old_out:] = 0  # (out, in, k, k)
+    if module.bias is not None:
+        module.bias[old_out:] = 0
 
 
 @torch.no_grad()
@@ -61,7 +58,8 @@ def widen_codec(codec: SFTCodec, config: SFTConfig, seed: int = 0) -> SFTCodec:
         ValueError: a width that shrinks, or a field other than ``channels`` / ``M`` that differs.
     """
     old = codec.config
-    fixed = [f for f in ("Z", "cond", "cond_hidden", "sft_hidden", "sft_kernel", "gs0") if getattr(old, f) != getattr(config, f)]
+    fixed = [f.name for f in fields(SFTConfig)
+             if f.name not in ("channels", "M") and getattr(old, f.name) != getattr(config, f.name)]
     if fixed:
         raise ValueError(f"widening changes only channels and M; these differ: {', '.join(fixed)}")
     if any(n < o for n, o in zip(config.channels, old.channels)) or config.M < old.M:
@@ -95,8 +93,8 @@ def widen_codec(codec: SFTCodec, config: SFTConfig, seed: int = 0) -> SFTCodec:
     for name, module in wide.named_modules():
         if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) or name == "h_s.4" or name.endswith("mlp_gamma"):
             continue
-        n_old = _out_channels(old_modules[name])
-        if _out_channels(module) > n_old:
+        n_old = old_modules[name].out_channels
+        if module.out_channels > n_old:
             _zero_new_outputs(module, n_old)
     if M1 > M0:
         last = wide.h_s[4]

@@ -33,8 +33,9 @@ CODEC_CONFIGS: dict[str, SFTConfig] = {
     ),
     # sft-small with wider deep stages (/4, /8) and 192 latent channels: the shape `taskcomp widen-codec` grows
     # the trained sft-small into (results/training/README.md, "The top end"), since sft-small's transforms, not
-    # its rate, cap it near 34 dB. The full-resolution layers keep sft-small's widths, so a map step costs about
-    # the same; a training step about 1.4x. 10.4M parameters. No weights ship with it.
+    # its rate, cap it near 34 dB. The full-resolution layers keep sft-small's widths, so a step costs the same
+    # order as sft-small's (results/training/medium_speed.md: 1.3-1.45x per training process, a map step
+    # 0.97-1.6x). 10.4M parameters. No weights ship with it.
     "sft-medium": SFTConfig(
         channels=(24, 48, 128, 192), M=192, Z=64, cond=16, cond_hidden=(32, 16), sft_hidden=16, gs0=(32, 16)
     ),
