@@ -32,7 +32,7 @@ from .datasets import DataError, TrainingPool, data_root
 from .io import atomic_write
 from .maps import random_training_map
 
-__all__ = ["TrainConfig", "train", "rd_loss", "optimizer_step", "split_params"]
+__all__ = ["TrainConfig", "train", "rd_loss", "optimizer_step", "split_params", "NewChannelBoost"]
 
 
 @dataclass
@@ -67,6 +67,10 @@ class TrainConfig:
     checkpoint_every: int = 200
     seed: int = 0
     init_from: str | None = None  # codec checkpoint to start from (fresh optimiser), e.g. the shipped weights
+    # For a codec grown by `taskcomp widen-codec`: the registered config it was grown from, and how many times
+    # the optimiser's step the elements it added take (they start from zero while the rest is trained).
+    widened_from: str | None = None
+    new_lr_scale: float = 1.0
     stop_after_minutes: float | None = None  # end this invocation (state saved) after this wall time; --resume
     val_every: int = 0  # every this many steps, log the rate and PSNR of val_images at val_q to val.csv
     val_images: list[str] = field(default_factory=list)  # paths, or names under the data root's kodak/
@@ -116,16 +120,21 @@ def rd_loss(model: SFTCodec, x: torch.Tensor, qmap: torch.Tensor, quantize: str 
 
 
 def optimizer_step(model: SFTCodec, loss: torch.Tensor, opt, aux_opt, main_params, clip: float,
-                   sync_grads=None) -> torch.Tensor:
+                   sync_grads=None, boost: NewChannelBoost | None = None) -> torch.Tensor:
     """Backward, grad-norm clip and step of the main optimiser, then one step of the entropy bottleneck's aux
     optimiser (its quantiles). ``sync_grads(params)``, if given, averages the gradients between data-parallel
-    workers after each backward. Returns the aux loss."""
+    workers after each backward; ``boost``, if given, scales the main step of a widening's new elements.
+    Returns the aux loss."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if sync_grads:
         sync_grads(main_params)
     torch.nn.utils.clip_grad_norm_(main_params, clip)
+    if boost:
+        boost.before()
     opt.step()
+    if boost:
+        boost.after()
     aux_loss = model.aux_loss()
     aux_opt.zero_grad(set_to_none=True)
     aux_loss.backward()
@@ -133,6 +142,37 @@ def optimizer_step(model: SFTCodec, loss: torch.Tensor, opt, aux_opt, main_param
         sync_grads([p for g in aux_opt.param_groups for p in g["params"]])
     aux_opt.step()
     return aux_loss
+
+
+class NewChannelBoost:
+    """Multiply the optimiser's update of the parameter elements a widening added by ``scale``.
+
+    Adam's step is per element, so scaling the update of the new elements is the same as giving them their own
+    learning rate; they share tensors with trained elements, so param groups cannot. Call :meth:`before` ahead
+    of ``opt.step()`` and :meth:`after` once it is done.
+
+    Args:
+        model: the widened codec being trained.
+        old_config: the config it was grown from (:func:`taskcomp.codec.widen.new_channel_masks`).
+        scale: update multiplier of the new elements.
+    """
+
+    def __init__(self, model: SFTCodec, old_config, scale: float):
+        from .codec.widen import new_channel_masks
+
+        params = dict(model.named_parameters())
+        self.items = [(params[k], m) for k, m in new_channel_masks(model, old_config).items()]
+        self.scale = scale
+        self._saved: list[torch.Tensor] = []
+
+    def before(self) -> None:
+        self._saved = [p.detach().clone() for p, _ in self.items]
+
+    @torch.no_grad()
+    def after(self) -> None:
+        for (p, mask), old in zip(self.items, self._saved):
+            p.add_((p - old) * mask, alpha=self.scale - 1)
+        self._saved = []
 
 
 def split_params(model: SFTCodec) -> tuple[list, list]:
@@ -481,6 +521,11 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: _Workers) -
     last_ckpt = step
     prefetch = _Prefetcher(pool, cfg, rng, pin=device.type == "cuda")
     sync_grads = w.average_grads if w.world > 1 else None
+    boost = None
+    if cfg.widened_from and cfg.new_lr_scale != 1.0:
+        boost = NewChannelBoost(model, CODEC_CONFIGS[resolve_name(cfg.widened_from)], cfg.new_lr_scale)
+        log(f"elements added by widening {cfg.widened_from}: {sum(int(m.sum()) for _, m in boost.items):,}, "
+            f"step x{cfg.new_lr_scale:g}")
     stopped_early = False
     if val_imgs and new_val:  # the starting point, once
         run_val()
@@ -511,7 +556,7 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: _Workers) -
                 opt.zero_grad(set_to_none=True)
                 step += 1
                 continue
-            aux_loss = optimizer_step(model, loss, opt, aux_opt, main_params, cfg.clip, sync_grads)
+            aux_loss = optimizer_step(model, loss, opt, aux_opt, main_params, cfg.clip, sync_grads, boost)
 
             step += 1
             elapsed += time.time() - t_step

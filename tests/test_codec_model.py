@@ -145,3 +145,39 @@ def test_widening_keeps_the_function_and_lets_new_channels_learn(codec, sample_1
         widen_codec(codec, dataclasses.replace(codec.config, M=codec.config.M - 1))
     with pytest.raises(ValueError, match="Z"):
         widen_codec(codec, dataclasses.replace(codec.config, Z=codec.config.Z + 8))
+
+
+def test_new_channel_masks_and_boosted_step(codec, sample_128):
+    import dataclasses
+
+    from taskcomp.codec.widen import new_channel_masks, widen_codec
+    from taskcomp.train import NewChannelBoost, optimizer_step, rd_loss, split_params
+
+    cfg = dataclasses.replace(codec.config, channels=tuple(c + 8 for c in codec.config.channels), M=codec.config.M + 16)
+    wide = widen_codec(codec, cfg)
+    masks = new_channel_masks(wide, codec.config)
+    old = dict(codec.named_parameters())
+    for key, p in wide.named_parameters():
+        kept = p.detach()[~masks[key]] if key in masks else p.detach().flatten()
+        # The elements not marked new are exactly the old parameter's (h_s.4's old means moved, so compare sums).
+        assert kept.numel() == old[key].numel() and torch.allclose(kept.sum(), old[key].detach().sum(), atol=1e-4)
+    assert "g_a12.weight" in masks and "h_s.4.bias" in masks and "entropy_bottleneck.quantiles" not in masks
+
+    # One Adam step with the new elements' update x4 moves them 4x as far as the same step without, and the rest
+    # exactly as far.
+    x, q = image_to_tensor(sample_128), torch.full((1, 1, 128, 128), 0.7)
+    steps = []
+    for scale in (1.0, 4.0):
+        model = widen_codec(codec, cfg).train()
+        main, aux = split_params(model)
+        opt, aux_opt = torch.optim.Adam(main, lr=1e-3), torch.optim.Adam(aux, lr=1e-3)
+        before = {k: v.detach().clone() for k, v in model.named_parameters()}
+        torch.manual_seed(0)
+        loss = rd_loss(model, x, q, "mixed")[0]
+        optimizer_step(model, loss, opt, aux_opt, main, 1.0, boost=NewChannelBoost(model, codec.config, scale))
+        steps.append({k: v.detach() - before[k] for k, v in model.named_parameters()})
+    for key, mask in masks.items():
+        a, b = steps[0][key], steps[1][key]
+        assert torch.allclose(b[~mask], a[~mask], atol=1e-7)
+        assert torch.allclose(b[mask], 4 * a[mask], atol=1e-6)
+    assert steps[0]["g_a12.weight"][masks["g_a12.weight"]].abs().sum() > 0  # the new elements did move

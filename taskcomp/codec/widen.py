@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .sft import SFTCodec, SFTConfig
 
-__all__ = ["widen_codec"]
+__all__ = ["widen_codec", "new_channel_masks"]
 
 
 def _copy_leading(dst: Tensor, src: Tensor) -> None:
@@ -105,3 +105,32 @@ def widen_codec(codec: SFTCodec, config: SFTConfig, seed: int = 0) -> SFTCodec:
             last.bias[rows] = value
     wide.update(force=True)
     return wide.eval()
+
+
+def new_channel_masks(model: SFTCodec, old_config: SFTConfig) -> dict[str, Tensor]:
+    """Which elements of ``model``'s parameters :func:`widen_codec` added when it grew ``old_config``.
+
+    Args:
+        model: a codec of a config that ``old_config`` widens into.
+        old_config: the narrower config it was grown from.
+
+    Returns:
+        ``{parameter name: bool mask of its shape}``, True where the element is new, for every parameter that
+        has new elements (training can give those a larger step: new channels start from zero).
+    """
+    M0, M1 = old_config.M, model.config.M
+    old_shapes = {k: v.shape for k, v in SFTCodec(old_config).named_parameters()}
+    masks = {}
+    for key, p in model.named_parameters():
+        shape = old_shapes[key]
+        if shape == p.shape:
+            continue
+        mask = torch.ones_like(p, dtype=torch.bool)
+        if key.startswith("h_s.4."):  # outputs [scales (M), means (M)]: old rows sit at :M0 and M1:M1+M0
+            cols = tuple(slice(0, n) for n in shape[1:])
+            mask[(slice(0, M0), *cols)] = False
+            mask[(slice(M1, M1 + M0), *cols)] = False
+        else:
+            mask[tuple(slice(0, n) for n in shape)] = False
+        masks[key] = mask
+    return masks
