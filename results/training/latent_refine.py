@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from taskcomp.bench.codec_eval import bits_per_half
 from taskcomp.bench.metrics import psnr
 from taskcomp.bitstream import weights_id
 from taskcomp.codec import create_codec
@@ -43,13 +44,13 @@ def code_and_measure(codec, x, img, y, z_strings, z_hat, scales, means) -> dict[
     bits_y = -torch.log2(codec._y_likelihood(y_hat, scales, means))
     bits_z = -torch.log2(codec._z_likelihood(z_hat))
     half = W // 2
-    ys, zs = round(half / 16), round(half / 64)
+    bits_left, bits_right = bits_per_half(bits_y, bits_z, W)
     n_bytes = sum(len(s) for s in y_strings + z_strings)
     return {
         "psnr_left": psnr(img[:, :half], dec[:, :half]),
         "psnr_right": psnr(img[:, half:], dec[:, half:]),
-        "bits_left": float(bits_y[..., :ys].sum() + bits_z[..., :zs].sum()),
-        "bits_right": float(bits_y[..., ys:].sum() + bits_z[..., zs:].sum()),
+        "bits_left": bits_left,
+        "bits_right": bits_right,
         "bpp_real": 8 * n_bytes / (H * W),
     }
 

@@ -29,7 +29,7 @@ from .baselines import PILLOW_CODECS, pillow_roundtrip
 from .metrics import bd_rate, bpp_of_bytes, ms_ssim, psnr
 from .published import PUBLISHED_SFT_KODAK
 
-__all__ = ["QUALITIES", "eval_maps", "evaluate", "summarize", "check_roundtrip"]
+__all__ = ["QUALITIES", "eval_maps", "bits_per_half", "evaluate", "summarize", "check_roundtrip"]
 
 QUALITIES = [round(0.1 * i, 1) for i in range(11)]
 ROUNDTRIP_Q = 0.5
@@ -47,6 +47,16 @@ def eval_maps(h: int, w: int) -> dict[str, torch.Tensor]:
         "blobs": blob_map(h, w, centers, rng.uniform(2000, 6000, k) * (h * w) / (256 * 256) / 4, 1.0),
         "regions": region_map(h, w, seeds, [0.0, 0.25, 0.5, 0.75, 1.0]),
     }
+
+
+def bits_per_half(bits_y: torch.Tensor, bits_z: torch.Tensor, width: int) -> tuple[float, float]:
+    """Bits of the left and right image halves from per-element bits of y (stride 16) and z (stride 64).
+
+    Latent columns cover the padded width; each is counted in the half its centre falls in (rounded split)."""
+    half = width // 2
+    y_split, z_split = int(round(half / 16)), int(round(half / 64))
+    return (float(bits_y[..., :y_split].sum() + bits_z[..., :z_split].sum()),
+            float(bits_y[..., y_split:].sum() + bits_z[..., z_split:].sum()))
 
 
 def _sft_record(codec: SFTCodec, img: np.ndarray, qmap: torch.Tensor, keep_files: Path | None, stem: str) -> dict:
@@ -76,11 +86,7 @@ def _sft_record(codec: SFTCodec, img: np.ndarray, qmap: torch.Tensor, keep_files
         rec["fwd_vs_dec_max_abs"] = int(np.abs(fwd_img.astype(int) - dec.astype(int)).max())
     # Rate and quality per half (left / right), for the steering check.
     half = W // 2
-    yc = bits_y.shape[-1]  # latent columns cover the padded width at stride 16
-    y_split = int(round(half / 16))
-    z_split = int(round(half / 64))
-    rec["bits_left"] = float(bits_y[..., :y_split].sum() + bits_z[..., :z_split].sum())
-    rec["bits_right"] = float(bits_y[..., y_split:yc].sum() + bits_z[..., z_split:].sum())
+    rec["bits_left"], rec["bits_right"] = bits_per_half(bits_y, bits_z, W)
     rec["psnr_left"] = psnr(img[:, :half], dec[:, :half])
     rec["psnr_right"] = psnr(img[:, half:], dec[:, half:])
     if keep_files is not None:

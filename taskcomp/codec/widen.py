@@ -27,9 +27,14 @@ from .sft import SFTCodec, SFTConfig
 __all__ = ["widen_codec", "new_channel_masks"]
 
 
-def _copy_leading(dst: Tensor, src: Tensor) -> None:
-    """Copy ``src`` into the leading block of ``dst`` (every dim of ``src`` no larger than ``dst``'s)."""
-    dst[tuple(slice(0, n) for n in src.shape)] = src
+def _old_blocks(key: str, old_shape: torch.Size, M0: int, M1: int) -> list[tuple[tuple, tuple]]:
+    """Where the old elements of a widened tensor sit: ``(index into the wide tensor, index into the old one)``
+    per block. Old elements keep their leading positions, except in the last hyper-decoder conv (``h_s.4``),
+    whose output [scales (M), means (M)] is split by chunk(2): there the old means move to rows ``M1:M1 + M0``."""
+    rest = tuple(slice(0, n) for n in old_shape[1:])
+    if key.startswith("h_s.4."):
+        return [((slice(0, M0), *rest), (slice(0, M0),)), ((slice(M1, M1 + M0), *rest), (slice(M0, 2 * M0),))]
+    return [((slice(0, old_shape[0]), *rest), ())]
 
 
 def _zero_new_outputs(module: nn.Conv2d | nn.ConvTranspose2d, old_out: int) -> None:
@@ -75,15 +80,10 @@ def widen_codec(codec: SFTCodec, config: SFTConfig, seed: int = 0) -> SFTCodec:
         if dst.shape == src.shape or key.startswith(("entropy_bottleneck.", "gaussian_conditional.")):
             merged[key] = src.clone()  # entropy models do not widen (Z and the scale table are unchanged)
             continue
-        if key.startswith("h_s.4."):
-            # The last hyper-decoder conv outputs [scales (M), means (M)], split by chunk(2): old means move to
-            # the second half of the wider output. New scales and means are set below.
-            _copy_leading(dst[:M0], src[:M0])
-            _copy_leading(dst[M1:M1 + M0], src[M0:])
-        elif dst.dim() == src.dim() and all(d >= s for d, s in zip(dst.shape, src.shape)):
-            _copy_leading(dst, src)
-        else:
+        if dst.dim() != src.dim() or any(d < s for d, s in zip(dst.shape, src.shape)):
             raise ValueError(f"cannot widen {key}: {tuple(src.shape)} -> {tuple(dst.shape)}")
+        for dst_index, src_index in _old_blocks(key, src.shape, M0, M1):  # h_s.4's new scales / means: below
+            dst[dst_index] = src[src_index]
         merged[key] = dst
     wide.load_state_dict(merged)  # CompressAI resizes the entropy coders' CDF buffers to the loaded ones
 
@@ -126,11 +126,7 @@ def new_channel_masks(model: SFTCodec, old_config: SFTConfig) -> dict[str, Tenso
         if shape == p.shape:
             continue
         mask = torch.ones_like(p, dtype=torch.bool)
-        if key.startswith("h_s.4."):  # outputs [scales (M), means (M)]: old rows sit at :M0 and M1:M1+M0
-            cols = tuple(slice(0, n) for n in shape[1:])
-            mask[(slice(0, M0), *cols)] = False
-            mask[(slice(M1, M1 + M0), *cols)] = False
-        else:
-            mask[tuple(slice(0, n) for n in shape)] = False
+        for wide_index, _ in _old_blocks(key, shape, M0, M1):
+            mask[wide_index] = False
         masks[key] = mask
     return masks
