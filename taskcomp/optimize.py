@@ -19,7 +19,8 @@ from torch import Tensor
 from .codec.sft import SFTCodec, bits_from_likelihoods
 from .objectives.base import Objective
 
-__all__ = ["MapOptimizer", "OptimizeResult", "TargetBppError", "logit", "real_bpp", "optimize_to_target_bpp"]
+__all__ = ["MapOptimizer", "OptimizeResult", "TargetBppError", "logit", "real_bpp", "optimize_to_target_bpp",
+           "collate_contexts", "pad_batch"]
 
 
 class TargetBppError(ValueError):
@@ -31,12 +32,55 @@ def logit(p: Tensor, eps: float = 1e-4) -> Tensor:
     return torch.log(p) - torch.log1p(-p)
 
 
+def collate_contexts(ctxs: list[Any]) -> Any:
+    """Merge per-image objective contexts (each prepared from one image) into the context of their batch.
+
+    Tensors whose first dimension is 1 are concatenated along it, lists are concatenated, dicts merge key by key,
+    None stays None when every image has None; equal scalars stay. This covers every objective in
+    :mod:`taskcomp.objectives` (classification, saliency, detection, text, weighted).
+
+    Raises:
+        ValueError: contexts that do not line up (some images with a label, some without; other values).
+    """
+    first = ctxs[0]
+    if isinstance(first, dict):
+        if any(set(c) != set(first) for c in ctxs):
+            raise ValueError("contexts of a batch have different keys")
+        return {k: collate_contexts([c[k] for c in ctxs]) for k in first}
+    if isinstance(first, Tensor):
+        if not all(isinstance(c, Tensor) and c.dim() == first.dim() and c.dim() > 0 and c.size(0) == 1
+                   for c in ctxs):
+            raise ValueError("cannot batch these contexts: per-image tensors must have a leading dimension of 1")
+        return torch.cat(ctxs)
+    if isinstance(first, list):
+        return [v for c in ctxs for v in c]
+    if first is None:
+        if any(c is not None for c in ctxs):
+            raise ValueError("cannot batch images with and without a target (e.g. labelled and unlabelled)")
+        return None
+    if all(c == first for c in ctxs):
+        return first
+    raise ValueError(f"cannot batch contexts holding different values of type {type(first).__name__}")
+
+
+def pad_batch(images: list[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
+    """Stack images (1, 3, H_i, W_i) of different sizes into (B, 3, H, W), H and W the largest, replicating
+    each image's last row and column as the codec's own padding does (so each image codes as it would alone
+    when all share one :func:`~taskcomp.codec.sft.padded_size`). Returns (batch, [(H_i, W_i), ...])."""
+    sizes = [tuple(x.shape[-2:]) for x in images]
+    H, W = max(s[0] for s in sizes), max(s[1] for s in sizes)
+    padded = [x if tuple(x.shape[-2:]) == (H, W) else F.pad(x, (0, W - x.shape[-1], 0, H - x.shape[-2]), mode="replicate")
+              for x in images]
+    return torch.cat(padded), sizes
+
+
 @dataclass
 class OptimizeResult:
     """Result of :meth:`MapOptimizer.run`.
 
     Attributes:
-        qmap: (B, 1, H, W) best map per image.
+        qmap: (B, 1, H, W) best map per image (with ``sizes``: each image's map in the top-left (H_i, W_i),
+            replicated beyond it; :meth:`map_of` crops one).
         log: one dict per step and image: step, image, bpp (straight-through estimate), task_loss, objective.
         best_step: (B,) step of the kept iterate (0 = the initial map).
     """
@@ -44,6 +88,15 @@ class OptimizeResult:
     qmap: Tensor
     log: list[dict[str, Any]] = field(default_factory=list)
     best_step: list[int] = field(default_factory=list)
+    sizes: list[tuple[int, int]] | None = None
+
+    def map_of(self, i: int) -> Tensor:
+        """The map of image ``i`` at its own size, (1, 1, H_i, W_i)."""
+        m = self.qmap[i : i + 1]
+        if self.sizes is None:
+            return m
+        h, w = self.sizes[i]
+        return m[..., :h, :w]
 
 
 class MapOptimizer:
@@ -85,15 +138,31 @@ class MapOptimizer:
     def _grid(self, H: int, W: int) -> tuple[int, int]:
         return max(1, math.ceil(H / self.downsample)), max(1, math.ceil(W / self.downsample))
 
-    def to_map(self, logits: Tensor, size: tuple[int, int]) -> Tensor:
-        m = torch.sigmoid(logits)
-        if m.shape[-2:] != size:
-            m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-        return m
+    def to_map(self, logits: Tensor, size: tuple[int, int], sizes: list[tuple[int, int]] | None = None) -> Tensor:
+        """Maps (B, 1, H, W) in [0, 1] from logits on the coarse grid. With per-image ``sizes``, image i's map is
+        its own grid's top-left corner upsampled to (H_i, W_i), then replicate-padded to (H, W)."""
+        if sizes is None or all(tuple(s) == tuple(size) for s in sizes):
+            m = torch.sigmoid(logits)
+            if m.shape[-2:] != size:
+                m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+            return m
+        H, W = size
+        out = []
+        for i, (h, w) in enumerate(sizes):
+            gh, gw = self._grid(h, w)
+            m = torch.sigmoid(logits[i : i + 1, :, :gh, :gw])
+            if (gh, gw) != (h, w):
+                m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
+            if (h, w) != (H, W):
+                m = F.pad(m, (0, W - w, 0, H - h), mode="replicate")
+            out.append(m)
+        return torch.cat(out)
 
-    def initial_logits(self, x: Tensor, ctx: dict[str, Any]) -> Tensor:
+    def initial_logits(self, x: Tensor, ctx: dict[str, Any] | list, sizes: list[tuple[int, int]] | None = None) -> Tensor:
         B, _, H, W = x.shape
         gh, gw = self._grid(H, W)
+        if sizes is not None and self.init not in ("constant", "random"):
+            raise ValueError("images of different sizes in one batch take init='constant' or 'random'")
         init = self.init
         if isinstance(init, Tensor):
             m0 = init.expand(B, 1, H, W)
@@ -118,26 +187,50 @@ class MapOptimizer:
         return logit(m0.detach().clone())
 
     # ------------------------------------------------------------------ objective
-    def objective_terms(self, x: Tensor, qmap: Tensor, ctx: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
-        """(objective, bpp, task loss), each (B,), in straight-through mode."""
+    def objective_terms(self, x: Tensor, qmap: Tensor, ctx: dict[str, Any] | list,
+                        sizes: list[tuple[int, int]] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(objective, bpp, task loss), each (B,), in straight-through mode. With ``sizes``, ``ctx`` is a list of
+        per-image contexts and each image's bpp and task loss are over its own (H_i, W_i)."""
         out = self.codec(x, qmap, quantize="ste")
-        bpp = bits_from_likelihoods(out["likelihoods"]) / (x.shape[-2] * x.shape[-1])
-        task = self.objective.loss(out["x_hat"].clamp(0, 1), ctx)
+        bits = bits_from_likelihoods(out["likelihoods"])
+        x_hat = out["x_hat"].clamp(0, 1)
+        if sizes is None:
+            bpp = bits / (x.shape[-2] * x.shape[-1])
+            task = self.objective.loss(x_hat, ctx)
+        else:
+            bpp = bits / torch.tensor([h * w for h, w in sizes], dtype=bits.dtype, device=bits.device)
+            task = torch.cat([self.objective.loss(x_hat[i : i + 1, :, :h, :w], ctx[i]).reshape(1)
+                              for i, (h, w) in enumerate(sizes)])
         return self.scale * (bpp + self.lam * task), bpp, task
 
-    def run(self, x: Tensor, ctx: dict[str, Any] | None = None, progress: bool = False) -> OptimizeResult:
-        """Optimise the maps of images x (B, 3, H, W) in [0, 1]; ``ctx`` defaults to ``objective.prepare(x)``."""
+    def run(self, x: Tensor, ctx: dict[str, Any] | list | None = None, progress: bool = False,
+            sizes: list[tuple[int, int]] | None = None) -> OptimizeResult:
+        """Optimise the maps of images x (B, 3, H, W) in [0, 1], each independently of the others.
+
+        Args:
+            x: a batch of images of one size; or, with ``sizes``, images of different sizes stacked by
+                :func:`pad_batch` (group them so that all share one ``padded_size``: each then codes exactly
+                as alone).
+            ctx: the objective's context of the batch (default ``objective.prepare(x)``; see
+                :func:`collate_contexts`); with ``sizes``, a list of per-image contexts.
+            sizes: per-image (H_i, W_i) for a padded batch of different sizes.
+        """
+        if sizes is not None:
+            if len(sizes) != x.size(0) or not isinstance(ctx, list) or len(ctx) != x.size(0):
+                raise ValueError("with sizes, give one (H, W) and one context per image")
+            if all(tuple(s) == tuple(x.shape[-2:]) for s in sizes):
+                ctx, sizes = collate_contexts(ctx), None
         if ctx is None:
             ctx = self.objective.prepare(x)
         B, _, H, W = x.shape
-        logits = self.initial_logits(x, ctx).requires_grad_(True)
+        logits = self.initial_logits(x, ctx, sizes).requires_grad_(True)
         best_obj = torch.full((B,), float("inf"), device=x.device)
         best_logits = logits.detach().clone()
         best_step = [0] * B
         log: list[dict[str, Any]] = []
 
         def evaluate(step: int) -> Tensor:
-            obj, bpp, task = self.objective_terms(x, self.to_map(logits, (H, W)), ctx)
+            obj, bpp, task = self.objective_terms(x, self.to_map(logits, (H, W), sizes), ctx, sizes)
             with torch.no_grad():
                 for i in range(B):
                     log.append({"step": step, "image": i, "bpp": float(bpp[i]), "task_loss": float(task[i]),
@@ -182,7 +275,8 @@ class MapOptimizer:
 
                 opt.step(closure)
         evaluate(self.steps)  # the last update has not been scored yet
-        return OptimizeResult(qmap=self.to_map(best_logits, (H, W)).detach(), log=log, best_step=best_step)
+        return OptimizeResult(qmap=self.to_map(best_logits, (H, W), sizes).detach(), log=log, best_step=best_step,
+                              sizes=sizes)
 
 
 def real_bpp(codec: SFTCodec, x: Tensor, qmap: Tensor) -> tuple[float, bytes]:

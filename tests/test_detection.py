@@ -89,7 +89,7 @@ def test_eigencam_and_weighted(det, people):
 
 
 def test_coco_recipe_tiny_with_ap(tmp_path, data_root):
-    from taskcomp.bench.recipes import run_recipe
+    from taskcomp.runner import run_recipe
     from taskcomp.report import report
 
     recipe = {"name": "tiny_coco", "task": "detection", "data": "coco-val", "coco_category": 1,

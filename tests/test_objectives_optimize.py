@@ -103,7 +103,7 @@ def test_saliency_objective_is_differentiable_through_the_cam(sample_128):
 
 def test_recipe_run_resume_and_report(tmp_path, data_root):
     """Two images, a few points per method: records, resume (nothing redone), shard split, report."""
-    from taskcomp.bench.recipes import run_recipe
+    from taskcomp.runner import run_recipe
     from taskcomp.report import report
 
     recipe = {"name": "tiny", "data": "imagenet-sample", "preprocess": {"resize": 146, "crop": 128},
@@ -157,7 +157,7 @@ def test_recipe_run_refuses_to_mix_codec_weights(tmp_path, data_root):
 
     import pytest
 
-    from taskcomp.bench.recipes import run_recipe
+    from taskcomp.runner import run_recipe
 
     recipe = {"name": "tiny", "data": "imagenet-sample", "preprocess": {"resize": 73, "crop": 64},
               "objective": {"name": "classification"}, "eval_models": ["tf_efficientnet_lite0"],

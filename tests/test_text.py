@@ -85,7 +85,7 @@ def test_ocr_map_cli_large_image_at_working_resolution(tmp_path, capsys):
 
 
 def test_sroie_recipe_tiny(tmp_path, data_root):
-    from taskcomp.bench.recipes import run_recipe
+    from taskcomp.runner import run_recipe
     from taskcomp.report import report
 
     recipe = {"name": "tiny_sroie", "task": "text", "data": "sroie", "preprocess": {"max_side": 256},

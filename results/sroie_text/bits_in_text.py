@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from taskcomp.bench.recipes import _sroie_lines, preprocess_image
+from taskcomp.runner.tasks import _sroie_lines, preprocess_image
 from taskcomp.bitstream import weights_id
 from taskcomp.codec import create_codec
 from taskcomp.datasets import data_root

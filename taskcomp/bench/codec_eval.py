@@ -61,7 +61,8 @@ def bits_per_half(bits_y: torch.Tensor, bits_z: torch.Tensor, width: int) -> tup
 
 def _sft_record(codec: SFTCodec, img: np.ndarray, qmap: torch.Tensor, keep_files: Path | None, stem: str) -> dict:
     H, W = img.shape[:2]
-    x = image_to_tensor(img)
+    dev = next(codec.parameters()).device
+    x, qmap = image_to_tensor(img).to(dev), qmap.to(dev)
     with torch.inference_mode():
         t0 = time.perf_counter()
         data, lik = encode(codec, x, qmap, return_likelihoods=True)

@@ -80,18 +80,26 @@ def shipped_checkpoint(name: str) -> Path | None:
     return p if p.is_file() else None
 
 
-def create_codec(name: str = DEFAULT_CODEC, checkpoint: str | Path | None = None, pretrained: bool = True) -> SFTCodec:
+def create_codec(name: str = DEFAULT_CODEC, checkpoint: str | Path | None = None, pretrained: bool = True,
+                 device: "str | torch.device | None" = None) -> SFTCodec:
     """Create a codec by name.
 
     Args:
         name: ``sft-small`` (default, shipped weights) or ``sft-paper`` (aliases ``small``, ``paper``).
         checkpoint: a taskcomp or published-format checkpoint (path or URL); overrides shipped weights.
         pretrained: load the shipped weights when no checkpoint is given; False gives a random init.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (:func:`taskcomp.devices.resolve_device`); None: CPU.
+            Entropy coding always runs on the CPU; the transforms run here.
 
     Returns:
         The model in eval mode; ``model.checkpoint_info`` holds its name and weights hash.
     """
     key = resolve_name(name)
+    dev = None
+    if device is not None:
+        from ..devices import resolve_device
+
+        dev = resolve_device(device)  # a bad device fails before any weights load
     if checkpoint is None and pretrained:
         checkpoint = shipped_checkpoint(key)
         if checkpoint is None:
@@ -103,7 +111,7 @@ def create_codec(name: str = DEFAULT_CODEC, checkpoint: str | Path | None = None
         model = SFTCodec(CODEC_CONFIGS[key]).eval()
         model.update()
         model.checkpoint_info = {"codec": key, "hash": None, "meta": {}}
-        return model
+        return model.to(dev) if dev is not None else model
     model, info = load_codec_checkpoint(checkpoint, config=CODEC_CONFIGS[key])
     model.checkpoint_info = info
-    return model
+    return model.to(dev) if dev is not None else model

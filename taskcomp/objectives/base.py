@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import torch
 from torch import Tensor
 
 __all__ = ["Objective", "register_objective", "create_objective", "list_objectives"]
@@ -23,6 +24,23 @@ class Objective:
     """Base class. Images are (B, 3, H, W) floats in [0, 1]."""
 
     name = "objective"
+    device = torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> "Objective":
+        """Move every model (``nn.Module``) and nested objective this objective holds to ``device``.
+
+        Inputs follow: ``prepare``/``loss``/``evaluate`` take tensors on that device. Returns ``self``.
+        """
+        device = torch.device(device)
+        for v in list(vars(self).values()):
+            if isinstance(v, (torch.nn.Module, Objective)):
+                v.to(device)
+        self.device = device
+        self._moved_to(device)
+        return self
+
+    def _moved_to(self, device: torch.device) -> None:
+        """Hook for objectives that keep device-bound state outside their modules (loss helpers, readers)."""
 
     def prepare(self, x: Tensor, **targets: Any) -> dict[str, Any]:
         raise NotImplementedError
@@ -45,11 +63,26 @@ def register_objective(name: str):
     return deco
 
 
-def create_objective(name: str, **kwargs: Any) -> Objective:
-    """Create a registered objective, e.g. ``create_objective("classification", model="lite0")``."""
+def create_objective(name: str, device: str | torch.device | None = None, **kwargs: Any) -> Objective:
+    """Create a registered objective, e.g. ``create_objective("classification", model="lite0")``.
+
+    Args:
+        name: a registered name (:func:`list_objectives`).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (see :func:`taskcomp.devices.resolve_device`);
+            None keeps the models on the CPU.
+        kwargs: the objective's own arguments.
+
+    Raises:
+        ValueError: unknown name or device.
+    """
     if name not in _REGISTRY:
         raise ValueError(f"unknown objective {name!r}; available: {', '.join(list_objectives())}")
-    return _REGISTRY[name](**kwargs)
+    obj = _REGISTRY[name](**kwargs)
+    if device is not None:
+        from ..devices import resolve_device
+
+        obj.to(resolve_device(device))
+    return obj
 
 
 def list_objectives() -> list[str]:

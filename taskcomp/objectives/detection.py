@@ -98,6 +98,11 @@ class DetectionObjective(Objective):
                                              "dfl": DEFAULT_CFG.dfl})
         self.criterion = v8DetectionLoss(self.model)
 
+    def _moved_to(self, device) -> None:
+        from ultralytics.utils.loss import v8DetectionLoss
+
+        self.criterion = v8DetectionLoss(self.model)  # it caches the model's device and its DFL projection
+
     # ------------------------------------------------------------------ letterbox in torch
     def letterbox(self, x: Tensor) -> tuple[Tensor, float, tuple[int, int]]:
         """Resize the long side to imgsz, pad right/bottom with 114/255 to a stride multiple.
@@ -153,7 +158,7 @@ class DetectionObjective(Objective):
         xyxy = t[:, :4] * r
         xywh = torch.stack([(xyxy[:, 0] + xyxy[:, 2]) / 2 / w, (xyxy[:, 1] + xyxy[:, 3]) / 2 / h,
                             (xyxy[:, 2] - xyxy[:, 0]) / w, (xyxy[:, 3] - xyxy[:, 1]) / h], 1)
-        return {"batch_idx": torch.zeros(len(t)), "cls": t[:, 4:5], "bboxes": xywh}
+        return {"batch_idx": torch.zeros(len(t), device=t.device), "cls": t[:, 4:5], "bboxes": xywh}
 
     def loss(self, x_hat: Tensor, ctx: dict[str, Any]) -> Tensor:
         losses = []

@@ -131,6 +131,12 @@ class TextObjective(Objective):
         self.canvas_size, self.max_boxes, self.group_size = int(canvas_size), int(max_boxes), max(1, int(group_size))
         self.img_h = 64
 
+    def _moved_to(self, device) -> None:
+        # easyocr feeds its networks tensors on reader.device; the detector and recogniser moved with self.to.
+        self.reader.device = "cuda" if device.type == "cuda" else "cpu"
+        if device.type == "cuda" and device.index not in (None, 0):
+            torch.cuda.set_device(device)
+
     # ------------------------------------------------------------------ networks in torch
     def heatmaps(self, x: Tensor) -> Tensor:
         """CRAFT region and affinity maps (B, 2, h/2, w/2) of images x (B, 3, H, W) in [0, 1]."""
@@ -215,10 +221,10 @@ class TextObjective(Objective):
                 group = boxes[k: k + self.group_size]
                 crops = self._crops(x_hat[i], [b[:4] for b in group])
                 text_idx, lengths = self.converter.encode([b[4] for b in group])
-                dummy = torch.zeros(crops.size(0), 1, dtype=torch.long)
+                dummy = torch.zeros(crops.size(0), 1, dtype=torch.long, device=crops.device)
                 logp = self.recognizer(crops, dummy).log_softmax(2).permute(1, 0, 2)
                 T = torch.full((crops.size(0),), logp.size(0), dtype=torch.long)
-                ctc = F.ctc_loss(logp, text_idx.long(), T, lengths.long(), blank=0, reduction="none",
+                ctc = F.ctc_loss(logp, text_idx.long().to(logp.device), T, lengths.long(), blank=0, reduction="none",
                                  zero_infinity=True)
                 per_box.append(ctc / lengths.clamp_min(1).to(ctc.dtype))  # as CTC's "mean" reduction
             rec.append(torch.cat(per_box).mean())

@@ -52,6 +52,10 @@ class WeightedObjective(Objective):
             name, weight = spec.pop("name"), float(spec.pop("weight", 1.0))
             self.parts.append((name, weight, create_objective(name, **spec)))
 
+    def _moved_to(self, device) -> None:
+        for _, _, obj in self.parts:
+            obj.to(device)
+
     def prepare(self, x: Tensor, **targets: Any) -> dict[str, Any]:
         return {name: obj.prepare(x, **targets.get(name, {})) for name, _, obj in self.parts}
 

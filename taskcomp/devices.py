@@ -1,0 +1,111 @@
+"""Devices and the process group a command runs in.
+
+``resolve_device("auto")`` gives ``cuda:LOCAL_RANK`` when CUDA is available (``LOCAL_RANK`` is set by torchrun,
+0 otherwise), else the CPU. :func:`process_group_env` reads the rank and world size a job was started with:
+torchrun's ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``, else a Slurm job array's ``SLURM_ARRAY_TASK_ID`` /
+``SLURM_ARRAY_TASK_COUNT``, else a single process. Entropy coding always runs on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["DeviceError", "resolve_device", "ProcessGroupEnv", "process_group_env", "describe_device"]
+
+
+class DeviceError(ValueError):
+    """A device the user asked for that does not exist or cannot be used."""
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """Turn ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (or a :class:`torch.device`) into a usable device.
+
+    ``auto`` (and None) is ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``; ``cuda`` alone also takes
+    ``LOCAL_RANK`` under torchrun, so each rank of a node uses its own GPU.
+
+    Raises:
+        DeviceError: an unknown spec, CUDA asked for but not available, or a GPU index out of range.
+    """
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    spec = (spec or "auto").strip().lower()
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    if spec == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", local % torch.cuda.device_count())
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {spec!r} asked for, but CUDA is not available here (use --device cpu or auto)")
+        n = torch.cuda.device_count()
+        if spec == "cuda":
+            return torch.device("cuda", local % n)
+        try:
+            idx = int(spec.split(":", 1)[1])
+        except ValueError:
+            raise DeviceError(f"bad device {spec!r}: expected auto, cpu, cuda or cuda:N") from None
+        if not 0 <= idx < n:
+            raise DeviceError(f"device {spec!r} does not exist: this machine has {n} GPU(s) (cuda:0..cuda:{n - 1})")
+        return torch.device("cuda", idx)
+    raise DeviceError(f"bad device {spec!r}: expected auto, cpu, cuda or cuda:N")
+
+
+def describe_device(device: torch.device) -> str:
+    """One-line name of a device for the first line a command prints, e.g. ``cuda:0 (NVIDIA H200)``."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+@dataclass(frozen=True)
+class ProcessGroupEnv:
+    """Where this process sits in a multi-process job.
+
+    Attributes:
+        rank: 0 .. world - 1.
+        world: number of processes (shards) in the job.
+        local_rank: rank on this node (selects ``cuda:local_rank``).
+        source: ``torchrun``, ``slurm-array`` or ``single``.
+    """
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    source: str = "single"
+
+    @property
+    def is_torchrun(self) -> bool:
+        return self.source == "torchrun"
+
+
+def process_group_env(environ: dict[str, str] | None = None) -> ProcessGroupEnv:
+    """Read the rank and world size from torchrun's variables, else a Slurm job array's, else one process.
+
+    A Slurm array's shards are independent jobs (no process group): each writes its own records.
+
+    Raises:
+        ValueError: inconsistent variables (rank outside 0 .. world - 1, or not integers).
+    """
+    env = os.environ if environ is None else environ
+    try:
+        if "WORLD_SIZE" in env and "RANK" in env:
+            rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
+            local = int(env.get("LOCAL_RANK", rank))
+            source = "torchrun"
+        elif "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+            # Arrays may start at any index (--array=1-8): shard by position from SLURM_ARRAY_TASK_MIN.
+            first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+            rank, world = int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+            local, source = 0, "slurm-array"
+        else:
+            return ProcessGroupEnv()
+    except ValueError:
+        raise ValueError("RANK / WORLD_SIZE / LOCAL_RANK (or SLURM_ARRAY_TASK_*) must be integers") from None
+    if not (world >= 1 and 0 <= rank < world):
+        raise ValueError(f"rank {rank} is outside 0..{world - 1} ({source})")
+    return ProcessGroupEnv(rank, world, local, source)

@@ -1,0 +1,59 @@
+"""Recipes: the YAML files that describe an experiment (task, data, preprocessing, codec, objective, methods
+with their sweeps), their validation, and the list of points they ask for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["load_recipe", "parse_shard", "settings"]
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe not found: {path}")
+    with open(path) as f:
+        r = yaml.safe_load(f) or {}
+    for key in ("name", "data", "methods"):
+        if key not in r:
+            raise ValueError(f"recipe {path} lacks '{key}'")
+    return r
+
+
+def parse_shard(s: str | None) -> tuple[int, int]:
+    if not s:
+        return 0, 1
+    try:
+        i, n = (int(v) for v in s.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/n, got {s!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {s}: need 0 <= i < n")
+    return i, n
+
+
+def settings(methods: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, setting label, params) for every point of every method."""
+    out = []
+    for method, spec in methods.items():
+        spec = spec or {}
+        if method == "uniform":
+            out += [(method, f"q={q:.2f}", {"q": float(q)}) for q in spec.get("q", [])]
+        elif method in ("gradcam", "box_mask", "saliency"):
+            key = "q_in" if method == "box_mask" else "alpha"
+            out += [(method, f"{key}={a:.2f}", {key: float(a)}) for a in spec.get(key, [])]
+        elif method == "task_aware":
+            out += [(method, f"lambda={lam:g}", {"lam": float(lam)}) for lam in spec.get("lambda", [])]
+        elif method in ("jpeg", "webp"):
+            out += [(method, f"quality={q}", {"quality": int(q)}) for q in spec.get("quality", [])]
+        elif method == "original":
+            out.append((method, "uncompressed", {}))
+        else:
+            raise ValueError(f"unknown method {method!r} in recipe "
+                             "(original, uniform, gradcam, box_mask, saliency, task_aware, jpeg, webp)")
+    return out
+
+

@@ -1,0 +1,304 @@
+"""Whole experiments from a recipe: ``taskcomp run imagenet_classification.yaml``.
+
+Every (image, method, setting) gives one record in ``OUT/records.shard{i}of{n}.jsonl``, written as soon as it
+is done; a rerun skips finished records, whatever number of processes wrote them. Codec records carry the
+codec's weights id (``weights``), and a run folder refuses to resume with other weights.
+
+Scale-out uses the engines users already have, not a launcher of ours:
+
+- ``torchrun --nproc_per_node N -m taskcomp run RECIPE`` (and multi-node through torchrun's rendezvous): rank r
+  of N takes items r, r + N, ... of the (evenly spread, ``--limit``) item list, runs on ``cuda:LOCAL_RANK`` when
+  GPUs exist, and writes ``records.shard{r}of{N}.jsonl``; rank 0 waits for all (a gloo barrier) and writes
+  the report.
+- A Slurm job array (``SLURM_ARRAY_TASK_ID`` / ``SLURM_ARRAY_TASK_COUNT``), or ``--shard i/n``: independent
+  processes, one shard each; ``taskcomp report OUT`` when all are done.
+
+Items are split by position in the full list, and finished points are skipped wherever they were written, so
+a run resumes under another world size.
+
+Batches (``batch_size``): the task-aware maps of several images are optimised together, each independently of
+the others (Adam on per-image logits; the codec and task model see a batch). Images of one size (ImageNet
+crops) batch directly; images of different sizes (COCO, SROIE) are grouped by the codec's padded size and
+stacked with replicate padding, which codes each exactly as alone. Other methods code image by image.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from ..bitstream import decode, weights_id
+from ..bench.baselines import pillow_roundtrip
+from ..bench.metrics import psnr
+from ..io import atomic_write, image_to_tensor, tensor_to_image
+from ..maps import uniform_map
+from ..optimize import MapOptimizer, collate_contexts, pad_batch, real_bpp
+from .recipe import parse_shard, settings as recipe_settings
+from .tasks import TASKS
+
+__all__ = ["run_recipe", "spread", "shard_items", "record_file"]
+
+
+def spread(items: list, limit: int | None) -> list:
+    """``limit`` items evenly spread over the list (all when ``limit`` is None or not smaller).
+
+    ImageNet-sample is ordered by class (the first 200 are all animals), so the first N would be biased.
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {limit}")
+    if not limit or limit >= len(items):
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
+
+
+def shard_items(items: list, rank: int, world: int) -> list:
+    """The items of shard ``rank`` of ``world``: positions rank, rank + world, ... of the full list."""
+    return items[rank::world]
+
+
+def record_file(out: Path, rank: int, world: int) -> Path:
+    return out / f"records.shard{rank}of{world}.jsonl"
+
+
+def _done_points(out: Path) -> tuple[set, dict[str, str]]:
+    """Finished (image, method, setting) keys in every record file of ``out``, and weights id -> a file."""
+    done, weights = set(), {}
+    for p in sorted(out.glob("records*.jsonl")):
+        for line in p.read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill: that point is simply redone
+                continue
+            done.add((r["image"], r["method"], r["setting"]))
+            if r.get("weights"):
+                weights.setdefault(r["weights"], p.name)
+    return done, weights
+
+
+def _list_items(recipe: dict[str, Any], data_root: Path) -> list[dict[str, Any]]:
+    from . import tasks
+
+    if hasattr(tasks, "list_items"):
+        return tasks.list_items(recipe, data_root)
+    return TASKS[recipe.get("task", "classification")].items(data_root / recipe["data"])
+
+
+class _Group:
+    """A torchrun process group for coordination only (gloo on the CPU, whatever device the ranks compute on)."""
+
+    def __init__(self, env):
+        self.env, self.active = env, False
+        if env.is_torchrun and env.world > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                # Ranks finish at different times; the final barrier may wait long.
+                dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
+            self.active = True
+
+    def barrier(self) -> None:
+        if self.active:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.active:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            self.active = False
+
+
+def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | None = None,
+               shard: str | None = None, batch_size: int | None = None, device: str | torch.device = "auto",
+               log=print, report: bool = True) -> int:
+    """Run (or resume) a recipe; returns the number of new records written by this process.
+
+    Args:
+        recipe: a loaded recipe (:func:`taskcomp.runner.recipe.load_recipe`).
+        out: run folder (records, ``recipe.yaml``, report).
+        data_root: folder the recipe's ``data`` is relative to.
+        limit: this many items, evenly spread over the data set (None: all).
+        shard: ``i/n`` to run one shard by hand; default from torchrun (``RANK``/``WORLD_SIZE``) or a Slurm array.
+        batch_size: images optimised together (default: the recipe's ``batch_size``, else 1).
+        device: ``auto`` (``cuda:LOCAL_RANK`` when CUDA exists), ``cpu``, ``cuda``, ``cuda:N``.
+        report: under torchrun, rank 0 writes the report when all ranks are done.
+
+    Raises:
+        ValueError: bad recipe, shard, device, or a run folder made with other codec weights.
+    """
+    from ..devices import describe_device, process_group_env, resolve_device
+
+    torch.set_flush_denormal(True)
+    task_name = recipe.get("task", "classification")
+    if task_name not in TASKS:
+        raise ValueError(f"unknown task {task_name!r}; recipes support {', '.join(TASKS)}")
+    points = recipe_settings(recipe["methods"])
+    for method, _, _ in points:
+        if method in ("gradcam", "box_mask", "saliency") and method != TASKS[task_name].baseline:
+            raise ValueError(f"method {method} does not apply to task {task_name}")
+    bs = int(batch_size or recipe.get("batch_size") or 1)
+    if bs < 1:
+        raise ValueError(f"batch_size must be >= 1, got {bs}")
+    ta = dict(recipe["methods"].get("task_aware") or {})
+    for k in ("lambda", "use_label", "use_gt"):
+        ta.pop(k, None)
+    if ta.get("optimizer") == "lbfgs" and bs > 1:
+        raise ValueError("L-BFGS keeps one curvature history for the whole batch (the images would not be "
+                         "independent): use batch_size 1 with optimizer lbfgs")
+
+    env = process_group_env()
+    if shard and env.world > 1:
+        raise ValueError(f"--shard given inside a {env.source} job of {env.world} processes: use one or the other")
+    si, sn = parse_shard(shard) if shard else (env.rank, env.world)
+    dev = resolve_device(device)
+    group = _Group(env)
+    try:
+        items = spread(_list_items(recipe, data_root), limit)
+        mine = shard_items(items, si, sn)
+        out.mkdir(parents=True, exist_ok=True)
+        if si == 0:
+            atomic_write(out / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False).encode())
+        done, folder_weights = _done_points(out)
+        todo = [(it, s) for it in mine for s in points if (it["id"], s[0], s[1]) not in done]
+        log(f"{recipe['name']}: device {describe_device(dev)}; shard {si}/{sn} ({env.source}); "
+            f"{len(mine)} of {len(items)} images x {len(points)} points: {len(todo)} to do, "
+            f"{len(mine) * len(points) - len(todo)} done; batch {bs}")
+        n_new = 0
+        if todo:
+            n_new = _run_points(recipe, task_name, todo, out, record_file(out, si, sn), folder_weights, ta, bs, dev)
+        group.barrier()  # rank 0 reports only when every rank has written its records
+        if report and group.active and env.rank == 0:
+            from ..report import report as make_report
+
+            make_report(out, data_root=data_root)
+            log(f"report written to {out}")
+        return n_new
+    finally:
+        group.close()
+
+
+def _run_points(recipe, task_name, todo, out: Path, rec_path: Path, folder_weights, ta, bs: int, dev) -> int:
+    from tqdm import tqdm
+
+    from ..codec import create_codec
+    from ..codec.sft import padded_size
+
+    task = TASKS[task_name](recipe)
+    for obj in {id(o): o for o in _task_objectives(task)}.values():
+        obj.to(dev)
+    codec = create_codec(recipe.get("codec", "sft-small"), checkpoint=recipe.get("checkpoint"), device=dev)
+    wid = weights_id(codec).hex()
+    # A run folder's codec points must come from one set of weights: resuming with other weights (a new
+    # shipped checkpoint, another `checkpoint:`) would silently mix two codecs in one table.
+    other = sorted(set(folder_weights) - {wid})
+    if other:
+        raise ValueError(f"{out} holds codec points made with weights {other[0]} ({folder_weights[other[0]]}); "
+                         f"this codec's weights are {wid}: use another --out")
+
+    by_image: dict[str, list] = {}
+    for it, s in todo:
+        by_image.setdefault(it["id"], [it, []])[1].append(s)
+
+    n_new = 0
+    bar = tqdm(total=len(by_image), desc=recipe["name"], dynamic_ncols=True)
+    pending: dict[tuple[int, int], list] = {}  # padded size -> loaded images waiting for a full batch
+
+    def flush(key) -> None:
+        nonlocal n_new
+        batch = pending.pop(key)
+        n_new += _code_batch(batch, task, codec, wid, ta, f)
+        bar.update(len(batch))
+
+    with open(rec_path, "a") as f:
+        for img_id, (it, sets) in by_image.items():
+            arr = task.load(it)
+            x = image_to_tensor(arr).to(dev)
+            opt_ctx, state = task.contexts(x, it)
+            key = padded_size(*arr.shape[:2])
+            pending.setdefault(key, []).append({"id": img_id, "item": it, "sets": sets, "arr": arr, "x": x,
+                                                "ctx": opt_ctx, "state": state})
+            if len(pending[key]) >= bs:
+                flush(key)
+        for key in list(pending):
+            flush(key)
+    bar.close()
+    return n_new
+
+
+def _task_objectives(task) -> list:
+    objs = [task.objective]
+    objs += list(getattr(task, "evaluators", {}).values())
+    return objs
+
+
+def _code_batch(batch, task, codec, wid: str, ta: dict[str, Any], f) -> int:
+    """All points of a batch of loaded images: task-aware maps optimised together, the rest image by image."""
+    # Task-aware settings first, batched over the images that still need each one.
+    maps: dict[tuple[str, str], tuple[torch.Tensor, dict[str, Any], float]] = {}
+    ta_settings = []
+    for b in batch:
+        for s in b["sets"]:
+            if s[0] == "task_aware" and s not in ta_settings:
+                ta_settings.append(s)
+    for s in ta_settings:
+        sub = [b for b in batch if s in b["sets"]]
+        t0 = time.perf_counter()
+        opt = MapOptimizer(codec, task.objective, lam=s[2]["lam"], **ta)
+        if len(sub) == 1:
+            res = opt.run(sub[0]["x"], sub[0]["ctx"])
+        elif len({tuple(b["x"].shape[-2:]) for b in sub}) == 1:
+            res = opt.run(torch.cat([b["x"] for b in sub]), collate_contexts([b["ctx"] for b in sub]))
+        else:
+            xb, sizes = pad_batch([b["x"] for b in sub])
+            res = opt.run(xb, [b["ctx"] for b in sub], sizes=sizes)
+        per_image = (time.perf_counter() - t0) / len(sub)
+        for i, b in enumerate(sub):
+            qmap = res.map_of(i)
+            maps[(b["id"], s[1])] = (qmap, {"best_step": res.best_step[i], "map_mean": float(qmap.mean()),
+                                            "batch": len(sub)}, per_image)
+
+    n = 0
+    for b in batch:
+        arr, x, it, state = b["arr"], b["x"], b["item"], b["state"]
+        H, W = arr.shape[:2]
+        for method, setting, params in b["sets"]:
+            t0 = time.perf_counter()
+            extra: dict[str, Any] = {}
+            opt_seconds = 0.0
+            if method == "original":  # the task metric's ceiling: the preprocessed image, 24 bpp raw RGB
+                dec_arr, bpp, x_dec = arr, 24.0, x
+            elif method in ("jpeg", "webp"):
+                dec_arr, n_bytes, _, _ = pillow_roundtrip(arr, method, params["quality"])
+                bpp = 8 * n_bytes / (H * W)
+                x_dec = image_to_tensor(dec_arr).to(x.device)
+            else:
+                if method == "uniform":
+                    qmap = uniform_map(H, W, params["q"]).to(x.device)
+                elif method == "task_aware":
+                    qmap, extra, opt_seconds = maps[(b["id"], setting)]
+                    extra = dict(extra)
+                else:
+                    qmap = task.baseline_map(x, state, next(iter(params.values()))).to(x.device)
+                bpp, data = real_bpp(codec, x, qmap)
+                with torch.inference_mode():
+                    x_dec = decode(codec, data)
+                dec_arr = tensor_to_image(x_dec)
+                extra["weights"] = wid  # every point this codec coded names its weights
+            rec = {"image": b["id"], "method": method, "setting": setting, **params, "width": W, "height": H,
+                   "bpp": bpp, "psnr": psnr(arr, dec_arr), **task.metrics(arr, dec_arr, x_dec, state, it),
+                   "seconds": opt_seconds + time.perf_counter() - t0, **extra}
+            f.write(json.dumps(rec) + "\n")
+            f.flush()
+            n += 1
+    return n
