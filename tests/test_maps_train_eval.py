@@ -210,11 +210,50 @@ def test_large_crop_batches_come_from_the_big_photos(tmp_path):
     assert shapes == [(2, 3, 64, 64), (1, 3, 128, 128)] * 2
 
 
+class _TinyNet(torch.nn.Module):
+    """A conv averaged by DDP and a ``quantiles`` parameter left out of it (as the codec's aux parameters)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 3, 3)
+        self.quantiles = torch.nn.Parameter(torch.ones(3))
+
+    def forward(self, x):
+        return (self.conv(x) * self.quantiles.view(1, 3, 1, 1)).square().mean()
+
+
+def _tiny_grads(net, seed):
+    """``net``'s gradients on the input of ``seed``, without DDP."""
+    x = torch.randn(2, 2, 6, 6, generator=torch.Generator().manual_seed(seed)).contiguous(
+        memory_format=torch.channels_last)
+    net.zero_grad()
+    net(x).backward()
+    return {n: p.grad.clone() for n, p in net.named_parameters()}
+
+
 def _check_worker_group(rank, world, port, results):
-    """One worker of test_workers_average_and_agree: returns what each _Workers collective gave it."""
+    """One worker of test_workers_average_and_agree: returns what each DistGroup collective gave it."""
+    import copy
+
     from taskcomp.train import _worker_group
 
     with _worker_group(rank, world, port) as w:
+        torch.manual_seed(0)
+        net = _TinyNet().to(memory_format=torch.channels_last)
+        expected = [_tiny_grads(copy.deepcopy(net), seed) for seed in range(world)]
+        ddp = w.wrap(net, ignore=["quantiles"])
+        x = torch.randn(2, 2, 6, 6, generator=torch.Generator().manual_seed(rank)).contiguous(
+            memory_format=torch.channels_last)
+        ddp(x).backward()
+        ddp_ok = {
+            # DDP averages the conv's gradients over the ranks' inputs and keeps channels_last ...
+            "conv": torch.allclose(net.conv.weight.grad, (expected[0]["conv.weight"] + expected[1]["conv.weight"]) / 2,
+                                   atol=1e-6),
+            "channels_last": net.conv.weight.grad.is_contiguous(memory_format=torch.channels_last),
+            # ... and leaves the ignored parameter's gradient this rank's own
+            "ignored_own": torch.allclose(net.quantiles.grad, expected[rank]["quantiles"]),
+            "ignored_differs": not torch.allclose(expected[0]["quantiles"], expected[1]["quantiles"]),
+        }
         conv = torch.nn.Conv2d(2, 3, 3).to(memory_format=torch.channels_last)
         lin = torch.nn.Linear(4, 2)
         for p in [*conv.parameters(), *lin.parameters()]:
@@ -233,6 +272,8 @@ def _check_worker_group(rank, world, port, results):
             "mean": w.mean([float(rank)]),
             "gather": w.gather(rank * 10),
             "weights": model.weight.detach().clone(),
+            "digests": w.digests(model),
+            "ddp": ddp_ok,
         }
 
 
@@ -250,7 +291,9 @@ def test_workers_average_and_agree():
         assert r[rank]["channels_last"] and r[rank]["bias_grad"] is None
         assert r[rank]["lead"] == [0.0, 7.0] and r[rank]["any"] == (True, False)
         assert r[rank]["mean"] == [0.5] and r[rank]["gather"] == [0, 10]
+        assert r[rank]["ddp"] == {"conv": True, "channels_last": True, "ignored_own": True, "ignored_differs": True}
     assert torch.equal(r[0]["weights"], r[1]["weights"])
+    assert r[0]["digests"] == r[1]["digests"] and r[0]["digests"][0] == r[0]["digests"][1]
 
 
 def test_train_with_two_workers_then_resume_with_one(tmp_path):
@@ -260,9 +303,11 @@ def test_train_with_two_workers_then_resume_with_one(tmp_path):
     imgs = _noise_images(tmp_path / "imgs", 3, (70, 80), seed=4)
     cfg = TrainConfig(codec="sft-small", out=str(tmp_path / "run"), crop=64, batch_size=1, steps=2,
                       checkpoint_every=1, threads=1, workers=2)
-    path = train(cfg, data=str(imgs))
+    path = train(cfg, data=str(imgs))  # two processes through torch's launcher (the torchrun path)
     st = torch.load(tmp_path / "run" / "last.pth", weights_only=False)
     assert st["step"] == 2 and len(st["rng_workers"]) == 2
+    # After their DDP steps on different crops the ranks hold identical parameters.
+    assert len(st["param_digests"]) == 2 and st["param_digests"][0] == st["param_digests"][1]
     assert st["rng_workers"][0][0] == st["rng"]  # worker 0's stream is the one a one-process resume reads
     assert st["rng_workers"][0][0] != st["rng_workers"][1][0]  # the workers draw different crops
     assert create_codec(checkpoint=path).checkpoint_info["meta"]["workers"] == 2
@@ -272,11 +317,53 @@ def test_train_with_two_workers_then_resume_with_one(tmp_path):
     train(cfg, resume=True, data=str(imgs), log=lambda *a: None)
     rows = (tmp_path / "run" / "log.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
-    # A worker's failure reaches the caller as one line naming it.
-    bad = TrainConfig(codec="sft-small", out=str(tmp_path / "bad"), crop=64, batch_size=1, steps=1, threads=1,
-                      workers=2)
-    with pytest.raises(ValueError, match="training worker failed: .*"):
-        train(bad, data=str(tmp_path / "no-such-folder"))
+
+
+def test_torchrun_trains_and_resumes_a_one_process_run(tmp_path):
+    """``python -m torch.distributed.run --nproc_per_node 2 -m taskcomp train`` (what torchrun runs) continues a
+    one-process run with two ranks: rank 1 gets fresh random streams, the ranks stay in step, rank 0 alone
+    prints, and its first line names the device."""
+    import subprocess
+    import sys
+
+    from taskcomp.cli import main
+
+    imgs = _noise_images(tmp_path / "imgs", 3, (70, 80), seed=6)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(f"codec: sft-small\nout: {tmp_path / 'run'}\ncrop: 64\nbatch_size: 1\nthreads: 1\n"
+                   "checkpoint_every: 1\n")
+    assert main(["train", "--config", str(cfg), "--data", str(imgs), "--steps", "1", "--device", "cpu"]) == 0
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "taskcomp", "train", "--config", str(cfg), "--data", str(imgs), "--steps", "3",
+                           "--resume"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("taskcomp train: device cpu") and "x 2 processes (gloo" in lines[0]
+    assert sum(line.startswith("taskcomp train: device") for line in lines) == 1  # rank 1 prints nothing
+    assert lines[-1].startswith("done: 3 steps")
+    st = torch.load(tmp_path / "run" / "last.pth", weights_only=False)
+    assert st["step"] == 3 and len(st["rng_workers"]) == 2 and st["param_digests"][0] == st["param_digests"][1]
+    assert st["rng_workers"][0][0] != st["rng_workers"][1][0]
+    rows = (tmp_path / "run" / "log.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+
+
+def test_train_command_errors_are_one_line(tmp_path, capfd):
+    """A failing worker of ``taskcomp train --workers 2`` and a device that is not there each give one error
+    line and exit status 2."""
+    from taskcomp.cli import main
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("codec: sft-small\ncrop: 64\nbatch_size: 1\nsteps: 1\nthreads: 1\n")
+    argv = ["train", "--config", str(cfg), "--out", str(tmp_path / "bad"), "--data", str(tmp_path / "no-such-folder")]
+    assert main(argv + ["--workers", "2"]) == 2
+    err = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1, err
+    assert err[0].startswith("taskcomp train: error: a training worker failed: image folder not found")
+    if not torch.cuda.is_available():
+        assert main(argv + ["--device", "cuda"]) == 2
+        err = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and "CUDA is not available" in err[0]
 
 
 def _children(pid: int) -> list[int]:

@@ -1,0 +1,116 @@
+"""Training-loop pieces any trainer reuses: progress and learning-rate schedule, batch prefetching, resumable
+state (with one random stream per data-parallel rank) and the fresh-run check."""
+
+from __future__ import annotations
+
+import io
+import math
+import queue
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..io import atomic_write
+from .distributed import DistGroup
+
+__all__ = ["progress", "cosine_lr", "Prefetcher", "save_state", "check_fresh", "rng_streams", "restore_rng"]
+
+
+def progress(step: int, steps: int, elapsed_s: float, budget_minutes: float | None = None) -> float:
+    """Training progress in [0, ...): the larger of ``step / steps`` and the spent share of a wall-clock
+    budget; training ends at 1."""
+    p = step / steps if steps > 0 else 1.0
+    if budget_minutes:
+        p = max(p, elapsed_s / (budget_minutes * 60))
+    return p
+
+
+def cosine_lr(step: int, progress: float, lr: float, warmup_steps: int = 0, decay_start: float = 0.75,
+              final_lr: float = 0.0) -> float:
+    """Linear warm-up over ``warmup_steps``, constant ``lr``, then cosine decay from progress ``decay_start``
+    to ``final_lr`` at progress 1."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if progress <= decay_start:
+        return lr
+    t = min(1.0, (progress - decay_start) / max(1e-9, 1 - decay_start))
+    return final_lr + 0.5 * (lr - final_lr) * (1 + math.cos(math.pi * t))
+
+
+class Prefetcher:
+    """Makes batches with ``make()`` in a thread, ``depth`` ahead of the training step.
+
+    Args:
+        make: returns the next batch; called from the prefetch thread only, in order.
+        depth: batches kept ready.
+    """
+
+    def __init__(self, make: Callable[[], Any], depth: int = 3):
+        self._make_batch = make
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            item = self._make_batch()
+            while not self._stop.is_set():
+                try:
+                    self.q.put(item, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    def next(self):
+        """The next batch (waits for it)."""
+        return self.q.get()
+
+    def close(self):
+        """Stop the thread (the batches made ahead are dropped)."""
+        self._stop.set()
+        self.thread.join(timeout=5)
+
+
+def save_state(path: Path, state: dict) -> None:
+    """``torch.save`` ``state`` to ``path`` atomically (a crash leaves the previous checkpoint)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def check_fresh(out: Path, resume: bool, state_name: str = "last.pth") -> None:
+    """Refuse to start a new run over an existing one's state unless resuming.
+
+    Raises:
+        FileExistsError: ``out/state_name`` exists and ``resume`` is false.
+    """
+    if not resume and (out / state_name).is_file():
+        raise FileExistsError(f"{out / state_name} exists: pass --resume to continue it, or choose another out folder")
+
+
+def rng_streams(group: DistGroup, rng: np.random.Generator) -> dict:
+    """The random streams of a resumable state: rank 0's as ``rng`` / ``torch_rng`` (what a one-process run
+    reads) and, in a group, every rank's as ``rng_workers`` (collective: all ranks must call it)."""
+    st = {"rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+    if group.distributed:
+        st["rng_workers"] = group.gather((rng.bit_generator.state, torch.get_rng_state()))
+    if not group.lead:  # rank 0's own streams are what the state stores
+        st["rng"], st["torch_rng"] = st["rng_workers"][0]
+    return st
+
+
+def restore_rng(state: dict, group: DistGroup, rng: np.random.Generator, seed: int, step: int) -> np.random.Generator:
+    """This rank's random streams from a state of :func:`rng_streams`, saved with any number of ranks: a rank
+    the state did not have gets fresh streams (seeded by ``seed``, its rank and ``step``). Returns the numpy
+    generator to use (``rng`` itself when restored); the torch CPU generator is set in place."""
+    streams = state.get("rng_workers") or [(state["rng"], state["torch_rng"])]
+    if group.rank < len(streams):
+        rng.bit_generator.state = streams[group.rank][0]
+        torch.set_rng_state(streams[group.rank][1].cpu())  # map_location may have moved it to the device
+        return rng
+    torch.manual_seed(seed * 1000 + group.rank + step)
+    return np.random.default_rng([seed, group.rank, step])
