@@ -117,3 +117,33 @@ def test_torchrun_two_ranks_equal_one_process_and_merged_report(tmp_path, data_r
     assert (tmp_path / "two" / "table.csv").is_file()  # rank 0's merged report
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["n_images"] == 3
+
+
+def test_optimize_several_images_writes_one_file_and_map_each(tmp_path, sample_rgb, capsys):
+    """`taskcomp optimize A B FOLDER -o OUT` codes every image (batched by padded size) into OUT/STEM.tcz and its
+    map into --save-map FOLDER; each file decodes at its image's size; -o naming a file is a one-line error."""
+    from PIL import Image
+
+    from taskcomp.bitstream import unpack
+    from taskcomp.cli import main
+
+    src = tmp_path / "imgs"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(np.ascontiguousarray(sample_rgb[:96, :112])).save(src / "a.png")
+    Image.fromarray(np.ascontiguousarray(sample_rgb[100:200, 20:120])).save(src / "sub" / "b.png")
+    Image.fromarray(np.ascontiguousarray(sample_rgb[:200, :180])).save(tmp_path / "c.png")
+    out, maps = tmp_path / "out", tmp_path / "maps"
+    rc = main(["optimize", str(src), str(tmp_path / "c.png"), "-o", str(out), "--save-map", str(maps), "--steps", "1",
+               "--batch-size", "2", "--device", "cpu"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert text.splitlines()[0].startswith("taskcomp optimize: device cpu")
+    sizes = {"a": (112, 96), "b": (100, 100), "c": (180, 200)}
+    for stem, (w, h) in sizes.items():
+        header = unpack((out / f"{stem}.tcz").read_bytes())[0]
+        assert (header.width, header.height) == (w, h)
+        assert Image.open(maps / f"{stem}.png").size == (w, h)
+    assert "3 maps" in text and "per map" in text
+    rc = main(["optimize", str(src), "-o", str(tmp_path / "x.tcz"), "--steps", "1", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "-o must be a folder" in err and len(err.strip().splitlines()) == 1
