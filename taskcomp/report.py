@@ -178,9 +178,10 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
         import yaml
 
         from .datasets import data_root as _root
+        from .runner.layouts import annotation_file
 
         recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
-        ann = _root(data_root) / recipe["data"] / "instances.json"
+        ann = annotation_file(recipe, _root(data_root))  # the data layout's COCO JSON
         ap = coco_ap(df, ann, int(recipe.get("coco_category", 1)))
         table = table.merge(ap, on=["method", "setting"], how="left")
         metric_cols += [c for c in ap.columns if "/" in c]

@@ -136,7 +136,7 @@ def imagenet_classes(recipe: dict[str, Any] | None = None, options: dict[str, An
         if not path.is_file():
             raise LayoutError(f"classes: {spec} is neither a timm ImageNet subset name nor a synset list file")
         return [ln.split()[0] for ln in path.read_text().splitlines() if ln.strip()]
-    subset = spec or "imagenet-1k"
+    subset, offset = spec or "imagenet-1k", 0
     name = _model_name(recipe)
     if not spec and name:
         from ..weights import resolve_classifier_name
@@ -145,11 +145,13 @@ def imagenet_classes(recipe: dict[str, Any] | None = None, options: dict[str, An
             import timm
 
             cfg = timm.models.get_pretrained_cfg(resolve_classifier_name(name))
-            subset = (infer_imagenet_subset(cfg.to_dict()) if cfg else None) or subset
+            if cfg:
+                subset = infer_imagenet_subset(cfg.to_dict()) or subset
+                offset = int(cfg.label_offset or 0)  # e.g. 1001-class models with a background class 0
         except Exception:  # unknown to timm's registry: keep ImageNet-1k
             pass
     try:
-        return list(ImageNetInfo(subset).label_names())
+        return ["background"] * offset + list(ImageNetInfo(subset).label_names())
     except Exception as e:
         raise LayoutError(f"classes: unknown ImageNet subset {subset!r} ({e})") from None
 
@@ -183,7 +185,12 @@ def imagenet_sample(path: Path, options: dict[str, Any], recipe: dict[str, Any] 
         rows = list(csv.DictReader(f))
     if not rows or not {"file", "class_index"} <= set(rows[0]):
         raise _fail("imagenet-sample", path, f"{labels} has columns {', '.join(rows[0]) if rows else '(empty)'}")
-    return [{"id": r["file"], "path": images / r["file"], "label": int(r["class_index"])} for r in rows]
+    items = [{"id": r["file"], "path": images / r["file"], "label": int(r["class_index"])} for r in rows]
+    missing = [it["id"] for it in items if not it["path"].is_file()]
+    if missing:
+        raise _fail("imagenet-sample", path, f"{len(missing)} of the {len(items)} files in labels.csv are not in "
+                    f"{images} (first: {missing[0]})")
+    return items
 
 
 @register_layout("imagefolder", ("classification",), ("classes",),
