@@ -280,9 +280,34 @@ class SFTCodec(CompressionModel):
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
 
     # ------------------------------------------------------------------ bitstream
+    def _coding_params(self, z_hat: Tensor, exact: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """What the range coder sees for y: (indexes int32 on the CPU, means and scales on z_hat's device).
+
+        ``exact``: :class:`~taskcomp.codec.exact.ExactHyperDecoder` (the same bits on every device and thread
+        count; .tcz version 2); otherwise the float ``h_s`` and CompressAI's ``build_indexes`` (version 1).
+        """
+        if not exact:
+            scales, means = self.h_s(z_hat).chunk(2, 1)
+            return self.gaussian_conditional.build_indexes(scales).cpu(), means, scales
+        from .exact import exact_hyper_decoder, indexes_from_scales
+
+        gc = self.gaussian_conditional
+        scales64, means64 = exact_hyper_decoder(self.h_s)(z_hat).chunk(2, 1)
+        indexes = indexes_from_scales(scales64, gc.scale_table, gc.lower_bound_scale.bound)
+        # float64 -> float32 is one correctly rounded conversion: the same on every machine.
+        to = dict(device=z_hat.device, dtype=z_hat.dtype)
+        return indexes, means64.to(**to), scales64.to(**to)
+
     @torch.no_grad()
-    def compress(self, x: Tensor, qmap: Tensor) -> dict[str, Any]:
+    def compress(self, x: Tensor, qmap: Tensor, exact: bool = True) -> dict[str, Any]:
         """Entropy-code ``x`` under ``qmap`` with rANS.
+
+        Args:
+            x: (B, 3, H, W) in [0, 1]; qmap: (B, 1, H, W) in [0, 1]; on the codec's device (entropy coding
+                itself runs on the CPU).
+            exact: compute the coding parameters (y's scale indexes and means) in exact integer arithmetic
+                (:mod:`taskcomp.codec.exact`), so any device or thread count decodes the file the same way
+                (.tcz version 2); False: the float hyper-decoder (version 1 files).
 
         Returns:
             ``{"strings": [y_strings, z_strings], "shape": (h, w) of z, "likelihoods": {"y", "z"}}``, one byte
@@ -293,30 +318,43 @@ class SFTCodec(CompressionModel):
         z = self.h_a(y, qmap)
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        scales, means = self.h_s(z_hat).chunk(2, 1)
-        indexes = self.gaussian_conditional.build_indexes(scales)
+        indexes, means, scales = self._coding_params(z_hat, exact)
         y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
         y_hat = torch.round(y - means) + means
         likelihoods = {"y": self._y_likelihood(y_hat, scales, means), "z": self._z_likelihood(z_hat)}
         return {"strings": [y_strings, z_strings], "shape": tuple(z.shape[-2:]), "likelihoods": likelihoods}
 
     @torch.no_grad()
-    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], size: tuple[int, int] | None = None):
+    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], size: tuple[int, int] | None = None,
+                   exact: bool = True, synthesis: str | None = None):
         """Decode the output of :meth:`compress`.
 
         Args:
             strings: ``[y_strings, z_strings]``.
             shape: (h, w) of z.
             size: (H, W) of the original image, to crop the padding; defaults to the padded size.
+            exact: as given to :meth:`compress` (True for .tcz version 2, False for version 1).
+            synthesis: ``"float64"`` (default when ``exact``): the synthesis transform runs in float64, so the
+                decoded pixels do not depend on the thread count (measured) nor, to ~1e-13, on the device;
+                ``"float32"`` (default otherwise): 4-5x faster on the CPU, equal to :meth:`forward`'s
+                arithmetic, but a few 8-bit values may differ by 1 between thread counts or devices.
 
         Returns:
-            ``{"x_hat": (B, 3, H, W) clamped to [0, 1]}``.
+            ``{"x_hat": (B, 3, H, W) clamped to [0, 1]}``, float32 on the codec's device.
         """
+        synthesis = synthesis or ("float64" if exact else "float32")
+        if synthesis not in ("float64", "float32"):
+            raise ValueError(f"synthesis must be 'float64' or 'float32', got {synthesis!r}")
         z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-        scales, means = self.h_s(z_hat).chunk(2, 1)
-        indexes = self.gaussian_conditional.build_indexes(scales)
+        indexes, means, _ = self._coding_params(z_hat, exact)
         y_hat = self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype, means=means)
-        x_hat = self.g_s(y_hat, z_hat).clamp_(0, 1)
+        if synthesis == "float64":
+            from .exact import synthesis_float64
+
+            x_hat = SFTCodec.g_s(synthesis_float64(self), y_hat.double(), z_hat.double()).to(z_hat.dtype)
+        else:
+            x_hat = self.g_s(y_hat, z_hat)
+        x_hat = x_hat.clamp_(0, 1)
         if size is not None:
             x_hat = x_hat[..., : size[0], : size[1]]
         return {"x_hat": x_hat}
