@@ -172,7 +172,7 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
     out = Path(out_dir) if out_dir else run_dir
     out.mkdir(parents=True, exist_ok=True)
     df = load_records(run_dir)
-    metric_cols = sorted(c for c in df.columns if "/" in c)
+    metric_cols = sorted(c for c in df.columns if "/" in c and not c.startswith("pred/"))  # pred/: class ids
     table = curves(df, metric_cols)
     if "detections" in df:
         import yaml

@@ -73,10 +73,10 @@ def test_batched_maps_match_single_image_maps(codec, sample_rgb):
         assert abs(b_batch / b_alone - 1) < 1e-4
         # Later steps: float noise flips a few rounded latents (straight-through), which moves gradients by a
         # few percent, and Adam's first steps are nearly sign steps; maps stay close on average.
-        assert (m - r.qmap).abs().mean() < 5e-3
+        assert (m - r.qmap).abs().mean() < 1e-2
     # Same size: a plain batch with collated contexts.
     same = opt.run(torch.cat([xs[2], xs[2]]), collate_contexts([ctxs[2], ctxs[2]]))
-    assert (same.qmap[0] - alone[2].qmap[0]).abs().mean() < 5e-3
+    assert (same.qmap[0] - alone[2].qmap[0]).abs().mean() < 1e-2
     with pytest.raises(ValueError, match="with and without"):
         collate_contexts([{"label": None}, {"label": torch.tensor([1])}])
 

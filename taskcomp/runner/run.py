@@ -25,6 +25,7 @@ stacked with replicate padding, which codes each exactly as alone. Other methods
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -295,6 +296,7 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, Any], f) -> int:
                     x_dec = decode(codec, data)
                 dec_arr = tensor_to_image(x_dec)
                 extra["weights"] = wid  # every point this codec coded names its weights
+                extra["tcz_sha256"] = hashlib.sha256(data).hexdigest()[:16]  # compare files across runs
             rec = {"image": b["id"], "method": method, "setting": setting, **params, "width": W, "height": H,
                    "bpp": bpp, "psnr": psnr(arr, dec_arr), **task.metrics(arr, dec_arr, x_dec, state, it),
                    "seconds": opt_seconds + time.perf_counter() - t0, **extra}

@@ -89,6 +89,7 @@ class ClassificationTask:
         for n, e in self.evaluators.items():
             m = e.evaluate(x_dec, state["eval"][n])[0]
             rec[f"top1/{n}"], rec[f"top5/{n}"] = m["top1"], m["top5"]
+            rec[f"pred/{n}"] = m["pred"]  # class index predicted on the decoded image (not a mean-able metric)
         return rec
 
 
