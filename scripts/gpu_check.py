@@ -7,9 +7,11 @@
    bytes agree (not guaranteed: the analysis transform is float32), the largest float difference between the
    two decodes, what the old version-1 float path does across devices (for contrast: index mismatches
    corrupt it), and the time of each step.
-2. (placeholder) One batched recipe shard + images per second: see ``batched_shard_check`` below.
+2. One batched shard of the ImageNet recipe's task-aware method on the device, batch 16 and batch 1: maps
+   per second of each (``batched_shard_check``).
 
-Exit status 1 if any version-2 file decodes differently on the two devices, 0 otherwise.
+Exit status 1 if any version-2 file decodes differently on the two devices or the batched shard misses records,
+0 otherwise.
 
 Usage: python scripts/gpu_check.py [--limit 3] [--q 0.2 1.0] [--device cuda] [--images FILE_OR_DIR ...]
 """
@@ -107,9 +109,41 @@ def cross_device_check(args) -> bool:
 
 
 def batched_shard_check(args) -> bool:
-    """Placeholder for the second check (one batched recipe shard + images per second); another change adds
-    it. Return True when it passes; print its own lines."""
-    return True
+    """One shard of the ImageNet recipe's task-aware method on the device, batched (``--shard-batch``, 16) and
+    one image at a time, on ``--shard-images`` imagenet-sample images; prints maps per second of each and checks
+    that every record was written. Needs the data root (``--data-root`` / $TASKCOMP_DATA); skipped without it."""
+    import json
+    import tempfile
+
+    import yaml
+
+    from taskcomp.datasets import DataError, data_root
+    from taskcomp.runner import run_recipe
+
+    try:
+        root = data_root(args.data_root)
+    except DataError as e:
+        print(f"batched shard: skipped ({e})")
+        return True
+    base = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes" / "imagenet_classification.yaml").read_text())
+    ta = dict(base["methods"]["task_aware"], **{"lambda": [0.1]})
+    recipe = {**base, "name": "gpu_check_shard", "methods": {"task_aware": ta}}
+    ok = True
+    for batch, n in ((1, max(2, args.shard_images // 4)), (args.shard_batch, args.shard_images)):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            t0 = time.perf_counter()
+            n_new = run_recipe(recipe, out, root, limit=n, batch_size=batch, device=args.device,
+                               log=lambda *a: None)
+            wall = time.perf_counter() - t0
+            recs = [json.loads(l) for p in out.glob("records*.jsonl") for l in p.read_text().splitlines()]
+            busy = sum(r["seconds"] for r in recs)
+            top1 = sum(r["top1/tf_efficientnet_lite0"] for r in recs) / max(1, len(recs))
+            print(f"batched shard on {args.device}: batch {batch}, {n_new} maps, {n_new / busy:.2f} maps/s "
+                  f"(busy {busy:.1f} s, wall {wall:.1f} s with model loading), mean bpp "
+                  f"{sum(r['bpp'] for r in recs) / max(1, len(recs)):.4f}, top-1 {top1:.3f}")
+            ok &= n_new == n == len(recs)
+    return ok
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,13 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", nargs="*", help="image files or folders (default: Kodak, else the sample)")
     ap.add_argument("--limit", type=int, default=3, help="at most this many images")
     ap.add_argument("--q", type=float, nargs="+", default=[0.2, 1.0], help="uniform quality levels")
+    ap.add_argument("--data-root", help="data root for the batched recipe shard (default: $TASKCOMP_DATA)")
+    ap.add_argument("--shard-images", type=int, default=32, help="images in the batched recipe shard")
+    ap.add_argument("--shard-batch", type=int, default=16, help="batch size of the batched recipe shard")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available() and args.device != "cpu":
         print("no CUDA device here: nothing to check (--device cpu for a dry run)", file=sys.stderr)
         return 2
     torch.backends.cudnn.benchmark = False
     results = [cross_device_check(args)]
-    # ---- further device checks go here (e.g. one batched recipe shard + images per second) ----
     results.append(batched_shard_check(args))
     return 0 if all(results) else 1
 

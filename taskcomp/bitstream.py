@@ -221,6 +221,8 @@ def decode(codec: SFTCodec, data: bytes, synthesis: str | None = None) -> Tensor
     try:
         out = codec.decompress([[y_stream], [z_stream]], (zh, zw), size=(header.height, header.width),
                                exact=header.version >= 2, synthesis=synthesis)
+    except (MemoryError, torch.cuda.OutOfMemoryError):
+        raise  # not the file's fault
     except Exception as e:  # the rANS decoder rejects some malformed streams
         raise BitstreamError(f"corrupted .tcz payload ({type(e).__name__})") from None
     x_hat = out["x_hat"]

@@ -165,7 +165,7 @@ def _cmd_eval_codec(a):
     if "sft" not in methods:
         print(f"{len(records)} baseline records in {out / 'records.jsonl'}")
         return
-    codec_args = ["--codec", a.codec] + (["--checkpoint", a.checkpoint] if a.checkpoint else [])
+    codec_args = ["--codec", a.codec, "--device", a.device] + (["--checkpoint", a.checkpoint] if a.checkpoint else [])
     rt = check_roundtrip(out, codec_args)
     meta = codec.checkpoint_info.get("meta", {})
     title = (f"codec {name}, weights {str(codec.checkpoint_info.get('hash'))[:16]}, "
@@ -294,6 +294,11 @@ def _outputs(images, output: str, save_map: str | None, suffix: str = ".tcz"):
     maps = Path(save_map) if save_map else None
     if maps is not None and maps.suffix and not maps.is_dir() and len(images) > 1:
         raise ValueError(f"with several images, --save-map must be a folder (got the file name {maps})")
+    stems = [p.stem for p in images]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise ValueError(f"outputs are named by file stem, and these stems repeat: {', '.join(twice[:5])}; "
+                         "rename the images or run them separately")
     pairs = []
     for p in images:
         m = None
@@ -303,59 +308,46 @@ def _outputs(images, output: str, save_map: str | None, suffix: str = ".tcz"):
     return pairs
 
 
-def _map_images(a, objective, codec, dev, loaded, prepare, default_lam: float, opt_kwargs: dict, describe):
-    """Optimise and code the maps of ``loaded`` images ([(path, uint8 array, extra)]): batches of
-    ``--batch-size`` images of one padded size at ``--lambda``, one image at a time for ``--target-bpp``.
+def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: float, opt_kwargs: dict, describe):
+    """Optimise and code the maps of ``images`` (paths): batches of ``--batch-size`` images of one padded size at
+    ``--lambda``, one image at a time for ``--target-bpp``. Images are loaded as they come (``load(path)`` ->
+    (uint8 array, extra)), so only the open batches are held in memory.
 
     ``prepare(x, extra)`` gives an image's objective context; ``describe(path, W, H, ctx, extra)`` the first words
     of its report line. Writes each .tcz (and map) atomically as soon as it is coded."""
     import time
 
-    import torch
-
-    from .codec.sft import padded_size
     from .io import atomic_write, image_to_tensor
     from .maps import save_map
-    from .optimize import MapOptimizer, collate_contexts, pad_batch, real_bpp
+    from .optimize import MapOptimizer, group_key, optimize_images, real_bpp
 
     if a.lam is not None and a.lam < 0:
         raise ValueError(f"--lambda must be >= 0, got {a.lam}")
     if a.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
-    dests = _outputs([p for p, _, _ in loaded], a.output, a.save_map)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, (_, arr, _) in enumerate(loaded):
-        groups.setdefault(padded_size(*arr.shape[:2]), []).append(i)
+    dests = dict(zip(images, _outputs(images, a.output, a.save_map)))
     bs = 1 if a.target_bpp is not None else a.batch_size
-    batches = [idx[k : k + bs] for idx in groups.values() for k in range(0, len(idx), bs)]
-    total_secs, n_done = 0.0, 0
-    for batch in batches:
-        xs = [image_to_tensor(loaded[i][1]).to(dev) for i in batch]
-        ctxs = [prepare(x, loaded[i][2]) for i, x in zip(batch, xs)]
-        t0 = time.perf_counter()
+    totals = [0.0, 0]
+
+    def code(batch) -> None:
+        xs = [image_to_tensor(arr).to(dev) for _, arr, _ in batch]
+        ctxs = [prepare(x, extra) for x, (_, _, extra) in zip(xs, batch)]
         if len(batch) == 1:
-            qmap, data, lam, secs = _optimize_map(codec, objective, xs[0], ctxs[0], a, default_lam, opt_kwargs)
-            results = [(qmap, data, lam, secs)]
+            results = [_optimize_map(codec, objective, xs[0], ctxs[0], a, default_lam, opt_kwargs)]
         else:
+            t0 = time.perf_counter()
             lam = default_lam if a.lam is None else a.lam
-            opt = MapOptimizer(codec, objective, lam=lam, **opt_kwargs)
-            if len({tuple(x.shape[-2:]) for x in xs}) == 1:
-                res = opt.run(torch.cat(xs), collate_contexts(ctxs))
-            else:
-                xb, sizes = pad_batch(xs)
-                res = opt.run(xb, ctxs, sizes=sizes)
+            res = optimize_images(MapOptimizer(codec, objective, lam=lam, **opt_kwargs), xs, ctxs)
             secs = (time.perf_counter() - t0) / len(batch)
-            results = [(res.map_of(j),) + tuple(real_bpp(codec, xs[j], res.map_of(j))[1:]) + (lam, secs)
-                       for j in range(len(batch))]
-        for j, (i, (qmap, data, lam, secs)) in enumerate(zip(batch, results)):
-            path, arr, extra = loaded[i]
+            results = [(res.map_of(j), real_bpp(codec, xs[j], res.map_of(j))[1], lam, secs) for j in range(len(batch))]
+        for j, ((path, arr, extra), (qmap, data, lam, secs)) in enumerate(zip(batch, results)):
             H, W = arr.shape[:2]
-            dst, map_dst = dests[i]
+            dst, map_dst = dests[path]
             atomic_write(dst, data)
             if map_dst is not None:
                 save_map(qmap, map_dst)
-            total_secs += secs
-            n_done += 1
+            totals[0] += secs
+            totals[1] += 1
             bpp = 8 * len(data) / (H * W)
             print(f"{describe(path, W, H, ctxs[j], extra)}: lambda {lam:.4g}, {bpp:.4f} bpp, map in {secs:.1f}s "
                   f"-> {dst}" + (f" (map {map_dst})" if map_dst else ""))
@@ -363,8 +355,18 @@ def _map_images(a, objective, codec, dev, loaded, prepare, default_lam: float, o
                 rows = [("task-aware", f"lambda={lam:.4g}", bpp, data)] + _comparison_rows(a, codec, objective, xs[j],
                                                                                           ctxs[j], bpp)
                 _print_comparison(codec, objective, xs[j], ctxs[j], rows)
-    if n_done > 1:
-        print(f"{n_done} maps, {total_secs / n_done:.1f}s per map on average")
+
+    pending: dict[tuple[int, int], list] = {}
+    for path in images:
+        arr, extra = load(path)
+        key = group_key(*arr.shape[:2])
+        pending.setdefault(key, []).append((path, arr, extra))
+        if len(pending[key]) >= bs:
+            code(pending.pop(key))
+    for key in list(pending):
+        code(pending.pop(key))
+    if totals[1] > 1:
+        print(f"{totals[1]} maps, {totals[0] / totals[1]:.1f}s per map on average")
 
 
 def _comparison_rows(a, codec, objective, x, ctx, bpp):
@@ -399,36 +401,33 @@ def _cmd_optimize(a):
     else:
         objective = create_objective(a.task, device=dev, **kw)
     codec = _load_codec(a, dev)
-    loaded = [(p, load_image(p), None) for p in images]
     opt_kwargs = dict(steps=a.steps, lr=a.lr, optimizer=a.optimizer, init=a.init, init_q=a.init_q,
                       downsample=a.downsample)
+    if a.optimizer == "lbfgs" and a.batch_size > 1:
+        raise ValueError("L-BFGS keeps one curvature history for the whole batch: use --batch-size 1 with it")
 
     def prepare(x, _):
         return objective.prepare(x, label=a.label) if a.label is not None else objective.prepare(x)
 
-    _map_images(a, objective, codec, dev, loaded, prepare, 1.0, opt_kwargs,
+    _map_images(a, objective, codec, dev, images, lambda p: (load_image(p), None), prepare, 1.0, opt_kwargs,
                 lambda p, W, H, ctx, _: f"{p}: {W}x{H}, task {a.task}")
 
 
 def _cmd_ocr_map(a):
-    import numpy as np
-    from PIL import Image
-
     from .io import load_image
     from .objectives import create_objective
+    from .runner.tasks import preprocess_image
 
     images = _image_args(a.image)
     dev = _device(a)
     objective = create_objective("text", device=dev)
     codec = _load_codec(a, dev)
-    loaded = []
-    for p in images:
+
+    def load(p):
         img = load_image(p)
         H0, W0 = img.shape[:2]
-        if a.max_side and max(H0, W0) > a.max_side:
-            r = a.max_side / max(H0, W0)
-            img = np.asarray(Image.fromarray(img).resize((max(1, round(W0 * r)), max(1, round(H0 * r))), Image.LANCZOS))
-        loaded.append((p, img, (W0, H0)))
+        return preprocess_image(img, max_side=a.max_side or None)[0], (W0, H0)
+
     opt_kwargs = dict(steps=a.steps, lr=a.lr, init="constant", init_q=a.init_q, downsample=a.downsample)
 
     def describe(p, W, H, ctx, orig):
@@ -436,7 +435,7 @@ def _cmd_ocr_map(a):
         return (f"{p}: {W0}x{H0}" + (f", working resolution {W}x{H}" if (H, W) != (H0, W0) else "")
                 + f", {len(ctx['images'][0]['boxes'])} text boxes read on the original")
 
-    _map_images(a, objective, codec, dev, loaded, lambda x, _: objective.prepare(x), 10.0, opt_kwargs, describe)
+    _map_images(a, objective, codec, dev, images, load, lambda x, _: objective.prepare(x), 10.0, opt_kwargs, describe)
 
 
 def _add_codec_args(p):

@@ -80,32 +80,40 @@ class ProcessGroupEnv:
 
     @property
     def is_torchrun(self) -> bool:
-        return self.source == "torchrun"
+        return "torchrun" in self.source
 
 
-def process_group_env(environ: dict[str, str] | None = None) -> ProcessGroupEnv:
+def process_group_env(environ: dict[str, str] | None = None, slurm_array: bool = True) -> ProcessGroupEnv:
     """Read the rank and world size from torchrun's variables, else a Slurm job array's, else one process.
 
-    A Slurm array's shards are independent jobs (no process group): each writes its own records.
+    A Slurm array's shards are independent jobs (no process group): each writes its own records. An array task
+    that is itself a torchrun job splits its share among its ranks (rank = task position x WORLD_SIZE + RANK).
+    ``slurm_array=False`` ignores arrays (training: one job is one process group).
 
     Raises:
         ValueError: inconsistent variables (rank outside 0 .. world - 1, or not integers).
     """
     env = os.environ if environ is None else environ
     try:
+        rank, world, local, source = 0, 1, 0, "single"
         if "WORLD_SIZE" in env and "RANK" in env:
             rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
             local = int(env.get("LOCAL_RANK", rank))
             source = "torchrun"
-        elif "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-            # Arrays may start at any index (--array=1-8): shard by position from SLURM_ARRAY_TASK_MIN.
-            first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-            rank, world = int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
-            local, source = 0, "slurm-array"
-        else:
-            return ProcessGroupEnv()
-    except ValueError:
-        raise ValueError("RANK / WORLD_SIZE / LOCAL_RANK (or SLURM_ARRAY_TASK_*) must be integers") from None
-    if not (world >= 1 and 0 <= rank < world):
-        raise ValueError(f"rank {rank} is outside 0..{world - 1} ({source})")
+            if not (world >= 1 and 0 <= rank < world):
+                raise ValueError(f"rank {rank} is outside 0..{world - 1} (torchrun)")
+        if slurm_array and "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+            # Arrays may start at any index and step (--array=1-15:2): shard by position in the array. Each
+            # array task may itself be a torchrun job: its ranks split that task's share.
+            first, step = int(env.get("SLURM_ARRAY_TASK_MIN", "0")), int(env.get("SLURM_ARRAY_TASK_STEP", "1") or 1)
+            pos, count = (int(env["SLURM_ARRAY_TASK_ID"]) - first), int(env["SLURM_ARRAY_TASK_COUNT"])
+            if pos % step or not 0 <= pos // step < count:
+                raise ValueError(f"Slurm array task {env['SLURM_ARRAY_TASK_ID']} is not in a regular array of "
+                                 f"{count} tasks from {first} by {step}: use --array=A-B[:S], or --shard i/n")
+            rank, world = (pos // step) * world + rank, count * world
+            source = "slurm-array" if source == "single" else "slurm-array+torchrun"
+    except ValueError as e:
+        if "must be integers" in str(e) or "invalid literal" in str(e):
+            raise ValueError("RANK / WORLD_SIZE / LOCAL_RANK (or SLURM_ARRAY_TASK_*) must be integers") from None
+        raise
     return ProcessGroupEnv(rank, world, local, source)

@@ -20,7 +20,7 @@ from .codec.sft import SFTCodec, bits_from_likelihoods
 from .objectives.base import Objective
 
 __all__ = ["MapOptimizer", "OptimizeResult", "TargetBppError", "logit", "real_bpp", "optimize_to_target_bpp",
-           "collate_contexts", "pad_batch"]
+           "collate_contexts", "pad_batch", "optimize_images", "group_key"]
 
 
 class TargetBppError(ValueError):
@@ -65,8 +65,8 @@ def collate_contexts(ctxs: list[Any]) -> Any:
 
 def pad_batch(images: list[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
     """Stack images (1, 3, H_i, W_i) of different sizes into (B, 3, H, W), H and W the largest, replicating
-    each image's last row and column as the codec's own padding does (so each image codes as it would alone
-    when all share one :func:`~taskcomp.codec.sft.padded_size`). Returns (batch, [(H_i, W_i), ...])."""
+    each image's last row and column as the codec's own padding does (so each image codes as it would alone, up to
+    float noise, when all share one :func:`~taskcomp.codec.sft.padded_size`). Returns (batch, [(H_i, W_i), ...])."""
     sizes = [tuple(x.shape[-2:]) for x in images]
     H, W = max(s[0] for s in sizes), max(s[1] for s in sizes)
     padded = [x if tuple(x.shape[-2:]) == (H, W) else F.pad(x, (0, W - x.shape[-1], 0, H - x.shape[-2]), mode="replicate")
@@ -209,8 +209,8 @@ class MapOptimizer:
 
         Args:
             x: a batch of images of one size; or, with ``sizes``, images of different sizes stacked by
-                :func:`pad_batch` (group them so that all share one ``padded_size``: each then codes exactly
-                as alone).
+                :func:`pad_batch` (group them so that all share one ``padded_size``: each then codes as alone,
+                up to float noise).
             ctx: the objective's context of the batch (default ``objective.prepare(x)``; see
                 :func:`collate_contexts`); with ``sizes``, a list of per-image contexts.
             sizes: per-image (H_i, W_i) for a padded batch of different sizes.
@@ -279,6 +279,36 @@ class MapOptimizer:
                               sizes=sizes)
 
 
+def optimize_images(opt: "MapOptimizer", xs: list[Tensor], ctxs: list[Any]) -> OptimizeResult:
+    """Optimise the maps of images ``xs`` (each (1, 3, H_i, W_i)) with per-image contexts ``ctxs`` together.
+
+    One image runs alone; images of one size run as a plain batch (contexts collated); images of different
+    sizes (they should share one padded size: group them with :func:`group_key`) run as a :func:`pad_batch`.
+    A Grad-CAM init needs equal sizes, so a mixed-size batch with it runs image by image. Use
+    :meth:`OptimizeResult.map_of` for image i's map.
+    """
+    if len(xs) == 1:
+        return opt.run(xs[0], ctxs[0])
+    if len({tuple(x.shape[-2:]) for x in xs}) == 1:
+        return opt.run(torch.cat(xs), collate_contexts(ctxs))
+    if opt.init not in ("constant", "random"):  # a CAM init is computed on the batch tensor
+        parts = [opt.run(x, c) for x, c in zip(xs, ctxs)]
+        H, W = max(x.shape[-2] for x in xs), max(x.shape[-1] for x in xs)
+        maps = torch.cat([F.pad(p.qmap, (0, W - p.qmap.shape[-1], 0, H - p.qmap.shape[-2]), mode="replicate")
+                          for p in parts])
+        return OptimizeResult(qmap=maps, log=[{**l, "image": i} for i, p in enumerate(parts) for l in p.log],
+                              best_step=[p.best_step[0] for p in parts], sizes=[tuple(x.shape[-2:]) for x in xs])
+    xb, sizes = pad_batch(xs)
+    return opt.run(xb, ctxs, sizes=sizes)
+
+
+def group_key(height: int, width: int) -> tuple[int, int]:
+    """Images with the same key batch together: the codec's padded size (see :func:`pad_batch`)."""
+    from .codec.sft import padded_size
+
+    return padded_size(height, width)
+
+
 def real_bpp(codec: SFTCodec, x: Tensor, qmap: Tensor) -> tuple[float, bytes]:
     """Real bits per pixel of one image (1, 3, H, W) coded under ``qmap``: the whole .tcz file."""
     from .bitstream import encode
@@ -306,8 +336,8 @@ def optimize_to_target_bpp(codec: SFTCodec, objective: Objective, x: Tensor, tar
     if not (math.isfinite(target) and target > 0):
         raise ValueError(f"target bpp must be a positive number, got {target}")
     H, W = x.shape[-2:]
-    lo_bpp, _ = real_bpp(codec, x, torch.zeros(1, 1, H, W))
-    hi_bpp, _ = real_bpp(codec, x, torch.ones(1, 1, H, W))
+    lo_bpp, _ = real_bpp(codec, x, torch.zeros(1, 1, H, W, device=x.device))
+    hi_bpp, _ = real_bpp(codec, x, torch.ones(1, 1, H, W, device=x.device))
     if not lo_bpp * (1 - tol) <= target <= hi_bpp * (1 + tol):
         raise TargetBppError(f"target {target} bpp is unreachable for this image: the codec spans "
                              f"{lo_bpp:.4f} (q=0) to {hi_bpp:.4f} (q=1) bpp")

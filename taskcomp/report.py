@@ -18,7 +18,11 @@ def load_records(run_dir: str | Path):
     run_dir = Path(run_dir)
     rows = []
     for p in sorted(run_dir.glob("records*.jsonl")):
-        rows += [json.loads(l) for l in p.read_text().splitlines() if l.strip()]
+        for line in p.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill (or empty): the runner redoes that point
+                continue
     if not rows:
         raise FileNotFoundError(f"no records*.jsonl in {run_dir}")
     return pd.DataFrame(rows).drop_duplicates(subset=["image", "method", "setting"], keep="last")

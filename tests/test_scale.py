@@ -33,6 +33,15 @@ def test_process_group_env_torchrun_slurm_single():
     assert (e.rank, e.world, e.source) == (3, 4, "slurm-array")
     with pytest.raises(ValueError, match="outside"):
         process_group_env({"RANK": "2", "WORLD_SIZE": "2"})
+    # --array=1-15:2 (8 tasks): task 7 is the 4th; torchrun ranks inside an array task split its share.
+    arr = {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "8", "SLURM_ARRAY_TASK_MIN": "1",
+           "SLURM_ARRAY_TASK_STEP": "2"}
+    assert (process_group_env(arr).rank, process_group_env(arr).world) == (3, 8)
+    e = process_group_env({**arr, "RANK": "1", "WORLD_SIZE": "2"})
+    assert (e.rank, e.world, e.source) == (7, 16, "slurm-array+torchrun") and e.is_torchrun
+    assert process_group_env({**arr, "RANK": "1", "WORLD_SIZE": "2"}, slurm_array=False).world == 2
+    with pytest.raises(ValueError, match="regular array"):
+        process_group_env({**arr, "SLURM_ARRAY_TASK_ID": "4"})
 
 
 def test_rank_split_covers_every_item_once_for_any_world_size():

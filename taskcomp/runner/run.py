@@ -19,7 +19,7 @@ a run resumes under another world size.
 Batches (``batch_size``): the task-aware maps of several images are optimised together, each independently of
 the others (Adam on per-image logits; the codec and task model see a batch). Images of one size (ImageNet
 crops) batch directly; images of different sizes (COCO, SROIE) are grouped by the codec's padded size and
-stacked with replicate padding, which codes each exactly as alone. Other methods code image by image.
+stacked with replicate padding, which codes each as alone up to float noise. Other methods code image by image.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ from ..bench.baselines import pillow_roundtrip
 from ..bench.metrics import psnr
 from ..io import atomic_write, image_to_tensor, tensor_to_image
 from ..maps import uniform_map
-from ..optimize import MapOptimizer, collate_contexts, pad_batch, real_bpp
+from ..optimize import MapOptimizer, group_key, optimize_images, real_bpp
 from .recipe import parse_shard, settings as recipe_settings
+from .layouts import list_items
 from .tasks import TASKS
 
 __all__ = ["run_recipe", "spread", "shard_items", "record_file"]
@@ -83,14 +84,6 @@ def _done_points(out: Path) -> tuple[set, dict[str, str]]:
             if r.get("weights"):
                 weights.setdefault(r["weights"], p.name)
     return done, weights
-
-
-def _list_items(recipe: dict[str, Any], data_root: Path) -> list[dict[str, Any]]:
-    from . import tasks
-
-    if hasattr(tasks, "list_items"):
-        return tasks.list_items(recipe, data_root)
-    return TASKS[recipe.get("task", "classification")].items(data_root / recipe["data"])
 
 
 class _Group:
@@ -163,9 +156,12 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
         raise ValueError(f"--shard given inside a {env.source} job of {env.world} processes: use one or the other")
     si, sn = parse_shard(shard) if shard else (env.rank, env.world)
     dev = resolve_device(device)
+    if env.is_torchrun and env.world > 1 and str(device).startswith("cuda:"):
+        raise ValueError(f"--device {device} under torchrun would put every rank on one GPU: use --device auto or "
+                         "cuda (each rank takes cuda:LOCAL_RANK)")
     group = _Group(env)
     try:
-        items = spread(_list_items(recipe, data_root), limit)
+        items = spread(list_items(recipe, data_root), limit)
         mine = shard_items(items, si, sn)
         out.mkdir(parents=True, exist_ok=True)
         if si == 0:
@@ -193,7 +189,6 @@ def _run_points(recipe, task_name, todo, out: Path, rec_path: Path, folder_weigh
     from tqdm import tqdm
 
     from ..codec import create_codec
-    from ..codec.sft import padded_size
 
     task = TASKS[task_name](recipe)
     for obj in {id(o): o for o in _task_objectives(task)}.values():
@@ -221,12 +216,13 @@ def _run_points(recipe, task_name, todo, out: Path, rec_path: Path, folder_weigh
         n_new += _code_batch(batch, task, codec, wid, ta, f)
         bar.update(len(batch))
 
+    _end_with_newline(rec_path)
     with open(rec_path, "a") as f:
         for img_id, (it, sets) in by_image.items():
             arr = task.load(it)
             x = image_to_tensor(arr).to(dev)
             opt_ctx, state = task.contexts(x, it)
-            key = padded_size(*arr.shape[:2])
+            key = group_key(*arr.shape[:2])
             pending.setdefault(key, []).append({"id": img_id, "item": it, "sets": sets, "arr": arr, "x": x,
                                                 "ctx": opt_ctx, "state": state})
             if len(pending[key]) >= bs:
@@ -235,6 +231,16 @@ def _run_points(recipe, task_name, todo, out: Path, rec_path: Path, folder_weigh
             flush(key)
     bar.close()
     return n_new
+
+
+def _end_with_newline(path: Path) -> None:
+    """A process killed mid-write leaves a cut last line: close it, so appended records start on a new line
+    (readers skip the cut line and the point is redone)."""
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb+") as f:
+            f.seek(-1, 2)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
 
 
 def _task_objectives(task) -> list:
@@ -256,13 +262,7 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, Any], f) -> int:
         sub = [b for b in batch if s in b["sets"]]
         t0 = time.perf_counter()
         opt = MapOptimizer(codec, task.objective, lam=s[2]["lam"], **ta)
-        if len(sub) == 1:
-            res = opt.run(sub[0]["x"], sub[0]["ctx"])
-        elif len({tuple(b["x"].shape[-2:]) for b in sub}) == 1:
-            res = opt.run(torch.cat([b["x"] for b in sub]), collate_contexts([b["ctx"] for b in sub]))
-        else:
-            xb, sizes = pad_batch([b["x"] for b in sub])
-            res = opt.run(xb, [b["ctx"] for b in sub], sizes=sizes)
+        res = optimize_images(opt, [b["x"] for b in sub], [b["ctx"] for b in sub])
         per_image = (time.perf_counter() - t0) / len(sub)
         for i, b in enumerate(sub):
             qmap = res.map_of(i)

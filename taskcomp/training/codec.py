@@ -275,7 +275,7 @@ def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=p
     """
     from ..devices import process_group_env
 
-    env = process_group_env()
+    env = process_group_env(slurm_array=False)
     if env.is_torchrun and env.world > 1:
         try:
             with process_group(device) as group:

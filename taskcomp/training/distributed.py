@@ -201,7 +201,7 @@ def process_group(device: str | torch.device | None = "auto") -> Iterator[DistGr
     Raises:
         DeviceError: a device that does not exist, or one fixed GPU (``cuda:N``) for several processes.
     """
-    env = process_group_env()
+    env = process_group_env(slurm_array=False)
     dev = resolve_device(device)
     if not (env.is_torchrun and env.world > 1):
         yield DistGroup(device=dev)
