@@ -38,12 +38,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--out", default=str(ROOT / "results" / "throughput" / "torchrun_check"))
+    ap.add_argument("--compare-only", action="store_true", help="compare the two existing run folders")
     a = ap.parse_args()
     out = Path(a.out)
     recipe = ROOT / "recipes" / "imagenet_classification.yaml"
     runs = {"one": [sys.executable, "-m", "taskcomp"],
             "two": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "taskcomp"]}
     walls = {}
+    sp = ROOT / "results" / "throughput" / "summary.json"
+    if a.compare_only:
+        walls = {k: float(v) for k, v in json.loads(sp.read_text()).get("torchrun_wall_s", {}).items()}
+        runs = {}
     for name, launcher in runs.items():
         d = out / name
         if d.exists():
@@ -65,7 +70,9 @@ def main() -> None:
     preds_equal = sum(all(ra[k][c] == rb[k][c] for c in pred_cols) for k in ra if k in rb)
     top1_cols = sorted(c for c in next(iter(ra.values())) if c.startswith(("top1/", "top5/")))
     metrics_equal = sum(all(ra[k][c] == rb[k][c] for c in top1_cols) for k in ra if k in rb)
-    psnr_diff = max(abs(ra[k]["psnr"] - rb[k]["psnr"]) for k in ra if k in rb)
+    import math
+
+    psnr_diff = max(abs(ra[k]["psnr"] - rb[k]["psnr"]) for k in ra if k in rb and math.isfinite(ra[k]["psnr"]))
     bpp_diff = max(abs(ra[k]["bpp"] - rb[k]["bpp"]) for k in ra if k in rb)
     shards = sorted(p.name for p in (out / "two").glob("records*.jsonl"))
     report_written = (out / "two" / "summary.json").is_file()
@@ -90,7 +97,6 @@ def main() -> None:
         "", f"torchrun_records_equal: **{equal}**", "",
     ]
     (ROOT / "results" / "throughput" / "torchrun_equal.md").write_text("\n".join(lines))
-    sp = ROOT / "results" / "throughput" / "summary.json"
     prev = json.loads(sp.read_text()) if sp.is_file() else {}
     prev.update({"torchrun_records_equal": equal, "torchrun_limit": a.limit,
                  "torchrun_wall_s": {k: round(v) for k, v in walls.items()}})
