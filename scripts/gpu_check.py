@@ -120,6 +120,9 @@ def batched_shard_check(args) -> bool:
     from taskcomp.datasets import DataError, data_root
     from taskcomp.runner import run_recipe
 
+    if args.shard_images < 1:
+        print("batched shard: skipped (--shard-images 0)")
+        return True
     try:
         root = data_root(args.data_root)
     except DataError as e:
