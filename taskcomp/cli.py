@@ -22,6 +22,14 @@ def _cmd_train(a):
     train(cfg, resume=a.resume, data=a.data, device=a.device)
 
 
+def _cmd_train_predictor(a):
+    from .training.predictor import PredictorTrainConfig, train_predictor
+
+    cfg = PredictorTrainConfig.from_yaml(a.config, steps=a.steps, budget_minutes=a.budget_minutes, out=a.out,
+                                         stop_after_minutes=a.stop_after, workers=a.workers, threads=a.threads)
+    train_predictor(cfg, resume=a.resume, data=a.data, device=a.device)
+
+
 def _cmd_export(a):
     from .train import export
 
@@ -271,6 +279,23 @@ def _optimize_map(codec, objective, x, ctx, a, default_lam: float, opt_kwargs: d
     from .optimize import MapOptimizer, optimize_to_target_bpp, real_bpp
 
     t0 = time.perf_counter()
+    predictor = getattr(a, "predictor_model", None)
+    if predictor is not None:
+        import torch
+
+        if a.target_bpp is not None:
+            from .predictors import predict_to_target_bpp
+
+            found = predict_to_target_bpp(codec, predictor, x, a.target_bpp, log=print)
+            return found["qmap"], found["data"], found["lam"], time.perf_counter() - t0
+        lam = default_lam if a.lam is None else a.lam
+        with torch.no_grad():
+            qmap = predictor.predict_map(x, lam)
+        if a.refine:
+            kw = {**opt_kwargs, "init": qmap, "steps": a.refine, "downsample": predictor.config.downsample}
+            qmap = MapOptimizer(codec, objective, lam=lam, **kw).run(x, ctx).qmap
+        _, data = real_bpp(codec, x, qmap)
+        return qmap, data, lam, time.perf_counter() - t0
     if a.target_bpp is not None:
         found = optimize_to_target_bpp(codec, objective, x, a.target_bpp, ctx=ctx, log=print, **opt_kwargs)
         qmap, data, lam = found["qmap"], found["data"], found["lam"]
@@ -332,8 +357,8 @@ def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: fl
     def code(batch) -> None:
         xs = [image_to_tensor(arr).to(dev) for _, arr, _ in batch]
         ctxs = [prepare(x, extra) for x, (_, _, extra) in zip(xs, batch)]
-        if len(batch) == 1:
-            results = [_optimize_map(codec, objective, xs[0], ctxs[0], a, default_lam, opt_kwargs)]
+        if len(batch) == 1 or getattr(a, "predictor_model", None) is not None:  # a predictor pass is cheap
+            results = [_optimize_map(codec, objective, x, c, a, default_lam, opt_kwargs) for x, c in zip(xs, ctxs)]
         else:
             t0 = time.perf_counter()
             lam = default_lam if a.lam is None else a.lam
@@ -403,6 +428,24 @@ def _cmd_optimize(a):
     codec = _load_codec(a, dev)
     opt_kwargs = dict(steps=a.steps, lr=a.lr, optimizer=a.optimizer, init=a.init, init_q=a.init_q,
                       downsample=a.downsample)
+    a.predictor_model = None
+    if a.refine and not a.predictor:
+        raise ValueError("--refine K refines a predicted map: give --predictor")
+    if a.refine is not None and a.refine < 0:
+        raise ValueError(f"--refine must be >= 0 steps, got {a.refine}")
+    if a.predictor:
+        from .predictors import check_task_model, create_predictor
+        from .runner.run import _default_predictor
+
+        if a.target_bpp is not None and a.refine:
+            raise ValueError("--target-bpp bisects the predictor's lambda; refine steps would move the rate: "
+                             "use --lambda with --refine")
+        model_name = getattr(objective, "model_name", None)
+        name = _default_predictor(a.task, model_name) if a.predictor == "auto" else a.predictor
+        a.predictor_model = create_predictor(name, device=dev)
+        check_task_model(a.predictor_model, a.task, model_name)
+        print(f"predictor {a.predictor_model.name} ({a.predictor_model.meta.get('steps', '?')} training steps)"
+              + (f", then {a.refine} optimiser steps" if a.refine else ""))
     if a.optimizer == "lbfgs" and a.batch_size > 1:
         raise ValueError("L-BFGS keeps one curvature history for the whole batch: use --batch-size 1 with it")
 
@@ -549,6 +592,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="map logits on a grid this many times coarser than the image (default 8)")
     o.add_argument("--batch-size", type=int, default=1,
                    help="images of one padded size optimised together (default 1; larger pays on a GPU)")
+    o.add_argument("--predictor", nargs="?", const="auto", metavar="NAME|PATH",
+                   help="predict the map in one pass with a trained predictor instead of optimising it (no value: the "
+                        "registered one for --task / --model, e.g. lite0-classification; or a checkpoint of "
+                        "taskcomp train-predictor)")
+    o.add_argument("--refine", type=int, default=0, metavar="K",
+                   help="with --predictor: K optimiser steps starting from the predicted map (default 0)")
     o.add_argument("--compare", action="store_true", help="also code a uniform map at the same real bpp")
     o.add_argument("-o", "--output", required=True, help="output .tcz, or a folder for several images")
     o.add_argument("--save-map", help="write the optimised map (.npy or 16-bit .png; a folder for several images)")
@@ -609,6 +658,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto (default: cuda:LOCAL_RANK when CUDA is available, "
                    "else the CPU), cpu, cuda or cuda:N")
     t.set_defaults(func=_cmd_train)
+
+    tp = sub.add_parser("train-predictor", help="train a one-pass quality-map predictor from a YAML config")
+    tp.add_argument("--config", required=True, help="e.g. recipes/predictor_classification.yaml")
+    tp.add_argument("--resume", action="store_true", help="continue OUT/last.pth where it stopped")
+    tp.add_argument("--steps", type=int, help="training steps (default: the config's)")
+    tp.add_argument("--budget-minutes", type=float, help="end (schedule annealed) after this much training time")
+    tp.add_argument("--out", help="run folder (default: the config's)")
+    tp.add_argument("--data", action="append", help="training image folder (repeatable; default: the config's "
+                    "folders under the data root)")
+    tp.add_argument("--workers", type=int, help="data-parallel processes on this machine (as torchrun starts them)")
+    tp.add_argument("--threads", type=int, help="torch threads per process (default: the config's)")
+    tp.add_argument("--stop-after", type=float, metavar="MIN",
+                    help="end this invocation after MIN minutes of wall time (state saved; continue with --resume)")
+    tp.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    tp.set_defaults(func=_cmd_train_predictor)
 
     pt = sub.add_parser("plot-training", help="plot a training run's loss, bpp and PSNR curves")
     pt.add_argument("run_dir", nargs="+", help="run folder(s) or log.csv file(s); several = stages in order")

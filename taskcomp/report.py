@@ -208,12 +208,15 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
                 continue
             t = table[table["method"] == method].sort_values("bpp")
             t = t[t["bpp"] <= 1.5]
-            ax.plot(t["bpp"], pct * t[col], "o-" if method in ("task_aware", "uniform") else "s--", ms=3, label=method)
+            ax.plot(t["bpp"], pct * t[col], "o-" if method == "uniform" or method.startswith(("task_aware", "predicted")) else "s--", ms=3, label=method)
         ax.set_xlabel("bpp (real file size)")
         ax.set_ylabel(col + (" (%)" if pct == 100 else ""))
         ax.grid(alpha=0.3)
         ax.legend()
-        for method in ("task_aware", "gradcam", "box_mask", "saliency"):
+        from .runner.recipe import is_map_method
+
+        compared = [m for m in table["method"].unique() if is_map_method(m)]
+        for method in compared + ["gradcam", "box_mask", "saliency"]:
             c = compare_to_uniform(table, col, method, max_bpp)
             if c:
                 if col in df:  # per-image metrics (not AP, which exists only over the whole set)

@@ -8,7 +8,25 @@ from typing import Any
 
 import yaml
 
-__all__ = ["load_recipe", "parse_shard", "settings"]
+__all__ = ["load_recipe", "parse_shard", "settings", "is_map_method", "is_optimized", "is_predicted", "MAP_OPTIONS"]
+
+#: Keys of a task-aware or predicted method that are not MapOptimizer arguments.
+MAP_OPTIONS = ("lambda", "use_label", "use_gt", "predictor", "checkpoint", "refine")
+
+
+def is_optimized(method: str) -> bool:
+    """Per-image optimised maps: ``task_aware`` and variants named ``task_aware_*`` (e.g. label-free)."""
+    return method == "task_aware" or method.startswith("task_aware_")
+
+
+def is_predicted(method: str) -> bool:
+    """Maps from a trained predictor: ``predicted`` and ``predicted_*`` (``refine: K`` adds K optimiser steps)."""
+    return method == "predicted" or method.startswith("predicted_")
+
+
+def is_map_method(method: str) -> bool:
+    """Methods swept over lambda."""
+    return is_optimized(method) or is_predicted(method)
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -45,7 +63,7 @@ def settings(methods: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
         elif method in ("gradcam", "box_mask", "saliency"):
             key = "q_in" if method == "box_mask" else "alpha"
             out += [(method, f"{key}={a:.2f}", {key: float(a)}) for a in spec.get(key, [])]
-        elif method == "task_aware":
+        elif is_map_method(method):
             out += [(method, f"lambda={lam:g}", {"lam": float(lam)}) for lam in spec.get("lambda", [])]
         elif method in ("jpeg", "webp"):
             out += [(method, f"quality={q}", {"quality": int(q)}) for q in spec.get("quality", [])]
@@ -53,7 +71,8 @@ def settings(methods: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
             out.append((method, "uncompressed", {}))
         else:
             raise ValueError(f"unknown method {method!r} in recipe "
-                             "(original, uniform, gradcam, box_mask, saliency, task_aware, jpeg, webp)")
+                             "(original, uniform, gradcam, box_mask, saliency, task_aware, task_aware_*, predicted, "
+                             "predicted_*, jpeg, webp)")
     return out
 
 

@@ -40,8 +40,8 @@ from ..bench.baselines import pillow_roundtrip
 from ..bench.metrics import psnr
 from ..io import atomic_write, image_to_tensor, tensor_to_image
 from ..maps import uniform_map
-from ..optimize import MapOptimizer, group_key, optimize_images, real_bpp
-from .recipe import parse_shard, settings as recipe_settings
+from ..optimize import MapOptimizer, collate_contexts, group_key, optimize_images, real_bpp
+from .recipe import MAP_OPTIONS, is_map_method, is_predicted, parse_shard, settings as recipe_settings
 from .layouts import list_items
 from .tasks import TASKS
 
@@ -144,10 +144,8 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
     bs = int(batch_size or recipe.get("batch_size") or 1)
     if bs < 1:
         raise ValueError(f"batch_size must be >= 1, got {bs}")
-    ta = dict(recipe["methods"].get("task_aware") or {})
-    for k in ("lambda", "use_label", "use_gt"):
-        ta.pop(k, None)
-    if ta.get("optimizer") == "lbfgs" and bs > 1:
+    ta = map_method_options(recipe)
+    if any(o.get("optimizer") == "lbfgs" for o in ta.values()) and bs > 1:
         raise ValueError("L-BFGS keeps one curvature history for the whole batch (the images would not be "
                          "independent): use batch_size 1 with optimizer lbfgs")
 
@@ -202,6 +200,7 @@ def _run_points(recipe, task_name, todo, out: Path, rec_path: Path, folder_weigh
         raise ValueError(f"{out} holds codec points made with weights {other[0]} ({folder_weights[other[0]]}); "
                          f"this codec's weights are {wid}: use another --out")
 
+    predictors = _predictors(recipe, task_name, task, dev)
     by_image: dict[str, list] = {}
     for it, s in todo:
         by_image.setdefault(it["id"], [it, []])[1].append(s)
@@ -213,7 +212,7 @@ def _run_points(recipe, task_name, todo, out: Path, rec_path: Path, folder_weigh
     def flush(key) -> None:
         nonlocal n_new
         batch = pending.pop(key)
-        n_new += _code_batch(batch, task, codec, wid, ta, f)
+        n_new += _code_batch(batch, task, codec, wid, ta, f, predictors)
         bar.update(len(batch))
 
     _end_with_newline(rec_path)
@@ -233,6 +232,16 @@ def _run_points(recipe, task_name, todo, out: Path, rec_path: Path, folder_weigh
     return n_new
 
 
+def map_method_options(recipe: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per task-aware or predicted method of a recipe: its MapOptimizer arguments (the method's keys but
+    ``lambda`` and the other :data:`MAP_OPTIONS`); for ``predicted*`` methods, the refine steps' arguments."""
+    out = {}
+    for method, spec in (recipe.get("methods") or {}).items():
+        if is_map_method(method):
+            out[method] = {k: v for k, v in (spec or {}).items() if k not in MAP_OPTIONS}
+    return out
+
+
 def _end_with_newline(path: Path) -> None:
     """A process killed mid-write leaves a cut last line: close it, so appended records start on a new line
     (readers skip the cut line and the point is redone)."""
@@ -249,25 +258,109 @@ def _task_objectives(task) -> list:
     return objs
 
 
-def _code_batch(batch, task, codec, wid: str, ta: dict[str, Any], f) -> int:
+def _predictors(recipe: dict[str, Any], task_name: str, task, dev) -> dict[str, Any]:
+    """The predictor of each ``predicted*`` method (``predictor:`` a registered name or a checkpoint path, default
+    the task model's registered one; ``checkpoint:`` other weights), checked against the task's objective."""
+    from ..predictors import check_task_model, create_predictor
+
+    out = {}
+    for method, spec in recipe["methods"].items():
+        if not is_predicted(method):
+            continue
+        spec = spec or {}
+        model_name = getattr(task.objective, "model_name", None)
+        name = spec.get("predictor") or _default_predictor(task_name, model_name)
+        pred = create_predictor(name, checkpoint=spec.get("checkpoint"), device=dev)
+        check_task_model(pred, task_name, model_name)
+        out[method] = pred
+    return out
+
+
+def _default_predictor(task_name: str, model_name: str | None) -> str:
+    from ..predictors import PREDICTOR_WEIGHTS
+
+    for name, (_, cfg) in PREDICTOR_WEIGHTS.items():
+        if cfg.task == task_name and (model_name is None or cfg.task_model == model_name):
+            return name
+    raise ValueError(f"no registered predictor for {task_name} maps of {model_name}: give predictor: a checkpoint")
+
+
+def _method_context(task, b, method: str, spec: dict[str, Any]):
+    """The objective context of one image for one map method: the task's own, or, for a method that sets
+    ``use_label: false`` (``use_gt: false``) where the task's uses targets, the label-free context prepared from
+    the original alone."""
+    flag = spec.get("use_label", spec.get("use_gt"))
+    if flag is None or bool(flag) == bool(getattr(task, "targets_in_context", False)):
+        return b["ctx"]
+    if flag:
+        raise ValueError(f"method {method} sets use_label/use_gt true but the task's targets are off: set it "
+                         "on the task_aware method")
+    key = ("label_free", id(task.objective))
+    if key not in b:
+        b[key] = task.objective.prepare(b["x"])
+    return b[key]
+
+
+def _refine(codec, objective, lam: float, opt_kw: dict[str, Any], sub, ctxs, init_maps):
+    """A few optimiser steps from predicted maps, batched over images of one size; returns the maps and the
+    kept iterate of each (0 = the predicted map)."""
+    maps, best = [None] * len(sub), [0] * len(sub)
+    groups: dict[tuple, list[int]] = {}
+    for i, b in enumerate(sub):
+        groups.setdefault(tuple(b["x"].shape[-2:]), []).append(i)
+    for idx in groups.values():
+        init = torch.cat([init_maps[i] for i in idx])
+        opt = MapOptimizer(codec, objective, lam=lam, **{**opt_kw, "init": init})
+        ctx = collate_contexts([ctxs[i] for i in idx]) if len(idx) > 1 else ctxs[idx[0]]
+        res = opt.run(torch.cat([sub[i]["x"] for i in idx]), ctx)
+        for j, i in enumerate(idx):
+            maps[i], best[i] = res.map_of(j), res.best_step[j]
+    return maps, best
+
+
+def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, predictors=None) -> int:
     """All points of a batch of loaded images: task-aware maps optimised together, the rest image by image."""
     # Task-aware settings first, batched over the images that still need each one.
-    maps: dict[tuple[str, str], tuple[torch.Tensor, dict[str, Any], float]] = {}
+    maps: dict[tuple[str, str, str], tuple[torch.Tensor, dict[str, Any], float]] = {}
     ta_settings = []
     for b in batch:
         for s in b["sets"]:
-            if s[0] == "task_aware" and s not in ta_settings:
+            if is_map_method(s[0]) and s not in ta_settings:
                 ta_settings.append(s)
     for s in ta_settings:
+        method = s[0]
+        spec = task.recipe["methods"][method] or {}
         sub = [b for b in batch if s in b["sets"]]
+        ctxs = [_method_context(task, b, method, spec) for b in sub]
         t0 = time.perf_counter()
-        opt = MapOptimizer(codec, task.objective, lam=s[2]["lam"], **ta)
-        res = optimize_images(opt, [b["x"] for b in sub], [b["ctx"] for b in sub])
+        extra: list[dict[str, Any]] = [{} for _ in sub]
+        if is_predicted(method):
+            pred = predictors[method]
+            init_maps = []
+            for b in sub:  # images of a batch may differ in size: the predictor runs per image here
+                with torch.no_grad():
+                    init_maps.append(pred.predict_map(b["x"], s[2]["lam"]))
+            refine = int(spec.get("refine", 0) or 0)
+            if refine:
+                opt_kw = {"lr": 0.3, "downsample": pred.config.downsample, **ta[method], "steps": refine}
+                res_maps, best = _refine(codec, task.objective, s[2]["lam"], opt_kw, sub, ctxs, init_maps)
+                for i in range(len(sub)):
+                    extra[i] = {"best_step": best[i], "refine_steps": refine}
+            else:
+                res_maps = init_maps
+            per_image = (time.perf_counter() - t0) / len(sub)
+            for i, b in enumerate(sub):
+                qmap = res_maps[i]
+                maps[(b["id"], method, s[1])] = (qmap, {**extra[i], "map_mean": float(qmap.mean()),
+                                                        "batch": len(sub)}, per_image)
+            continue
+        opt = MapOptimizer(codec, task.objective, lam=s[2]["lam"], **ta[method])
+        res = optimize_images(opt, [b["x"] for b in sub], ctxs)
         per_image = (time.perf_counter() - t0) / len(sub)
         for i, b in enumerate(sub):
             qmap = res.map_of(i)
-            maps[(b["id"], s[1])] = (qmap, {"best_step": res.best_step[i], "map_mean": float(qmap.mean()),
-                                            "batch": len(sub)}, per_image)
+            maps[(b["id"], method, s[1])] = (qmap, {"best_step": res.best_step[i], "map_mean": float(qmap.mean()),
+                                                    "batch": len(sub)}, per_image)
 
     n = 0
     for b in batch:
@@ -286,8 +379,8 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, Any], f) -> int:
             else:
                 if method == "uniform":
                     qmap = uniform_map(H, W, params["q"]).to(x.device)
-                elif method == "task_aware":
-                    qmap, extra, opt_seconds = maps[(b["id"], setting)]
+                elif is_map_method(method):
+                    qmap, extra, opt_seconds = maps[(b["id"], method, setting)]
                     extra = dict(extra)
                 else:
                     qmap = task.baseline_map(x, state, next(iter(params.values()))).to(x.device)

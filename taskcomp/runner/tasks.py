@@ -57,6 +57,8 @@ class ClassificationTask:
         ta = recipe["methods"].get("task_aware")
         self.use_label = bool((ta or {}).get("use_label", True))
         self.maps_use_label = ta is not None and self.use_label  # task_aware maps need every item's label
+        self.targets_in_context = self.use_label  # methods with use_label: false derive a label-free context
+        self.recipe = recipe
         self.pre = recipe.get("preprocess", {})
 
     @staticmethod
@@ -151,6 +153,8 @@ class TextTask:
         self.objective = create_objective(spec.pop("name"), **spec)
         self.pre = recipe.get("preprocess", {})
         self.use_gt = bool((recipe["methods"].get("task_aware") or {}).get("use_gt", False))
+        self.targets_in_context = self.use_gt
+        self.recipe = recipe
 
     @staticmethod
     def items(root: Path) -> list[dict[str, Any]]:
@@ -219,6 +223,8 @@ class DetectionTask:
         self.pre = recipe.get("preprocess", {})
         self.category = int(recipe.get("coco_category", 1))
         self.ap_conf = float(recipe.get("ap_conf", 0.001))
+        self.targets_in_context = False  # maps use the original's detections
+        self.recipe = recipe
 
     @staticmethod
     def items(root: Path) -> list[dict[str, Any]]:

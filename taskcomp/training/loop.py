@@ -43,6 +43,9 @@ def cosine_lr(step: int, progress: float, lr: float, warmup_steps: int = 0, deca
 class Prefetcher:
     """Makes batches with ``make()`` in a thread, ``depth`` ahead of the training step.
 
+    An exception raised by ``make()`` stops the thread and is raised again by the :meth:`next` call that would
+    have received the batch, so a bad configuration or image fails the training instead of leaving it waiting.
+
     Args:
         make: returns the next batch; called from the prefetch thread only, in order.
         depth: batches kept ready.
@@ -57,17 +60,30 @@ class Prefetcher:
 
     def _run(self):
         while not self._stop.is_set():
-            item = self._make_batch()
+            try:
+                item = (True, self._make_batch())
+            except BaseException as e:  # handed to the consumer: a dead thread would leave next() waiting
+                item = (False, e)
             while not self._stop.is_set():
                 try:
                     self.q.put(item, timeout=0.2)
                     break
                 except queue.Full:
                     continue
+            if not item[0]:
+                return
 
     def next(self):
-        """The next batch (waits for it)."""
-        return self.q.get()
+        """The next batch (waits for it).
+
+        Raises:
+            Exception: whatever ``make()`` raised making this batch.
+        """
+        ok, item = self.q.get()
+        if not ok:
+            self._stop.set()
+            raise item
+        return item
 
     def close(self):
         """Stop the thread (the batches made ahead are dropped)."""
@@ -114,3 +130,48 @@ def restore_rng(state: dict, group: DistGroup, rng: np.random.Generator, seed: i
         return rng
     torch.manual_seed(seed * 1000 + group.rank + step)
     return np.random.default_rng([seed, group.rank, step])
+
+
+class CsvLog:
+    """A training run's CSV log, appended step by step and cut back to the checkpoint on resume.
+
+    A run killed after its last checkpoint has logged steps that the resumed run trains again; opening the log
+    at ``resume_step`` drops those rows so that every step is logged once. Write with :meth:`row`.
+
+    Args:
+        path: the CSV file (created with ``columns`` as its header when absent).
+        columns: column names; the first must be ``step``.
+        resume_step: the step the run continues from (rows after it are dropped); None for a fresh run.
+    """
+
+    def __init__(self, path: Path, columns: list[str], resume_step: int | None = None):
+        import csv
+
+        path = Path(path)
+        if resume_step is not None and path.is_file():
+            lines = path.read_text().splitlines(keepends=True)
+            kept = lines[:1] + [ln for ln in lines[1:] if ln.strip() and _step_of(ln) <= resume_step]
+            if len(kept) != len(lines):
+                atomic_write(path, "".join(kept).encode())
+        new = not path.is_file()
+        self.f = open(path, "a", newline="")
+        self.writer = csv.writer(self.f)
+        if new:
+            self.writer.writerow(columns)
+
+    def row(self, values: list) -> None:
+        self.writer.writerow(values)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.flush()
+        self.f.close()
+
+
+def _step_of(line: str) -> float:
+    try:
+        return float(line.split(",", 1)[0])
+    except ValueError:  # a line cut by a kill
+        return math.inf

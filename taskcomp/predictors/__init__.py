@@ -1,0 +1,208 @@
+"""Task-aware quality-map predictors: a map in one forward pass instead of per-image optimisation.
+
+Registry (timm-style)::
+
+    from taskcomp.predictors import create_predictor
+    pred = create_predictor("lite0-classification")           # shipped weights
+    pred = create_predictor("runs/predictor/predictor.pth")   # a checkpoint of `taskcomp train-predictor`
+    qmap = pred.predict_map(x, lam=0.1)                        # (B, 1, H, W) in [0, 1]
+
+Checkpoint format: ``torch.save`` of ``{"format": "taskcomp-predictor", "version": 1, "name": NAME,
+"config": PredictorConfig dict, "state_dict": decoder weights, "meta": {...}}``; the frozen backbone is not
+stored (it comes from its pretrained package).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .film import FeatureFiLMPredictor, PredictorConfig
+
+__all__ = ["FeatureFiLMPredictor", "PredictorConfig", "PredictorError", "create_predictor", "list_predictors",
+           "save_predictor", "load_predictor_checkpoint", "check_task_model", "PREDICTOR_WEIGHTS",
+           "predict_to_target_bpp"]
+
+FORMAT = "taskcomp-predictor"
+_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+#: Registered predictors: name -> (shipped weights file, default config). A name whose file is not shipped
+#: needs ``checkpoint=``.
+PREDICTOR_WEIGHTS: dict[str, tuple[str, PredictorConfig]] = {
+    "lite0-classification": ("predictor-lite0-classification.pth", PredictorConfig()),
+}
+
+
+class PredictorError(ValueError):
+    """A predictor that cannot be created: unknown name, unreadable or foreign checkpoint, wrong task model."""
+
+
+def list_predictors() -> list[str]:
+    """Registered predictor names."""
+    return sorted(PREDICTOR_WEIGHTS)
+
+
+def save_predictor(model: FeatureFiLMPredictor, path: str | Path, name: str, meta: dict[str, Any] | None = None) -> None:
+    """Write ``model``'s decoder and config as a predictor checkpoint (atomically)."""
+    import io
+
+    from ..io import atomic_write
+
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "version": 1, "name": name, "config": model.config.to_dict(),
+                "state_dict": {k: v.detach().cpu() for k, v in model.decoder_state_dict().items()},
+                "meta": meta or {}}, buf)
+    atomic_write(Path(path), buf.getvalue())
+
+
+def load_predictor_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a predictor checkpoint's dict.
+
+    Raises:
+        PredictorError: missing or unreadable file, or not a taskcomp predictor checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PredictorError(f"predictor checkpoint not found: {path}")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for foreign or cut files
+        raise PredictorError(f"{path} is not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        what = ck.get("format") if isinstance(ck, dict) and "format" in ck else "another kind of file"
+        raise PredictorError(f"{path} is not a taskcomp predictor checkpoint ({what})")
+    return ck
+
+
+def create_predictor(name: str = "lite0-classification", checkpoint: str | Path | None = None,
+                     device: str | torch.device | None = None, pretrained: bool = True) -> FeatureFiLMPredictor:
+    """Create a map predictor in eval mode.
+
+    Args:
+        name: a registered name (:func:`list_predictors`), or the path of a predictor checkpoint.
+        checkpoint: weights to load instead of the shipped ones.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (None: the CPU).
+        pretrained: load the backbone's pretrained weights (False only for tests).
+
+    Raises:
+        PredictorError: unknown name, no shipped weights, unreadable or foreign checkpoint, weights that do not fit.
+    """
+    if checkpoint is None and name not in PREDICTOR_WEIGHTS:
+        if Path(name).suffix in (".pth", ".pt") or Path(name).is_file():
+            checkpoint = name
+        else:
+            raise PredictorError(f"unknown predictor {name!r}; registered: {', '.join(list_predictors())} "
+                                 "(or give a checkpoint path)")
+    if checkpoint is None:
+        fname, _ = PREDICTOR_WEIGHTS[name]
+        checkpoint = _WEIGHTS / fname
+        if not checkpoint.is_file():
+            raise PredictorError(f"no trained weights are shipped for predictor {name!r}; pass checkpoint=")
+    ck = load_predictor_checkpoint(checkpoint)
+    try:
+        config = PredictorConfig(**ck["config"])
+    except TypeError as e:
+        raise PredictorError(f"{checkpoint}: bad predictor config ({e})") from None
+    model = FeatureFiLMPredictor(config, pretrained=pretrained)
+    own = model.decoder_state_dict()
+    sd = ck["state_dict"]
+    if set(sd) != set(own) or any(sd[k].shape != own[k].shape for k in own):
+        raise PredictorError(f"{checkpoint}: weights do not fit a {config.backbone} predictor of width {config.channels}")
+    model.load_state_dict(sd, strict=False)
+    model.meta = dict(ck.get("meta", {}))
+    model.name = ck.get("name", name)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if device is not None:
+        from ..devices import resolve_device
+
+        model.to(resolve_device(device))
+    return model
+
+
+def check_task_model(predictor: FeatureFiLMPredictor, task: str, model_name: str | None) -> None:
+    """Refuse a predictor trained for another task or task model than the objective it is used with.
+
+    Raises:
+        PredictorError: one line naming both.
+    """
+    from ..weights import resolve_classifier_name
+
+    cfg = predictor.config
+    if cfg.task != task:
+        raise PredictorError(f"predictor {getattr(predictor, 'name', '?')} was trained for {cfg.task} maps, "
+                             f"not {task}")
+    if model_name is not None and resolve_classifier_name(model_name) != resolve_classifier_name(cfg.task_model):
+        raise PredictorError(f"predictor {getattr(predictor, 'name', '?')} was trained for {cfg.task_model} maps, "
+                             f"not {model_name}")
+
+
+def predict_to_target_bpp(codec, predictor: FeatureFiLMPredictor, x: torch.Tensor, target: float, tol: float = 0.03,
+                          iters: int = 12, log=None) -> dict[str, Any]:
+    """The predicted map whose .tcz meets ``target`` real bpp (within ``tol``, relative), by bisecting lambda in
+    log space over the predictor's trained range; no codec gradients, so each try is one predictor pass and
+    one encode. Rate need not be monotonic in lambda: the closest try is kept, and if none is within the
+    tolerance its logits are shifted by a global offset, bisected the same way.
+
+    Args:
+        codec: the frozen codec.
+        x: one image (1, 3, H, W) in [0, 1].
+        target: bits per pixel of the whole file (> 0).
+
+    Returns:
+        dict with ``qmap`` (1, 1, H, W), ``data`` (.tcz bytes), ``bpp``, ``lam``, ``offset``.
+
+    Raises:
+        taskcomp.optimize.TargetBppError: the target lies outside what the codec reaches for this image.
+    """
+    import math
+
+    from ..optimize import TargetBppError, logit, real_bpp
+
+    if x.size(0) != 1:
+        raise ValueError("target-bpp search works on one image at a time")
+    if not (math.isfinite(target) and target > 0):
+        raise ValueError(f"target bpp must be a positive number, got {target}")
+    say = log or (lambda *a: None)
+    H, W = x.shape[-2:]
+    lo_bpp, _ = real_bpp(codec, x, torch.zeros(1, 1, H, W, device=x.device))
+    hi_bpp, _ = real_bpp(codec, x, torch.ones(1, 1, H, W, device=x.device))
+    if not lo_bpp * (1 - tol) <= target <= hi_bpp * (1 + tol):
+        raise TargetBppError(f"target {target} bpp is unreachable for this image: the codec spans "
+                             f"{lo_bpp:.4f} (q=0) to {hi_bpp:.4f} (q=1) bpp")
+    lo, hi = math.log(predictor.config.lambda_min), math.log(predictor.config.lambda_max)
+    best = None
+    for _ in range(iters):
+        lam = math.exp((lo + hi) / 2)
+        with torch.no_grad():
+            qmap = predictor.predict_map(x, lam)
+        bpp, data = real_bpp(codec, x, qmap)
+        say(f"lambda {lam:.4g}: {bpp:.4f} bpp")
+        cand = {"qmap": qmap, "data": data, "bpp": bpp, "lam": lam, "offset": 0.0}
+        if best is None or abs(bpp - target) < abs(best["bpp"] - target):
+            best = cand
+        if abs(bpp / target - 1) <= tol:
+            return cand
+        if bpp > target:
+            hi = (lo + hi) / 2
+        else:
+            lo = (lo + hi) / 2
+    base = logit(best["qmap"])
+    a, b = -12.0, 12.0
+    for _ in range(30):
+        off = (a + b) / 2
+        qmap = torch.sigmoid(base + off)
+        bpp, data = real_bpp(codec, x, qmap)
+        cand = {**best, "qmap": qmap, "data": data, "bpp": bpp, "offset": off}
+        if abs(bpp - target) < abs(best["bpp"] - target):
+            best = cand
+        if abs(bpp / target - 1) <= tol:
+            return cand
+        if bpp > target:
+            b = off
+        else:
+            a = off
+    raise TargetBppError(f"could not meet {target} bpp within {100 * tol:.0f}% (closest {best['bpp']:.4f} bpp)")
