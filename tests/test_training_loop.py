@@ -36,3 +36,15 @@ def test_csv_log_drops_rows_after_the_checkpoint_on_resume(tmp_path):
     log.close()
     assert p.read_text().splitlines() == ["step,loss", "1,0.1", "2,0.2", "3,0.3", "4,0.44"]
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_csv_log_of_a_fresh_run_replaces_a_log_without_checkpoint(tmp_path):
+    p = tmp_path / "log.csv"
+    p.write_text("")  # a run killed before its first flush
+    log = CsvLog(p, ["step", "loss"])
+    log.row([1, 0.5])
+    log.close()
+    assert p.read_text().splitlines() == ["step,loss", "1,0.5"]
+    p.write_text("1,0.5\n2,0.4\n")  # rows without a header, then a resume at step 1
+    CsvLog(p, ["step", "loss"], resume_step=1).close()
+    assert p.read_text().splitlines() == ["step,loss", "1,0.5"]

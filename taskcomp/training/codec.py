@@ -36,7 +36,7 @@ from ..datasets import DataError, TrainingPool, data_root
 from ..io import atomic_write
 from ..maps import random_training_map
 from .distributed import LAUNCHED_ENV, DistGroup, launch_local, process_group, record_failure
-from .loop import Prefetcher, check_fresh, cosine_lr, progress, restore_rng, rng_streams, save_state
+from .loop import CsvLog, Prefetcher, check_fresh, cosine_lr, progress, restore_rng, rng_streams, save_state
 
 __all__ = ["TrainConfig", "train", "rd_loss", "optimizer_step", "split_params", "NewChannelBoost", "validate",
            "export", "plot_training", "lr_at", "AUX_PARAM_SUFFIX"]
@@ -411,13 +411,10 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
             val_writer.writerow([step, f"{elapsed:.1f}", r["image"], r["q"], f"{r['bpp']:.5f}", f"{r['psnr']:.3f}"])
         valf.flush()
 
-    logf = writer = None
-    if w.lead:
-        new_log = not log_path.is_file()
-        logf = open(log_path, "a", newline="")
-        writer = csv.writer(logf)
-        if new_log:
-            writer.writerow(["step", "wall_s", "lr", "loss", "bpp", "mse", "psnr", "aux", "skipped"])
+    logf = None
+    if w.lead:  # a resumed run's log is cut back to its checkpoint: steps trained again are logged once
+        logf = CsvLog(log_path, ["step", "wall_s", "lr", "loss", "bpp", "mse", "psnr", "aux", "skipped"],
+                      resume_step=step if resume and state_path.is_file() else None)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {name}", dynamic_ncols=True, disable=not w.lead)
     model.train()
     last_ckpt = step
@@ -466,8 +463,8 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
             elapsed += time.time() - t_step
             loss_v, bpp_v, mse = w.mean([loss.item(), bpp.item(), se.detach().mean().item()])
             psnr = 10 * math.log10(1 / max(mse, 1e-10))
-            if writer:
-                writer.writerow([step, f"{elapsed:.1f}", f"{lr:.3g}", f"{loss_v:.5f}", f"{bpp_v:.5f}",
+            if logf:
+                logf.row([step, f"{elapsed:.1f}", f"{lr:.3g}", f"{loss_v:.5f}", f"{bpp_v:.5f}",
                                  f"{mse:.6g}", f"{psnr:.3f}", f"{aux_loss.item():.4g}", skipped])
             bar.update(1)
             bar.set_postfix(bpp=f"{bpp_v:.3f}", psnr=f"{psnr:.2f}", lr=f"{lr:.1e}",
@@ -484,7 +481,6 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
         prefetch.close()
         bar.close()
         if logf:
-            logf.flush()
             logf.close()
         if valf:
             valf.close()

@@ -148,12 +148,17 @@ class CsvLog:
         import csv
 
         path = Path(path)
+        header = ",".join(columns)
         if resume_step is not None and path.is_file():
             lines = path.read_text().splitlines(keepends=True)
+            if lines and lines[0].strip() != header:  # no header (a run killed before its first flush)
+                lines = [header + "\n"] + lines
             kept = lines[:1] + [ln for ln in lines[1:] if ln.strip() and _step_of(ln) <= resume_step]
             if len(kept) != len(lines):
                 atomic_write(path, "".join(kept).encode())
-        new = not path.is_file()
+        elif path.is_file():  # a fresh run: a log left by a run that never checkpointed is not continued
+            path.unlink()
+        new = not path.is_file() or path.stat().st_size == 0
         self.f = open(path, "a", newline="")
         self.writer = csv.writer(self.f)
         if new:
