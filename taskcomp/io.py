@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-__all__ = ["ImageError", "atomic_write", "save_csv", "save_figure", "load_image", "image_to_tensor",
+__all__ = ["ImageError", "atomic_write", "save_csv", "save_figure", "load_image", "upright", "image_to_tensor",
            "tensor_to_image", "save_image"]
 
 
@@ -79,8 +79,29 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
+def upright(im: Image.Image) -> Image.Image:
+    """``im`` turned as viewers show it: its EXIF Orientation tag (1-8) applied by Pillow's
+    ``ImageOps.exif_transpose`` (the tag is then dropped). An image without the tag comes back as it is; one
+    whose EXIF block cannot be parsed is kept as stored (what viewers do with it too)."""
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # a malformed EXIF block: Pillow raises several types
+        return im
+    if orientation in (None, 1):
+        return im
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:
+        return im
+
+
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file of any mode as (H, W, 3) uint8 RGB.
+    """Read an image file of any mode as (H, W, 3) uint8 RGB, upright.
+
+    The EXIF Orientation tag is applied (:func:`upright`), so a phone photo stored sideways with
+    Orientation=6 loads as viewers show it (W and H swapped against the stored pixels). Every image the
+    package reads goes through here (CLI, recipes and their data layouts, training pools, benchmarks);
+    quality-map images too (:func:`taskcomp.maps.load_map`).
 
     Raises:
         ImageError: one-line message for a missing, empty, non-image or truncated file.
@@ -97,7 +118,7 @@ def load_image(path: str | Path) -> np.ndarray:
             im.load()
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)
-            arr = _to_rgb(im)
+            arr = _to_rgb(upright(im))
     except UnidentifiedImageError:
         raise ImageError(f"not a readable image: {path}") from None
     except Image.DecompressionBombError as e:

@@ -142,9 +142,12 @@ def load_map(path: str | Path) -> Tensor:
         return check_map(torch.from_numpy(arr.astype(np.float32)))
     from PIL import Image, UnidentifiedImageError
 
+    from .io import upright
+
     try:
         with Image.open(path) as im:
             im.load()
+            im = upright(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float32)
                 arr = arr / (65535.0 if arr.max() > 255 else 255.0)
