@@ -166,7 +166,10 @@ def _cmd_eval_codec(a):
         dataset = "/".join(parents.pop().parts[-2:]) if len(parents) == 1 else "own images"
     else:
         images, dataset = kodak_paths(a.data_root), "Kodak"
-    images = images[: a.limit]
+    if a.limit is not None:
+        from .runner.run import spread
+
+        images = spread(images, a.limit)  # the same --limit as `run`: N images spread evenly over the set
     out = Path(a.out)
     baselines = tuple(m for m in ("jpeg", "webp") if m in methods)
     records = evaluate(codec if "sft" in methods else None, name, images, out, baselines=baselines)
@@ -483,7 +486,8 @@ def _cmd_ocr_map(a):
 
 def _add_codec_args(p):
     p.add_argument("--codec", default="sft-small", help="codec name (default: sft-small, shipped weights)")
-    p.add_argument("--checkpoint", help="codec checkpoint (taskcomp or published SFT format), path or URL")
+    p.add_argument("--checkpoint", help="codec checkpoint (taskcomp or published SFT format), path or URL "
+                   "(default: the shipped weights of --codec)")
     _add_device_arg(p)
 
 
@@ -533,16 +537,35 @@ def _cmd_report(a):
                   + (f"{med:.1f}% over {pi['n_saving']} images" if med is not None else "n/a"))
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default as ``(default: ...)`` unless its help already states it; options whose
+    default is None say in their help what happens without them."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        if "default" in h.lower() or action.required or any(action.default is v for v in (None, False, argparse.SUPPRESS)):
+            return h
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="taskcomp", description="Task-aware image compression with the SFT codec.")
-    sub = p.add_subparsers(dest="command", required=True)
+    """The ``taskcomp`` argument parser. Importing this module and building the parser imports no heavy library
+    (torch, timm, ...): each command imports what it needs when it runs."""
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="taskcomp", description="Task-aware image compression with the SFT codec.",
+                                formatter_class=_HelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("compress", help="compress an image to a .tcz file")
-    c.add_argument("image")
+    c.add_argument("image", help="image to compress (PNG, JPEG, ...; EXIF orientation applied)")
     g = c.add_mutually_exclusive_group(required=True)
-    g.add_argument("--quality", "-q", type=float, help="uniform quality level in [0, 1]")
-    g.add_argument("--qmap", help="quality map: .npy (floats in [0, 1]) or an image (8/16-bit, scaled to [0, 1])")
-    c.add_argument("-o", "--output", required=True)
+    g.add_argument("--quality", "-q", type=float, help="uniform quality level in [0, 1] (one of --quality / --qmap "
+                   "is required; no default)")
+    g.add_argument("--qmap", help="quality map: .npy (floats in [0, 1]) or an image (8/16-bit, scaled to [0, 1]) "
+                   "(no default)")
+    c.add_argument("-o", "--output", required=True, help="output .tcz file")
     _add_codec_args(c)
     c.set_defaults(func=_cmd_compress)
 
@@ -553,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_decompress)
 
     dm = sub.add_parser("demo", help="compress the bundled sample image at a few maps and print the results")
-    dm.add_argument("--image", help="another image instead of the bundled sample")
+    dm.add_argument("--image", help="another image (default: the bundled sample, parrots_256.png)")
     dm.add_argument("--out", default="taskcomp-demo", help="folder for the .tcz files and decoded images")
     dm.add_argument("--label", type=int, help="class of --image for the classification part (default: label-free)")
     dm.add_argument("--lambda", dest="lam", type=float, default=0.1, help="task weight of the classification part")
@@ -565,10 +588,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_codec_args(ev)
     ev.add_argument("--data-root", help="data root (default: $TASKCOMP_DATA or ../shared/data)")
     ev.add_argument("--out", default="results/kodak", help="output folder (records, tables, JSON, plot)")
-    ev.add_argument("--limit", type=int, help="first N images only")
+    ev.add_argument("--limit", type=int, metavar="N",
+                    help="N images spread evenly over the image list, as `run --limit` (default: all)")
     ev.add_argument("--images", nargs="+", metavar="PATH",
                     help="image files or folders to evaluate instead of Kodak (no comparison with the published "
-                         "Kodak table then)")
+                         "Kodak table then; default: Kodak under the data root)")
     ev.add_argument("--methods", default="sft,jpeg,webp", help="comma list of sft, jpeg, webp (default: all)")
     ev.set_defaults(func=_cmd_eval_codec)
 
@@ -581,12 +605,14 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--label", type=int, help="class index (classification); default: label-free")
     lg = o.add_mutually_exclusive_group()
     lg.add_argument("--lambda", dest="lam", type=float, help="task-loss weight against bpp (default 1)")
-    lg.add_argument("--target-bpp", type=float, help="find lambda so the real bpp meets this within 3%%")
+    lg.add_argument("--target-bpp", type=float, help="find lambda so the real bpp meets this within 3%% (default: "
+                    "none, use --lambda)")
     # Defaults: the ImageNet recipe's measured settings (results/imagenet_classification).
     o.add_argument("--steps", type=int, default=10, help="optimiser steps (default 10)")
     o.add_argument("--lr", type=float, default=0.3, help="Adam learning rate on the map logits (default 0.3)")
-    o.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam")
-    o.add_argument("--init", choices=["constant", "gradcam", "random"], default="constant")
+    o.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam", help="optimiser of the map logits")
+    o.add_argument("--init", choices=["constant", "gradcam", "random"], default="constant",
+                   help="initial map: constant --init-q, the task model's Grad-CAM, or random")
     o.add_argument("--init-q", type=float, default=0.1, help="level of the constant initial map (default 0.1)")
     o.add_argument("--downsample", type=int, default=8,
                    help="map logits on a grid this many times coarser than the image (default 8)")
@@ -595,21 +621,26 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--predictor", nargs="?", const="auto", metavar="NAME|PATH",
                    help="predict the map in one pass with a trained predictor instead of optimising it (no value: the "
                         "registered one for --task / --model, e.g. lite0-classification; or a checkpoint of "
-                        "taskcomp train-predictor)")
+                        "taskcomp train-predictor; default: optimise the map)")
     o.add_argument("--refine", type=int, default=0, metavar="K",
                    help="with --predictor: K optimiser steps starting from the predicted map (default 0)")
     o.add_argument("--compare", action="store_true", help="also code a uniform map at the same real bpp")
     o.add_argument("-o", "--output", required=True, help="output .tcz, or a folder for several images")
-    o.add_argument("--save-map", help="write the optimised map (.npy or 16-bit .png; a folder for several images)")
+    o.add_argument("--save-map", help="write the optimised map (.npy or 16-bit .png; a folder for several images; "
+                   "default: not written)")
     _add_codec_args(o)
     o.set_defaults(func=_cmd_optimize)
 
     r = sub.add_parser("run", help="run a recipe (resumable; --limit, --shard i/n)")
-    r.add_argument("recipe")
-    r.add_argument("--out", help="run folder (default: the recipe's)")
-    r.add_argument("--limit", type=int, help="N images spread evenly over the data set (all when omitted)")
-    r.add_argument("--shard", help="i/n: this process takes images i, i+n, i+2n, ...")
-    r.add_argument("--data-root")
+    r.add_argument("recipe", help="a shipped recipe's name (imagenet_classification, coco_detection, sroie_text, "
+                   "...) or the path of a recipe YAML file")
+    r.add_argument("--out", help="run folder (default: the recipe's out:, else runs/NAME)")
+    r.add_argument("--limit", type=int, metavar="N",
+                   help="N images spread evenly over the data set (default: all); a run folder keeps the N of its "
+                        "first run: a later run with another N is refused")
+    r.add_argument("--shard", help="i/n: this process takes images i, i+n, i+2n, ... (default: torchrun's rank, "
+                   "a Slurm array task, else 0/1)")
+    r.add_argument("--data-root", help="data root (default: $TASKCOMP_DATA or ../shared/data)")
     r.add_argument("--threads", type=int,
                    help="torch threads (default: torch's, one per core; with one shard per core, use 1)")
     r.add_argument("--batch-size", type=int,
@@ -618,43 +649,49 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_cmd_run)
 
     rp = sub.add_parser("report", help="tables, plot and summary of a recipe run")
-    rp.add_argument("run_dir")
+    rp.add_argument("run_dir", help="run folder of `taskcomp run`")
     rp.add_argument("--out", help="output folder (default: the run folder)")
     rp.add_argument("--max-bpp", type=float, default=0.3, help="low-rate range for the gain summary")
-    rp.add_argument("--data-root", help="data root (detection runs read COCO ground truth from it)")
+    rp.add_argument("--data-root", help="data root (detection runs read COCO ground truth from it; default: "
+                    "$TASKCOMP_DATA or ../shared/data)")
     rp.set_defaults(func=_cmd_report)
 
     oc = sub.add_parser("ocr-map", help="OCR-preserving quality maps for document photos, and compress with them")
     oc.add_argument("image", nargs="+", help="image files or folders (searched recursively)")
     lg = oc.add_mutually_exclusive_group()
     lg.add_argument("--lambda", dest="lam", type=float, help="text-loss weight against bpp (default 10)")
-    lg.add_argument("--target-bpp", type=float, help="find lambda so the real bpp meets this within 3%%")
+    lg.add_argument("--target-bpp", type=float, help="find lambda so the real bpp meets this within 3%% (default: "
+                    "none, use --lambda)")
     oc.add_argument("--max-side", type=int, default=1024, help="working resolution: longest side in px (0: as is)")
-    oc.add_argument("--steps", type=int, default=10)
-    oc.add_argument("--lr", type=float, default=0.3)
-    oc.add_argument("--init-q", type=float, default=0.1)
-    oc.add_argument("--downsample", type=int, default=8)
+    oc.add_argument("--steps", type=int, default=10, help="optimiser steps")
+    oc.add_argument("--lr", type=float, default=0.3, help="Adam learning rate on the map logits")
+    oc.add_argument("--init-q", type=float, default=0.1, help="level of the constant initial map")
+    oc.add_argument("--downsample", type=int, default=8,
+                    help="map logits on a grid this many times coarser than the image")
     oc.add_argument("--batch-size", type=int, default=1, help="images of one padded size optimised together")
     oc.add_argument("--compare", action="store_true", help="also uniform and box-mask maps at the same real bpp")
     oc.add_argument("-o", "--output", required=True, help="output .tcz, or a folder for several images")
-    oc.add_argument("--save-map", help="write the map (a folder for several images)")
+    oc.add_argument("--save-map", help="write the map (a folder for several images; default: not written)")
     _add_codec_args(oc)
     oc.set_defaults(func=_cmd_ocr_map)
 
     t = sub.add_parser("train", help="train a codec from a YAML config")
-    t.add_argument("--config", required=True)
+    t.add_argument("--config", required=True, help="training config: a shipped config's name (e.g. "
+                   "train_sft_small) or a YAML path")
     t.add_argument("--resume", action="store_true", help="continue OUT/last.pth where it stopped")
-    t.add_argument("--steps", type=int)
-    t.add_argument("--budget-minutes", type=float)
-    t.add_argument("--out")
+    t.add_argument("--steps", type=int, help="training steps (default: the config's)")
+    t.add_argument("--budget-minutes", type=float, help="training time budget (default: the config's)")
+    t.add_argument("--out", help="run folder (default: the config's)")
     t.add_argument("--data", help="training image folder (default: the config's, under the data root)")
-    t.add_argument("--init-from", help="start from this codec checkpoint's weights (fresh optimiser)")
+    t.add_argument("--init-from", help="start from this codec checkpoint's weights (fresh optimiser; default: the "
+                   "config's init_from, else random)")
     t.add_argument("--workers", type=int, help="data-parallel processes on this machine that average gradients "
                    "each step (each with --threads threads and its own batch_size crops), started as torchrun "
-                   "starts them; under torchrun the world size is torchrun's")
-    t.add_argument("--threads", type=int, help="torch threads per worker process")
+                   "starts them; under torchrun the world size is torchrun's; default: the config's, else 1)")
+    t.add_argument("--threads", type=int, help="torch threads per worker process (default: the config's, else 2)")
     t.add_argument("--stop-after", type=float, metavar="MIN",
-                   help="end this invocation after MIN minutes of wall time (state saved; continue with --resume)")
+                   help="end this invocation after MIN minutes of wall time (state saved; continue with --resume; "
+                        "default: run to the end)")
     t.add_argument("--device", default="auto", help="auto (default: cuda:LOCAL_RANK when CUDA is available, "
                    "else the CPU), cpu, cuda or cuda:N")
     t.set_defaults(func=_cmd_train)
@@ -663,35 +700,40 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--config", required=True, help="e.g. recipes/predictor_classification.yaml")
     tp.add_argument("--resume", action="store_true", help="continue OUT/last.pth where it stopped")
     tp.add_argument("--steps", type=int, help="training steps (default: the config's)")
-    tp.add_argument("--budget-minutes", type=float, help="end (schedule annealed) after this much training time")
+    tp.add_argument("--budget-minutes", type=float, help="end (schedule annealed) after this much training time "
+                    "(default: the config's)")
     tp.add_argument("--out", help="run folder (default: the config's)")
     tp.add_argument("--data", action="append", help="training image folder (repeatable; default: the config's "
                     "folders under the data root)")
-    tp.add_argument("--workers", type=int, help="data-parallel processes on this machine (as torchrun starts them)")
-    tp.add_argument("--threads", type=int, help="torch threads per process (default: the config's)")
+    tp.add_argument("--workers", type=int, help="data-parallel processes on this machine (as torchrun starts "
+                    "them; default: the config's, else 1)")
+    tp.add_argument("--threads", type=int, help="torch threads per process (default: the config's, else 2)")
     tp.add_argument("--stop-after", type=float, metavar="MIN",
-                    help="end this invocation after MIN minutes of wall time (state saved; continue with --resume)")
+                    help="end this invocation after MIN minutes of wall time (state saved; continue with --resume; "
+                         "default: run to the end)")
     tp.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     tp.set_defaults(func=_cmd_train_predictor)
 
     pt = sub.add_parser("plot-training", help="plot a training run's loss, bpp and PSNR curves")
     pt.add_argument("run_dir", nargs="+", help="run folder(s) or log.csv file(s); several = stages in order")
-    pt.add_argument("-o", "--output", required=True)
+    pt.add_argument("-o", "--output", required=True, help="output image (.png)")
     pt.set_defaults(func=_cmd_plot_training)
 
     e = sub.add_parser("export-codec", help="export a training run's last state as a codec checkpoint")
-    e.add_argument("run_dir")
-    e.add_argument("-o", "--output")
+    e.add_argument("run_dir", help="training run folder (its last.pth)")
+    e.add_argument("-o", "--output", help="codec file (default: RUN_DIR/codec.pth)")
     e.add_argument("--half", action="store_true", help="store parameters as float16 (half the size)")
     e.set_defaults(func=_cmd_export)
 
     wc = sub.add_parser("widen-codec", help="widen a trained codec to a larger registered config, computing the "
                         "same function (an init for further training)")
     wc.add_argument("--to", required=True, help="registered config to widen to, e.g. sft-medium")
-    wc.add_argument("-o", "--output", required=True)
+    wc.add_argument("-o", "--output", required=True, help="output codec file")
     wc.add_argument("--seed", type=int, default=0, help="seed of the random weights that read new channels")
     _add_codec_args(wc)
     wc.set_defaults(func=_cmd_widen)
+    for sp in sub.choices.values():
+        sp.formatter_class = _HelpFormatter
     return p
 
 

@@ -1,0 +1,122 @@
+"""Command-line conventions users know from CompressAI / timm (issue 22): --version, defaults in every help,
+a light --help, recipes by name, recipe validation, run folders that do not mix image sets, self-consistent
+reports and JSON output."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from taskcomp.cli import _HelpFormatter, build_parser, main
+
+
+def run(args, capsys):
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_one_line_error(rc, err, *words):
+    assert rc == 2, err
+    assert "Traceback" not in err
+    lines = [l for l in err.strip().splitlines() if l]
+    assert len(lines) == 1, err
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def _subparsers(p):
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    return [("taskcomp", p)] + list(sub.choices.items())
+
+
+# ------------------------------------------------------------------------------------------------ item 1
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    import taskcomp
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out.strip()
+    assert out == f"taskcomp {taskcomp.__version__}"
+    assert taskcomp.__version__ == version("taskcomp")  # the installed distribution's (pyproject) version
+
+
+def test_every_option_has_help_with_its_default():
+    p = build_parser()
+    missing = []
+    for name, sp in _subparsers(p):
+        assert sp.formatter_class is _HelpFormatter, name
+        fmt = _HelpFormatter(name)
+        for a in sp._actions:
+            if isinstance(a, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+                continue
+            if not a.help:
+                missing.append(f"{name} {a.option_strings or a.dest}: no help")
+                continue
+            flag = isinstance(a, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+            if flag or a.required or not a.option_strings:
+                continue
+            shown = fmt._get_help_string(a) % {"default": a.default, "prog": name}
+            if "default" not in shown.lower():
+                missing.append(f"{name} {a.option_strings}: default {a.default!r} not shown")
+    assert not missing, "\n".join(missing)
+
+
+def test_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["optimize", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: adam)" in out and "(default: constant)" in out
+    with pytest.raises(SystemExit):
+        main(["widen-codec", "--help"])
+    assert "(default: 0)" in " ".join(capsys.readouterr().out.split())  # a zero default is shown too
+
+
+def test_limit_means_the_same_everywhere():
+    p = build_parser()
+    helps = {name: a.help for name, sp in _subparsers(p) for a in sp._actions if "--limit" in a.option_strings}
+    assert set(helps) >= {"run", "eval-codec"}
+    for name, h in helps.items():
+        assert "spread evenly" in h, (name, h)
+
+
+def test_cli_import_and_help_stay_light():
+    """`taskcomp --help` must not import torch, timm, ... (it took ~11 s on a loaded 2-core machine)."""
+    code = ("import sys, contextlib, io\n"
+            "import taskcomp, taskcomp.cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    for argv in (['--help'], ['run', '--help'], ['optimize', '--help'], ['--version']):\n"
+            "        try:\n"
+            "            taskcomp.cli.main(argv)\n"
+            "        except SystemExit:\n"
+            "            pass\n"
+            "heavy = sorted(m for m in ('torch', 'timm', 'numpy', 'compressai', 'ultralytics', 'easyocr', 'cv2', "
+            "'pandas', 'matplotlib', 'yaml') if m in sys.modules)\n"
+            "assert not heavy, heavy\n"
+            "print(taskcomp.__version__)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip()
+
+
+def test_package_names_load_on_use():
+    code = ("import sys, taskcomp\n"
+            "assert 'torch' not in sys.modules\n"
+            "f = taskcomp.create_codec\n"
+            "assert 'torch' in sys.modules and callable(f)\n"
+            "assert 'create_codec' in dir(taskcomp)\n"
+            "try:\n"
+            "    taskcomp.nope\n"
+            "except AttributeError:\n"
+            "    pass\n"
+            "else:\n"
+            "    raise SystemExit('no AttributeError')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
