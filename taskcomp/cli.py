@@ -16,7 +16,9 @@ def _cmd_train(a):
         raise ValueError(f"--workers must be >= 1, got {a.workers}")
     if a.threads is not None and a.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {a.threads}")
-    cfg = TrainConfig.from_yaml(a.config, steps=a.steps, budget_minutes=a.budget_minutes, out=a.out,
+    from .runner.recipe import resolve_recipe
+
+    cfg = TrainConfig.from_yaml(resolve_recipe(a.config), steps=a.steps, budget_minutes=a.budget_minutes, out=a.out,
                                 init_from=a.init_from, stop_after_minutes=a.stop_after, workers=a.workers,
                                 threads=a.threads)
     train(cfg, resume=a.resume, data=a.data, device=a.device)
@@ -25,7 +27,9 @@ def _cmd_train(a):
 def _cmd_train_predictor(a):
     from .training.predictor import PredictorTrainConfig, train_predictor
 
-    cfg = PredictorTrainConfig.from_yaml(a.config, steps=a.steps, budget_minutes=a.budget_minutes, out=a.out,
+    from .runner.recipe import resolve_recipe
+
+    cfg = PredictorTrainConfig.from_yaml(resolve_recipe(a.config), steps=a.steps, budget_minutes=a.budget_minutes, out=a.out,
                                          stop_after_minutes=a.stop_after, workers=a.workers, threads=a.threads)
     train_predictor(cfg, resume=a.resume, data=a.data, device=a.device)
 
@@ -697,7 +701,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
 
     tp = sub.add_parser("train-predictor", help="train a one-pass quality-map predictor from a YAML config")
-    tp.add_argument("--config", required=True, help="e.g. recipes/predictor_classification.yaml")
+    tp.add_argument("--config", required=True, help="training config: a shipped config's name (e.g. "
+                    "predictor_classification) or a YAML path")
     tp.add_argument("--resume", action="store_true", help="continue OUT/last.pth where it stopped")
     tp.add_argument("--steps", type=int, help="training steps (default: the config's)")
     tp.add_argument("--budget-minutes", type=float, help="end (schedule annealed) after this much training time "

@@ -120,3 +120,50 @@ def test_package_names_load_on_use():
             "    raise SystemExit('no AttributeError')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+# ------------------------------------------------------------------------------------------------ item 2
+
+def test_recipes_ship_in_the_package_and_resolve_by_name(tmp_path, monkeypatch):
+    import tomllib
+    from pathlib import Path
+
+    import taskcomp
+    from taskcomp.runner.recipe import list_recipes, load_recipe, resolve_recipe
+
+    pkg = Path(taskcomp.__file__).parent
+    names = list_recipes()
+    assert {"imagenet_classification", "coco_detection", "sroie_text", "predictor_classification",
+            "train_sft_small"} <= set(names)
+    meta = tomllib.loads((pkg.parent / "pyproject.toml").read_text()) if (pkg.parent / "pyproject.toml").is_file() \
+        else None
+    if meta is not None:  # a source checkout: the wheel's package data takes the recipes
+        assert "recipes/*.yaml" in meta["tool"]["setuptools"]["package-data"]["taskcomp"]
+    monkeypatch.chdir(tmp_path)  # from any folder
+    for name in ("imagenet_classification", "imagenet_classification.yaml", "recipes/imagenet_classification.yaml"):
+        assert resolve_recipe(name) == pkg / "recipes" / "imagenet_classification.yaml"
+        assert load_recipe(name)["name"] == "imagenet_classification"
+    own = tmp_path / "imagenet_classification.yaml"  # a path wins over a shipped name
+    own.write_text((pkg / "recipes" / "imagenet_classification.yaml").read_text().replace(
+        "name: imagenet_classification", "name: mine"))
+    assert load_recipe("imagenet_classification.yaml")["name"] == "mine"
+    assert load_recipe(str(own))["name"] == "mine"
+    with pytest.raises(FileNotFoundError, match="shipped recipe"):
+        resolve_recipe("imagenet_clasification")
+    with pytest.raises(FileNotFoundError):
+        resolve_recipe("elsewhere/imagenet_classification.yaml")  # only the old recipes/ folder falls back
+
+
+def test_training_configs_resolve_by_name(tmp_path, monkeypatch):
+    from taskcomp.runner.recipe import resolve_recipe
+    from taskcomp.training.codec import TrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    assert TrainConfig.from_yaml(resolve_recipe("train_sft_small_gpu")).out == "runs/sft-small-gpu"
+    assert resolve_recipe("recipes/predictor_classification.yaml").name == "predictor_classification.yaml"
+
+
+def test_run_unknown_recipe_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run(["run", "no_such_recipe"], capsys)
+    assert_one_line_error(rc, err, "no_such_recipe", "imagenet_classification")

@@ -2,7 +2,7 @@
 
     python results/sroie_text/bits_in_text.py [--data-root DIR] [--limit 50] > OUT.txt   (progress on stderr)
 
-The same receipts and working resolution as recipes/sroie_text.yaml (768 px long side, --limit spreads evenly).
+The same receipts and working resolution as taskcomp/recipes/sroie_text.yaml (768 px long side, --limit spreads evenly).
 For uniform maps at q = 0, 0.1, 0.2, 0.3, 0.5 it attributes each latent's estimated bits (y at stride 16,
 z at stride 64) to pixels in proportion to the text-box area of its block, and prints the text-box area share,
 the bit share inside the boxes, and the bound on the saving a map can make at equal text quality: a map with

@@ -1,4 +1,4 @@
-"""`torchrun --nproc_per_node 2 -m taskcomp run recipes/imagenet_classification.yaml --limit 20` against one process.
+"""`torchrun --nproc_per_node 2 -m taskcomp run imagenet_classification --limit 20` against one process.
 
     python results/throughput/torchrun_equal.py [--limit 20] [--out results/throughput/torchrun_check]
 
@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--compare-only", action="store_true", help="compare the two existing run folders")
     a = ap.parse_args()
     out = Path(a.out)
-    recipe = ROOT / "recipes" / "imagenet_classification.yaml"
+    recipe = ROOT / "taskcomp" / "recipes" / "imagenet_classification.yaml"
     runs = {"one": [sys.executable, "-m", "taskcomp"],
             "two": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "taskcomp"]}
     walls = {}
@@ -81,7 +81,7 @@ def main() -> None:
         "# torchrun (2 processes) against one process: the ImageNet recipe on 20 images",
         "",
         f"Command: `python results/throughput/torchrun_equal.py --limit {a.limit}` (runs `taskcomp run "
-        f"recipes/imagenet_classification.yaml --limit {a.limit} --threads 1` and `torchrun --nproc_per_node 2 -m "
+        f"taskcomp/recipes/imagenet_classification.yaml --limit {a.limit} --threads 1` and `torchrun --nproc_per_node 2 -m "
         f"taskcomp run ... --threads 1`, CPU, gloo)",
         "",
         "| | value |", "|---|---|",

@@ -2,10 +2,10 @@
 
     python results/training/pack_gpu_data.py OUT_DIR [--data-root DIR] [--budget-mb 44]
 
-What stage 3 of sft-small trained on (`recipes/train_sft_small_gpu.yaml`, `--data OUT_DIR`): the 49 wikipedia
+What stage 3 of sft-small trained on (`taskcomp/recipes/train_sft_small_gpu.yaml`, `--data OUT_DIR`): the 49 wikipedia
 photos downscaled by 2 (Lanczos, JPEG quality 95; short side 384), the 80 coco photos as they are, then
 imagenette photos in a seeded random order (seed 0) until the budget is reached (2,503 of 4,000 at 44 MB).
-Stage 4 (`recipes/train_sft_small_gpu2.yaml`): `--wiki-downscale 1.5 --budget-mb 35` (short side 512; 1,313 imagenette).
+Stage 4 (`taskcomp/recipes/train_sft_small_gpu2.yaml`): `--wiki-downscale 1.5 --budget-mb 35` (short side 512; 1,313 imagenette).
 Kodak is never included.
 """
 

@@ -26,7 +26,7 @@ from ..train import optimizer_step, rd_loss, split_params
 
 # (workers, threads, crop, batch, channels_last): the baseline is the first CPU recipe (1, 2, 128, 8, True); each
 # group varies one knob around it. The last rows are the 256-px settings of the CPU fine-tuning recipe
-# (recipes/train_sft_small_cpu5.yaml): threads against data-parallel worker processes on the same 2 cores.
+# (taskcomp/recipes/train_sft_small_cpu5.yaml): threads against data-parallel worker processes on the same 2 cores.
 DEFAULT_SETTINGS = [
     (1, 2, 128, 8, True),
     (1, 2, 128, 8, False),

@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["load_recipe", "parse_shard", "settings", "is_map_method", "is_optimized", "is_predicted", "MAP_OPTIONS"]
+__all__ = ["load_recipe", "resolve_recipe", "list_recipes", "parse_shard", "settings", "is_map_method",
+           "is_optimized", "is_predicted", "MAP_OPTIONS"]
 
 #: Keys of a task-aware or predicted method that are not MapOptimizer arguments.
 MAP_OPTIONS = ("lambda", "use_label", "use_gt", "predictor", "checkpoint", "refine")
@@ -29,10 +30,48 @@ def is_map_method(method: str) -> bool:
     return is_optimized(method) or is_predicted(method)
 
 
+def _shipped_dir() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("taskcomp") / "recipes"))
+
+
+def list_recipes() -> list[str]:
+    """Names of the recipes and training configs shipped in the package (``taskcomp/recipes/NAME.yaml``)."""
+    d = _shipped_dir()
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def resolve_recipe(name_or_path: str | Path) -> Path:
+    """The YAML file of a recipe (or training config) given by path or by the name of a shipped one.
+
+    An existing file wins; otherwise ``NAME`` or ``NAME.yaml`` names a file shipped in ``taskcomp/recipes/``
+    (``taskcomp run imagenet_classification`` works from any folder), and ``recipes/NAME.yaml``, the repository
+    folder the shipped files came from, still resolves to them.
+
+    Raises:
+        FileNotFoundError: neither a file nor a shipped name (the message lists the shipped names).
+    """
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        raise FileNotFoundError(f"recipe {p} is a folder; give a YAML file or a shipped recipe's name")
+    stem = p.name[: -len(p.suffix)] if p.suffix in (".yaml", ".yml") else p.name
+    if (len(p.parts) == 1 or p.parent.as_posix() == "recipes") and stem in list_recipes():
+        return _shipped_dir() / f"{stem}.yaml"
+    raise FileNotFoundError(f"recipe not found: {name_or_path} is neither a file nor a shipped recipe "
+                            f"({', '.join(list_recipes())})")
+
+
 def load_recipe(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe not found: {path}")
+    """Read and validate a recipe given by path or shipped name (:func:`resolve_recipe`).
+
+    Raises:
+        FileNotFoundError: no such file or shipped recipe.
+        ValueError: malformed YAML or an invalid recipe (one line naming the key and the keys allowed).
+    """
+    path = resolve_recipe(path)
     with open(path) as f:
         r = yaml.safe_load(f) or {}
     for key in ("name", "data", "methods"):

@@ -1,4 +1,4 @@
-"""Codec training: ``taskcomp train --config recipes/train_sft_small.yaml [--resume]``.
+"""Codec training: ``taskcomp train --config train_sft_small [--resume]``.
 
 Loss: ``bpp + 255^2 * mean(lambda(m) * (x_hat - x)^2)`` with a random quality map ``m`` per crop
 (:func:`taskcomp.maps.random_training_map`), main and aux Adam optimisers, gradient-norm clipping,
@@ -47,7 +47,7 @@ AUX_PARAM_SUFFIX = "quantiles"
 
 @dataclass
 class TrainConfig:
-    """A codec training run (the fields of a ``recipes/train_*.yaml``; unknown keys land in ``extra``)."""
+    """A codec training run (the fields of a ``taskcomp/recipes/train_*.yaml``; unknown keys land in ``extra``)."""
 
     codec: str = "sft-small"
     data: str = "train"  # folder under the data root, or an absolute path
