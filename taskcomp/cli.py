@@ -340,13 +340,75 @@ def _outputs(images, output: str, save_map: str | None, suffix: str = ".tcz"):
     return pairs
 
 
-def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: float, opt_kwargs: dict, describe):
+def _map_at_input_size(codec, qmap, x_full, target_bpp):
+    """A map optimised at a working resolution, brought to the input's size: bilinear upsampling, then (with
+    ``target_bpp``) one global logit offset bisected so that the full-size image meets the target.
+
+    Returns (qmap (1, 1, H0, W0) in [0, 1], .tcz bytes of x_full (1, 3, H0, W0) coded under it)."""
+    import torch
+    import torch.nn.functional as F
+
+    from .optimize import real_bpp
+
+    up = F.interpolate(qmap, size=tuple(x_full.shape[-2:]), mode="bilinear", align_corners=False).clamp(0, 1)
+    if target_bpp is None:
+        return up, real_bpp(codec, x_full, up)[1]
+    base = torch.logit(up, eps=1e-4)
+    s, bpp, data = _family_at_bpp(codec, x_full, lambda s: torch.sigmoid(base + 24 * s - 12), target_bpp)
+    if abs(bpp / target_bpp - 1) > 0.03:
+        from .optimize import TargetBppError
+
+        raise TargetBppError(f"target {target_bpp} bpp not met at the input's size {x_full.shape[-1]}x"
+                             f"{x_full.shape[-2]}: the closest map measured {bpp:.4f} bpp")
+    return torch.sigmoid(base + 24 * s - 12), data
+
+
+def _working_target(a, codec, x, full, extra):
+    """``a`` with ``--target-bpp`` carried over to the working resolution x (1, 3, h, w) when the input
+    ``full(extra)`` is larger: scaled by the ratio of the two sizes' real bpp under a uniform q = 0.5 map (the
+    header is a larger share of a small image's bits). The input's own target is met afterwards by
+    :func:`_map_at_input_size`."""
+    import types
+
+    import torch
+
+    from .io import image_to_tensor
+    from .optimize import real_bpp
+
+    big = full(extra) if full is not None else None
+    if a.target_bpp is None or big is None or big.shape[:2] == tuple(x.shape[-2:]):
+        return a
+    xf = image_to_tensor(big).to(x.device)
+    ratio = (real_bpp(codec, x, torch.full((1, 1, *x.shape[-2:]), 0.5, device=x.device))[0]
+             / real_bpp(codec, xf, torch.full((1, 1, *xf.shape[-2:]), 0.5, device=x.device))[0])
+    return types.SimpleNamespace(**{**vars(a), "target_bpp": a.target_bpp * ratio})
+
+
+def _optimize_map_working(codec, objective, x, ctx, a, full, extra, default_lam, opt_kwargs):
+    """:func:`_optimize_map` at the working resolution, with --target-bpp carried over by :func:`_working_target`."""
+    from .optimize import TargetBppError
+
+    aw = _working_target(a, codec, x, full, extra)
+    try:
+        return _optimize_map(codec, objective, x, ctx, aw, default_lam, opt_kwargs)
+    except TargetBppError as e:
+        if aw is a:
+            raise
+        raise TargetBppError(f"--target-bpp {a.target_bpp} at the input's size is {aw.target_bpp:.4f} bpp at the "
+                             f"working resolution {x.shape[-1]}x{x.shape[-2]} (--max-side), where the {e}") from None
+
+
+def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: float, opt_kwargs: dict, describe,
+                full=None):
     """Optimise and code the maps of ``images`` (paths): batches of ``--batch-size`` images of one padded size at
     ``--lambda``, one image at a time for ``--target-bpp``. Images are loaded as they come (``load(path)`` ->
     (uint8 array, extra)), so only the open batches are held in memory.
 
     ``prepare(x, extra)`` gives an image's objective context; ``describe(path, W, H, ctx, extra)`` the first words
-    of its report line. Writes each .tcz (and map) atomically as soon as it is coded."""
+    of its report line. ``full(extra)``, when given, is the input image at its own size where the loaded array is
+    a smaller working resolution: the map optimised at the working resolution is upsampled to the input's size
+    (:func:`_map_at_input_size`) and the input is coded at its own size, so the .tcz decodes to the input's size
+    and bpp counts the input's pixels. Writes each .tcz (and map) atomically as soon as it is coded."""
     import time
 
     from .io import atomic_write, image_to_tensor
@@ -365,15 +427,26 @@ def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: fl
         xs = [image_to_tensor(arr).to(dev) for _, arr, _ in batch]
         ctxs = [prepare(x, extra) for x, (_, _, extra) in zip(xs, batch)]
         if len(batch) == 1 or getattr(a, "predictor_model", None) is not None:  # a predictor pass is cheap
-            results = [_optimize_map(codec, objective, x, c, a, default_lam, opt_kwargs) for x, c in zip(xs, ctxs)]
+            results = [_optimize_map_working(codec, objective, x, c, a, full, extra, default_lam, opt_kwargs)
+                       for x, c, (_, _, extra) in zip(xs, ctxs, batch)]
         else:
             t0 = time.perf_counter()
             lam = default_lam if a.lam is None else a.lam
             res = optimize_images(MapOptimizer(codec, objective, lam=lam, **opt_kwargs), xs, ctxs)
             secs = (time.perf_counter() - t0) / len(batch)
-            results = [(res.map_of(j), real_bpp(codec, xs[j], res.map_of(j))[1], lam, secs) for j in range(len(batch))]
+            results = [(res.map_of(j), None, lam, secs) for j in range(len(batch))]
         for j, ((path, arr, extra), (qmap, data, lam, secs)) in enumerate(zip(batch, results)):
-            H, W = arr.shape[:2]
+            Hw, Ww = arr.shape[:2]
+            x, ctx = xs[j], ctxs[j]
+            big = full(extra) if full is not None else None
+            if big is not None and big.shape[:2] != arr.shape[:2]:  # coded at the input's size, not the working one
+                x = image_to_tensor(big).to(dev)
+                qmap, data = _map_at_input_size(codec, qmap, x, a.target_bpp)
+                if a.compare:
+                    ctx = prepare(x, extra)
+            elif data is None:
+                data = real_bpp(codec, x, qmap)[1]
+            H, W = x.shape[-2:]
             dst, map_dst = dests[path]
             atomic_write(dst, data)
             if map_dst is not None:
@@ -381,12 +454,12 @@ def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: fl
             totals[0] += secs
             totals[1] += 1
             bpp = 8 * len(data) / (H * W)
-            print(f"{describe(path, W, H, ctxs[j], extra)}: lambda {lam:.4g}, {bpp:.4f} bpp, map in {secs:.1f}s "
+            print(f"{describe(path, Ww, Hw, ctxs[j], extra)}: lambda {lam:.4g}, {bpp:.4f} bpp, map in {secs:.1f}s "
                   f"-> {dst}" + (f" (map {map_dst})" if map_dst else ""))
             if a.compare:
-                rows = [("task-aware", f"lambda={lam:.4g}", bpp, data)] + _comparison_rows(a, codec, objective, xs[j],
-                                                                                          ctxs[j], bpp)
-                _print_comparison(codec, objective, xs[j], ctxs[j], rows)
+                rows = [("task-aware", f"lambda={lam:.4g}", bpp, data)] + _comparison_rows(a, codec, objective, x,
+                                                                                          ctx, bpp)
+                _print_comparison(codec, objective, x, ctx, rows)
 
     pending: dict[tuple[int, int], list] = {}
     for path in images:
@@ -473,19 +546,19 @@ def _cmd_ocr_map(a):
     objective = create_objective("text", device=dev)
     codec = _load_codec(a, dev)
 
-    def load(p):
+    def load(p):  # the map is optimised at the working resolution; the input is coded at its own size
         img = load_image(p)
-        H0, W0 = img.shape[:2]
-        return preprocess_image(img, max_side=a.max_side or None)[0], (W0, H0)
+        return preprocess_image(img, max_side=a.max_side or None)[0], img
 
     opt_kwargs = dict(steps=a.steps, lr=a.lr, init="constant", init_q=a.init_q, downsample=a.downsample)
 
-    def describe(p, W, H, ctx, orig):
-        W0, H0 = orig
-        return (f"{p}: {W0}x{H0}" + (f", working resolution {W}x{H}" if (H, W) != (H0, W0) else "")
+    def describe(p, W, H, ctx, img):
+        H0, W0 = img.shape[:2]
+        return (f"{p}: {W0}x{H0}" + (f", map optimised at {W}x{H} and upsampled" if (H, W) != (H0, W0) else "")
                 + f", {len(ctx['images'][0]['boxes'])} text boxes read on the original")
 
-    _map_images(a, objective, codec, dev, images, load, lambda x, _: objective.prepare(x), 10.0, opt_kwargs, describe)
+    _map_images(a, objective, codec, dev, images, load, lambda x, _: objective.prepare(x), 10.0, opt_kwargs, describe,
+                full=lambda img: img)
 
 
 def _add_codec_args(p):

@@ -71,3 +71,61 @@ def test_grad_cam_on_a_layer_without_a_grid_is_a_one_line_error(vit):
     with pytest.raises(ValueError, match=r"Grad-CAM layer head outputs \(1, 1000\)") as e:
         grad_cam(model, torch.rand(1, 3, 224, 224), model.head)
     assert "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------- 06-ocr-size: output at the input's size
+class _CheapText:
+    """Stands in for the (slow) easyocr objective: squared error to the original, no text boxes."""
+
+    device = torch.device("cpu")
+
+    def to(self, device):
+        return self
+
+    def prepare(self, x, **_):
+        return {"x": x.detach(), "images": [{"boxes": []}]}
+
+    def loss(self, x_hat, ctx):
+        return ((x_hat - ctx["x"]) ** 2).flatten(1).mean(1)
+
+    def evaluate(self, x_dec, ctx):
+        return [{"mse": float(((x_dec - ctx["x"]) ** 2).mean())}]
+
+
+@pytest.mark.parametrize("rate", [["--lambda", "10"], ["--target-bpp", "0.6"]])
+def test_ocr_map_codes_the_input_size_and_counts_its_pixels(tmp_path, monkeypatch, capsys, rate):
+    import re
+
+    from PIL import Image
+
+    import taskcomp.objectives as objectives
+    from taskcomp.cli import main
+
+    page = np.full((72, 176, 3), 255, np.uint8)
+    page[10:18, 8:150] = page[30:38, 8:120] = page[50:58, 8:160] = 0  # three "lines of text"
+    Image.fromarray(page).save(tmp_path / "doc.png")
+    monkeypatch.setattr(objectives, "create_objective", lambda name, **kw: _CheapText())
+    out = tmp_path / "d.tcz"
+    assert main(["ocr-map", str(tmp_path / "doc.png"), "--max-side", "88", *rate, "--steps", "1", "--device", "cpu",
+                 "-o", str(out), "--save-map", str(tmp_path / "m.npy")]) == 0
+    printed = float(re.search(r"([0-9.]+) bpp, map in", capsys.readouterr().out).group(1))
+    assert printed == pytest.approx(8 * out.stat().st_size / (176 * 72), abs=1e-4)  # the input's pixels
+    assert main(["decompress", str(out), "-o", str(tmp_path / "d.png"), "--device", "cpu"]) == 0
+    assert Image.open(tmp_path / "d.png").size == (176, 72)
+    assert np.load(tmp_path / "m.npy").squeeze().shape == (72, 176)
+    if rate[0] == "--target-bpp":
+        assert printed == pytest.approx(0.6, rel=0.03)
+
+
+def test_runner_records_say_the_coded_and_the_input_size(tmp_path):
+    import types
+
+    from PIL import Image
+
+    from taskcomp.runner.tasks import TextTask, _input_size
+
+    Image.fromarray(np.full((60, 200, 3), 255, np.uint8)).save(tmp_path / "r.png")
+    item = {"id": "r", "path": tmp_path / "r.png"}
+    arr = TextTask.load(types.SimpleNamespace(pre={"max_side": 100}), item)  # the recipe's working resolution
+    assert arr.shape[:2] == (30, 100)
+    assert _input_size(item) == {"input_width": 200, "input_height": 60}

@@ -40,6 +40,20 @@ def preprocess_image(arr: np.ndarray, resize: int | None = None, crop: int | Non
     return np.asarray(im), scale
 
 
+def _note_input_size(item: dict[str, Any], img: np.ndarray) -> np.ndarray:
+    """Remember the loaded image's own size in ``item``: records say both the size coded (``width``,
+    ``height``: after the recipe's ``preprocess``, a documented benchmark setting) and the input's."""
+    item["input_size"] = (int(img.shape[1]), int(img.shape[0]))
+    return img
+
+
+def _input_size(item: dict[str, Any]) -> dict[str, int]:
+    """``input_width`` / ``input_height`` of a record: the image file's size before the recipe's preprocessing."""
+    if "input_size" not in item:
+        return {}
+    return {"input_width": item["input_size"][0], "input_height": item["input_size"][1]}
+
+
 class ClassificationTask:
     """ImageNet-sample classification: maps optimised for one classifier, top-1/top-5 of several."""
 
@@ -67,7 +81,8 @@ class ClassificationTask:
         return list_layout("imagenet-sample", root)
 
     def load(self, item):
-        return preprocess_image(load_image(item["path"]), self.pre.get("resize"), self.pre.get("crop"))[0]
+        img = _note_input_size(item, load_image(item["path"]))
+        return preprocess_image(img, self.pre.get("resize"), self.pre.get("crop"))[0]
 
     def contexts(self, x, item):
         """Objective targets: with a label, cross-entropy (if ``use_label``) and top-1 against it; without one
@@ -87,7 +102,7 @@ class ClassificationTask:
         return (value * state["cam"]).clamp(0, 1).detach()
 
     def metrics(self, arr, dec_arr, x_dec, state, item) -> dict[str, Any]:
-        rec = {"label": item.get("label")}
+        rec = {"label": item.get("label"), **_input_size(item)}
         for n, e in self.evaluators.items():
             m = e.evaluate(x_dec, state["eval"][n])[0]
             rec[f"top1/{n}"], rec[f"top5/{n}"] = m["top1"], m["top5"]
@@ -163,7 +178,8 @@ class TextTask:
 
     def load(self, item):
         """Preprocessed image; sets ``item["gt"]``, the box ground truth scaled to it ([] without boxes)."""
-        arr, scale = preprocess_image(load_image(item["path"]), max_side=self.pre.get("max_side"))
+        img = _note_input_size(item, load_image(item["path"]))
+        arr, scale = preprocess_image(img, max_side=self.pre.get("max_side"))
         boxes = item.get("boxes")
         item["gt"] = [(a * scale, b * scale, c * scale, d * scale, t) for a, b, c, d, t in
                       (_sroie_lines(Path(boxes)) if boxes is not None and Path(boxes).is_file() else [])]
@@ -193,7 +209,7 @@ class TextTask:
 
         reading = self.objective.read(x_dec[0])
         m = self.objective.evaluate(x_dec, state["orig"], readings=[reading])[0]
-        rec = {"cer/original": m["cer"], "word_acc/original": m["word_acc"]}
+        rec = {"cer/original": m["cer"], "word_acc/original": m["word_acc"], **_input_size(item)}
         if item.get("boxes") is not None:
             rec["cer/gt"], rec["word_acc/gt"] = _line_scores(item["gt"], reading)
         elif item.get("gt_text") is not None:
@@ -232,7 +248,8 @@ class DetectionTask:
         return list_layout("coco", root)
 
     def load(self, item):
-        arr, item["scale"] = preprocess_image(load_image(item["path"]), max_side=self.pre.get("max_side"))
+        img = _note_input_size(item, load_image(item["path"]))
+        arr, item["scale"] = preprocess_image(img, max_side=self.pre.get("max_side"))
         return arr
 
     def contexts(self, x, item):
@@ -258,7 +275,7 @@ class DetectionTask:
                 for a, b, c, e, conf, _ in d.tolist()]
         m = self.det.evaluate(x_dec, state["det"])[0]
         return {"coco_id": item["coco_id"], "detections": dets, "f1/original": m["f1_vs_original"],
-                "recall/original": m["recall_vs_original"]}
+                "recall/original": m["recall_vs_original"], **_input_size(item)}
 
 
 TASKS = {"classification": ClassificationTask, "text": TextTask, "detection": DetectionTask}
