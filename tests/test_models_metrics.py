@@ -129,3 +129,22 @@ def test_runner_records_say_the_coded_and_the_input_size(tmp_path):
     arr = TextTask.load(types.SimpleNamespace(pre={"max_side": 100}), item)  # the recipe's working resolution
     assert arr.shape[:2] == (30, 100)
     assert _input_size(item) == {"input_width": 200, "input_height": 60}
+
+
+# ---------------------------------------------------------------- the codec's forward: CompressAI's convention
+def test_codec_forward_is_deterministic_in_eval_mode_and_noisy_in_training(codec):
+    torch.manual_seed(0)
+    x, q = torch.rand(1, 3, 64, 96), torch.full((1, 1, 64, 96), 0.5)
+    assert not codec.training
+    with torch.no_grad():
+        a, b = codec(x, q), codec(x, q)
+        r = codec(x, q, quantize="round")
+        assert torch.equal(a["x_hat"], b["x_hat"]) and torch.equal(a["x_hat"], r["x_hat"])
+        for k in ("y", "z"):
+            assert torch.equal(a["likelihoods"][k], b["likelihoods"][k])
+        codec.train()
+        try:
+            c, d = codec(x, q), codec(x, q)  # training mode: noise ("mixed") unless told otherwise
+        finally:
+            codec.eval()
+    assert not torch.equal(c["likelihoods"]["y"], d["likelihoods"]["y"])

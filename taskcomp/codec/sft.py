@@ -25,10 +25,11 @@ __all__ = ["SFTConfig", "SFTCodec", "QUANTIZE_MODES", "pad_to_multiple", "padded
 
 #: Quantisation modes of :meth:`SFTCodec.forward`.
 #:  - ``noise``: additive uniform noise for rate and reconstruction (CompressAI training).
-#:  - ``mixed``: noise for the rate, straight-through rounding for the decoder input (training default).
+#:  - ``mixed``: noise for the rate, straight-through rounding for the decoder input (default in training mode).
 #:  - ``ste``: straight-through rounding for both: values equal ``round``, but rate and reconstruction
 #:    keep a non-zero gradient with respect to the input and the quality map (map optimisation).
-#:  - ``round``: hard rounding as in the bitstream (CompressAI eval mode); zero gradient through rounding.
+#:  - ``round``: hard rounding as in the bitstream (default in eval mode, as CompressAI's); zero gradient
+#:    through rounding.
 QUANTIZE_MODES = ("noise", "mixed", "ste", "round")
 
 #: Total stride of the encoder + hyper-encoder: inputs are padded to a multiple of this.
@@ -237,18 +238,22 @@ class SFTCodec(CompressionModel):
         return self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: Tensor, qmap: Tensor, quantize: str = "mixed") -> dict[str, Any]:
+    def forward(self, x: Tensor, qmap: Tensor, quantize: str | None = None) -> dict[str, Any]:
         """Differentiable pass.
 
         Args:
             x: (B, 3, H, W) in [0, 1].
             qmap: (B, 1, H, W) in [0, 1].
-            quantize: one of :data:`QUANTIZE_MODES`.
+            quantize: one of :data:`QUANTIZE_MODES`; default (None) as CompressAI's models: ``"mixed"`` (noise)
+                in training mode, ``"round"`` in eval mode, so an eval-mode forward is deterministic and equals
+                the bitstream's quantisation.
 
         Returns:
             ``{"x_hat": (B,3,H,W) unclamped, "likelihoods": {"y", "z"}}``; the likelihoods cover the
             padded size, so the rate in bits per pixel is ``sum(-log2 l) / (H * W)`` for the real H, W.
         """
+        if quantize is None:
+            quantize = "mixed" if self.training else "round"
         if quantize not in QUANTIZE_MODES:
             raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
         H, W = x.shape[-2:]
