@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-__all__ = ["ImageError", "atomic_write", "save_csv", "save_figure", "load_image", "upright", "image_to_tensor",
+__all__ = ["ImageError", "atomic_write", "save_csv", "save_figure", "load_image", "upright", "full_scale", "image_to_tensor",
            "tensor_to_image", "save_image"]
 
 
@@ -59,17 +59,54 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
     atomic_write(path, buf.getvalue())
 
 
-def _to_rgb(im: Image.Image) -> np.ndarray:
-    """Any PIL mode -> (H, W, 3) uint8. 16-bit and 32-bit integer modes are scaled, not clipped."""
+def full_scale(im: Image.Image) -> float | None:
+    """The value of full intensity in a single-channel integer image, from its bit depth, never its content.
+
+    16-bit modes (``I;16*``): 65535. Mode ``I`` (32-bit integer in Pillow): PNG and PGM/PPM files hold at
+    most 16 bits there (Pillow rescales PGM to the 16-bit range by its maxval): 65535; TIFF: 2^BitsPerSample - 1
+    (2^(bits-1) - 1 for signed samples). Other files in mode ``I``: None (unknown depth). 8-bit modes: 255;
+    ``F`` (float): None (no depth: values are intensities as they are). Call it on the image as opened (before
+    any transpose, which drops the file's tags).
+    """
+    mode = im.mode
+    if mode.startswith("I;16"):
+        return 65535.0
+    if mode == "I":
+        fmt = getattr(im, "format", None)
+        if fmt in ("PNG", "PPM"):
+            return 65535.0
+        tags = getattr(im, "tag_v2", None)
+        if fmt == "TIFF" and tags is not None and tags.get(258):
+            bits, fmt_code = tags[258], tags.get(339, 1)  # BitsPerSample, SampleFormat (2: signed)
+            bits = int(bits[0] if isinstance(bits, tuple) else bits)
+            signed = (fmt_code[0] if isinstance(fmt_code, tuple) else fmt_code) == 2
+            return float(2 ** (bits - 1) - 1 if signed else 2**bits - 1)
+        return None
+    if mode == "F":
+        return None
+    return 255.0
+
+
+def _to_rgb(im: Image.Image, scale: float | None = None) -> np.ndarray:
+    """Any PIL mode -> (H, W, 3) uint8. Integer modes above 8 bits are scaled by their bit depth (``scale``, from
+    :func:`full_scale` of the file as opened), not clipped and never by their content; float images (mode ``F``)
+    must hold intensities in [0, 1]."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        scale = scale if scale is not None else (65535.0 if im.mode.startswith("I;16") else None)
+        if scale is None:
+            raise ValueError("32-bit integer image of unknown bit depth; save it as 8 or 16 bits per sample")
         arr = np.asarray(im, dtype=np.float64)
-        peak = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
+        arr = np.clip(np.round(arr / scale * 255.0), 0, 255).astype(np.uint8)
         return np.repeat(arr[..., None], 3, axis=2)
     if im.mode == "F":
         arr = np.asarray(im, dtype=np.float64)
-        peak = 1.0 if arr.max() <= 1.0 else 255.0
-        arr = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
+        if not np.isfinite(arr).all():
+            raise ValueError("float image holds NaN or infinite values")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise ValueError(f"float image values lie in [{lo:.4g}, {hi:.4g}]; a float image must hold "
+                             "intensities in [0, 1]")
+        arr = np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
         return np.repeat(arr[..., None], 3, axis=2)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         # Composite onto white: a transparent pixel's colour channels are undefined.
@@ -118,7 +155,7 @@ def load_image(path: str | Path) -> np.ndarray:
             im.load()
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)
-            arr = _to_rgb(upright(im))
+            arr = _to_rgb(upright(im), full_scale(im))
     except UnidentifiedImageError:
         raise ImageError(f"not a readable image: {path}") from None
     except Image.DecompressionBombError as e:

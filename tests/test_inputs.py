@@ -116,3 +116,90 @@ def test_exif_case_files():
     r = load_image(_case("01-exif", "receipt_exif6.jpg"))
     with Image.open(_case("01-exif", "receipt_exif6.jpg")) as im:
         assert r.shape[:2] == (im.size[0], im.size[1])  # stored W x H becomes H x W
+
+
+# ---------------------------------------------------------------------------------------------- 02: map bit depth
+def test_map16_low_values_scaled_by_depth(tmp_path):
+    """A 16-bit map whose values are all <= 255 is still 16-bit (the fault: it was read as 8-bit)."""
+    from taskcomp.maps import load_map
+
+    a = np.zeros((4, 6), np.uint16)
+    a[:, 3:] = 197  # q = 0.003
+    for suffix in (".png", ".tif", ".pgm"):
+        Image.fromarray(a).save(tmp_path / f"m{suffix}")
+        q = load_map(tmp_path / f"m{suffix}")
+        assert abs(float(q.max()) - 197 / 65535) < 1e-7, suffix
+    # An 8-bit map with the same integers is 8-bit.
+    Image.fromarray(np.full((4, 6), 197, np.uint8)).save(tmp_path / "m8.png")
+    assert abs(float(load_map(tmp_path / "m8.png").max()) - 197 / 255) < 1e-7
+
+
+@pytest.mark.parametrize("suffix,bits,tol", [(".npy", 16, 0.0), (".png", 16, 0.5 / 65535), (".png", 8, 0.5 / 255),
+                                             (".tif", 16, 0.5 / 65535), (".pgm", 16, 0.5 / 65535),
+                                             (".bmp", 8, 0.5 / 255)])
+def test_map_exact_roundtrip(tmp_path, suffix, bits, tol):
+    from taskcomp.maps import load_map, save_map, save_map_exact
+
+    g = torch.Generator().manual_seed(0)
+    m = torch.rand(1, 1, 17, 23, generator=g)
+    m[..., 0, 0], m[..., 0, 1] = 0.0, 1.0
+    m[..., 1, :] = 0.003  # low values: the 16-bit integers stay below 256
+    p = tmp_path / f"m{suffix}"
+    save_map_exact(m, p, bits=bits)
+    back = load_map(p)
+    assert back.shape == m.shape and back.dtype == torch.float32
+    assert float((back - m).abs().max()) <= tol + 1e-7
+    if suffix == ".npy":
+        assert torch.equal(back, m)
+    # Stable: what was read writes the same integers again.
+    save_map_exact(back, tmp_path / f"again{suffix}", bits=bits)
+    assert torch.equal(load_map(tmp_path / f"again{suffix}"), back)
+    if bits == 16 or suffix == ".bmp":
+        save_map(m, tmp_path / f"plain{suffix}")  # save_map writes the same exact formats
+        assert torch.equal(load_map(tmp_path / f"plain{suffix}"), back)
+
+
+def test_map_save_refuses_lossy_and_load_refuses_pictures(tmp_path):
+    from taskcomp.maps import MapError, load_map, save_map_exact
+
+    m = torch.full((1, 1, 8, 8), 0.5)
+    with pytest.raises(MapError, match="lossy"):
+        save_map_exact(m, tmp_path / "m.jpg")
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[..., 0] = 200  # a colour-mapped picture of a map is not a map
+    Image.fromarray(rgb).save(tmp_path / "colour.png")
+    with pytest.raises(MapError, match="colour"):
+        load_map(tmp_path / "colour.png")
+    grey = np.repeat(np.full((8, 8, 1), 51, np.uint8), 3, axis=2)  # RGB with equal channels: a grey map
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    assert abs(float(load_map(tmp_path / "grey.png").mean()) - 0.2) < 1e-6
+    Image.fromarray(np.arange(64, dtype=np.int32).reshape(8, 8) * 1000).save(tmp_path / "i32.tif")
+    assert abs(float(load_map(tmp_path / "i32.tif").max()) - 63000 / (2**31 - 1)) < 1e-6  # TIFF: its own depth
+
+
+def test_float_and_16bit_images_scaled_by_depth(tmp_path):
+    from taskcomp.io import ImageError, load_image
+
+    a = np.full((4, 4), 200, np.uint16)  # dark 16-bit image: 200/65535, not 200/255
+    Image.fromarray(a).save(tmp_path / "dark16.png")
+    assert load_image(tmp_path / "dark16.png").max() == 1
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(tmp_path / "f.tif")
+    assert load_image(tmp_path / "f.tif").max() == 128
+    Image.fromarray(np.full((4, 4), 200.0, np.float32)).save(tmp_path / "f255.tif")
+    with pytest.raises(ImageError, match=r"\[0, 1\]"):
+        load_image(tmp_path / "f255.tif")
+
+
+def test_map16_case_codes_like_npy(codec):
+    """The case: the 16-bit PNG map and the .npy map are the same map, so they code to the same bytes."""
+    from taskcomp.bitstream import encode
+    from taskcomp.io import image_to_tensor, load_image
+    from taskcomp.maps import load_map
+
+    m16, mnpy = load_map(_case("02-map16", "lowq_map16.png")), load_map(_case("02-map16", "lowq_map.npy"))
+    assert float((m16 - mnpy).abs().max()) <= 0.5 / 65535 + 1e-7
+    assert float(m16.max()) < 0.01
+    x = image_to_tensor(load_image(_case("02-map16", "photo05.png")))[..., :128, :192]
+    with torch.inference_mode():
+        a, b = encode(codec, x, m16[..., :128, :192]), encode(codec, x, mnpy[..., :128, :192])
+    assert abs(len(a) - len(b)) <= 0.01 * len(b)
