@@ -32,7 +32,7 @@ from ..io import atomic_write
 from .distributed import LAUNCHED_ENV, DistGroup, launch_local, process_group, record_failure
 from .loop import CsvLog, Prefetcher, check_fresh, cosine_lr, progress, save_state
 
-__all__ = ["PredictorTrainConfig", "train_predictor", "ConfigError"]
+__all__ = ["PredictorTrainConfig", "train_predictor", "export_predictor", "ConfigError"]
 
 
 class ConfigError(ValueError):
@@ -349,4 +349,29 @@ def _train(cfg: PredictorTrainConfig, resume: bool, data: list[str] | None, log,
     what = "stopped (--stop-after; continue with --resume)" if stopped_early else "done"
     log(f"{what}: {step} steps, {elapsed / 60:.1f} min; exported {path} "
         f"({path.stat().st_size / 1024:.0f} KiB, decoder only)")
+    return path
+
+
+def export_predictor(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Export a training run's last state (mid-training too) as a predictor checkpoint (default ``RUN/predictor.pth``).
+
+    Raises:
+        FileNotFoundError: no ``RUN/last.pth``.
+    """
+    from ..predictors import FeatureFiLMPredictor, PredictorConfig, save_predictor
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "last.pth").is_file():
+        raise FileNotFoundError(f"no training state in {run_dir} (last.pth)")
+    st = torch.load(run_dir / "last.pth", map_location="cpu", weights_only=False)
+    cfg = PredictorTrainConfig.from_dict(yaml.safe_load(st["config"]), where=str(run_dir / "last.pth"))
+    model = FeatureFiLMPredictor(PredictorConfig(backbone=_backbone(cfg), channels=cfg.channels,
+                                                 downsample=cfg.downsample, lambda_min=cfg.lambda_min,
+                                                 lambda_max=cfg.lambda_max, init_q=cfg.init_q, task=cfg.task,
+                                                 task_model=cfg.task_model), pretrained=False)
+    model.load_state_dict(st["model"], strict=False)
+    path = Path(out) if out else run_dir / "predictor.pth"
+    save_predictor(model.eval(), path, cfg.name, meta={"steps": st["step"], "train_minutes": round(st["elapsed"] / 60, 2),
+                                                       "batch_size": cfg.batch_size * cfg.workers, "crop": cfg.crop,
+                                                       "codec": cfg.codec, "data": list(cfg.data)})
     return path
