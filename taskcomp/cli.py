@@ -587,6 +587,9 @@ def _cmd_run(a):
     from .datasets import data_root
 
     recipe = load_recipe(a.recipe)
+    for opt, v in (("--threads", a.threads), ("--batch-size", a.batch_size), ("--limit", a.limit)):
+        if v is not None and v < 1:
+            raise ValueError(f"{opt} must be >= 1, got {v}")
     if a.threads:
         import torch
 

@@ -167,3 +167,116 @@ def test_run_unknown_recipe_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     rc, _, err = run(["run", "no_such_recipe"], capsys)
     assert_one_line_error(rc, err, "no_such_recipe", "imagenet_classification")
+
+
+# ------------------------------------------------------------------------------------------------ item 3
+
+GOOD = """name: t
+task: classification
+data: imagenet-sample
+methods:
+  uniform: {q: [0.1, 0.5]}
+  task_aware:
+    lambda: [0.1]
+    steps: 2
+"""
+
+
+def _recipe(tmp_path, text, name="r.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("text, words", [
+    (GOOD.replace("task: classification", "task: classification\npreprocss: {resize: 280}"),
+     ["'preprocss'", "allowed:", "preprocess", "methods"]),
+    (GOOD.replace("steps: 2", "stepz: 2"), ["methods.task_aware", "'stepz'", "allowed:", "steps", "lr"]),
+    (GOOD.replace("steps: 2", "steps: two"), ["methods.task_aware.steps", "integer", "'two'"]),
+    (GOOD.replace("steps: 2", "steps: '2'"), ["methods.task_aware.steps", "integer"]),
+    (GOOD.replace("steps: 2", "steps: yes"), ["methods.task_aware.steps", "integer"]),
+    (GOOD.replace("lambda: [0.1]", "lambda: ['0.1', high]"), ["methods.task_aware.lambda", "list of numbers"]),
+    (GOOD.replace("lambda: [0.1]", "lambda: 0.1"), ["methods.task_aware.lambda", "list of numbers"]),
+    (GOOD.replace("lambda: [0.1]", "steps: 3"), ["methods.task_aware needs lambda"]),
+    (GOOD.replace("uniform: {q: [0.1, 0.5]}", "uniform: {q: [0.1, 5]}"), ["methods.uniform.q", "[0, 1]"]),
+    (GOOD.replace("uniform: {q: [0.1, 0.5]}", "unifrom: {q: [0.1]}"), ["unknown method 'unifrom'", "uniform"]),
+    (GOOD.replace("task: classification", "task: clasification"), ["unknown task", "classification"]),
+    (GOOD + "  task_aware_free: {lambda: [1], use_label: maybe}\n", ["task_aware_free.use_label", "true or false"]),
+    (GOOD + "  predicted_r: {lambda: [1], refine: -1}\n", ["predicted_r.refine", ">= 0"]),
+    (GOOD + "  predicted: {lambda: [1], predictor: lite0-classification, steps: 2, lr: 0.1, optimizer: sgd}\n",
+     ["predicted.optimizer", "adam or lbfgs"]),
+    (GOOD + "batch_size: 0\n", ["batch_size", ">= 1"]),
+    ("name: t\ndata: x\nmethods: {uniform: {q: [0.1]}\n", ["malformed YAML", "line"]),
+    ("name: t\n  data: x\n", ["malformed YAML", "line 2"]),
+    ("- a\n- b\n", ["mapping"]),
+    ("", ["mapping"]),
+    (GOOD.replace("name: t\n", ""), ["lacks 'name'"]),
+])
+def test_bad_recipe_is_one_line_error_before_work(tmp_path, capsys, text, words):
+    from taskcomp.runner.recipe import load_recipe
+
+    p = _recipe(tmp_path, text)
+    with pytest.raises(ValueError):
+        load_recipe(p)
+    rc, out, err = run(["run", p, "--out", tmp_path / "out", "--data-root", tmp_path / "nodata"], capsys)
+    assert_one_line_error(rc, err, *words)
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_shipped_and_committed_recipes_validate():
+    from pathlib import Path
+
+    import yaml
+
+    from taskcomp.runner.recipe import check_objective, list_recipes, load_recipe
+
+    n = 0
+    for name in list_recipes():
+        r = yaml.safe_load(load_recipe.__globals__["resolve_recipe"](name).read_text())
+        if "methods" in r:  # recipes, not training configs
+            check_objective(load_recipe(name))
+            n += 1
+    assert n >= 4
+    root = Path(__file__).resolve().parents[1] / "results"
+    for p in root.rglob("*.yaml"):
+        r = yaml.safe_load(p.read_text())
+        if isinstance(r, dict) and "methods" in r:
+            load_recipe(p)
+
+
+def test_unknown_objective_argument(tmp_path):
+    from taskcomp.runner.recipe import RecipeError, check_objective, load_recipe
+
+    r = load_recipe(_recipe(tmp_path, GOOD + "objective: {name: classification, modle: resnet18}\n"))
+    with pytest.raises(RecipeError, match="'modle'.*allowed: name, model"):
+        check_objective(r)
+    with pytest.raises(RecipeError, match="unknown objective 'clasification'"):
+        check_objective({**r, "objective": {"name": "clasification"}})
+
+
+def test_optimizer_keys_match_map_optimizer():
+    import inspect
+
+    from taskcomp.optimize import MapOptimizer
+    from taskcomp.runner.recipe import OPTIMIZER_KEYS
+
+    params = set(inspect.signature(MapOptimizer.__init__).parameters) - {"self", "codec", "objective", "lam"}
+    assert params == set(OPTIMIZER_KEYS)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--batch-size", "0"], ["--batch-size must be >= 1, got 0"]),
+    (["--threads", "-1"], ["--threads must be >= 1, got -1"]),
+    (["--limit", "0"], ["--limit must be >= 1, got 0"]),
+])
+def test_run_bad_numbers_are_one_line_errors(tmp_path, capsys, args, words):
+    p = _recipe(tmp_path, GOOD)
+    rc, _, err = run(["run", p, "--out", tmp_path / "out", "--data-root", tmp_path, *args], capsys)
+    assert_one_line_error(rc, err, *words)
+
+
+def test_run_recipe_api_refuses_batch_size_zero(tmp_path):
+    from taskcomp.runner import load_recipe, run_recipe
+
+    with pytest.raises(ValueError, match="batch size must be an integer >= 1, got 0"):
+        run_recipe(load_recipe(_recipe(tmp_path, GOOD)), tmp_path / "out", tmp_path, batch_size=0)

@@ -8,11 +8,167 @@ from typing import Any
 
 import yaml
 
-__all__ = ["load_recipe", "resolve_recipe", "list_recipes", "parse_shard", "settings", "is_map_method",
-           "is_optimized", "is_predicted", "MAP_OPTIONS"]
+__all__ = ["load_recipe", "validate_recipe", "check_objective", "resolve_recipe", "list_recipes", "parse_shard",
+           "settings", "is_map_method", "is_optimized", "is_predicted", "MAP_OPTIONS", "RecipeError"]
 
 #: Keys of a task-aware or predicted method that are not MapOptimizer arguments.
 MAP_OPTIONS = ("lambda", "use_label", "use_gt", "predictor", "checkpoint", "refine")
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run: malformed YAML, an unknown key, a value of the wrong type (one line)."""
+
+
+# A value's kind -> (test, words for the message). bool is not a number here (YAML's `steps: yes`).
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    import math
+
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+_KINDS = {
+    "str": (lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "int>=0": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "int>=1": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "num>0": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+    "num>=0": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+    "num": (lambda v: _is_num(v), "a finite number"),
+    "num|null": (lambda v: v is None or _is_num(v), "a number or null"),
+    "unit": (lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "map": (lambda v: isinstance(v, dict), "a mapping (key: value)"),
+    "data": (lambda v: isinstance(v, (str, dict)) and bool(v), "a folder name or {path: DIR, layout: NAME, ...}"),
+    "strs": (lambda v: isinstance(v, list) and bool(v) and all(isinstance(x, str) for x in v),
+             "a non-empty list of strings"),
+    "units": (lambda v: isinstance(v, list) and bool(v) and all(_is_num(x) and 0 <= x <= 1 for x in v),
+              "a non-empty list of numbers in [0, 1]"),
+    "nums>=0": (lambda v: isinstance(v, list) and bool(v) and all(_is_num(x) and x >= 0 for x in v),
+                "a non-empty list of numbers >= 0"),
+    "qualities": (lambda v: isinstance(v, list) and bool(v) and all(_is_int(x) and 0 <= x <= 100 for x in v),
+                  "a non-empty list of integers in [0, 100]"),
+    "optimizer": (lambda v: v in ("adam", "lbfgs"), "adam or lbfgs"),
+    "init": (lambda v: v in ("constant", "gradcam", "random"), "constant, gradcam or random"),
+}
+
+#: Top-level keys of a recipe and their kinds (``name``, ``data`` and ``methods`` are required).
+RECIPE_KEYS = {
+    "name": "str", "task": "str", "data": "data", "out": "str", "preprocess": "map", "codec": "str",
+    "checkpoint": "str", "objective": "map", "eval_models": "strs", "methods": "map", "batch_size": "int>=1",
+    "coco_category": "int>=0", "ap_conf": "unit",
+}
+TASK_NAMES = ("classification", "text", "detection")
+PREPROCESS_KEYS = {"resize": "int>=1", "crop": "int>=1", "max_side": "int>=1"}
+#: MapOptimizer's keyword arguments as recipe keys (kept equal to its signature by a test).
+OPTIMIZER_KEYS = {"steps": "int>=0", "lr": "num>0", "optimizer": "optimizer", "init": "init", "init_q": "unit",
+                  "alpha": "num", "downsample": "int>=1", "clip": "num|null", "scale": "num"}
+#: Keys of each method (the first is its sweep, required); task_aware_* / predicted_* as task_aware / predicted.
+METHOD_KEYS = {
+    "original": {},
+    "uniform": {"q": "units"},
+    "gradcam": {"alpha": "nums>=0"},
+    "saliency": {"alpha": "nums>=0"},
+    "box_mask": {"q_in": "units"},
+    "jpeg": {"quality": "qualities"},
+    "webp": {"quality": "qualities"},
+    "task_aware": {"lambda": "nums>=0", "use_label": "bool", "use_gt": "bool", **OPTIMIZER_KEYS},
+    "predicted": {"lambda": "nums>=0", "predictor": "str", "checkpoint": "str", "refine": "int>=0",
+                  "use_label": "bool", "use_gt": "bool", **OPTIMIZER_KEYS},
+}
+
+
+def _method_keys(method: str) -> dict[str, str] | None:
+    if is_optimized(method):
+        return METHOD_KEYS["task_aware"]
+    if is_predicted(method):
+        return METHOD_KEYS["predicted"]
+    return METHOD_KEYS.get(method)
+
+
+def _check_keys(source: str, where: str, d: dict, allowed: dict[str, str]) -> None:
+    """``where``: the dotted path of ``d`` in the recipe ('' at the top)."""
+    at = f"{source}: {where}" if where else source
+    for k, v in d.items():
+        if k not in allowed:
+            raise RecipeError(f"{at}: unknown key {k!r}; allowed: {', '.join(allowed) or 'none'}")
+        test, words = _KINDS[allowed[k]]
+        if not test(v):
+            raise RecipeError(f"{source}: {where + '.' if where else ''}{k} must be {words}, got {v!r}")
+
+
+def validate_recipe(r: Any, source: str = "recipe") -> dict[str, Any]:
+    """Check a recipe's keys and value types before any work; returns it unchanged.
+
+    Allowed keys: :data:`RECIPE_KEYS` at the top, :data:`PREPROCESS_KEYS` under ``preprocess``, per method
+    :data:`METHOD_KEYS` (``task_aware_*`` as ``task_aware``, ``predicted_*`` as ``predicted``; their non-sweep
+    keys are :class:`taskcomp.optimize.MapOptimizer` arguments and ``use_label`` / ``use_gt``; predicted methods
+    add ``predictor``, ``checkpoint`` and ``refine``). ``data`` options and ``objective`` arguments are checked
+    by the layout (:func:`taskcomp.runner.layouts.data_spec`) and :func:`check_objective`.
+
+    Raises:
+        RecipeError (a ValueError): one line naming the key and the keys (or values) allowed.
+    """
+    if not isinstance(r, dict):
+        raise RecipeError(f"{source}: a recipe is a mapping of keys (name, task, data, methods, ...), "
+                          f"got {type(r).__name__}")
+    for key in ("name", "data", "methods"):
+        if key not in r:
+            raise RecipeError(f"{source} lacks '{key}'")
+    _check_keys(source, "", r, RECIPE_KEYS)
+    if r.get("task", "classification") not in TASK_NAMES:
+        raise RecipeError(f"{source}: unknown task {r['task']!r}; tasks: {', '.join(TASK_NAMES)}")
+    _check_keys(source, "preprocess", r.get("preprocess") or {}, PREPROCESS_KEYS)
+    obj = r.get("objective")
+    if obj is not None and not isinstance(obj.get("name"), str):
+        raise RecipeError(f"{source}: objective needs a name (e.g. objective: {{name: classification}})")
+    if not r["methods"]:
+        raise RecipeError(f"{source}: methods is empty; methods: {', '.join(METHOD_KEYS)}, task_aware_*, predicted_*")
+    for method, spec in r["methods"].items():
+        allowed = _method_keys(str(method))
+        if allowed is None:
+            raise RecipeError(f"{source}: methods: unknown method {method!r}; methods: {', '.join(METHOD_KEYS)}, "
+                              "task_aware_* (per-image optimised), predicted_* (predictor)")
+        if spec is not None and not isinstance(spec, dict):
+            raise RecipeError(f"{source}: methods.{method} must be a mapping of its keys "
+                              f"({', '.join(allowed) or 'none'}), got {spec!r}")
+        spec = spec or {}
+        _check_keys(source, f"methods.{method}", spec, allowed)
+        sweep = next(iter(allowed), None)
+        if sweep is not None and sweep not in spec:
+            raise RecipeError(f"{source}: methods.{method} needs {sweep}: (the values it sweeps)")
+    return r
+
+
+def check_objective(recipe: dict[str, Any], source: str = "recipe") -> None:
+    """The recipe's ``objective:`` names a registered objective and only its arguments (imports the objectives,
+    not their models).
+
+    Raises:
+        RecipeError: unknown objective or argument (one line with the objective's arguments).
+    """
+    import inspect
+
+    from ..objectives import list_objectives
+    from ..objectives.base import _REGISTRY
+
+    spec = dict(recipe.get("objective") or {})
+    name = spec.pop("name", None)
+    if name is None:
+        return
+    if name not in _REGISTRY:
+        raise RecipeError(f"{source}: objective.name: unknown objective {name!r}; objectives: "
+                          f"{', '.join(list_objectives())}")
+    params = inspect.signature(_REGISTRY[name].__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = [k for k, p in params.items() if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for k in spec:
+        if k not in allowed:
+            raise RecipeError(f"{source}: objective: unknown key {k!r} for objective {name}; allowed: name, "
+                              f"{', '.join(allowed)}")
 
 
 def is_optimized(method: str) -> bool:
@@ -72,12 +228,17 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         ValueError: malformed YAML or an invalid recipe (one line naming the key and the keys allowed).
     """
     path = resolve_recipe(path)
-    with open(path) as f:
-        r = yaml.safe_load(f) or {}
-    for key in ("name", "data", "methods"):
-        if key not in r:
-            raise ValueError(f"recipe {path} lacks '{key}'")
-    return r
+    try:
+        with open(path, encoding="utf-8") as f:
+            r = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise RecipeError(f"recipe {path}: malformed YAML{where}: {what}") from None
+    except UnicodeDecodeError as e:
+        raise RecipeError(f"recipe {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    return validate_recipe(r, f"recipe {path}")
 
 
 def parse_shard(s: str | None) -> tuple[int, int]:

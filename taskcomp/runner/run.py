@@ -41,7 +41,8 @@ from ..bench.metrics import psnr
 from ..io import atomic_write, image_to_tensor, tensor_to_image
 from ..maps import uniform_map
 from ..optimize import MapOptimizer, collate_contexts, group_key, optimize_images, real_bpp
-from .recipe import MAP_OPTIONS, is_map_method, is_predicted, parse_shard, settings as recipe_settings
+from .recipe import MAP_OPTIONS, check_objective, is_map_method, is_predicted, parse_shard, validate_recipe
+from .recipe import settings as recipe_settings
 from .layouts import list_items
 from .tasks import TASKS
 
@@ -134,16 +135,19 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
     from ..devices import describe_device, process_group_env, resolve_device
 
     torch.set_flush_denormal(True)
+    validate_recipe(recipe, f"recipe {recipe.get('name', '')}".strip() if isinstance(recipe, dict) else "recipe")
     task_name = recipe.get("task", "classification")
     if task_name not in TASKS:
         raise ValueError(f"unknown task {task_name!r}; recipes support {', '.join(TASKS)}")
+    check_objective(recipe, f"recipe {recipe['name']}")
     points = recipe_settings(recipe["methods"])
     for method, _, _ in points:
         if method in ("gradcam", "box_mask", "saliency") and method != TASKS[task_name].baseline:
             raise ValueError(f"method {method} does not apply to task {task_name}")
-    bs = int(batch_size or recipe.get("batch_size") or 1)
-    if bs < 1:
-        raise ValueError(f"batch_size must be >= 1, got {bs}")
+    # --batch-size 0 is an error, not "the recipe's": only None falls back
+    bs = batch_size if batch_size is not None else recipe.get("batch_size", 1)
+    if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
+        raise ValueError(f"batch size must be an integer >= 1, got {bs!r}")
     ta = map_method_options(recipe)
     if any(o.get("optimizer") == "lbfgs" for o in ta.values()) and bs > 1:
         raise ValueError("L-BFGS keeps one curvature history for the whole batch (the images would not be "
