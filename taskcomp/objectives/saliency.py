@@ -172,19 +172,31 @@ class SaliencyObjective(Objective):
     differentiable (costs a double backward through the classifier; off by default).
 
     Args:
-        model: classifier that defines saliency (timm name or alias).
+        model: classifier that defines saliency: timm name or alias, or an ``nn.Module`` (as
+            :class:`~taskcomp.objectives.classification.ClassificationObjective` takes it).
+        pretrained, checkpoint_path: the classifier's weights (as timm's ``create_model``).
         floor: weight outside salient regions, so the background is not free.
         cam_weight: weight of the CAM-preservation term.
+        cam_layer: name of the submodule whose activations Grad-CAM weights (default :func:`default_cam_layer`).
+
+    Raises:
+        ValueError: a model that is not a classifier, an unknown ``cam_layer``.
     """
 
-    def __init__(self, model: str = "tf_efficientnet_lite0", pretrained: bool = True, floor: float = 0.05,
-                 cam_weight: float = 0.0):
-        self.cls = ClassificationObjective(model, pretrained=pretrained)
+    def __init__(self, model: str | nn.Module = "tf_efficientnet_lite0", pretrained: bool = True, floor: float = 0.05,
+                 cam_weight: float = 0.0, checkpoint_path: str | None = None, cam_layer: str | None = None):
+        self.cls = ClassificationObjective(model, pretrained=pretrained, checkpoint_path=checkpoint_path)
         self.floor = float(floor)
         self.cam_weight = float(cam_weight)
+        self.cam_layer = None
+        if cam_layer is not None:
+            try:
+                self.cam_layer = self.cls.model.get_submodule(cam_layer)
+            except AttributeError:
+                raise ValueError(f"{self.cls.model_name} has no layer {cam_layer!r} for Grad-CAM") from None
 
     def prepare(self, x: Tensor, **_: Any) -> dict[str, Any]:
-        cam, idx = image_cam(self.cls, x)
+        cam, idx = image_cam(self.cls, x, layer=self.cam_layer)
         return {"x": x.detach(), "cam": cam.detach(), "class_idx": idx, **self.cls.prepare(x)}
 
     def loss(self, x_hat: Tensor, ctx: dict[str, Any]) -> Tensor:
@@ -192,7 +204,7 @@ class SaliencyObjective(Objective):
         se = ((x_hat - ctx["x"]) ** 2).mean(1, keepdim=True)
         out = (w * se).flatten(1).sum(1) / w.flatten(1).sum(1)
         if self.cam_weight:
-            cam_hat, _ = image_cam(self.cls, x_hat, ctx["class_idx"], create_graph=True)
+            cam_hat, _ = image_cam(self.cls, x_hat, ctx["class_idx"], layer=self.cam_layer, create_graph=True)
             out = out + self.cam_weight * ((cam_hat - ctx["cam"]) ** 2).flatten(1).mean(1)
         return out
 
