@@ -50,6 +50,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+from pathlib import PurePath
 
 import torch
 from torch import Tensor
@@ -173,16 +174,22 @@ def weights_id(codec: SFTCodec) -> bytes:
 
 
 def encode(codec: SFTCodec, x: Tensor, qmap: Tensor, return_likelihoods: bool = False, version: int = VERSION):
-    """Code one image x (1, 3, H, W) in [0, 1] under qmap (1, 1, H, W) into .tcz bytes.
+    """Code one image x (1, 3, H, W) in [0, 1] under qmap (1, 1, H, W) in [0, 1] into .tcz bytes.
 
-    x and qmap may be on any device (the codec's); entropy coding runs on the CPU. With ``return_likelihoods``,
+    x and qmap must be on the codec's device; entropy coding runs on the CPU. With ``return_likelihoods``,
     returns ``(bytes, {"y", "z"} likelihoods of the coded latents)``. ``version=1`` writes the old float coding
     path (for compatibility tests only: such files are not portable across devices).
+
+    Raises:
+        ValueError: one line for an image or map that is not a finite float tensor of the right shape with
+            values in [0, 1] (:func:`taskcomp.checks.check_codec_inputs`; a map of 2.0 or pixels in 0..255 are
+            refused, not clamped), or an image above :data:`MAX_SIDE` per side or :data:`MAX_PIXELS` pixels.
     """
+    from .checks import check_codec_inputs
+
     if version not in SUPPORTED_VERSIONS:
         raise ValueError(f"unsupported .tcz version {version}")
-    if x.dim() != 4 or x.size(0) != 1 or x.size(1) != 3:
-        raise ValueError(f"expected one RGB image (1, 3, H, W), got {tuple(x.shape)}")
+    x, qmap = check_codec_inputs(codec, x, qmap, batch=1)
     H, W = x.shape[-2:]
     if H > MAX_SIDE or W > MAX_SIDE or H * W > MAX_PIXELS:
         raise ValueError(f"image {W}x{H} is too large (limits: {MAX_SIDE} px per side, {MAX_PIXELS // 10**6} MP); "
@@ -205,7 +212,10 @@ def decode(codec: SFTCodec, data: bytes, synthesis: str | None = None) -> Tensor
     """
     if synthesis not in (None, "float64", "float32"):
         raise ValueError(f"synthesis must be 'float64' or 'float32', got {synthesis!r}")
-    header, y_stream, z_stream = unpack(data)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError(f"decode takes the .tcz file's bytes, got {type(data).__name__}"
+                         + (" (read it first: Path(p).read_bytes())" if isinstance(data, (str, PurePath)) else ""))
+    header, y_stream, z_stream = unpack(bytes(data))
     wid = weights_id(codec)
     if header.weights != wid:
         from .codec.zoo import RETIRED_WEIGHTS

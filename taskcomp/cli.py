@@ -488,10 +488,22 @@ def _comparison_rows(a, codec, objective, x, ctx, bpp):
     return rows
 
 
+def _early_checks(a):
+    """Optimiser arguments and --target-bpp, checked before any model loads (one-line ValueError)."""
+    from .optimize import check_optimizer_args
+
+    check_optimizer_args(steps=a.steps, lr=a.lr, init_q=a.init_q, downsample=a.downsample,
+                         **({"lam": a.lam} if a.lam is not None else {}))
+    t = getattr(a, "target_bpp", None)
+    if t is not None and not (t == t and 0 < t < float("inf")):
+        raise ValueError(f"--target-bpp must be a positive number, got {t}")
+
+
 def _cmd_optimize(a):
     from .io import load_image
     from .objectives import create_objective
 
+    _early_checks(a)
     images = _image_args(a.image)
     if a.label is not None and len(images) > 1:
         raise ValueError("--label applies to one image; several images are optimised label-free")
@@ -541,6 +553,7 @@ def _cmd_ocr_map(a):
     from .objectives import create_objective
     from .runner.tasks import preprocess_image
 
+    _early_checks(a)
     images = _image_args(a.image)
     dev = _device(a)
     objective = create_objective("text", device=dev)

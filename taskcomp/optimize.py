@@ -19,7 +19,7 @@ from torch import Tensor
 from .codec.sft import SFTCodec, bits_from_likelihoods
 from .objectives.base import Objective
 
-__all__ = ["MapOptimizer", "OptimizeResult", "TargetBppError", "logit", "real_bpp", "optimize_to_target_bpp",
+__all__ = ["MapOptimizer", "check_optimizer_args", "OptimizeResult", "TargetBppError", "logit", "real_bpp", "optimize_to_target_bpp",
            "collate_contexts", "pad_batch", "optimize_images", "group_key"]
 
 
@@ -99,6 +99,46 @@ class OptimizeResult:
         return m[..., :h, :w]
 
 
+def check_optimizer_args(lam: float = 1.0, steps: int = 20, lr: float = 0.1, optimizer: str = "adam",
+                         init: "str | Tensor" = "constant", init_q: float = 0.3, alpha: float = 1.0, downsample: int = 1,
+                         clip: float | None = 10.0, scale: float = 1.0) -> None:
+    """Validate :class:`MapOptimizer`'s arguments (the same names and meanings) without a codec, e.g. before a
+    command loads its models.
+
+    Raises:
+        ValueError: one line naming the first bad argument.
+    """
+
+    import numbers
+
+    def number(v) -> bool:
+        return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+    def integer(v) -> bool:
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+    if not (number(lam) and lam >= 0):
+        raise ValueError(f"lambda must be a finite number >= 0, got {lam!r}")
+    if optimizer not in ("adam", "lbfgs"):
+        raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
+    if not (integer(steps) and steps >= 0):
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    if not (integer(downsample) and downsample >= 1):
+        raise ValueError(f"downsample must be an integer >= 1, got {downsample!r}")
+    if not (number(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    if not (number(init_q) and 0 < init_q < 1):
+        raise ValueError(f"init_q must lie strictly between 0 and 1 (the map is a sigmoid), got {init_q!r}")
+    if not (number(alpha) and alpha > 0):
+        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+    if clip is not None and not (number(clip) and clip > 0):
+        raise ValueError(f"clip must be None or a finite number > 0, got {clip!r}")
+    if not (number(scale) and scale > 0):
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+    if not isinstance(init, Tensor) and init not in ("constant", "gradcam", "random"):
+        raise ValueError(f"init must be 'constant', 'gradcam', 'random' or a (B, 1, H, W) map tensor, got {init!r}")
+
+
 class MapOptimizer:
     """Gradient descent on the quality map of a frozen codec for one task objective.
 
@@ -111,22 +151,24 @@ class MapOptimizer:
         optimizer: ``"adam"`` or ``"lbfgs"``.
         init: ``"constant"`` (level ``init_q``), ``"gradcam"`` (``alpha * CAM``), ``"random"`` (logits
             N(-2, 1), the reference's) or a (B, 1, H, W) tensor.
-        init_q: level of the constant init.
+        init_q: level of the constant init, in (0, 1).
         alpha: scale of the Grad-CAM init.
         downsample: logits on a grid ``downsample`` times coarser than the image (1 = full resolution).
         clip: clip the logits' gradient norm per image to this (None: no clipping).
         scale: multiplies the whole objective (the reference's w = 1e4 for L-BFGS); Adam is invariant to it.
+
+    Raises:
+        ValueError: one line for a bad argument (lam < 0, steps < 0 or not an integer, lr <= 0, init_q outside
+            (0, 1), downsample < 1, an unknown optimizer or init, non-finite numbers); :meth:`run` for images
+            or an init map that are not finite float tensors in [0, 1] of matching shapes
+            (:mod:`taskcomp.checks`).
     """
 
     def __init__(self, codec: SFTCodec, objective: Objective, lam: float = 1.0, steps: int = 20, lr: float = 0.1,
                  optimizer: str = "adam", init: str | Tensor = "constant", init_q: float = 0.3, alpha: float = 1.0,
                  downsample: int = 1, clip: float | None = 10.0, scale: float = 1.0):
-        if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
-            raise ValueError(f"lambda must be a finite number >= 0, got {lam}")
-        if optimizer not in ("adam", "lbfgs"):
-            raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
-        if steps < 0 or downsample < 1:
-            raise ValueError("steps must be >= 0 and downsample >= 1")
+        check_optimizer_args(lam=lam, steps=steps, lr=lr, optimizer=optimizer, init=init, init_q=init_q,
+                             alpha=alpha, downsample=downsample, clip=clip, scale=scale)
         self.codec, self.objective = codec, objective
         self.lam, self.steps, self.lr, self.optimizer = float(lam), int(steps), float(lr), optimizer
         self.init, self.init_q, self.alpha = init, float(init_q), float(alpha)
@@ -215,6 +257,11 @@ class MapOptimizer:
                 :func:`collate_contexts`); with ``sizes``, a list of per-image contexts.
             sizes: per-image (H_i, W_i) for a padded batch of different sizes.
         """
+        from .checks import check_image_tensor, check_map_tensor
+
+        x = check_image_tensor(x, "image")
+        if isinstance(self.init, Tensor):
+            check_map_tensor(self.init, x, "initial map")
         if sizes is not None:
             if len(sizes) != x.size(0) or not isinstance(ctx, list) or len(ctx) != x.size(0):
                 raise ValueError("with sizes, give one (H, W) and one context per image")

@@ -203,3 +203,143 @@ def test_map16_case_codes_like_npy(codec):
     with torch.inference_mode():
         a, b = encode(codec, x, m16[..., :128, :192]), encode(codec, x, mnpy[..., :128, :192])
     assert abs(len(a) - len(b)) <= 0.01 * len(b)
+
+
+# ---------------------------------------------------------------------------------------------- 03: tensors into the codec
+def _case_image():
+    from taskcomp.io import image_to_tensor, load_image
+
+    p = CASES / "03-api-nonfinite" / "size_129x65.png"
+    if p.is_file():
+        return image_to_tensor(load_image(p))
+    from conftest import SAMPLE
+
+    return image_to_tensor(load_image(SAMPLE))[..., :65, :129].contiguous()
+
+
+def _bad_inputs(x):
+    H, W = x.shape[-2:]
+    m = torch.full((1, 1, H, W), 0.5)
+    nan_map = m.clone()
+    nan_map[..., 10:20, 10:20] = float("nan")
+    nan_x, inf_x = x.clone(), x.clone()
+    nan_x[0, 0, 5, 5] = float("nan")
+    inf_x[0, 1, 5, 5] = float("inf")
+    return {
+        "NaN map": (x, nan_map, "NaN"),
+        "NaN pixel": (nan_x, m, "NaN"),
+        "inf pixel": (inf_x, m, "infinite"),
+        "0..255 image": (x * 255, m, "divide by 255"),
+        "uint8 image": ((x * 255).round().byte(), m, "dtype"),
+        "map of 2.0": (x, torch.full_like(m, 2.0), r"\[0, 1\]"),
+        "negative map": (x, torch.full_like(m, -0.5), r"\[0, 1\]"),
+        "map of another size": (x, m[..., :-1], "129x65|but the image"),
+        "two channels": (x[:, :2], m, "shape"),
+        "ndarray": (x.numpy(), m, "torch.Tensor"),
+    }
+
+
+def test_encode_refuses_bad_tensors_quickly(codec):
+    """Each used to spin inside the range coder (NaN, inf, 0..255) or code silently (map 2.0)."""
+    import time
+
+    from taskcomp.bitstream import encode
+
+    x = _case_image()
+    for name, (xx, m, msg) in _bad_inputs(x).items():
+        t0 = time.perf_counter()
+        with pytest.raises(ValueError, match=msg) as e:
+            encode(codec, xx, m)
+        assert "\n" not in str(e.value), name
+        assert time.perf_counter() - t0 < 5, name
+    with pytest.raises(ValueError, match="1 image"):
+        encode(codec, torch.cat([x, x]), torch.full((2, 1, *x.shape[-2:]), 0.5))
+    # The codec's own compress checks too (it feeds the range coder).
+    with pytest.raises(ValueError, match="NaN"):
+        codec.compress(_bad_inputs(x)["NaN pixel"][0], torch.full((1, 1, *x.shape[-2:]), 0.5))
+    # Good input still codes; a (H, W) map is one map for the image; values within 1e-6 of [0, 1] are clamped.
+    assert len(encode(codec, x, torch.full(x.shape[-2:], 0.5))) == len(encode(codec, x, torch.full((1, 1, *x.shape[-2:]), 0.5)))
+    encode(codec, x, torch.full((1, 1, *x.shape[-2:]), 1 + 1e-7))
+
+
+def test_latents_checked_before_range_coder():
+    from taskcomp.checks import MAX_LATENT, check_latents
+
+    check_latents(y=torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="non-finite latents y"):
+        check_latents(y=torch.tensor([0.0, float("nan")]))
+    with pytest.raises(ValueError, match="magnitude"):
+        check_latents(z=torch.tensor([MAX_LATENT * 2]))
+
+
+def test_decode_refuses_a_path(codec, tmp_path):
+    from taskcomp.bitstream import decode
+
+    with pytest.raises(ValueError, match="read_bytes"):
+        decode(codec, str(tmp_path / "a.tcz"))
+
+
+def test_optimizer_refuses_bad_tensors(codec):
+    from taskcomp.objectives.base import Objective
+    from taskcomp.optimize import MapOptimizer
+
+    class Null(Objective):
+        def prepare(self, x, **kw):
+            return None
+
+        def loss(self, x_hat, ctx):
+            return x_hat.mean().reshape(1) * 0
+
+        def evaluate(self, x_dec, ctx):
+            return [{}]
+
+    x = _case_image()
+    for name, (xx, m, msg) in _bad_inputs(x).items():
+        if "map" in name:  # the initial map is checked against the image
+            with pytest.raises(ValueError, match=msg):
+                MapOptimizer(codec, Null(), steps=1, init=m).run(x)
+        else:
+            with pytest.raises(ValueError, match=msg):
+                MapOptimizer(codec, Null(), steps=1).run(xx)
+
+
+def test_cli_refuses_bad_maps(tmp_path, capsys):
+    from taskcomp.io import save_image
+
+    x = _case_image()
+    save_image(x, tmp_path / "x.png")
+    H, W = x.shape[-2:]
+    for name, value in (("two", 2.0), ("nan", float("nan"))):
+        np.save(tmp_path / f"{name}.npy", np.full((H, W), value, np.float32))
+        rc = _run_cli("compress", tmp_path / "x.png", "--qmap", tmp_path / f"{name}.npy", "-o", tmp_path / "a.tcz",
+                      "--device", "cpu")
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and "\n" not in err and "quality map" in err, (name, err)
+        assert not (tmp_path / "a.tcz").exists()
+
+
+# ---------------------------------------------------------------------------------------------- optimiser arguments
+@pytest.mark.parametrize("kw,msg", [({"init_q": 2.0}, "init_q"), ({"init_q": 0.0}, "init_q"), ({"lr": 0.0}, "lr"),
+                                    ({"lr": float("nan")}, "lr"), ({"steps": -1}, "steps"), ({"steps": 1.5}, "steps"),
+                                    ({"lam": -1.0}, "lambda"), ({"downsample": 0}, "downsample"),
+                                    ({"clip": 0.0}, "clip"), ({"init": "zeros"}, "init"),
+                                    ({"optimizer": "sgd"}, "optimizer")])
+def test_optimizer_arguments_validated(codec, kw, msg):
+    from taskcomp.objectives.base import Objective
+    from taskcomp.optimize import MapOptimizer, check_optimizer_args
+
+    with pytest.raises(ValueError, match=msg):
+        check_optimizer_args(**kw)
+    with pytest.raises(ValueError, match=msg):
+        MapOptimizer(codec, Objective.__new__(Objective), **kw)
+
+
+def test_cli_optimize_init_q_refused_before_models_load(tmp_path, capsys):
+    from taskcomp.io import save_image
+
+    save_image(_case_image(), tmp_path / "x.png")
+    for extra in (["--init-q", "2"], ["--lr", "0"], ["--steps", "-3"], ["--target-bpp", "-1"]):
+        rc = _run_cli("optimize", tmp_path / "x.png", "-o", tmp_path / "a.tcz", "--device", "cpu",
+                      "--model", "no-such-model-anywhere", *extra)
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and "\n" not in err and "no-such-model" not in err, (extra, err)

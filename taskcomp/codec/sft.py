@@ -308,8 +308,9 @@ class SFTCodec(CompressionModel):
         """Entropy-code ``x`` under ``qmap`` with rANS.
 
         Args:
-            x: (B, 3, H, W) in [0, 1]; qmap: (B, 1, H, W) in [0, 1]; on the codec's device (entropy coding
-                itself runs on the CPU).
+            x: (B, 3, H, W) in [0, 1]; qmap: (B, 1, H, W) in [0, 1] (or one map for all); on the codec's device
+                (entropy coding itself runs on the CPU). Checked first (:func:`taskcomp.checks.check_codec_inputs`:
+                finite, in range, matching shapes, float): a bad tensor raises a one-line ValueError.
             exact: compute the coding parameters (y's scale indexes and means) in exact integer arithmetic
                 (:mod:`taskcomp.codec.exact`), so any device or thread count decodes the file the same way
                 (.tcz version 2); False: the float hyper-decoder (version 1 files).
@@ -318,12 +319,17 @@ class SFTCodec(CompressionModel):
             ``{"strings": [y_strings, z_strings], "shape": (h, w) of z, "likelihoods": {"y", "z"}}``, one byte
             string per image; the likelihoods are those of the coded (rounded) latents, i.e. the estimated rate.
         """
+        from ..checks import check_codec_inputs, check_latents
+
+        x, qmap = check_codec_inputs(self, x, qmap)  # nothing unchecked reaches the range coder
         x, qmap = pad_to_multiple(x), pad_to_multiple(qmap)
         y = self.g_a(x, qmap)
         z = self.h_a(y, qmap)
+        check_latents(z=z - self._z_medians())
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         indexes, means, scales = self._coding_params(z_hat, exact)
+        check_latents(y=y - means)
         y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
         y_hat = torch.round(y - means) + means
         likelihoods = {"y": self._y_likelihood(y_hat, scales, means), "z": self._z_likelihood(z_hat)}
