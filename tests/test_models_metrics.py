@@ -209,3 +209,29 @@ def test_detector_and_classifier_are_not_interchangeable():
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="not both"):
         create_objective("detection", model=yolo, checkpoint_path=default_detector_path())
+
+
+# ---------------------------------------------------------------- metric honesty
+def test_ms_ssim_is_missing_below_its_size_limit_not_ssim_under_its_name(tmp_path):
+    import json
+
+    from pytorch_msssim import ms_ssim as reference
+
+    from taskcomp.bench.codec_eval import summarize
+    from taskcomp.bench.metrics import MS_SSIM_MIN_SIDE, ms_ssim
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (120, 200, 3), dtype=np.uint8)
+    noisy = np.clip(small + rng.normal(0, 8, small.shape), 0, 255).astype(np.uint8)
+    assert MS_SSIM_MIN_SIDE == 161 and np.isnan(ms_ssim(small, noisy))
+    big = rng.integers(0, 256, (161, 170, 3), dtype=np.uint8)
+    big2 = np.clip(big + rng.normal(0, 8, big.shape), 0, 255).astype(np.uint8)
+    t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float()  # noqa: E731
+    assert ms_ssim(big, big2) == pytest.approx(float(reference(t(big), t(big2), data_range=255.0)))
+    # a mean over a mix of small and large images is missing too, JSON says null, the table says n/a
+    recs = [{"image": im, "method": "jpeg", "setting": f"quality={qq}", "quality": qq, "bpp": 0.1 * qq,
+             "psnr": 25 + qq, "ms_ssim": v, "enc_s": 0.1, "dec_s": 0.1}
+            for qq in (1, 2) for im, v in (("a", 0.9), ("b", float("nan")))]
+    summarize(recs, tmp_path, "sft-small", dataset="mine")
+    assert json.loads((tmp_path / "jpeg.json").read_text())["results"]["ms-ssim-rgb"] == [None, None]
+    assert "n/a (< 161 px)" in (tmp_path / "rd_table.md").read_text()

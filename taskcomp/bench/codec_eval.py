@@ -2,7 +2,8 @@
 
 For every image: the SFT codec at uniform q = 0, 0.1, ..., 1 and on four non-uniform maps (half, gradient,
 blobs, regions), and JPEG / WebP quality sweeps. Per point: real bpp (whole .tcz file, header included),
-estimated bpp (likelihoods of the hard-rounded latents), PSNR and MS-SSIM of the 8-bit output, encode and
+estimated bpp (likelihoods of the hard-rounded latents), PSNR and MS-SSIM of the 8-bit output (MS-SSIM is
+missing, NaN / null / "n/a", for images under 161 px on a side, where it is not defined), encode and
 decode seconds. For the half map (q=1 left, q=0 right) also PSNR and bits per half (bits from the
 likelihoods, split by latent column).
 
@@ -225,6 +226,16 @@ def check_roundtrip(out: Path, codec_args: list[str]) -> list[dict]:
     return rows
 
 
+def _finite_or_none(v) -> float | None:
+    """JSON has no NaN: a missing value (MS-SSIM of a small image) is null."""
+    v = float(v)
+    return v if v == v else None
+
+
+def _fmt_ms_ssim(v) -> str:
+    return f"{v:.4f}" if v == v else "n/a (< 161 px)"
+
+
 def _mean_table(records: list[dict]):
     import pandas as pd
 
@@ -232,6 +243,9 @@ def _mean_table(records: list[dict]):
     num = [c for c in ("bpp", "bpp_est", "psnr", "ms_ssim", "enc_s", "dec_s", "q", "quality", "map_mean",
                        "psnr_left", "psnr_right", "bits_left", "bits_right") if c in df]
     g = df.groupby(["method", "setting"], sort=False)[num].mean().reset_index()
+    if "ms_ssim" in df:  # a mean over only the images large enough for MS-SSIM would pass for all: missing
+        g["ms_ssim"] = df.groupby(["method", "setting"], sort=False)["ms_ssim"].agg(
+            lambda v: v.mean(skipna=False)).values
     g["n_images"] = df.groupby(["method", "setting"], sort=False).size().values
     return df, g
 
@@ -258,7 +272,7 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
     for method in g["method"].unique():
         sub = g[(g["method"] == method) & ~g["setting"].str.startswith("map=")]
         sub = sub.sort_values("bpp")
-        res = {"bpp": sub["bpp"].tolist(), "psnr-rgb": sub["psnr"].tolist(), "ms-ssim-rgb": sub["ms_ssim"].tolist(),
+        res = {"bpp": sub["bpp"].tolist(), "psnr-rgb": sub["psnr"].tolist(), "ms-ssim-rgb": [_finite_or_none(v) for v in sub["ms_ssim"]],
                "encoding_time": sub["enc_s"].tolist(), "decoding_time": sub["dec_s"].tolist()}
         if method == codec_name:
             res["q"] = sub["q"].tolist()
@@ -347,7 +361,7 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
     for _, r in g.iterrows():
         est = f"{r['bpp_est']:.4f}" if "bpp_est" in r and r["bpp_est"] == r["bpp_est"] else ""
         lines.append(f"| {r['method']} | {r['setting']} | {r['bpp']:.4f} | {est} | {r['psnr']:.2f} | "
-                     f"{r['ms_ssim']:.4f} | {r['enc_s']:.3f} | {r['dec_s']:.3f} |")
+                     f"{_fmt_ms_ssim(r['ms_ssim'])} | {r['enc_s']:.3f} | {r['dec_s']:.3f} |")
     lines += ["", "## BD-rate (PSNR), % (negative: fewer bits than the reference at equal PSNR)", "",
               "| test vs reference | BD-rate % |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in bd.items()]

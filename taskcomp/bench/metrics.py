@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["psnr", "ms_ssim", "bd_rate", "bpp_of_bytes"]
+__all__ = ["psnr", "ms_ssim", "MS_SSIM_MIN_SIDE", "bd_rate", "bpp_of_bytes"]
 
 
 def bpp_of_bytes(n_bytes: int, height: int, width: int) -> float:
@@ -21,18 +21,24 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
+#: pytorch-msssim's MS-SSIM needs more than (win_size - 1) * 2**4 = 160 px per side (5 scales, 11-px window).
+MS_SSIM_MIN_SIDE = 161
+
+
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """MS-SSIM (pytorch-msssim, data range 255) between two (H, W, 3) uint8 images.
+    """MS-SSIM (Wang, Simoncelli & Bovik 2003; pytorch-msssim, 5 scales, 11-px Gaussian window, data range 255)
+    between two (H, W, 3) uint8 images, in [0, 1] (1: identical).
 
-    Images smaller than the 5-scale minimum (161 px per side) get single-scale SSIM instead.
+    Returns NaN (missing) for images under :data:`MS_SSIM_MIN_SIDE` px on a side, where the five-scale
+    measure is not defined: no single-scale SSIM is reported under this name.
     """
-    from pytorch_msssim import ms_ssim as _ms_ssim, ssim as _ssim
+    from pytorch_msssim import ms_ssim as _ms_ssim
 
+    if min(a.shape[:2]) < MS_SSIM_MIN_SIDE:
+        return float("nan")
     ta = torch.from_numpy(a).permute(2, 0, 1)[None].float()
     tb = torch.from_numpy(b).permute(2, 0, 1)[None].float()
-    if min(a.shape[:2]) > 160:
-        return float(_ms_ssim(ta, tb, data_range=255.0))
-    return float(_ssim(ta, tb, data_range=255.0, win_size=min(11, (min(a.shape[:2]) // 2) * 2 - 1 or 1)))
+    return float(_ms_ssim(ta, tb, data_range=255.0))
 
 
 def bd_rate(rate_ref, dist_ref, rate_test, dist_test) -> float:
