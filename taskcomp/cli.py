@@ -619,15 +619,36 @@ def _cmd_report(a):
     from .report import report
 
     s = report(a.run_dir, a.out, max_bpp=a.max_bpp, data_root=a.data_root)
-    print(json.dumps({k: v for k, v in s.items() if k != "comparisons"}, indent=2))
+    print(json.dumps({k: v for k, v in s.items() if k not in ("comparisons", "definitions")}, indent=2))
+    print("Mean curve: the setting's metric and bpp averaged over the images, against uniform's mean curve (gain at "
+          "equal bpp, bits saved at equal metric). Per image: against each image's own uniform curve (median).")
+
+    def pct(v):  # a bpp saving against uniform at equal metric
+        return "n/a" if v is None else f"{v:.1f}% fewer bits" if v >= 0 else f"{-v:.1f}% more bits"
+
     for name, c in s["comparisons"].items():
-        keys = [k for k in c if k.startswith("max_")]
-        print(f"{name}: " + ", ".join(f"{k}={c[k]:.2f}" if c[k] is not None else f"{k}=n/a" for k in keys))
-        for setting, pi in (c.get("per_image") or {}).items():
-            med = pi.get("bpp_saving_median_percent")
-            print(f"    {setting}: per image better/tied/worse/outside {pi['better']}/{pi['tied']}/{pi['worse']}/"
-                  f"{pi['outside']}, beyond uniform's best {pi['beyond_uniform']}, median bpp saving "
-                  + (f"{med:.1f}% over {pi['n_saving']} images" if med is not None else "n/a"))
+        gain_key = next(k for k in c if k.startswith("mean_curve_best_gain_points"))
+        g, sv = c[gain_key], c["mean_curve_best_bpp_saving_percent"]
+        print(f"{name}: mean curve, best setting: "
+              + (f"{g:+.2f} points at equal bpp ({c['mean_curve_best_gain_setting']}, <= {a.max_bpp} bpp)"
+                 if g is not None else f"no setting at or below {a.max_bpp} bpp inside uniform's range")
+              + ", " + (f"{pct(sv)} at equal {c['metric']} ({c['mean_curve_best_bpp_saving_setting']})"
+                        if sv is not None else "no saving measurable (outside uniform's range)"))
+        per_image = c.get("per_image") or {}
+        for p in c["points"]:
+            pi = per_image.get(p["setting"])
+            line = (f"    {p['setting']}: {p['bpp']:.4f} bpp; mean curve "
+                    + (f"{p['gain_points']:+.2f} points" if "gain_points" in p else "gain n/a")
+                    + f", {pct(p.get('bpp_saving_percent'))}")
+            if pi:
+                line += (f"; per image better/tied/worse/outside {pi['better']}/{pi['tied']}/{pi['worse']}/"
+                         f"{pi['outside']}, beyond uniform's best {pi['beyond_uniform']}, median "
+                         f"{pct(pi.get('bpp_saving_median_percent'))} over {pi['n_saving']} images")
+            print(line)
+    for k, n in (s.get("incomplete_settings") or {}).items():
+        print(f"warning: {k} has {n} of {s['n_images']} images: its means are not comparable with the others")
+    if s.get("records_outside_run"):
+        print(f"{s['records_outside_run']} records of images outside the run's {s['n_images_planned']} were left out")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -733,8 +754,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "...) or the path of a recipe YAML file")
     r.add_argument("--out", help="run folder (default: the recipe's out:, else runs/NAME)")
     r.add_argument("--limit", type=int, metavar="N",
-                   help="N images spread evenly over the data set (default: all); a run folder keeps the N of its "
-                        "first run: a later run with another N is refused")
+                   help="N images spread evenly over the data set (default: all); a run folder keeps its images "
+                        "(OUT/run.json): another N is refused, no --limit extends the folder to every image")
     r.add_argument("--shard", help="i/n: this process takes images i, i+n, i+2n, ... (default: torchrun's rank, "
                    "a Slurm array task, else 0/1)")
     r.add_argument("--data-root", help="data root (default: $TASKCOMP_DATA or ../shared/data)")

@@ -9,10 +9,29 @@ import numpy as np
 
 from .io import atomic_write, save_csv, save_figure
 
-__all__ = ["load_records", "curves", "compare_to_uniform", "per_image_comparison", "report"]
+__all__ = ["run_items", "load_records", "curves", "compare_to_uniform", "per_image_comparison", "report"]
 
 
-def load_records(run_dir: str | Path):
+def run_items(run_dir: str | Path) -> list[str] | None:
+    """The item ids a run folder runs on (``run.json``, written by the runner), or None for a folder from before
+    it (all records count then)."""
+    p = Path(run_dir) / "run.json"
+    if not p.is_file():
+        return None
+    try:
+        return [str(i) for i in json.loads(p.read_text())["items"]]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ValueError(f"{p} is damaged (no item list); rerun `taskcomp run` on the folder to rewrite it") from None
+
+
+def load_records(run_dir: str | Path, only_run_items: bool = True):
+    """Every record of a run folder (the last of repeated points) as a DataFrame; with ``only_run_items``, only the
+    records of the folder's items (``run.json``): records of other images, left by an older run or copied in,
+    are dropped (``df.attrs["records_outside_run"]`` counts them).
+
+    Raises:
+        FileNotFoundError: no record files.
+    """
     import pandas as pd
 
     run_dir = Path(run_dir)
@@ -25,7 +44,18 @@ def load_records(run_dir: str | Path):
                 continue
     if not rows:
         raise FileNotFoundError(f"no records*.jsonl in {run_dir}")
-    return pd.DataFrame(rows).drop_duplicates(subset=["image", "method", "setting"], keep="last")
+    df = pd.DataFrame(rows).drop_duplicates(subset=["image", "method", "setting"], keep="last")
+    items = run_items(run_dir) if only_run_items else None
+    outside = 0
+    if items is not None:
+        keep = df["image"].astype(str).isin(set(items))
+        outside = int((~keep).sum())
+        df = df[keep]
+        if not len(df):
+            raise FileNotFoundError(f"no records of the run's {len(items)} images in {run_dir}")
+    df.attrs["records_outside_run"] = outside
+    df.attrs["n_items"] = len(items) if items is not None else None
+    return df
 
 
 LOWER_IS_BETTER = ("cer/",)
@@ -60,15 +90,33 @@ def _uniform_bpp_at(ub: np.ndarray, um: np.ndarray, val: float) -> float | None:
     return float(b0 + (b1 - b0) * (val - m0) / (m1 - m0) if m1 > m0 else b1)
 
 
+#: What each figure of a comparison means (written into summary.json).
+DEFINITIONS = {
+    "points[].gain_points / bpp_saving_percent": "mean curve: the method's setting (metric and bpp averaged over "
+    "the images) against uniform's mean curve: metric gain in points at equal bpp; bits saved at equal metric",
+    "mean_curve_best_gain_points_at_or_below_B_bpp": "the largest gain_points among the settings at or below B bpp "
+    "(mean curve; its setting in mean_curve_best_gain_setting)",
+    "mean_curve_best_bpp_saving_percent": "the largest bpp_saving_percent among the settings (mean curve; its "
+    "setting in mean_curve_best_bpp_saving_setting)",
+    "per_image.SETTING.bpp_saving_median_percent": "per image: the median over images of the bits saved at equal "
+    "metric against each image's own uniform curve (a different figure from the mean curve's: with a 0/1 metric "
+    "such as top-1, an image that uniform already gets right at its lowest q counts as a loss)",
+}
+
+
 def compare_to_uniform(table, metric: str, method: str = "task_aware", max_bpp: float = 0.3) -> dict:
-    """Gain of ``method`` over uniform maps at equal bpp, and bpp saving at equal metric (interpolated).
+    """Gain of ``method`` over uniform maps at equal bpp, and bpp saving at equal metric (interpolated), on the
+    mean curves (``table``: one row per method and setting, metric and bpp averaged over the images).
 
     Uniform's curve is made monotone (running best) before interpolation; only ``method`` points inside
     uniform's bpp range (gain) or metric range (saving) count. Gains are in points (x100) in the direction
-    of better (a CER drop is a positive gain).
+    of better (a CER drop is a positive gain). The headline figures (``mean_curve_best_*``) are the best of the
+    per-setting figures in ``points`` and name their setting, so a headline always equals one setting's figure;
+    see :data:`DEFINITIONS`. Settings whose mean metric is NaN (undefined on every image) are skipped.
     """
     u = table[table["method"] == "uniform"]
     t = table[table["method"] == method]
+    u, t = u[u[metric].notna()], t[t[metric].notna()]
     if len(u) < 2 or not len(t):
         return {}
     sign = 1.0 if higher_is_better(metric) else -1.0
@@ -86,12 +134,19 @@ def compare_to_uniform(table, metric: str, method: str = "task_aware", max_bpp: 
             p["bpp_saving_percent"] = 100 * (1 - r["bpp"] / b_eq)
         points.append(p)
     low = [p for p in points if p["bpp"] <= max_bpp and "gain_points" in p]
+    best_gain = max(low, key=lambda p: p["gain_points"], default=None)
+    best_saving = max((p for p in points if "bpp_saving_percent" in p), key=lambda p: p["bpp_saving_percent"],
+                      default=None)
+    gain = best_gain["gain_points"] if best_gain else None
     return {
         "metric": metric,
         "points": points,
-        f"max_gain_points_at_or_below_{max_bpp}_bpp": max((p["gain_points"] for p in low), default=None),
-        "max_bpp_saving_percent": max((p["bpp_saving_percent"] for p in points if "bpp_saving_percent" in p),
-                                      default=None),
+        f"mean_curve_best_gain_points_at_or_below_{max_bpp}_bpp": gain,
+        "mean_curve_best_gain_setting": best_gain["setting"] if best_gain else None,
+        "mean_curve_best_bpp_saving_percent": best_saving["bpp_saving_percent"] if best_saving else None,
+        "mean_curve_best_bpp_saving_setting": best_saving["setting"] if best_saving else None,
+        # the same figure under its name before issue 22 (read by results/predictor/imagenet/summarize.py)
+        f"max_gain_points_at_or_below_{max_bpp}_bpp": gain,
     }
 
 
@@ -110,6 +165,7 @@ def per_image_comparison(df, metric: str, method: str = "task_aware", tol: float
     out: dict[str, dict] = {}
     savings: dict[str, list[float]] = {}
     for img, g in df.groupby("image"):
+        g = g[g[metric].notna()]  # undefined on this image (e.g. agreement F1 with no detection on either)
         u = g[g["method"] == "uniform"]
         if len(u) < 2:
             continue
@@ -195,6 +251,14 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
     shown = [c for c in metric_cols if not c.startswith("top5/")]
     fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4.5), squeeze=False)
     summary = {"run": str(run_dir), "n_images": int(df["image"].nunique()), "comparisons": {}}
+    if df.attrs.get("n_items") is not None:  # run.json: the images the run is for, and what was left out
+        summary["n_images_planned"] = df.attrs["n_items"]
+        summary["records_outside_run"] = df.attrs["records_outside_run"]
+    short = {f"{m} {st}": int(n) for m, st, n in zip(table["method"], table["setting"], table["n_images"])
+             if n < summary["n_images"]}
+    if short:  # a mean over fewer images than the others is not comparable with them
+        summary["incomplete_settings"] = short
+    summary["definitions"] = DEFINITIONS
     if "weights" in df:  # codec weights ids of the codec points (records written before session 10 lack them)
         summary["codec_weights"] = sorted(df["weights"].dropna().unique().tolist())
     for ax, col in zip(axes[0], shown):

@@ -280,3 +280,153 @@ def test_run_recipe_api_refuses_batch_size_zero(tmp_path):
 
     with pytest.raises(ValueError, match="batch size must be an integer >= 1, got 0"):
         run_recipe(load_recipe(_recipe(tmp_path, GOOD)), tmp_path / "out", tmp_path, batch_size=0)
+
+
+# ------------------------------------------------------------------------------------------------ item 4
+
+def _items(*ids):
+    return [{"id": i} for i in ids]
+
+
+def test_run_folder_keeps_its_image_set(tmp_path):
+    from taskcomp.runner.run import RUN_FILE, _check_run_folder
+
+    out, recipe, logged = tmp_path / "run", {"name": "t", "methods": {}}, []
+    out.mkdir()
+    _check_run_folder(out, recipe, _items("a", "c"), 2, set(), logged.append)  # first run: writes run.json
+    saved = json.loads((out / RUN_FILE).read_text())
+    assert saved["items"] == ["a", "c"] and saved["limit"] == 2
+    _check_run_folder(out, recipe, _items("a", "c"), 2, {"a"}, logged.append)  # same set (another shard): fine
+    with pytest.raises(ValueError, match=r"2 images \(--limit 2\).*--limit 3.*leave out 1.*rerun with --limit 2"):
+        _check_run_folder(out, recipe, _items("a", "b", "d"), 3, set(), logged.append)
+    assert json.loads((out / RUN_FILE).read_text())["items"] == ["a", "c"]  # a refused run changes nothing
+    _check_run_folder(out, recipe, _items("a", "b", "c", "d"), None, set(), logged.append)  # all: extends
+    assert json.loads((out / RUN_FILE).read_text())["items"] == ["a", "b", "c", "d"]
+    assert any("extending" in m for m in logged)
+
+
+def test_run_folder_from_before_run_json_is_checked_against_its_records(tmp_path):
+    from taskcomp.runner.run import _check_run_folder
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with pytest.raises(ValueError, match="never mixes image sets"):
+        _check_run_folder(out, {"name": "t"}, _items("a", "b"), 2, {"a", "x"})
+    _check_run_folder(out, {"name": "t"}, _items("a", "b"), 2, {"a"})
+    assert (out / "run.json").is_file()
+
+
+def test_run_folder_keeps_its_settings(tmp_path):
+    import yaml
+
+    from taskcomp.runner.run import _check_run_folder
+
+    out = tmp_path / "run"
+    out.mkdir()
+    old = {"name": "t", "preprocess": {"resize": 280, "crop": 256},
+           "methods": {"uniform": {"q": [0.1]}, "task_aware": {"lambda": [0.1], "steps": 10}}}
+    (out / "recipe.yaml").write_text(yaml.safe_dump(old))
+    grown = {**old, "methods": {"uniform": {"q": [0.1, 0.2]}, "task_aware": {"lambda": [0.1, 1], "steps": 10},
+                                "jpeg": {"quality": [5]}}}
+    _check_run_folder(out, grown, _items("a"), None, set())  # sweeps may grow, methods may be added
+    with pytest.raises(ValueError, match=r"methods.task_aware.steps: 10; this recipe has 20"):
+        _check_run_folder(out, {**old, "methods": {"task_aware": {"lambda": [0.1], "steps": 20}}}, _items("a"),
+                          None, set())
+    with pytest.raises(ValueError, match="preprocess"):
+        _check_run_folder(out, {**old, "preprocess": {"resize": 146, "crop": 128}}, _items("a"), None, set())
+
+
+def test_run_with_another_limit_is_refused_before_work(tmp_path, data_root, capsys):
+    from taskcomp.runner.run import spread
+    from taskcomp.runner.layouts import list_items
+
+    recipe = _recipe(tmp_path, GOOD)
+    out = tmp_path / "run"
+    out.mkdir()
+    ids = [it["id"] for it in spread(list_items({"name": "t", "data": "imagenet-sample", "methods": {}}, data_root), 3)]
+    (out / "run.json").write_text(json.dumps({"limit": 3, "items": ids}))
+    rc, _, err = run(["run", recipe, "--out", out, "--data-root", data_root, "--limit", "4"], capsys)
+    assert_one_line_error(rc, err, "--limit 3", "--limit 4", "never mixes image sets")
+    assert not list(out.glob("records*"))
+
+
+def _write_records(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _fake_run(tmp_path, items, images, metric="top1/m", values=None):
+    """Records of uniform q=0/0.5/1 and task_aware lambda=1 for ``images``; run.json naming ``items``."""
+    out = tmp_path / "run"
+    out.mkdir()
+    rows = []
+    for k, img in enumerate(images):
+        for q, bpp, m in ((0.0, 0.1, 0.2), (0.5, 0.3, 0.6), (1.0, 0.9, 0.9)):
+            rows.append({"image": img, "method": "uniform", "setting": f"q={q:.2f}", "bpp": bpp, "psnr": 30.0,
+                         metric: m})
+        v = values[k] if values else 0.6
+        rows.append({"image": img, "method": "task_aware", "setting": "lambda=1", "bpp": 0.2, "psnr": 29.0,
+                     metric: v})
+    _write_records(out / "records.shard0of1.jsonl", rows)
+    if items is not None:
+        (out / "run.json").write_text(json.dumps({"limit": len(items), "items": items}))
+    return out
+
+
+def test_report_reports_only_the_runs_items(tmp_path):
+    from taskcomp.report import report
+
+    out = _fake_run(tmp_path, ["a", "b"], ["a", "b", "stray"], values=[0.6, 0.6, 0.0])
+    s = report(out)
+    assert s["n_images"] == 2 and s["n_images_planned"] == 2 and s["records_outside_run"] == 4
+    c = s["comparisons"]["task_aware vs uniform, top1/m"]
+    assert c["points"][0]["top1/m"] == pytest.approx(0.6)  # the stray image's 0.0 is not in the mean
+
+
+# ------------------------------------------------------------------------------------------------ item 5
+
+def test_report_headline_is_one_settings_figure(tmp_path, capsys):
+    from taskcomp.report import report
+
+    out = _fake_run(tmp_path, None, ["a", "b", "c"], values=[0.6, 0.3, 0.3])
+    s = report(out)
+    c = s["comparisons"]["task_aware vs uniform, top1/m"]
+    assert "max_bpp_saving_percent" not in c  # the old, ambiguous name
+    best = c["mean_curve_best_bpp_saving_percent"]
+    p = next(p for p in c["points"] if p["setting"] == c["mean_curve_best_bpp_saving_setting"])
+    assert best == p["bpp_saving_percent"]
+    assert c["mean_curve_best_gain_points_at_or_below_0.3_bpp"] == p["gain_points"]
+    assert "bpp_saving_median_percent" in c["per_image"]["lambda=1"] and "definitions" in s
+    rc, stdout, _ = run(["report", out], capsys)
+    assert rc == 0
+    head = next(l for l in stdout.splitlines() if l.startswith("task_aware vs uniform"))
+    row = next(l for l in stdout.splitlines() if l.strip().startswith("lambda=1:"))
+    shown = f"{best:.1f}% fewer bits" if best >= 0 else f"{-best:.1f}% more bits"
+    assert "mean curve" in head and shown in head and shown in row  # the headline is the row's figure
+    assert "per image" in row and "median" in row
+
+
+def test_undefined_agreement_f1_is_nan_and_left_out(tmp_path):
+    import math
+
+    import torch
+
+    from taskcomp.objectives.detection import DetectionObjective
+    from taskcomp.report import report
+
+    none, one = torch.zeros(0, 6), torch.tensor([[10.0, 10, 50, 50, 0.9, 0]])
+    ev = DetectionObjective.evaluate.__wrapped__ if hasattr(DetectionObjective.evaluate, "__wrapped__") \
+        else DetectionObjective.evaluate
+    m = ev(None, None, {"original": [none]}, detections=[none])[0]
+    assert all(math.isnan(m[k]) for k in ("f1_vs_original", "recall_vs_original", "precision_vs_original"))
+    m = ev(None, None, {"original": [one]}, detections=[none])[0]
+    assert m["f1_vs_original"] == 0.0 and m["recall_vs_original"] == 0.0
+    m = ev(None, None, {"original": [none]}, detections=[one])[0]
+    assert m["f1_vs_original"] == 0.0 and math.isnan(m["recall_vs_original"])
+    m = ev(None, None, {"original": [one]}, detections=[one.clone()])[0]
+    assert m["f1_vs_original"] == 1.0
+
+    # an image with no detection on either side is left out of the means, not counted as agreement 1
+    out = _fake_run(tmp_path, None, ["a", "b"], metric="f1/original", values=[0.5, float("nan")])
+    s = report(out)
+    c = s["comparisons"]["task_aware vs uniform, f1/original"]
+    assert c["points"][0]["f1/original"] == pytest.approx(0.5)

@@ -93,12 +93,10 @@ def _detector_from_module(m: torch.nn.Module):
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """IoU matrix of xyxy boxes a (N, 4) and b (M, 4)."""
-    lt = torch.max(a[:, None, :2], b[None, :, :2])
-    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area = lambda t: (t[:, 2:] - t[:, :2]).clamp(min=0).prod(-1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None] - inter).clamp_min(1e-9)
+    """IoU matrix (N, M) in [0, 1] of xyxy boxes a (N, 4) and b (M, 4): ``torchvision.ops.box_iou``."""
+    from torchvision.ops import box_iou as _box_iou
+
+    return _box_iou(a.float(), b.float()).nan_to_num(0.0)  # two empty boxes: 0/0, no overlap
 
 
 @register_objective("detection")
@@ -214,13 +212,18 @@ class DetectionObjective(Objective):
     def evaluate(self, x_dec: Tensor, ctx: dict[str, Any], detections: list[Tensor] | None = None) -> list[dict[str, float]]:
         """Agreement with the detections on the original at IoU 0.5 (same class): recall, precision, F1.
 
+        Undefined figures are NaN, not 1: with no detection on either image all three; recall when the original has
+        none, precision when the decoded image has none (F1 is then 0 if the other side has detections). Means
+        over images skip NaN (pandas), so an image without people does not count as perfect agreement.
+
         Args:
             detections: ``detect(x_dec)`` when the caller already has it.
         """
         out = []
         for d, ref in zip(detections if detections is not None else self.detect(x_dec), ctx["original"]):
             if len(ref) == 0 and len(d) == 0:
-                out.append({"n_det": 0, "recall_vs_original": 1.0, "precision_vs_original": 1.0, "f1_vs_original": 1.0})
+                nan = float("nan")
+                out.append({"n_det": 0, "recall_vs_original": nan, "precision_vs_original": nan, "f1_vs_original": nan})
                 continue
             matched = 0
             if len(ref) and len(d):
@@ -232,9 +235,9 @@ class DetectionObjective(Objective):
                     if iou[i, j] >= 0.5 and j not in used:
                         used.add(j)
                         matched += 1
-            rec = matched / len(ref) if len(ref) else 1.0
-            prec = matched / len(d) if len(d) else 1.0
-            f1 = 0.0 if rec + prec == 0 else 2 * rec * prec / (rec + prec)
+            rec = matched / len(ref) if len(ref) else float("nan")
+            prec = matched / len(d) if len(d) else float("nan")
+            f1 = 0.0 if matched == 0 else 2 * rec * prec / (rec + prec)
             out.append({"n_det": int(len(d)), "recall_vs_original": rec, "precision_vs_original": prec,
                         "f1_vs_original": f1})
         return out

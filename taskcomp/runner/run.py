@@ -166,9 +166,10 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
         items = spread(list_items(recipe, data_root), limit)
         mine = shard_items(items, si, sn)
         out.mkdir(parents=True, exist_ok=True)
+        done, folder_weights = _done_points(out)
+        _check_run_folder(out, recipe, items, limit, {k[0] for k in done}, log)
         if si == 0:
             atomic_write(out / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False).encode())
-        done, folder_weights = _done_points(out)
         todo = [(it, s) for it in mine for s in points if (it["id"], s[0], s[1]) not in done]
         log(f"{recipe['name']}: device {describe_device(dev)}; shard {si}/{sn} ({env.source}); "
             f"{len(mine)} of {len(items)} images x {len(points)} points: {len(todo)} to do, "
@@ -185,6 +186,83 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
         return n_new
     finally:
         group.close()
+
+
+#: The run folder's file naming the items it runs on (written at the first run, checked at every later one).
+RUN_FILE = "run.json"
+#: Recipe keys whose change would make a run folder's records incomparable (codec weights are checked apart).
+_FIXED_KEYS = ("task", "data", "preprocess", "objective", "coco_category", "ap_conf")
+
+
+def _check_run_folder(out: Path, recipe: dict[str, Any], items: list, limit: int | None, recorded: set,
+                      log=print) -> None:
+    """A run folder never mixes image sets or settings.
+
+    ``OUT/run.json`` keeps the item ids (and ``--limit``) of the folder's run. A later run (any shard) must use
+    the same items, or a superset of them (e.g. the whole set after a ``--limit`` run: the folder is extended
+    and ``run.json`` updated); any other set is refused. A folder from before ``run.json`` is checked against
+    the images of its records. The recipe's task, data, preprocessing, objective and each method's options
+    (all but its sweep) must equal those of the folder's ``recipe.yaml``: a sweep may grow, its points may
+    not change meaning.
+
+    Raises:
+        ValueError: one line saying what differs and what to do.
+    """
+    ids = [it["id"] for it in items]
+    path = out / RUN_FILE
+    prev = None
+    if path.is_file():
+        try:
+            prev = json.loads(path.read_text())
+            old, old_limit = list(prev["items"]), prev.get("limit")
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ValueError(f"{path} is damaged: delete it to take the items from the records") from None
+    else:
+        old, old_limit = sorted(recorded), None
+    new = set(ids)
+    if not set(old) <= new:
+        stray = sorted(set(old) - new)
+        was = f"--limit {old_limit}" if old_limit is not None else ("all images" if prev is not None else
+                                                                     "records")
+        now = f"--limit {limit}" if limit is not None else "all images"
+        raise ValueError(f"{out} holds a run on {len(old)} images ({was}); this run's {len(ids)} images ({now}) "
+                         f"leave out {len(stray)} of them (e.g. {stray[0]}): a run folder never mixes image sets: "
+                         f"rerun with {was if prev is not None and old_limit is not None else 'the same images'}, "
+                         "without --limit (extends the folder to every image), or use another --out")
+    _check_same_settings(out, recipe)
+    if prev is None or list(old) != ids:
+        if prev is not None:
+            log(f"{out}: extending the run from {len(old)} to {len(ids)} images")
+        atomic_write(path, json.dumps({"recipe": recipe.get("name"), "limit": limit, "n_items": len(ids),
+                                       "items": ids}, indent=1).encode())
+
+
+def _check_same_settings(out: Path, recipe: dict[str, Any]) -> None:
+    """The fixed part of the recipe equals the folder's ``recipe.yaml`` (see :func:`_check_run_folder`)."""
+    p = out / "recipe.yaml"
+    if not p.is_file():
+        return
+    try:
+        old = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError:
+        return
+    if not isinstance(old, dict):
+        return
+    for key in _FIXED_KEYS:
+        if old.get(key) != recipe.get(key):
+            raise ValueError(f"{out} was run with {key}: {old.get(key)!r}; this recipe has {key}: "
+                             f"{recipe.get(key)!r}: records would mix two settings: use another --out")
+    sweeps = ("q", "alpha", "q_in", "quality", "lambda")
+    for method, spec in (recipe.get("methods") or {}).items():
+        if method not in (old.get("methods") or {}):
+            continue
+        a = {k: v for k, v in ((old["methods"][method]) or {}).items() if k not in sweeps}
+        b = {k: v for k, v in (spec or {}).items() if k not in sweeps}
+        if a != b:
+            key = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))[0]
+            raise ValueError(f"{out} was run with methods.{method}.{key}: {a.get(key)!r}; this recipe has "
+                             f"{b.get(key)!r}: its points would mix two settings under one label: use another --out "
+                             f"(or another method name, e.g. {method}_{key})")
 
 
 def _run_points(recipe, task_name, todo, out: Path, rec_path: Path, folder_weights, ta, bs: int, dev) -> int:
