@@ -567,7 +567,8 @@ def _cmd_ocr_map(a):
 
     def describe(p, W, H, ctx, img):
         H0, W0 = img.shape[:2]
-        return (f"{p}: {W0}x{H0}" + (f", map optimised at {W}x{H} and upsampled" if (H, W) != (H0, W0) else "")
+        work = f", working resolution {W}x{H} (map upsampled to {W0}x{H0})" if (H, W) != (H0, W0) else ""
+        return (f"{p}: {W0}x{H0}{work}"
                 + f", {len(ctx['images'][0]['boxes'])} text boxes read on the original")
 
     _map_images(a, objective, codec, dev, images, load, lambda x, _: objective.prepare(x), 10.0, opt_kwargs, describe,

@@ -235,3 +235,32 @@ def test_ms_ssim_is_missing_below_its_size_limit_not_ssim_under_its_name(tmp_pat
     summarize(recs, tmp_path, "sft-small", dataset="mine")
     assert json.loads((tmp_path / "jpeg.json").read_text())["results"]["ms-ssim-rgb"] == [None, None]
     assert "n/a (< 161 px)" in (tmp_path / "rd_table.md").read_text()
+
+
+def test_bd_rate_agrees_with_the_bjontegaard_package():
+    bjontegaard = pytest.importorskip("bjontegaard")  # the [test] extra
+    from taskcomp.bench.metrics import bd_rate
+    from taskcomp.bench.published import PUBLISHED_SFT_KODAK
+
+    r = np.array(PUBLISHED_SFT_KODAK["results"]["bpp"])
+    d = np.array(PUBLISHED_SFT_KODAK["results"]["psnr-rgb"])
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        r2, d2 = r * np.exp(rng.normal(0.2, 0.1, len(r))), np.sort(d + rng.normal(0, 0.3, len(d)))
+        ref = bjontegaard.bd_rate(r, d, r2, d2, method="pchip", require_matching_points=False)
+        assert bd_rate(r, d, r2, d2) == pytest.approx(ref, abs=0.01)  # percent
+    assert bd_rate(r, d, r * 1.5, d) == pytest.approx(50.0, abs=1e-6)
+
+
+def test_cer_and_iou_come_from_libraries():
+    from taskcomp.objectives.detection import box_iou
+    from taskcomp.objectives.text import cer
+
+    assert cer("kitten", "sitting") == pytest.approx(3 / 6)
+    assert cer("", "") == 0.0 and cer("", "x") == 1.0 and cer("abc", "") == 1.0
+    assert cer("Total 12.50", "Tota1 12.5O") == pytest.approx(2 / 11)
+    a = torch.tensor([[0.0, 0, 10, 10], [5, 5, 5, 5]])
+    b = torch.tensor([[5.0, 0, 15, 10], [5, 5, 5, 5], [20, 20, 30, 30]])
+    iou = box_iou(a, b)
+    expected = torch.tensor([[50 / 150, 0, 0], [0, 0, 0]])  # an empty box overlaps nothing, itself included
+    assert iou.shape == (2, 3) and torch.allclose(iou, expected)

@@ -272,7 +272,8 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
     for method in g["method"].unique():
         sub = g[(g["method"] == method) & ~g["setting"].str.startswith("map=")]
         sub = sub.sort_values("bpp")
-        res = {"bpp": sub["bpp"].tolist(), "psnr-rgb": sub["psnr"].tolist(), "ms-ssim-rgb": [_finite_or_none(v) for v in sub["ms_ssim"]],
+        res = {"bpp": sub["bpp"].tolist(), "psnr-rgb": sub["psnr"].tolist(),
+               "ms-ssim-rgb": [_finite_or_none(v) for v in sub["ms_ssim"]],
                "encoding_time": sub["enc_s"].tolist(), "decoding_time": sub["dec_s"].tolist()}
         if method == codec_name:
             res["q"] = sub["q"].tolist()

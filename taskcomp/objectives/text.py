@@ -52,18 +52,16 @@ def load_reader(quantize: bool = False):
 
 
 def _levenshtein(a: str, b: str) -> int:
-    """Edit distance (insertions, deletions, substitutions), one row at a time."""
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
+    """Levenshtein edit distance (insertions, deletions, substitutions, unit costs) between two strings, from
+    rapidfuzz (``rapidfuzz.distance.Levenshtein``)."""
+    from rapidfuzz.distance import Levenshtein
+
+    return int(Levenshtein.distance(a, b))
 
 
 def cer(reference: str, hypothesis: str) -> float:
-    """Character error rate: edit distance / reference length (0 when both are empty)."""
+    """Character error rate: Levenshtein distance (rapidfuzz) / reference length, >= 0 (above 1 when the
+    hypothesis has many extra characters); 0 when both are empty, 1 for any hypothesis of an empty reference."""
     if not reference:
         return 0.0 if not hypothesis else 1.0
     return _levenshtein(reference, hypothesis) / len(reference)
