@@ -262,7 +262,8 @@ def _family_at_bpp(codec, x, make_map, target, iters=12):
 
 
 def _print_comparison(codec, objective, x, ctx, rows):
-    """Decode each (name, setting, bpp, data) row and print its PSNR and task metrics."""
+    """Decode each (name, setting, bpp, data) row and print its PSNR and task metrics; returns them as dicts
+    (map, setting, bpp, bytes, psnr and the task's metrics) for ``--json``."""
     import math
 
     import torch
@@ -270,13 +271,69 @@ def _print_comparison(codec, objective, x, ctx, rows):
     from .bitstream import decode
 
     print(f"{'map':<12}{'setting':<22}{'real bpp':>10}  metrics")
+    out = []
     for name, setting, b, d in rows:
         with torch.inference_mode():
             x_dec = decode(codec, d)
         m = objective.evaluate(x_dec, ctx)[0]
         mse = float(((x_dec - x) ** 2).mean())
         shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
-        print(f"{name:<12}{setting:<22}{b:>10.4f}  PSNR={10 * math.log10(1 / max(mse, 1e-12)):.2f}, {shown}")
+        p = 10 * math.log10(1 / max(mse, 1e-12))
+        print(f"{name:<12}{setting:<22}{b:>10.4f}  PSNR={p:.2f}, {shown}")
+        out.append({"map": name, "setting": setting, "bpp": b, "bytes": len(d), "psnr": p, **m})
+    return out
+
+
+def _json_row(a, path, dst, map_dst, W, H, lam, bpp, n_bytes, secs) -> dict:
+    """One image's result for ``--json`` (appended to ``a.json_rows``; a plain dict when JSON is not asked for)."""
+    row = {"image": str(path), "output": str(dst), "map": str(map_dst) if map_dst else None, "width": int(W),
+           "height": int(H), "task": getattr(a, "task", "text"), "lambda": float(lam), "bpp": float(bpp),
+           "bytes": int(n_bytes), "seconds": float(secs)}
+    if getattr(a, "json_rows", None) is not None:
+        a.json_rows.append(row)
+    return row
+
+
+def _jsonable(v):
+    """JSON-safe values: numpy / torch scalars and arrays as Python numbers and lists, NaN and inf as null."""
+    import math
+
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "tolist"):  # numpy / torch
+        return _jsonable(v.tolist())
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _with_json(cmd):
+    """``cmd`` with ``--json FILE``: one result per image (image, output, map, size, lambda, real bpp, bytes,
+    seconds, and with --compare every compared map's bpp, PSNR and task metrics) written to FILE atomically when
+    all images are done; ``--json -`` prints it to stdout and sends the human-readable lines to stderr."""
+    def run(a):
+        import contextlib
+        import json
+
+        dest = getattr(a, "json", None)
+        a.json_rows = [] if dest else None
+        with contextlib.redirect_stdout(sys.stderr) if dest == "-" else contextlib.nullcontext():
+            cmd(a)
+        if dest:
+            text = json.dumps(_jsonable({"command": a.command, "images": a.json_rows}), indent=2)
+            if dest == "-":
+                print(text)
+            else:
+                from pathlib import Path
+
+                from .io import atomic_write
+
+                atomic_write(Path(dest), (text + "\n").encode())
+
+    run.__name__ = cmd.__name__
+    return run
 
 
 def _optimize_map(codec, objective, x, ctx, a, default_lam: float, opt_kwargs: dict):
@@ -456,10 +513,11 @@ def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: fl
             bpp = 8 * len(data) / (H * W)
             print(f"{describe(path, Ww, Hw, ctxs[j], extra)}: lambda {lam:.4g}, {bpp:.4f} bpp, map in {secs:.1f}s "
                   f"-> {dst}" + (f" (map {map_dst})" if map_dst else ""))
+            row = _json_row(a, path, dst, map_dst, W, H, lam, bpp, len(data), secs)
             if a.compare:
                 rows = [("task-aware", f"lambda={lam:.4g}", bpp, data)] + _comparison_rows(a, codec, objective, x,
                                                                                           ctx, bpp)
-                _print_comparison(codec, objective, x, ctx, rows)
+                row["compare"] = _print_comparison(codec, objective, x, ctx, rows)
 
     pending: dict[tuple[int, int], list] = {}
     for path in images:
@@ -748,7 +806,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--save-map", help="write the optimised map (.npy or 16-bit .png; a folder for several images; "
                    "default: not written)")
     _add_codec_args(o)
-    o.set_defaults(func=_cmd_optimize)
+    o.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-': stdout, the "
+                   "progress lines then go to stderr; default: none)")
+    o.set_defaults(func=_with_json(_cmd_optimize))
 
     r = sub.add_parser("run", help="run a recipe (resumable; --limit, --shard i/n)")
     r.add_argument("recipe", help="a shipped recipe's name (imagenet_classification, coco_detection, sroie_text, "
@@ -792,7 +852,9 @@ def build_parser() -> argparse.ArgumentParser:
     oc.add_argument("-o", "--output", required=True, help="output .tcz, or a folder for several images")
     oc.add_argument("--save-map", help="write the map (a folder for several images; default: not written)")
     _add_codec_args(oc)
-    oc.set_defaults(func=_cmd_ocr_map)
+    oc.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-': stdout, the "
+                    "progress lines then go to stderr; default: none)")
+    oc.set_defaults(func=_with_json(_cmd_ocr_map))
 
     t = sub.add_parser("train", help="train a codec from a YAML config")
     t.add_argument("--config", required=True, help="training config: a shipped config's name (e.g. "

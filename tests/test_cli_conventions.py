@@ -430,3 +430,41 @@ def test_undefined_agreement_f1_is_nan_and_left_out(tmp_path):
     s = report(out)
     c = s["comparisons"]["task_aware vs uniform, f1/original"]
     assert c["points"][0]["f1/original"] == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------------------------------------ item 6
+
+def test_optimize_json_to_stdout(tmp_path, sample_128, capsys):
+    from PIL import Image
+
+    img = tmp_path / "img.png"
+    Image.fromarray(sample_128).save(img)
+    rc, out, err = run(["optimize", img, "--lambda", "1", "--steps", "1", "--downsample", "16", "--compare",
+                        "--device", "cpu", "-o", tmp_path / "o.tcz", "--save-map", tmp_path / "m.npy",
+                        "--json", "-"], capsys)
+    assert rc == 0, err
+    res = json.loads(out)  # stdout holds the JSON alone; the progress lines went to stderr
+    assert "device" in err and res["command"] == "optimize"
+    (r,) = res["images"]
+    assert r["image"] == str(img) and r["output"] == str(tmp_path / "o.tcz") and r["map"] == str(tmp_path / "m.npy")
+    assert (r["width"], r["height"], r["lambda"], r["task"]) == (128, 128, 1.0, "classification")
+    assert r["bytes"] == (tmp_path / "o.tcz").stat().st_size
+    assert r["bpp"] == pytest.approx(8 * r["bytes"] / (128 * 128))
+    assert [c["map"] for c in r["compare"]] == ["task-aware", "uniform"]
+    assert r["compare"][0]["bpp"] == pytest.approx(r["bpp"]) and "top1" in r["compare"][0] and r["compare"][0]["psnr"] > 10
+
+
+def test_json_file_is_written_atomically_and_is_strict_json(tmp_path):
+    import argparse as ap
+
+    from taskcomp.cli import _json_row, _with_json
+
+    def fake(a):
+        print("progress")
+        _json_row(a, "x.png", "x.tcz", None, 4, 2, 1, 0.5, 1, 0.1)["compare"] = [{"f1": float("nan")}]
+
+    dest = tmp_path / "r.json"
+    _with_json(fake)(ap.Namespace(json=str(dest), command="ocr-map"))
+    r = json.loads(dest.read_text())  # strict: NaN written as null
+    assert r["images"][0]["compare"][0]["f1"] is None and r["images"][0]["task"] == "text"
+    assert "NaN" not in dest.read_text()
