@@ -246,19 +246,15 @@ def _cmd_demo(a):
     print(f"files in {out}/")
 
 
-def _family_at_bpp(codec, x, make_map, target, iters=12):
-    """The member of a one-parameter map family ``make_map(s)``, s in [0, 1], rate rising with s, whose
-    real bpp is closest to ``target`` (bisection). Returns (s, bpp, data)."""
-    from .optimize import real_bpp
+def _family_at_bpp(codec, x, make_map, target, tol=0.005, prefer=None):
+    """The member of a one-parameter map family ``make_map(s)``, s in [0, 1], whose real bpp is closest to
+    ``target`` (within ``tol`` relative when reachable): a grid scan with brackets refined
+    (:func:`taskcomp.optimize.search_bpp`), not assuming rate monotonic in s; with ``prefer``, the member
+    nearest to s = ``prefer`` among those that meet it. Returns (s, bpp, data)."""
+    from .optimize import real_bpp, search_bpp
 
-    lo, hi, best = 0.0, 1.0, None
-    for _ in range(iters):
-        s = (lo + hi) / 2
-        bpp, data = real_bpp(codec, x, make_map(s))
-        if best is None or abs(bpp - target) < abs(best[1] - target):
-            best = (s, bpp, data)
-        lo, hi = (s, hi) if bpp < target else (lo, s)
-    return best
+    found = search_bpp(lambda s: real_bpp(codec, x, make_map(s)), target, 0.0, 1.0, tol=tol, prefer=prefer)
+    return found.s, found.bpp, found.data
 
 
 def _print_comparison(codec, objective, x, ctx, rows):

@@ -9,6 +9,7 @@ objective) is kept. Images in a batch are optimised together but independently.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,8 @@ from torch import Tensor
 from .codec.sft import SFTCodec, bits_from_likelihoods
 from .objectives.base import Objective
 
-__all__ = ["MapOptimizer", "check_optimizer_args", "OptimizeResult", "TargetBppError", "logit", "real_bpp", "optimize_to_target_bpp",
+__all__ = ["MapOptimizer", "check_optimizer_args", "OptimizeResult", "BppSearch", "search_bpp", "uniform_bpp_search",
+           "check_target_reachable", "TargetBppError", "logit", "real_bpp", "optimize_to_target_bpp",
            "collate_contexts", "pad_batch", "optimize_images", "group_key"]
 
 
@@ -365,29 +367,173 @@ def real_bpp(codec: SFTCodec, x: Tensor, qmap: Tensor) -> tuple[float, bytes]:
     return 8.0 * len(data) / (x.shape[-2] * x.shape[-1]), data
 
 
+@dataclass
+class BppSearch:
+    """Result of :func:`search_bpp`: the setting ``s`` whose measured bpp came closest to the target.
+
+    Attributes:
+        s: the setting (q, logit offset, blend weight, ...).
+        bpp: its measured real bpp.
+        data: what the measurement returned beside the bpp (the .tcz bytes).
+        met: whether ``bpp`` is within the relative tolerance of the target.
+        samples: every (setting, bpp) measured, in the order measured.
+    """
+
+    s: float
+    bpp: float
+    data: Any
+    met: bool
+    samples: list[tuple[float, float]]
+
+    def measured(self, name: str = "q") -> str:
+        """One line of what was measured, e.g. ``measured 0.0238..0.0487 bpp over q in [0, 1] (19 points)``."""
+        ss, bs = [p[0] for p in self.samples], [p[1] for p in self.samples]
+        return (f"measured {min(bs):.4f}..{max(bs):.4f} bpp over {name} in [{min(ss):.3g}, {max(ss):.3g}] "
+                f"({len(bs)} points)")
+
+
+def search_bpp(measure, target: float, lo: float = 0.0, hi: float = 1.0, tol: float = 0.005, grid: int = 11,
+               refine: int = 10, prefer: float | None = None, max_brackets: int = 3) -> BppSearch:
+    """Find a setting s in [lo, hi] whose real bpp ``measure(s)`` meets ``target`` (relative ``tol``), without
+    assuming that rate is monotonic in s.
+
+    Rate is not monotonic in q on flat images (a blank page: 0.0315 bpp at q=0, 0.0238 at q=0.05, 0.0487 at
+    q=0.7), so a plain bisection between the ends misses reachable targets. This scans ``grid`` equally spaced
+    settings; every pair of neighbours whose bpp lie on both sides of the target brackets a crossing (wherever
+    rate is continuous), refined by bisection on the side of the target (``refine`` steps; no monotonicity
+    needed). Without ``prefer`` the scan runs from ``lo`` and stops at the first setting that meets the target;
+    with ``prefer`` it scans the whole grid and returns the met setting nearest to ``prefer`` (e.g. logit offset 0:
+    the least change to an optimised map), refining the brackets nearest to it first (at most ``max_brackets``).
+
+    Args:
+        measure: s -> (bpp, data); bpp of the whole file.
+        target: bits per pixel (> 0).
+
+    Returns:
+        :class:`BppSearch`; if nothing met the tolerance (the target outside the measured range, or a jump in
+        rate across it), the closest setting measured, with ``met`` False.
+    """
+    samples: list[tuple[float, float]] = []
+    best: list = []  # [s, bpp, data]
+    met_found: list[tuple[float, float, Any]] = []
+
+    def ok(b: float) -> bool:
+        return abs(b / target - 1) <= tol
+
+    def take(s: float) -> tuple[float, Any]:
+        b, d = measure(s)
+        samples.append((s, b))
+        if not best or abs(b - target) < abs(best[1] - target):
+            best[:] = [s, b, d]
+        if ok(b):
+            met_found.append((s, b, d))
+        return b, d
+
+    def bisect(a: float, fa: float, c: float) -> tuple[float, float, Any] | None:
+        for _ in range(refine):
+            m = (a + c) / 2
+            b, d = take(m)
+            if ok(b):
+                return m, b, d
+            if (b - target) * (fa - target) > 0:
+                a, fa = m, b
+            else:
+                c = m
+        return None
+
+    def result(hit) -> BppSearch:
+        if hit is not None:
+            return BppSearch(hit[0], hit[1], hit[2], True, samples)
+        return BppSearch(best[0], best[1], best[2], False, samples)
+
+    points = [lo + (hi - lo) * i / (grid - 1) for i in range(grid)] if grid > 1 else [lo]
+    if prefer is None:
+        prev = None
+        for s in points:
+            b, d = take(s)
+            if ok(b):
+                return result((s, b, d))
+            if prev is not None and (prev[1] - target) * (b - target) < 0:
+                hit = bisect(prev[0], prev[1], s)
+                if hit is not None:
+                    return result(hit)
+            prev = (s, b)
+        return result(None)
+    bpps = [take(s)[0] for s in points]
+    brackets = [(points[i], bpps[i], points[i + 1]) for i in range(len(points) - 1)
+                if (bpps[i] - target) * (bpps[i + 1] - target) < 0]
+    brackets.sort(key=lambda br: abs((br[0] + br[2]) / 2 - prefer))
+    for a, fa, c in brackets[:max_brackets]:
+        nearest = min(met_found, key=lambda h: abs(h[0] - prefer), default=None)
+        if nearest is not None and abs(nearest[0] - prefer) <= min(abs(a - prefer), abs(c - prefer)):
+            break  # a met setting already lies nearer than this bracket
+        bisect(a, fa, c)
+    return result(min(met_found, key=lambda h: abs(h[0] - prefer), default=None))
+
+
+def uniform_bpp_search(codec: SFTCodec, x: Tensor, target: float, tol: float = 0.005, **kw) -> BppSearch:
+    """The uniform level q in [0, 1] whose real bpp for image x (1, 3, H, W) meets ``target`` (:func:`search_bpp`,
+    so a target reachable by some q is found although rate need not be monotonic in q)."""
+    H, W = x.shape[-2:]
+    return search_bpp(lambda q: real_bpp(codec, x, torch.full((1, 1, H, W), q, device=x.device)), target, 0.0, 1.0,
+                      tol=tol, **kw)
+
+
+def check_target_reachable(codec: SFTCodec, x: Tensor, target: float, tol: float = 0.03) -> None:
+    """Raise :class:`TargetBppError` if no uniform map reaches ``target`` real bpp (within ``tol``) on x.
+
+    Cheap when it is: the bpp at q=0 and q=1 first (a target between them is reached by some q wherever rate is
+    continuous); only a target outside them scans q (:func:`uniform_bpp_search`), since the lowest and highest
+    rates need not lie at the ends. The error states only what was measured.
+
+    Raises:
+        TargetBppError: e.g. ``target 0.01 bpp is below the lowest measured: measured 0.0238..0.0487 bpp over q
+            in [0, 1] (14 points)``.
+    """
+    H, W = x.shape[-2:]
+    ends = [real_bpp(codec, x, torch.full((1, 1, H, W), q, device=x.device))[0] for q in (0.0, 1.0)]
+    if min(ends) * (1 - tol) <= target <= max(ends) * (1 + tol):
+        return
+    found = uniform_bpp_search(codec, x, target, tol=tol)
+    if found.met:
+        return
+    bs = [b for _, b in found.samples] + ends
+    if min(bs) * (1 - tol) <= target <= max(bs) * (1 + tol):
+        return  # inside what was measured: reachable up to a jump in rate, left to the caller's search
+    side = "below the lowest" if target < min(bs) else "above the highest"
+    raise TargetBppError(f"target {target:g} bpp is {side} this image reaches: {found.measured('q')}")
+
+
 def optimize_to_target_bpp(codec: SFTCodec, objective: Objective, x: Tensor, target: float, tol: float = 0.03,
                            lam_range: tuple[float, float] = (1e-4, 1e4), max_lambda_iters: int = 7,
                            ctx: dict[str, Any] | None = None, log=None, **opt_kwargs) -> dict[str, Any]:
-    """Find lambda (bisection in log space) whose optimised map codes ``x`` at ``target`` real bpp (+-tol).
+    """Find lambda whose optimised map codes ``x`` (1, 3, H, W) at ``target`` real bpp (+-``tol``, relative).
 
-    Rate is not continuous in lambda for every image, so if bisection ends outside the tolerance, the closest
-    map's logits are shifted by a global offset, bisected until the real bpp is within tolerance.
+    No step relies on rate being monotonic in lambda or q. (1) The target must be reachable by some uniform map
+    (:func:`check_target_reachable`). (2) Lambda is bisected in log space (``max_lambda_iters`` optimisations;
+    a guess that rate rises with lambda, usually right); the closest map is kept. (3) If none met the tolerance,
+    that map's logits are shifted by a global offset in [-12, 12] (:func:`search_bpp`: a grid scan, then the
+    bracket nearest offset 0 refined). (4) If still not met (rate can jump), the map is blended towards the
+    uniform map that meets the target, ``(1 - t) * map + t * q``, with the smallest t found that meets it
+    (t = 1 always does).
 
     Returns:
-        dict with ``qmap``, ``data`` (the .tcz bytes), ``bpp``, ``lam``, ``offset``, ``result`` (last run).
+        dict with ``qmap`` (1, 1, H, W), ``data`` (the .tcz bytes), ``bpp``, ``lam``, ``offset`` (logit shift, 0 if
+        none), ``blend`` (t, 0 if none), ``result`` (the kept optimiser run).
     Raises:
-        TargetBppError: the target lies outside [bpp(q=0), bpp(q=1)] of this image.
+        ValueError: more than one image, a target that is not a positive number, bad images or optimiser
+            arguments.
+        TargetBppError: no uniform map of this image reaches the target (the message gives the measured range).
     """
+    from .checks import check_image_tensor
+
+    x = check_image_tensor(x, "image")
     if x.size(0) != 1:
         raise ValueError("target-bpp search works on one image at a time")
-    if not (math.isfinite(target) and target > 0):
+    if not (isinstance(target, numbers.Real) and math.isfinite(target) and target > 0):
         raise ValueError(f"target bpp must be a positive number, got {target}")
-    H, W = x.shape[-2:]
-    lo_bpp, _ = real_bpp(codec, x, torch.zeros(1, 1, H, W, device=x.device))
-    hi_bpp, _ = real_bpp(codec, x, torch.ones(1, 1, H, W, device=x.device))
-    if not lo_bpp * (1 - tol) <= target <= hi_bpp * (1 + tol):
-        raise TargetBppError(f"target {target} bpp is unreachable for this image: the codec spans "
-                             f"{lo_bpp:.4f} (q=0) to {hi_bpp:.4f} (q=1) bpp")
+    check_optimizer_args(**opt_kwargs)
+    check_target_reachable(codec, x, target, tol)
     if ctx is None:
         ctx = objective.prepare(x)
     say = log or (lambda *a: None)
@@ -399,7 +545,7 @@ def optimize_to_target_bpp(codec: SFTCodec, objective: Objective, x: Tensor, tar
         res = MapOptimizer(codec, objective, lam=lam, **opt_kwargs).run(x, ctx)
         bpp, data = real_bpp(codec, x, res.qmap)
         say(f"lambda {lam:.4g}: {bpp:.4f} bpp")
-        cand = {"qmap": res.qmap, "data": data, "bpp": bpp, "lam": lam, "offset": 0.0, "result": res}
+        cand = {"qmap": res.qmap, "data": data, "bpp": bpp, "lam": lam, "offset": 0.0, "blend": 0.0, "result": res}
         if best is None or abs(bpp - target) < abs(best["bpp"] - target):
             best = cand
         if abs(bpp / target - 1) <= tol:
@@ -408,17 +554,24 @@ def optimize_to_target_bpp(codec: SFTCodec, objective: Objective, x: Tensor, tar
             hi = mid
         else:
             lo = mid
-    # Fine adjustment: shift all logits of the closest map.
+    # Shift all logits of the closest map.
     base = logit(best["qmap"])
-    a, b = -12.0, 12.0
-    for _ in range(30):
-        off = (a + b) / 2
-        qmap = torch.sigmoid(base + off)
-        bpp, data = real_bpp(codec, x, qmap)
-        if abs(bpp / target - 1) <= tol:
-            return {**best, "qmap": qmap, "data": data, "bpp": bpp, "offset": off}
-        if bpp > target:
-            b = off
-        else:
-            a = off
-    raise TargetBppError(f"could not meet {target} bpp within {100 * tol:.0f}% (closest {bpp:.4f} bpp)")
+    shifted = search_bpp(lambda off: real_bpp(codec, x, torch.sigmoid(base + off)), target, -12.0, 12.0, tol=tol,
+                         grid=13, prefer=0.0)
+    if shifted.met:
+        say(f"logit offset {shifted.s:+.3f}: {shifted.bpp:.4f} bpp")
+        return {**best, "qmap": torch.sigmoid(base + shifted.s), "data": shifted.data, "bpp": shifted.bpp,
+                "offset": shifted.s}
+    # Blend towards the uniform map that meets the target.
+    uni = uniform_bpp_search(codec, x, target, tol=tol)
+    if not uni.met:
+        raise TargetBppError(f"could not meet {target:g} bpp within {100 * tol:g}%: optimised maps "
+                             f"{shifted.measured('logit offset')}; uniform maps {uni.measured('q')}")
+    q = torch.full_like(best["qmap"], uni.s)
+    blended = search_bpp(lambda t: real_bpp(codec, x, (1 - t) * best["qmap"] + t * q), target, 0.0, 1.0, tol=tol,
+                         grid=11, prefer=0.0)
+    if not blended.met:  # t = 1 is the uniform map itself; only a non-deterministic encoder could get here
+        raise TargetBppError(f"could not meet {target:g} bpp within {100 * tol:g}%: {blended.measured('blend')}")
+    say(f"blended {blended.s:.2f} of the way to uniform q={uni.s:.3f}: {blended.bpp:.4f} bpp")
+    return {**best, "qmap": (1 - blended.s) * best["qmap"] + blended.s * q, "data": blended.data,
+            "bpp": blended.bpp, "blend": blended.s}

@@ -343,3 +343,98 @@ def test_cli_optimize_init_q_refused_before_models_load(tmp_path, capsys):
                       "--model", "no-such-model-anywhere", *extra)
         err = capsys.readouterr().err.strip()
         assert rc == 2 and "\n" not in err and "no-such-model" not in err, (extra, err)
+
+
+# ---------------------------------------------------------------------------------------------- 07: target bpp
+def test_search_bpp_needs_no_monotonicity():
+    from taskcomp.optimize import search_bpp
+
+    # A rate curve like a blank page's: high at both ends, a dip in the middle.
+    f = lambda s: 0.03 - 0.02 * np.sin(np.pi * s) ** 2 + 0.01 * s  # noqa: E731
+    calls = []
+
+    def measure(s):
+        calls.append(s)
+        return float(f(s)), f"data{s}"
+
+    r = search_bpp(measure, 0.015, tol=0.01)
+    assert r.met and abs(r.bpp / 0.015 - 1) <= 0.01 and r.data == f"data{r.s}"
+    assert 0 < r.s < 1  # below both ends: a bisection between the ends would call it unreachable
+    r = search_bpp(measure, 0.001, tol=0.01)
+    assert not r.met and "bpp over q in [0, 1]" in r.measured("q")
+    assert abs(r.bpp - min(b for _, b in r.samples)) < 1e-12  # the closest measured
+    # prefer: the met setting nearest to it (two crossings of 0.025 at s ~ 0.16 and ~ 0.9)
+    r = search_bpp(measure, 0.025, tol=0.005, prefer=1.0)
+    assert r.met and r.s > 0.5
+    r = search_bpp(measure, 0.025, tol=0.005, prefer=0.0)
+    assert r.met and r.s < 0.5
+
+
+def _flat_page():
+    from taskcomp.io import image_to_tensor, load_image
+
+    p = CASES / "07-target-bpp" / "doc_blank.png"
+    if p.is_file():
+        return image_to_tensor(load_image(p)), True
+    return torch.ones(1, 3, 224, 448), False
+
+
+def test_target_bpp_below_both_ends_is_reachable(codec):
+    """The case: 0.0315 bpp at q=0, 0.0455 at q=1, yet q=0.4 gives 0.0257; a target of 0.025 is reachable."""
+    from taskcomp.optimize import (TargetBppError, check_target_reachable, real_bpp, uniform_bpp_search)
+
+    x, is_case = _flat_page()
+    H, W = x.shape[-2:]
+    ends = [real_bpp(codec, x, torch.full((1, 1, H, W), q))[0] for q in (0.0, 1.0)]
+    if is_case:
+        target = 0.025
+    else:
+        inner = [real_bpp(codec, x, torch.full((1, 1, H, W), q))[0] for q in (0.1, 0.2, 0.3, 0.4, 0.5)]
+        target = min(inner)
+        if target >= min(ends) * 0.97:
+            pytest.skip("the synthetic page's rate happens to be monotonic here")
+    assert target < min(ends) * 0.97
+    check_target_reachable(codec, x, target, tol=0.03)
+    found = uniform_bpp_search(codec, x, target, tol=0.03)
+    assert found.met and abs(found.bpp / target - 1) <= 0.03
+    assert abs(real_bpp(codec, x, torch.full((1, 1, H, W), found.s))[0] - found.bpp) < 1e-12
+    with pytest.raises(TargetBppError, match=r"below the lowest.*measured \d\.\d+\.\.\d\.\d+ bpp over q in \[0, 1\]"):
+        check_target_reachable(codec, x, target / 3, tol=0.03)
+
+
+def test_target_reachable_messages(monkeypatch):
+    """What the error states is what was measured (a fake rate curve with a dip: fast, no codec)."""
+    import taskcomp.optimize as o
+
+    f = lambda q: 0.03 - 0.02 * np.sin(np.pi * q) ** 2 + 0.01 * q  # noqa: E731
+    monkeypatch.setattr(o, "real_bpp", lambda codec, x, m: (float(f(float(m.mean()))), b""))
+    x = torch.rand(1, 3, 8, 8)
+    o.check_target_reachable(None, x, 0.015, tol=0.03)  # below both ends (0.03, 0.04), reached inside
+    with pytest.raises(o.TargetBppError, match=r"target 0.001 bpp is below the lowest this image reaches: "
+                                               r"measured 0.01\d+\.\.0.04\d* bpp over q in \[0, 1\] \(11 points\)"):
+        o.check_target_reachable(None, x, 0.001, tol=0.03)
+    with pytest.raises(o.TargetBppError, match="above the highest"):
+        o.check_target_reachable(None, x, 5.0, tol=0.03)
+
+
+def test_optimize_to_target_bpp_meets_a_dip_target(codec):
+    """optimize_to_target_bpp meets a target below both ends (offset search, else the blend to uniform)."""
+    from taskcomp.objectives.base import Objective
+    from taskcomp.optimize import optimize_to_target_bpp
+
+    class Null(Objective):
+        def prepare(self, x, **kw):
+            return None
+
+        def loss(self, x_hat, ctx):
+            return x_hat.sum(dim=(1, 2, 3)) * 0
+
+    x, is_case = _flat_page()
+    if not is_case:
+        pytest.skip("needs the case's blank page")
+    logged = []
+    out = optimize_to_target_bpp(codec, Null(), x, 0.025, steps=1, max_lambda_iters=2, downsample=8,
+                                 log=logged.append)
+    assert abs(out["bpp"] / 0.025 - 1) <= 0.03
+    assert 8 * len(out["data"]) / (x.shape[-2] * x.shape[-1]) == out["bpp"]
+    assert out["qmap"].shape == (1, 1, *x.shape[-2:])

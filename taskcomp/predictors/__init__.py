@@ -160,19 +160,14 @@ def predict_to_target_bpp(codec, predictor: FeatureFiLMPredictor, x: torch.Tenso
     """
     import math
 
-    from ..optimize import TargetBppError, logit, real_bpp
+    from ..optimize import TargetBppError, check_target_reachable, logit, real_bpp
 
     if x.size(0) != 1:
         raise ValueError("target-bpp search works on one image at a time")
     if not (math.isfinite(target) and target > 0):
         raise ValueError(f"target bpp must be a positive number, got {target}")
     say = log or (lambda *a: None)
-    H, W = x.shape[-2:]
-    lo_bpp, _ = real_bpp(codec, x, torch.zeros(1, 1, H, W, device=x.device))
-    hi_bpp, _ = real_bpp(codec, x, torch.ones(1, 1, H, W, device=x.device))
-    if not lo_bpp * (1 - tol) <= target <= hi_bpp * (1 + tol):
-        raise TargetBppError(f"target {target} bpp is unreachable for this image: the codec spans "
-                             f"{lo_bpp:.4f} (q=0) to {hi_bpp:.4f} (q=1) bpp")
+    check_target_reachable(codec, x, target, tol)  # rate need not be monotonic in q: scans q when needed
     lo, hi = math.log(predictor.config.lambda_min), math.log(predictor.config.lambda_max)
     best = None
     for _ in range(iters):
