@@ -51,6 +51,14 @@ def test_vit_cam_agrees_with_pytorch_grad_cam_reshape_transform(vit):
     assert np.corrcoef(ours[0].detach().numpy().ravel(), ref[0].ravel())[0, 1] >= 0.99
 
 
+def test_gradcam_init_of_the_map_optimiser_on_a_vit(codec, vit):
+    from taskcomp.optimize import MapOptimizer
+
+    x = torch.rand(1, 3, 64, 96)
+    res = MapOptimizer(codec, vit.cls, lam=1.0, steps=1, init="gradcam", downsample=8).run(x)
+    assert res.qmap.shape == (1, 1, 64, 96) and torch.isfinite(res.qmap).all()
+
+
 @pytest.mark.parametrize("name", ["deit_tiny_distilled_patch16_224", "mixer_s16_224",
                                   "swin_tiny_patch4_window7_224"])
 def test_grad_cam_on_prefix_token_mixer_and_nhwc_models(name):
