@@ -125,7 +125,9 @@ def pack(header: Header, y_stream: bytes, z_stream: bytes) -> bytes:
 
 
 def unpack(data: bytes) -> tuple[Header, bytes, bytes]:
-    """Parse and verify a .tcz byte string. Raises BitstreamError with a one-line reason."""
+    """Parse and verify a .tcz byte string: magic, version, lengths, CRC-32, and the encoder's size limits
+    (:data:`MAX_SIDE` per side, :data:`MAX_PIXELS` in all), so a header claiming a huge image is refused before
+    anything is allocated. Raises BitstreamError with a one-line reason."""
     if len(data) == 0:
         raise BitstreamError("empty file, not a .tcz bitstream")
     if len(data) < 4 or not data.startswith(MAGIC):
@@ -158,6 +160,9 @@ def unpack(data: bytes) -> tuple[Header, bytes, bytes]:
         raise BitstreamError("corrupted .tcz file (checksum mismatch)")
     if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
         raise BitstreamError(f"corrupted .tcz header (image size {width}x{height})")
+    if width * height > MAX_PIXELS:  # the encoder's limit, checked before the decoder allocates anything
+        raise BitstreamError(f".tcz header claims {width}x{height} pixels, above the {MAX_PIXELS // 10**6} MP this "
+                             "codec codes in one piece (no encoder writes such a file)")
     y_stream, z_stream = body[pos : pos + y_len], body[pos + y_len :]
     return Header(name, weights, width, height, version), y_stream, z_stream
 

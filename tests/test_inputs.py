@@ -438,3 +438,23 @@ def test_optimize_to_target_bpp_meets_a_dip_target(codec):
     assert abs(out["bpp"] / 0.025 - 1) <= 0.03
     assert 8 * len(out["data"]) / (x.shape[-2] * x.shape[-1]) == out["bpp"]
     assert out["qmap"].shape == (1, 1, *x.shape[-2:])
+
+
+# ---------------------------------------------------------------------------------------------- huge .tcz header
+def test_decoder_applies_encoder_size_limits(codec, tmp_path, capsys):
+    """A well-formed file (valid CRC) whose header claims 60000x60000 is refused at once, before allocating."""
+    import time
+
+    from taskcomp.bitstream import BitstreamError, Header, MAX_PIXELS, decode, pack, unpack, weights_id
+
+    data = pack(Header("sft-small", weights_id(codec), 60000, 60000), b"\x00" * 8, b"\x00" * 8)
+    t0 = time.perf_counter()
+    with pytest.raises(BitstreamError, match="60000x60000"):
+        decode(codec, data)
+    assert time.perf_counter() - t0 < 2
+    (tmp_path / "huge.tcz").write_bytes(data)
+    assert _run_cli("decompress", tmp_path / "huge.tcz", "-o", tmp_path / "h.png", "--device", "cpu") == 2
+    err = capsys.readouterr().err.strip()
+    assert "60000x60000" in err and "\n" not in err
+    side = int(MAX_PIXELS**0.5)  # at the limit: the header is accepted
+    assert unpack(pack(Header("sft-small", weights_id(codec), side, side), b"", b""))[0].width == side
