@@ -458,3 +458,39 @@ def test_decoder_applies_encoder_size_limits(codec, tmp_path, capsys):
     assert "60000x60000" in err and "\n" not in err
     side = int(MAX_PIXELS**0.5)  # at the limit: the header is accepted
     assert unpack(pack(Header("sft-small", weights_id(codec), side, side), b"", b""))[0].width == side
+
+
+# ---------------------------------------------------------------------------------------------- ultralytics settings
+def _python(code: str, env: dict) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in ("YOLO_CONFIG_DIR", "XDG_CONFIG_HOME", "HOME")}
+    return subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_detection_writes_nothing_under_home(tmp_path):
+    """ultralytics writes its settings file when first imported; ours is set before, so HOME stays empty."""
+    import importlib.util
+
+    if importlib.util.find_spec("ultralytics") is None:
+        pytest.skip("ultralytics not installed")
+    home = tmp_path / "home"
+    home.mkdir()
+    code = ("import importlib.util, os\n"
+            "from taskcomp.objectives import create_objective\n"
+            "if importlib.util.find_spec('fall_detection'):\n"
+            "    create_objective('detection')\n"
+            "else:\n"
+            "    import taskcomp.objectives.detection, ultralytics\n"
+            "print(os.environ['YOLO_CONFIG_DIR'])\n")
+    r = _python(code, {"HOME": str(home), "TASKCOMP_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert list(home.rglob("*")) == [], [str(p) for p in home.rglob("*")]
+    assert not r.stdout.strip().startswith(str(home))
+    # A user's own setting is kept.
+    mine = tmp_path / "mine"
+    r = _python("import taskcomp.objectives.detection, ultralytics, os; print(os.environ['YOLO_CONFIG_DIR'])",
+                {"HOME": str(home), "YOLO_CONFIG_DIR": str(mine), "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == str(mine)
+    assert (mine / "Ultralytics" / "settings.json").is_file() or (mine / "settings.json").is_file()
+    assert list(home.rglob("*")) == []

@@ -24,6 +24,26 @@ from torch import Tensor
 from ..weights import ModelError
 from .base import Objective, register_objective
 
+
+def ultralytics_env() -> None:
+    """Point ultralytics at a writable settings folder of ours and keep it offline, unless the user set their own.
+
+    ultralytics writes ``settings.json`` into ``YOLO_CONFIG_DIR`` (default: the user's ``~/.config/Ultralytics``)
+    when it is first imported, so this must run before any ``import ultralytics``: it runs when this module is
+    imported, and this module is the package's only importer of ultralytics. Sets ``YOLO_CONFIG_DIR`` (default:
+    ``<tempdir>/taskcomp-ultralytics-<uid>``) and ``YOLO_OFFLINE=1`` only where unset.
+    """
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(tempfile.gettempdir()) / f"taskcomp-ultralytics-{uid}"))
+    try:
+        Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # ultralytics falls back to a temporary folder of its own if it cannot write there
+
+
+ultralytics_env()
+
 __all__ = ["DetectionObjective", "default_detector_path", "load_detector", "box_iou", "detector_eigencam"]
 
 
@@ -48,9 +68,7 @@ def load_detector(path: str | Path | torch.nn.Module | None = None):
         ModelError: a missing or foreign checkpoint, a model of another task (segment, pose, classify, ...) or a
             module that is not an ultralytics model (e.g. a timm classifier), in one line.
     """
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(tempfile.gettempdir()) / "taskcomp-ultralytics"))
-    Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
+    ultralytics_env()
     from ultralytics import YOLO
 
     if isinstance(path, torch.nn.Module):
