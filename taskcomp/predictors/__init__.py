@@ -111,6 +111,9 @@ def create_predictor(name: str = "lite0-classification", checkpoint: str | Path 
     if set(sd) != set(own) or any(sd[k].shape != own[k].shape for k in own):
         raise PredictorError(f"{checkpoint}: weights do not fit a {config.backbone} predictor of width {config.channels}")
     model.load_state_dict(sd, strict=False)
+    from ..codec.checkpoint import state_dict_hash
+
+    model.digest = state_dict_hash(sd)[:16]  # names these weights in records (runs never mix two predictors)
     model.meta = dict(ck.get("meta", {}))
     model.name = ck.get("name", name)
     model.eval()

@@ -434,7 +434,7 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
             for i, b in enumerate(sub):
                 qmap = res_maps[i]
                 maps[(b["id"], method, s[1])] = (qmap, {**extra[i], "map_mean": float(qmap.mean()),
-                                                        "batch": len(sub)}, per_image)
+                                                        "batch": len(sub), "predictor": pred.digest}, per_image)
             continue
         opt = MapOptimizer(codec, task.objective, lam=s[2]["lam"], **ta[method])
         res = optimize_images(opt, [b["x"] for b in sub], ctxs)
