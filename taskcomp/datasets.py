@@ -22,17 +22,29 @@ class DataError(FileNotFoundError):
 
 
 def data_root(root: str | Path | None = None) -> Path:
-    """Resolve the data root: ``root``, else $TASKCOMP_DATA, else ../shared/data next to the project."""
-    candidates = [root, os.environ.get("TASKCOMP_DATA")]
-    if root is None and not os.environ.get("TASKCOMP_DATA"):
-        candidates += [Path(__file__).resolve().parents[1].parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
+    """Resolve the data root: ``root``, else $TASKCOMP_DATA, else ../shared/data next to the project.
+
+    An explicit ``root`` (``--data-root``) or ``$TASKCOMP_DATA`` that is not a folder is an error, never
+    passed over for the next candidate.
+
+    Raises:
+        DataError: one line naming the missing folder and where it came from.
+    """
+    if root is not None and str(root) != "":
+        if not Path(root).is_dir():
+            raise DataError(f"data root {root} (--data-root) is not a folder")
+        return Path(root)
+    env = os.environ.get("TASKCOMP_DATA")
+    if env:
+        if not Path(env).is_dir():
+            raise DataError(f"data root {env} (from $TASKCOMP_DATA) is not a folder; fix it or pass --data-root")
+        return Path(env)
+    candidates = [Path(__file__).resolve().parents[1].parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
     for c in candidates:
         if c and Path(c).is_dir():
             return Path(c)
-    raise DataError(
-        f"data root not found (tried {root or os.environ.get('TASKCOMP_DATA') or '../shared/data'}); "
-        "pass --data-root or set TASKCOMP_DATA"
-    )
+    raise DataError("data root not found (tried ../shared/data beside the project and the working folder); "
+                    "pass --data-root or set TASKCOMP_DATA")
 
 
 def list_images(folder: str | Path) -> list[Path]:

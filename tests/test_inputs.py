@@ -494,3 +494,23 @@ def test_detection_writes_nothing_under_home(tmp_path):
     assert r.stdout.strip().splitlines()[-1] == str(mine)
     assert (mine / "Ultralytics" / "settings.json").is_file() or (mine / "settings.json").is_file()
     assert list(home.rglob("*")) == []
+
+
+# ---------------------------------------------------------------------------------------------- data root
+def test_explicit_data_root_must_exist(tmp_path, monkeypatch, capsys):
+    from taskcomp.datasets import DataError, data_root
+
+    real = tmp_path / "data"
+    real.mkdir()
+    monkeypatch.setenv("TASKCOMP_DATA", str(real))
+    assert data_root() == real
+    assert data_root(real) == real
+    with pytest.raises(DataError, match=r"nope.*--data-root"):
+        data_root(tmp_path / "nope")  # used to fall back to $TASKCOMP_DATA silently
+    monkeypatch.setenv("TASKCOMP_DATA", str(tmp_path / "gone"))
+    with pytest.raises(DataError, match=r"gone.*TASKCOMP_DATA"):
+        data_root()
+    monkeypatch.setenv("TASKCOMP_DATA", str(real))
+    rc = _run_cli("eval-codec", "--data-root", tmp_path / "nope", "--out", tmp_path / "o", "--device", "cpu")
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "nope" in err and "\n" not in err.split("error:")[-1]
