@@ -16,9 +16,11 @@ def _cmd_train(a):
         raise ValueError(f"--workers must be >= 1, got {a.workers}")
     if a.threads is not None and a.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {a.threads}")
-    from .runner.recipe import resolve_recipe
+    from .runner.recipe import check_config_keys, resolve_recipe
 
-    cfg = TrainConfig.from_yaml(resolve_recipe(a.config), steps=a.steps, budget_minutes=a.budget_minutes, out=a.out,
+    path = resolve_recipe(a.config)
+    check_config_keys(path, [k for k in TrainConfig.__dataclass_fields__ if k != "extra"], "training config")
+    cfg = TrainConfig.from_yaml(path, steps=a.steps, budget_minutes=a.budget_minutes, out=a.out,
                                 init_from=a.init_from, stop_after_minutes=a.stop_after, workers=a.workers,
                                 threads=a.threads)
     train(cfg, resume=a.resume, data=a.data, device=a.device)

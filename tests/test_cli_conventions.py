@@ -468,3 +468,15 @@ def test_json_file_is_written_atomically_and_is_strict_json(tmp_path):
     r = json.loads(dest.read_text())  # strict: NaN written as null
     assert r["images"][0]["compare"][0]["f1"] is None and r["images"][0]["task"] == "text"
     assert "NaN" not in dest.read_text()
+
+
+@pytest.mark.parametrize("text, words", [
+    ("stpes: 5\n", ["training config", "'stpes'", "allowed:", "steps"]),
+    ("steps: [\n", ["training config", "malformed YAML", "line 2"]),
+    ("- 1\n", ["must be a mapping"]),
+])
+def test_train_config_typo_and_malformed_yaml_are_one_line(tmp_path, capsys, text, words):
+    p = _recipe(tmp_path, text, "train.yaml")
+    rc, _, err = run(["train", "--config", p, "--out", tmp_path / "out"], capsys)
+    assert_one_line_error(rc, err, *words)
+    assert not (tmp_path / "out").exists()

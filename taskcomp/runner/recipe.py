@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["load_recipe", "validate_recipe", "check_objective", "resolve_recipe", "list_recipes", "parse_shard",
+__all__ = ["load_recipe", "read_yaml", "check_config_keys", "validate_recipe", "check_objective", "resolve_recipe", "list_recipes", "parse_shard",
            "settings", "is_map_method", "is_optimized", "is_predicted", "MAP_OPTIONS", "RecipeError"]
 
 #: Keys of a task-aware or predicted method that are not MapOptimizer arguments.
@@ -228,17 +228,36 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         ValueError: malformed YAML or an invalid recipe (one line naming the key and the keys allowed).
     """
     path = resolve_recipe(path)
+    return validate_recipe(read_yaml(path, "recipe"), f"recipe {path}")
+
+
+def read_yaml(path: str | Path, what: str = "recipe") -> Any:
+    """A YAML file's content; malformed YAML or non-UTF-8 text is a one-line :class:`RecipeError` with the line
+    and column (``what`` names the file's role in the message)."""
     try:
         with open(path, encoding="utf-8") as f:
-            r = yaml.safe_load(f)
+            return yaml.safe_load(f)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        what = " ".join(str(getattr(e, "problem", None) or e).split())
-        raise RecipeError(f"recipe {path}: malformed YAML{where}: {what}") from None
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise RecipeError(f"{what} {path}: malformed YAML{where}: {problem}") from None
     except UnicodeDecodeError as e:
-        raise RecipeError(f"recipe {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
-    return validate_recipe(r, f"recipe {path}")
+        raise RecipeError(f"{what} {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def check_config_keys(path: str | Path, allowed, what: str = "config") -> None:
+    """A training config file is a YAML mapping of known keys (``allowed``): one-line :class:`RecipeError`
+    otherwise (a typo such as ``stpes:`` would otherwise be ignored and the default used)."""
+    d = read_yaml(path, what)
+    if d is None:
+        return
+    if not isinstance(d, dict):
+        raise RecipeError(f"{what} {path} must be a mapping of keys to values, got {type(d).__name__}")
+    allowed = list(allowed)
+    for k in d:
+        if k not in allowed:
+            raise RecipeError(f"{what} {path}: unknown key {k!r}; allowed: {', '.join(allowed)}")
 
 
 def parse_shard(s: str | None) -> tuple[int, int]:
