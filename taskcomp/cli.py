@@ -548,8 +548,12 @@ def _early_checks(a):
     """Optimiser arguments and --target-bpp, checked before any model loads (one-line ValueError)."""
     from .optimize import check_optimizer_args
 
-    check_optimizer_args(steps=a.steps, lr=a.lr, init_q=a.init_q, downsample=a.downsample,
-                         **({"lam": a.lam} if a.lam is not None else {}))
+    try:
+        check_optimizer_args(steps=a.steps, lr=a.lr, init_q=a.init_q, downsample=a.downsample,
+                             **({"lam": a.lam} if a.lam is not None else {}))
+    except ValueError as e:  # name the option: "init_q must ..." -> "--init-q must ..."
+        word, _, rest = str(e).partition(" ")
+        raise ValueError(f"--{word.replace('_', '-')} {rest}") from None
     t = getattr(a, "target_bpp", None)
     if t is not None and not (t == t and 0 < t < float("inf")):
         raise ValueError(f"--target-bpp must be a positive number, got {t}")

@@ -487,8 +487,8 @@ def check_target_reachable(codec: SFTCodec, x: Tensor, target: float, tol: float
     rates need not lie at the ends. The error states only what was measured.
 
     Raises:
-        TargetBppError: e.g. ``target 0.01 bpp is below the lowest measured: measured 0.0238..0.0487 bpp over q
-            in [0, 1] (14 points)``.
+        TargetBppError: e.g. ``target 0.01 bpp is unreachable, below the lowest this image reaches: measured
+            0.0244..0.0487 bpp over q in [0, 1] (11 points)``.
     """
     H, W = x.shape[-2:]
     ends = [real_bpp(codec, x, torch.full((1, 1, H, W), q, device=x.device))[0] for q in (0.0, 1.0)]
@@ -501,7 +501,7 @@ def check_target_reachable(codec: SFTCodec, x: Tensor, target: float, tol: float
     if min(bs) * (1 - tol) <= target <= max(bs) * (1 + tol):
         return  # inside what was measured: reachable up to a jump in rate, left to the caller's search
     side = "below the lowest" if target < min(bs) else "above the highest"
-    raise TargetBppError(f"target {target:g} bpp is {side} this image reaches: {found.measured('q')}")
+    raise TargetBppError(f"target {target:g} bpp is unreachable, {side} this image reaches: {found.measured('q')}")
 
 
 def optimize_to_target_bpp(codec: SFTCodec, objective: Objective, x: Tensor, target: float, tol: float = 0.03,

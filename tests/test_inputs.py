@@ -410,7 +410,7 @@ def test_target_reachable_messages(monkeypatch):
     monkeypatch.setattr(o, "real_bpp", lambda codec, x, m: (float(f(float(m.mean()))), b""))
     x = torch.rand(1, 3, 8, 8)
     o.check_target_reachable(None, x, 0.015, tol=0.03)  # below both ends (0.03, 0.04), reached inside
-    with pytest.raises(o.TargetBppError, match=r"target 0.001 bpp is below the lowest this image reaches: "
+    with pytest.raises(o.TargetBppError, match=r"target 0.001 bpp is unreachable, below the lowest this image reaches: "
                                                r"measured 0.01\d+\.\.0.04\d* bpp over q in \[0, 1\] \(11 points\)"):
         o.check_target_reachable(None, x, 0.001, tol=0.03)
     with pytest.raises(o.TargetBppError, match="above the highest"):
