@@ -239,7 +239,9 @@ def _cmd_demo(a):
         res = MapOptimizer(codec, clf, lam=a.lam, steps=10, lr=0.3, init_q=0.1, downsample=8).run(x, ctx)
         secs = time.perf_counter() - t0
         bpp, data = real_bpp(codec, x, res.qmap)
-        atomic_write(out / "task_aware.tcz", data)
+        atomic_write(out / "task_aware.tcz", data)  # and what a person looks at: decoded image, map, overlay
+        _save_pictures(codec, x, res.qmap, data, out / "task_aware_map.png", True, out / "task_aware_overlay.png",
+                       out / "task_aware.png")
         q, ubpp, udata = _family_at_bpp(codec, x, lambda s: torch.full((1, 1, H, W), s, device=dev), bpp)
         print(f"\nclassification with {clf.model_name}" + (f", label {label}" if label is not None else ", label-free")
               + f": task-aware map (lambda {a.lam:g}, 10 Adam steps, {secs:.1f}s) vs the uniform map of equal bpp")
@@ -395,6 +397,43 @@ def _outputs(images, output: str, save_map: str | None, suffix: str = ".tcz"):
     return pairs
 
 
+def _side_outputs(images, path: str | None, option: str):
+    """Per image, where ``--save-overlay`` / ``--save-decoded`` writes (None when not asked): PATH itself for one
+    image and a file name, else PATH/STEM.png for each image (PATH a folder)."""
+    from pathlib import Path
+
+    if not path:
+        return [None] * len(images)
+    p = Path(path)
+    if len(images) == 1 and p.suffix and not p.is_dir():
+        return [p]
+    if p.suffix and not p.is_dir():
+        raise ValueError(f"with several images, {option} must be a folder (got the file name {p})")
+    return [p / f"{i.stem}.png" for i in images]
+
+
+def _save_pictures(codec, x, qmap, data, map_dst, also_exact, overlay_dst, decoded_dst) -> None:
+    """--save-map (a picture for .png, the exact map for .npy/.tif/.pgm; a folder gets both), --save-overlay
+    (the map over the coded image) and --save-decoded (the .tcz ``data`` decoded) of one image x (1, 3, H, W)."""
+    if map_dst is not None:
+        from .pictures import save_map_output
+
+        save_map_output(qmap, map_dst, also_exact=also_exact)
+    if overlay_dst is not None:
+        from .io import tensor_to_image
+        from .pictures import save_overlay
+
+        save_overlay(tensor_to_image(x), qmap, overlay_dst)
+    if decoded_dst is not None:
+        import torch
+
+        from .bitstream import decode
+        from .io import save_image
+
+        with torch.inference_mode():
+            save_image(decode(codec, data), decoded_dst)
+
+
 def _map_at_input_size(codec, qmap, x_full, target_bpp):
     """A map optimised at a working resolution, brought to the input's size: bilinear upsampling, then (with
     ``target_bpp``) one global logit offset bisected so that the full-size image meets the target.
@@ -467,7 +506,6 @@ def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: fl
     import time
 
     from .io import atomic_write, image_to_tensor
-    from .maps import save_map
     from .optimize import MapOptimizer, group_key, optimize_images, real_bpp
 
     if a.lam is not None and a.lam < 0:
@@ -475,6 +513,10 @@ def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: fl
     if a.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
     dests = dict(zip(images, _outputs(images, a.output, a.save_map)))
+    sides = dict(zip(images, zip(_side_outputs(images, a.save_overlay, "--save-overlay"),
+                                 _side_outputs(images, a.save_decoded, "--save-decoded"))))
+    maps_folder = a.save_map is not None and (len(images) > 1 or os.path.isdir(a.save_map)
+                                              or not os.path.splitext(a.save_map)[1])
     bs = 1 if a.target_bpp is not None else a.batch_size
     totals = [0.0, 0]
 
@@ -504,8 +546,7 @@ def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: fl
             H, W = x.shape[-2:]
             dst, map_dst = dests[path]
             atomic_write(dst, data)
-            if map_dst is not None:
-                save_map(qmap, map_dst)
+            _save_pictures(codec, x, qmap, data, map_dst, maps_folder, *sides[path])
             totals[0] += secs
             totals[1] += 1
             bpp = 8 * len(data) / (H * W)
@@ -557,6 +598,13 @@ def _early_checks(a):
     t = getattr(a, "target_bpp", None)
     if t is not None and not (t == t and 0 < t < float("inf")):
         raise ValueError(f"--target-bpp must be a positive number, got {t}")
+    m = getattr(a, "save_map", None)
+    if m and os.path.splitext(m)[1] and not os.path.isdir(m):
+        from .pictures import EXACT_SUFFIXES, PICTURE_SUFFIXES
+
+        if os.path.splitext(m)[1].lower() not in PICTURE_SUFFIXES + EXACT_SUFFIXES:
+            raise ValueError(f"--save-map {m}: use .png for a picture of the map, or {', '.join(EXACT_SUFFIXES)} "
+                             "for the exact map (which --qmap reads back)")
 
 
 def _cmd_optimize(a):
@@ -633,6 +681,20 @@ def _cmd_ocr_map(a):
 
     _map_images(a, objective, codec, dev, images, load, lambda x, _: objective.prepare(x), 10.0, opt_kwargs, describe,
                 full=lambda img: img)
+
+
+def _add_picture_args(p):
+    p.add_argument("--save-map", metavar="PATH",
+                   help="write the map: FILE.png is a picture to look at (8-bit colour, inferno colormap, with a "
+                        "colour bar for q on the fixed scale 0..1); FILE.npy (float32), FILE.tif or FILE.pgm "
+                        "(16-bit) is the exact map, which --qmap reads back; with several images a folder that "
+                        "gets both, STEM.png and STEM.npy (default: not written)")
+    p.add_argument("--save-overlay", metavar="PATH",
+                   help="write the map blended over the image (as pytorch-grad-cam's show_cam_on_image), the "
+                        "image's size; a folder (STEM.png) for several images (default: not written)")
+    p.add_argument("--save-decoded", metavar="PATH",
+                   help="write the decoded image of the written .tcz; a folder (STEM.png) for several images "
+                        "(default: not written)")
 
 
 def _add_codec_args(p):
@@ -752,7 +814,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     dm = sub.add_parser("demo", help="compress the bundled sample image at a few maps and print the results")
     dm.add_argument("--image", help="another image (default: the bundled sample, parrots_256.png)")
-    dm.add_argument("--out", default="taskcomp-demo", help="folder for the .tcz files and decoded images")
+    dm.add_argument("--out", default="taskcomp-demo", help="folder for the .tcz files and their decoded images "
+                    "(NAME.tcz and NAME.png for each map; the task-aware part adds task_aware.png, its map as a "
+                    "picture task_aware_map.png and exactly task_aware_map.npy, and task_aware_overlay.png)")
     dm.add_argument("--label", type=int, help="class of --image for the classification part (default: label-free)")
     dm.add_argument("--lambda", dest="lam", type=float, default=0.1, help="task weight of the classification part")
     dm.add_argument("--no-task", action="store_true", help="skip the task-aware classification part")
@@ -805,8 +869,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --predictor: K optimiser steps starting from the predicted map (default 0)")
     o.add_argument("--compare", action="store_true", help="also code a uniform map at the same real bpp")
     o.add_argument("-o", "--output", required=True, help="output .tcz, or a folder for several images")
-    o.add_argument("--save-map", help="write the optimised map (.npy or 16-bit .png; a folder for several images; "
-                   "default: not written)")
+    _add_picture_args(o)
     _add_codec_args(o)
     o.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-': stdout, the "
                    "progress lines then go to stderr; default: none)")
@@ -852,7 +915,7 @@ def build_parser() -> argparse.ArgumentParser:
     oc.add_argument("--batch-size", type=int, default=1, help="images of one padded size optimised together")
     oc.add_argument("--compare", action="store_true", help="also uniform and box-mask maps at the same real bpp")
     oc.add_argument("-o", "--output", required=True, help="output .tcz, or a folder for several images")
-    oc.add_argument("--save-map", help="write the map (a folder for several images; default: not written)")
+    _add_picture_args(oc)
     _add_codec_args(oc)
     oc.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-': stdout, the "
                     "progress lines then go to stderr; default: none)")

@@ -151,7 +151,8 @@ def test_optimize_several_images_writes_one_file_and_map_each(tmp_path, sample_r
     for stem, (w, h) in sizes.items():
         header = unpack((out / f"{stem}.tcz").read_bytes())[0]
         assert (header.width, header.height) == (w, h)
-        assert Image.open(maps / f"{stem}.png").size == (w, h)
+        # a folder of maps gets the exact map (STEM.npy) and a picture of it with a colour bar (STEM.png)
+        assert np.load(maps / f"{stem}.npy").shape == (h, w) and Image.open(maps / f"{stem}.png").mode == "RGB"
     assert "3 maps" in text and "per map" in text
     rc = main(["optimize", str(src), "-o", str(tmp_path / "x.tcz"), "--steps", "1", "--device", "cpu"])
     err = capsys.readouterr().err
