@@ -148,7 +148,8 @@ def predict_to_target_bpp(codec, predictor: FeatureFiLMPredictor, x: torch.Tenso
     """The predicted map whose .tcz meets ``target`` real bpp (within ``tol``, relative), by bisecting lambda in
     log space over the predictor's trained range; no codec gradients, so each try is one predictor pass and
     one encode. Rate need not be monotonic in lambda: the closest try is kept, and if none is within the
-    tolerance its logits are shifted by a global offset, bisected the same way.
+    tolerance its logits are shifted by a global offset found by :func:`taskcomp.optimize.search_bpp` (no
+    monotonicity assumed; the offset nearest 0 that meets the target).
 
     Args:
         codec: the frozen codec.
@@ -163,7 +164,7 @@ def predict_to_target_bpp(codec, predictor: FeatureFiLMPredictor, x: torch.Tenso
     """
     import math
 
-    from ..optimize import TargetBppError, check_target_reachable, logit, real_bpp
+    from ..optimize import TargetBppError, check_target_reachable, logit, real_bpp, search_bpp
 
     if x.size(0) != 1:
         raise ValueError("target-bpp search works on one image at a time")
@@ -188,19 +189,12 @@ def predict_to_target_bpp(codec, predictor: FeatureFiLMPredictor, x: torch.Tenso
             hi = (lo + hi) / 2
         else:
             lo = (lo + hi) / 2
+    # The closest try's logits shifted by a global offset, searched without assuming monotonic rate, nearest 0.
     base = logit(best["qmap"])
-    a, b = -12.0, 12.0
-    for _ in range(30):
-        off = (a + b) / 2
-        qmap = torch.sigmoid(base + off)
-        bpp, data = real_bpp(codec, x, qmap)
-        cand = {**best, "qmap": qmap, "data": data, "bpp": bpp, "offset": off}
-        if abs(bpp - target) < abs(best["bpp"] - target):
-            best = cand
-        if abs(bpp / target - 1) <= tol:
-            return cand
-        if bpp > target:
-            b = off
-        else:
-            a = off
+    found = search_bpp(lambda off: real_bpp(codec, x, torch.sigmoid(base + off)), target, -12.0, 12.0, tol=tol,
+                       prefer=0.0)
+    if found.met:
+        return {**best, "qmap": torch.sigmoid(base + found.s), "data": found.data, "bpp": found.bpp,
+                "offset": found.s}
+    best = best if abs(best["bpp"] - target) <= abs(found.bpp - target) else {**best, "bpp": found.bpp}
     raise TargetBppError(f"could not meet {target} bpp within {100 * tol:.0f}% (closest {best['bpp']:.4f} bpp)")
