@@ -259,9 +259,10 @@ def _result_text(r: dict[str, Any], task: str) -> str:
         n = sum(1 for d in r.get("detections") or [] if d[4] >= BOX_CONF)
         f1 = r.get("f1/original")
         f1s = "" if f1 is None or f1 != f1 else f", F1 vs original {f1:.2f}"
-        ap = r.get("ap50")
-        aps = "" if ap is None else f", AP50 {ap:.2f}"
-        return f"{n} detection{'s' if n != 1 else ''}{aps}{f1s}"
+        ap, n_gt = r.get("ap50") or (None, None)
+        gts = "" if n_gt is None else f" ({n_gt} in ground truth)"
+        aps = "" if ap is None else f"\nAP50 {ap:.2f}"
+        return f"{n} detection{'s' if n != 1 else ''}{gts}{aps}{f1s}"
     if task == "text":
         c = r.get("cer/gt", r.get("cer/original"))
         which = "CER" if "cer/gt" in r and r.get("cer/gt") == r.get("cer/gt") else "CER vs original"
@@ -290,14 +291,15 @@ def _pick(df_img, run_dir: Path, folder: Path):
 
 def gallery(run_dir: str | Path, df, task: str, path: str | Path, per_image_ap: dict | None = None) -> Path | None:
     """The run's gallery figure: one row per example image (``OUT/examples``): original | uniform | task-aware at
-    the same real bpp | the task-aware map over the image, with the bpp and the task's result under each
+    the same real bpp | the task-aware map (colours on the fixed scale q 0..1) | the map over the image, with the bpp and the task's result under each
     (top-1 class; detections at confidence >= 0.25, drawn as boxes, with AP50 when given and F1 against the
     original's; CER against the ground truth). The task-aware point is the middle one by bpp of the method's
     settings, the uniform point the one closest to it in real bpp.
 
     Args:
         df: the run's records (:func:`taskcomp.report.load_records`).
-        per_image_ap: optional {(image, method, setting): AP50} for the detection captions.
+        per_image_ap: optional {(image, method, setting): (AP50 or None, ground-truth boxes)} for the detection
+            captions.
     Returns:
         ``path`` (PNG, written atomically), or None when the run kept no examples.
     """
@@ -330,8 +332,8 @@ def gallery(run_dir: str | Path, df, task: str, path: str | Path, per_image_ap: 
     ar = np.mean([Image.open(f / "original.png").size[0] / Image.open(f / "original.png").size[1]
                   for _, f, *_ in rows])
     panel_h = 3.2
-    fig, axes = plt.subplots(len(rows), 4, figsize=(4 * panel_h * ar + 1.2, len(rows) * (panel_h + 0.9)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(rows), 5, figsize=(5 * panel_h * ar + 1.0, len(rows) * (panel_h + 1.3) + 0.4),
+                             squeeze=False, layout="constrained")
 
     def show(ax, arr, title, caption, rec=None):
         ax.imshow(arr)
@@ -360,19 +362,20 @@ def gallery(run_dir: str | Path, df, task: str, path: str | Path, per_image_ap: 
              f"{t['method']} {t['setting']}", f"{t['bpp']:.3f} bpp, PSNR {t['psnr']:.1f} dB\n{cap(t)}", t)
         ov = folder / _safe(t["method"]) / f"{_safe(t['setting'])}.overlay.png"
         mp = folder / _safe(t["method"]) / f"{_safe(t['setting'])}.map.npy"
-        ax = axes[i, 3]
         if mp.is_file():
             q = np.load(mp)
-            show(ax, np.asarray(Image.open(ov).convert("RGB")) if ov.is_file() else overlay(original, q),
-                 f"{t['method']} map over the image", f"q mean {q.mean():.2f}, range {q.min():.2f}-{q.max():.2f}")
+            show(axes[i, 3], colorize(q), f"{t['method']} map (where the bits went)",
+                 f"q mean {q.mean():.2f}, range {q.min():.2f}-{q.max():.2f}\n(uniform: q={u.get('q', '?')} everywhere)")
+            show(axes[i, 4], np.asarray(Image.open(ov).convert("RGB")) if ov.is_file() else overlay(original, q),
+                 "map over the original", "bright: more bits")
         else:
-            ax.axis("off")
-        cb = fig.colorbar(ScalarMappable(Normalize(0, 1), colormaps[CMAP]), ax=ax, fraction=0.046, pad=0.03)
+            axes[i, 3].axis("off")
+            axes[i, 4].axis("off")
+        cb = fig.colorbar(ScalarMappable(Normalize(0, 1), colormaps[CMAP]), ax=axes[i, 3:], fraction=0.04, pad=0.02)
         cb.set_label("quality q (0: fewest bits, 1: most)", fontsize=8)
         cb.ax.tick_params(labelsize=8)
     fig.suptitle(f"{run_dir.name}: where the bits went (uniform vs task-aware at about the same real bpp)",
                  fontsize=11)
-    fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
     return Path(path)

@@ -222,7 +222,8 @@ def coco_ap(df, annotations: Path, category: int):
 
 def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: float = 0.3,
            data_root: str | Path | None = None) -> dict:
-    """Write ``table.csv``, ``table.md``, ``metrics_vs_bpp.png`` and ``summary.json`` for a run."""
+    """Write ``table.csv``, ``table.md``, ``metrics_vs_bpp.png``, ``summary.json`` and, when the run kept examples,
+    ``gallery.png`` (original | uniform | task-aware at the same real bpp | map, per example image) for a run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -290,5 +291,47 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
     fig.tight_layout()
     save_figure(fig, out / "metrics_vs_bpp.png")
     plt.close(fig)
+    if _gallery(run_dir, df, out / "gallery.png", data_root) is not None:
+        summary["gallery"] = "gallery.png"
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
     return summary
+
+
+def _gallery(run_dir: Path, df, path: Path, data_root=None):
+    """``gallery.png`` from the run's examples (``OUT/examples``, kept by the runner for the recipe's ``examples``
+    first images; :func:`taskcomp.pictures.gallery`), with per-image AP50 and the ground truth's box count under
+    detection panels. None when the run kept no examples."""
+    import yaml
+
+    from .pictures import example_dir, gallery
+
+    ids = [i for i in df["image"].astype(str).unique() if (example_dir(run_dir, i) / "original.png").is_file()]
+    if not ids:
+        return None
+    recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text()) if (run_dir / "recipe.yaml").is_file() else {}
+    task = recipe.get("task", "classification")
+    per_ap = None
+    if task == "detection" and "detections" in df:
+        import contextlib
+        import io
+
+        from pycocotools.coco import COCO
+
+        from .datasets import data_root as _root
+        from .runner.layouts import annotation_file
+
+        ann = annotation_file(recipe, _root(data_root))
+        cat = int(recipe.get("coco_category", 1))
+        d = df[df["image"].astype(str).isin(ids)].copy()
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO(str(ann))
+        n_gt = {str(i): len(gt.getAnnIds(imgIds=[int(c)], catIds=[cat], iscrowd=False))
+                for i, c in zip(d["image"].astype(str), d["coco_id"])}
+        d["method"] = d["method"] + "\x00" + d["image"].astype(str)  # one AP per image and point
+        t = coco_ap(d, ann, cat)
+        col = next(c for c in t.columns if c.startswith("ap50/"))
+        per_ap = {}
+        for m, st, v in zip(t["method"], t["setting"], t[col]):
+            method, img = m.split("\x00")
+            per_ap[(img, method, st)] = (float(v) if n_gt[img] else None, n_gt[img])
+    return gallery(run_dir, df, task, path, per_image_ap=per_ap)

@@ -101,3 +101,27 @@ def test_side_outputs_are_folders_for_several_images(tmp_path):
     with pytest.raises(ValueError, match="--save-decoded must be a folder"):
         _side_outputs(imgs, str(tmp_path / "d.png"), "--save-decoded")
     assert _side_outputs(imgs[:1], str(tmp_path / "d.png"), "--save-decoded") == [tmp_path / "d.png"]
+
+
+def test_recipe_keeps_examples_and_report_writes_the_gallery(tmp_path, data_root):
+    """A tiny run: the first `examples` images keep decoded images, maps and overlays; report draws gallery.png."""
+    from taskcomp.report import report
+    from taskcomp.runner import run_recipe
+
+    recipe = {"name": "tiny", "data": "imagenet-sample", "preprocess": {"resize": 73, "crop": 64},
+              "objective": {"name": "classification"}, "eval_models": ["tf_efficientnet_lite0"], "examples": 1,
+              "methods": {"original": {}, "uniform": {"q": [0.0, 0.5]},
+                          "task_aware": {"lambda": [1.0], "steps": 1, "downsample": 16}}}
+    out = tmp_path / "run"
+    assert run_recipe(recipe, out, data_root, limit=2, log=lambda *a: None) == 8
+    (ex,) = sorted((out / "examples").iterdir())  # examples: 1 -> the run's first image only
+    assert Image.open(ex / "original.png").size == (64, 64)
+    assert sorted(p.name for p in (ex / "uniform").iterdir()) == ["q=0.00.png", "q=0.50.png"]
+    ta = ex / "task_aware"
+    assert {p.name for p in ta.iterdir()} == {"lambda=1.png", "lambda=1.map.npy", "lambda=1.map.png",
+                                              "lambda=1.overlay.png"}
+    assert Image.open(ta / "lambda=1.overlay.png").size == (64, 64)
+    s = report(out)
+    assert s["gallery"] == "gallery.png"
+    g = Image.open(out / "gallery.png")
+    assert g.size[0] > 4 * 64 and g.size[1] > 64

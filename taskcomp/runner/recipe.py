@@ -58,7 +58,7 @@ _KINDS = {
 RECIPE_KEYS = {
     "name": "str", "task": "str", "data": "data", "out": "str", "preprocess": "map", "codec": "str",
     "checkpoint": "str", "objective": "map", "eval_models": "strs", "methods": "map", "batch_size": "int>=1",
-    "coco_category": "int>=0", "ap_conf": "unit",
+    "coco_category": "int>=0", "ap_conf": "unit", "examples": "int>=0",
 }
 TASK_NAMES = ("classification", "text", "detection")
 PREPROCESS_KEYS = {"resize": "int>=1", "crop": "int>=1", "max_side": "int>=1"}

@@ -40,13 +40,18 @@ from ..bench.baselines import pillow_roundtrip
 from ..bench.metrics import psnr
 from ..io import atomic_write, image_to_tensor, tensor_to_image
 from ..maps import uniform_map
+from ..pictures import example_dir, save_example
 from ..optimize import MapOptimizer, collate_contexts, group_key, optimize_images, real_bpp
 from .recipe import MAP_OPTIONS, check_objective, is_map_method, is_predicted, parse_shard, validate_recipe
 from .recipe import settings as recipe_settings
 from .layouts import list_items
 from .tasks import TASKS
 
-__all__ = ["run_recipe", "spread", "shard_items", "record_file"]
+__all__ = ["run_recipe", "spread", "shard_items", "record_file", "DEFAULT_EXAMPLES"]
+
+#: Gallery examples of a run when the recipe has no ``examples:`` key: the first N items of the run keep their
+#: decoded images, maps and overlays under ``OUT/examples/`` (:func:`taskcomp.pictures.save_example`).
+DEFAULT_EXAMPLES = 2
 
 
 def spread(items: list, limit: int | None) -> list:
@@ -164,6 +169,8 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
     group = _Group(env)
     try:
         items = spread(list_items(recipe, data_root), limit)
+        for it in items[:recipe.get("examples", DEFAULT_EXAMPLES)]:  # the gallery's images keep their pictures
+            it["examples_dir"] = str(example_dir(out, it["id"]))
         mine = shard_items(items, si, sn)
         out.mkdir(parents=True, exist_ok=True)
         done, folder_weights = _done_points(out)
@@ -451,6 +458,7 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
         for method, setting, params in b["sets"]:
             t0 = time.perf_counter()
             extra: dict[str, Any] = {}
+            qmap = None
             opt_seconds = 0.0
             if method == "original":  # the task metric's ceiling: the preprocessed image, 24 bpp raw RGB
                 dec_arr, bpp, x_dec = arr, 24.0, x
@@ -478,4 +486,6 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
             f.write(json.dumps(rec) + "\n")
             f.flush()
             n += 1
+            if it.get("examples_dir"):  # decoded image, map, overlay, boxes / reading: OUT/examples/ID/METHOD/
+                save_example(it["examples_dir"], arr, method, setting, dec_arr, qmap, rec, it, state)
     return n

@@ -208,6 +208,7 @@ class TextTask:
         from ..objectives.text import cer, reading_text, word_accuracy
 
         reading = self.objective.read(x_dec[0])
+        state["reading"] = reading  # this point's reading, for the gallery examples (taskcomp.pictures)
         m = self.objective.evaluate(x_dec, state["orig"], readings=[reading])[0]
         rec = {"cer/original": m["cer"], "word_acc/original": m["word_acc"], **_input_size(item)}
         if item.get("boxes") is not None:
