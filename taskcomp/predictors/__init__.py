@@ -32,6 +32,8 @@ _WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 #: needs ``checkpoint=``.
 PREDICTOR_WEIGHTS: dict[str, tuple[str, PredictorConfig]] = {
     "lite0-classification": ("predictor-lite0-classification.pth", PredictorConfig()),
+    "yolov8-person-detection": ("predictor-yolov8-person-detection.pth",
+                                PredictorConfig(task="detection", task_model="default")),
 }
 
 
@@ -138,6 +140,8 @@ def check_task_model(predictor: FeatureFiLMPredictor, task: str, model_name: str
     if cfg.task != task:
         raise PredictorError(f"predictor {getattr(predictor, 'name', '?')} was trained for {cfg.task} maps, "
                              f"not {task}")
+    if cfg.task_model in ("", "default"):  # trained for the task's default model (e.g. the offline detector)
+        return
     if model_name is not None and resolve_classifier_name(model_name) != resolve_classifier_name(cfg.task_model):
         raise PredictorError(f"predictor {getattr(predictor, 'name', '?')} was trained for {cfg.task_model} maps, "
                              f"not {model_name}")

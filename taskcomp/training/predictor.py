@@ -141,7 +141,8 @@ class PredictorTrainConfig:
 def _objective(cfg: PredictorTrainConfig, device: torch.device):
     from ..objectives import create_objective
 
-    return create_objective(cfg.task, model=cfg.task_model, device=device)
+    kw = {} if cfg.task_model in ("", "default") else {"model": cfg.task_model}  # "default": the task's own
+    return create_objective(cfg.task, device=device, **kw)
 
 
 def _backbone(cfg: PredictorTrainConfig) -> str:
