@@ -327,11 +327,11 @@ def _gallery(run_dir: Path, df, path: Path, data_root=None):
             gt = COCO(str(ann))
         n_gt = {str(i): len(gt.getAnnIds(imgIds=[int(c)], catIds=[cat], iscrowd=False))
                 for i, c in zip(d["image"].astype(str), d["coco_id"])}
-        d["method"] = d["method"] + "\x00" + d["image"].astype(str)  # one AP per image and point
+        d["method"] = d["method"] + "\t@\t" + d["image"].astype(str)  # one AP per image and point
         t = coco_ap(d, ann, cat)
         col = next(c for c in t.columns if c.startswith("ap50/"))
         per_ap = {}
         for m, st, v in zip(t["method"], t["setting"], t[col]):
-            method, img = m.split("\x00")
+            method, img = m.split("\t@\t")
             per_ap[(img, method, st)] = (float(v) if n_gt[img] else None, n_gt[img])
     return gallery(run_dir, df, task, path, per_image_ap=per_ap)
