@@ -331,8 +331,9 @@ def gallery(run_dir: str | Path, df, task: str, path: str | Path, per_image_ap: 
         return None
     ar = np.mean([Image.open(f / "original.png").size[0] / Image.open(f / "original.png").size[1]
                   for _, f, *_ in rows])
-    panel_h = 3.2
-    fig, axes = plt.subplots(len(rows), 5, figsize=(5 * panel_h * ar + 1.0, len(rows) * (panel_h + 1.3) + 0.4),
+    panel_w = max(3.2 * ar, 3.0)  # portrait pages (receipts) get taller panels, not narrower ones
+    panel_h = panel_w / ar
+    fig, axes = plt.subplots(len(rows), 5, figsize=(5 * panel_w + 1.0, len(rows) * (panel_h + 1.3) + 0.4),
                              squeeze=False, layout="constrained")
 
     def show(ax, arr, title, caption, rec=None):
@@ -355,19 +356,19 @@ def gallery(run_dir: str | Path, df, task: str, path: str | Path, per_image_ap: 
     for i, (img_id, folder, o, t, u) in enumerate(rows):
         original = np.asarray(Image.open(folder / "original.png").convert("RGB"))
         H, W = original.shape[:2]
-        show(axes[i, 0], original, f"{img_id}\noriginal ({W}x{H}, 24 bpp)", cap(o), o)
+        show(axes[i, 0], original, f"{img_id}: original\n{W}x{H}, 24 bpp", cap(o), o)
         show(axes[i, 1], np.asarray(Image.open(folder / "uniform" / f"{_safe(u['setting'])}.png").convert("RGB")),
-             f"uniform {u['setting']}", f"{u['bpp']:.3f} bpp, PSNR {u['psnr']:.1f} dB\n{cap(u)}", u)
+             f"uniform\n{u['setting']}", f"{u['bpp']:.3f} bpp, PSNR {u['psnr']:.1f} dB\n{cap(u)}", u)
         show(axes[i, 2], np.asarray(Image.open(folder / _safe(t["method"]) / f"{_safe(t['setting'])}.png").convert("RGB")),
-             f"{t['method']} {t['setting']}", f"{t['bpp']:.3f} bpp, PSNR {t['psnr']:.1f} dB\n{cap(t)}", t)
+             f"{t['method']}\n{t['setting']}", f"{t['bpp']:.3f} bpp, PSNR {t['psnr']:.1f} dB\n{cap(t)}", t)
         ov = folder / _safe(t["method"]) / f"{_safe(t['setting'])}.overlay.png"
         mp = folder / _safe(t["method"]) / f"{_safe(t['setting'])}.map.npy"
         if mp.is_file():
             q = np.load(mp)
-            show(axes[i, 3], colorize(q), f"{t['method']} map (where the bits went)",
+            show(axes[i, 3], colorize(q), f"{t['method']} map\n(where the bits went)",
                  f"q mean {q.mean():.2f}, range {q.min():.2f}-{q.max():.2f}\n(uniform: q={u.get('q', '?')} everywhere)")
             show(axes[i, 4], np.asarray(Image.open(ov).convert("RGB")) if ov.is_file() else overlay(original, q),
-                 "map over the original", "bright: more bits")
+                 "map over\nthe original", "bright: more bits")
         else:
             axes[i, 3].axis("off")
             axes[i, 4].axis("off")
