@@ -351,6 +351,10 @@ def _optimize_map(codec, objective, x, ctx, a, default_lam: float, opt_kwargs: d
             from .predictors import predict_to_target_bpp
 
             found = predict_to_target_bpp(codec, predictor, x, a.target_bpp, log=print)
+            if found["offset"]:  # the lambda alone did not meet the target: say what else moved the map
+                print(f"lambda {found['lam']:.4g} missed the target; the map's logits were shifted by "
+                      f"{found['offset']:+.3f} to meet it (--lambda {found['lam']:.4g} alone gives another rate)",
+                      file=sys.stderr if getattr(a, "json", None) == "-" else sys.stdout)
             return found["qmap"], found["data"], found["lam"], time.perf_counter() - t0
         lam = default_lam if a.lam is None else a.lam
         with torch.no_grad():

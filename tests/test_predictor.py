@@ -191,3 +191,21 @@ def test_recipe_methods_predicted_and_refined(tmp_path, data_root, untrained_ckp
     bad = {**recipe, "objective": {"name": "classification", "model": "lite1"}}
     with pytest.raises(PredictorError, match="not tf_efficientnet_lite1"):
         run_recipe(bad, tmp_path / "run2", data_root, limit=1, log=lambda *a: None)
+
+
+def test_predictor_refuses_images_outside_0_1_and_empty_images(untrained_ckpt):
+    pred = create_predictor(str(untrained_ckpt))
+    with pytest.raises(ValueError, match=r"\[0, 1\]|255"):
+        pred(torch.rand(1, 3, 16, 16) * 255, 0.1)
+    with pytest.raises(ValueError):
+        pred(torch.rand(1, 3, 0, 5), 0.1)
+
+
+def test_resume_with_a_config_that_changes_the_model_is_refused(tmp_path, photo_folder):
+    from taskcomp.training.predictor import ConfigError, train_predictor
+
+    quiet = lambda *a, **k: None  # noqa: E731
+    train_predictor(_train_cfg(tmp_path, photo_folder, steps=1), log=quiet, device="cpu")
+    with pytest.raises(ConfigError, match="lambda_max: 3.0; this config has 30.0"):
+        train_predictor(_train_cfg(tmp_path, photo_folder, steps=2, lambda_max=30.0), resume=True, log=quiet,
+                        device="cpu")

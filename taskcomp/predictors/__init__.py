@@ -101,7 +101,9 @@ def create_predictor(name: str = "lite0-classification", checkpoint: str | Path 
         fname, _ = PREDICTOR_WEIGHTS[name]
         checkpoint = _WEIGHTS / fname
         if not checkpoint.is_file():
-            raise PredictorError(f"no trained weights are shipped for predictor {name!r}; pass checkpoint=")
+            raise PredictorError(f"no trained weights are shipped for predictor {name!r}: give a checkpoint of "
+                                 "`taskcomp train-predictor` (--predictor PATH; predictor: PATH in a recipe; "
+                                 "checkpoint= in Python)")
     ck = load_predictor_checkpoint(checkpoint)
     try:
         config = PredictorConfig(**ck["config"])

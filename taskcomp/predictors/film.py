@@ -153,17 +153,18 @@ class FeatureFiLMPredictor(nn.Module):
         Raises:
             ValueError: ``x`` not (B, 1 or 3, H, W), non-finite values, or a lambda that is not > 0.
         """
-        if x.dim() != 4 or x.size(1) not in (1, 3):
-            raise ValueError(f"images must be (B, 3, H, W) (or B, 1, H, W), got {tuple(x.shape)}")
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError("images contain NaN or infinite values")
+        if not isinstance(x, Tensor) or x.dim() != 4 or x.size(1) not in (1, 3):
+            raise ValueError(f"images must be (B, 3, H, W) (or B, 1, H, W), got {tuple(getattr(x, 'shape', ()))}")
         if x.size(1) == 1:
             x = x.expand(-1, 3, -1, -1)
+        from ..checks import check_image_tensor
+
+        check_image_tensor(x)  # float, non-empty, finite, in [0, 1] (0..255 data is refused, not clamped)
         B, _, H, W = x.shape
         gh, gw = self.grid(H, W)
         t = self.lambda_code(lam, B, x.device)
         with torch.no_grad():
-            feats = self.backbone(((x.clamp(0, 1) - self.mean) / self.std))
+            feats = self.backbone((x - self.mean) / self.std)
         h = 0
         for lat, i in zip(self.lateral, self.levels):
             f = lat(feats[i])

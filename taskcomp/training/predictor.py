@@ -186,6 +186,19 @@ def _pool(cfg: PredictorTrainConfig, data: list[str] | None) -> tuple[TrainingPo
     return pool, folders
 
 
+#: Keys that define what the trained weights mean: a resumed run must keep them.
+MODEL_KEYS = ("name", "task", "task_model", "backbone", "channels", "downsample", "lambda_min", "lambda_max",
+              "init_q", "codec", "crop", "batch_size", "seed")
+
+
+def _check_same_model(saved: dict, cfg: PredictorTrainConfig, where: Path) -> None:
+    """Raises ConfigError when resuming with a config that changes what the weights were trained as."""
+    for k in MODEL_KEYS:
+        if k in saved and saved[k] != getattr(cfg, k):
+            raise ConfigError(f"{where} was trained with {k}: {saved[k]!r}; this config has {getattr(cfg, k)!r}: "
+                              "resume with the run's own config (OUT/config.yaml) or start a new --out")
+
+
 def train_predictor(cfg: PredictorTrainConfig, resume: bool = False, data: list[str] | None = None, log=print,
                     device: str | torch.device | None = "auto") -> Path | None:
     """Train a map predictor; returns the exported checkpoint ``OUT/predictor.pth`` (rank 0; others None).
@@ -267,6 +280,7 @@ def _train(cfg: PredictorTrainConfig, resume: bool, data: list[str] | None, log,
     resumed = resume and state_path.is_file()
     if resumed:
         st = torch.load(state_path, map_location=device, weights_only=False)
+        _check_same_model(yaml.safe_load(st.get("config") or "{}") or {}, cfg, state_path)
         model.load_state_dict(st["model"], strict=False)
         opt.load_state_dict(st["optimizer"])
         step, elapsed = st["step"], st["elapsed"]
