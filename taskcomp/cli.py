@@ -885,7 +885,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run folder (default: the recipe's out:, else runs/NAME)")
     r.add_argument("--limit", type=int, metavar="N",
                    help="N images spread evenly over the data set (default: all); a run folder keeps its images "
-                        "(OUT/run.json): another N is refused, no --limit extends the folder to every image")
+                        "(OUT/run.json): an N whose images do not include the folder's is refused, one that includes them "
+                        "extends it, no --limit extends it to every image")
     r.add_argument("--shard", help="i/n: this process takes images i, i+n, i+2n, ... (default: torchrun's rank, "
                    "a Slurm array task, else 0/1)")
     r.add_argument("--data-root", help="data root (default: $TASKCOMP_DATA or ../shared/data)")
