@@ -616,6 +616,20 @@ def _cmd_optimize(a):
     from .objectives import create_objective
 
     _early_checks(a)
+    if a.refine and not a.predictor:
+        raise ValueError("--refine K refines a predicted map: give --predictor")
+    if a.refine is not None and a.refine < 0:
+        raise ValueError(f"--refine must be >= 0 steps, got {a.refine}")
+    if a.predictor and a.lam is not None and not a.lam > 0:
+        raise ValueError(f"--lambda must be > 0 with --predictor (its input is log lambda), got {a.lam}")
+    if a.predictor and a.predictor != "auto":  # a wrong path fails before any model loads
+        from pathlib import Path as _P
+
+        from .predictors import list_predictors
+
+        if a.predictor not in list_predictors() and not _P(a.predictor).is_file():
+            raise ValueError(f"--predictor {a.predictor}: not a registered predictor ({', '.join(list_predictors())}) "
+                             "nor a checkpoint file")
     images = _image_args(a.image)
     if a.label is not None and len(images) > 1:
         raise ValueError("--label applies to one image; several images are optimised label-free")
@@ -633,10 +647,6 @@ def _cmd_optimize(a):
     opt_kwargs = dict(steps=a.steps, lr=a.lr, optimizer=a.optimizer, init=a.init, init_q=a.init_q,
                       downsample=a.downsample)
     a.predictor_model = None
-    if a.refine and not a.predictor:
-        raise ValueError("--refine K refines a predicted map: give --predictor")
-    if a.refine is not None and a.refine < 0:
-        raise ValueError(f"--refine must be >= 0 steps, got {a.refine}")
     if a.predictor:
         from .predictors import check_task_model, create_predictor
         from .runner.run import _default_predictor

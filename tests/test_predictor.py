@@ -93,7 +93,7 @@ def test_cli_predictor_errors_are_one_line(tmp_path, capsys, sample_128, untrain
     rc, _, err = _run(["optimize", png, "-o", tmp_path / "o.tcz", "--refine", "2"], capsys)
     assert rc == 2 and "--predictor" in err
     rc, _, err = _run(["optimize", png, "-o", tmp_path / "o.tcz", "--predictor", tmp_path / "none.pth"], capsys)
-    assert rc == 2 and "not found" in err
+    assert rc == 2 and "nor a checkpoint file" in err
 
 
 def test_cli_predicted_and_refined_maps_and_target_bpp(tmp_path, capsys, sample_128, untrained_ckpt):
