@@ -271,7 +271,7 @@ def _result_text(r: dict[str, Any], task: str) -> str:
     return ""
 
 
-def _pick(df_img, run_dir: Path, folder: Path):
+def _pick(df_img, run_dir: Path, folder: Path, method: str | None = None):
     """The example's task-aware point (middle setting by bpp of the first task_aware* / predicted* method with
     pictures) and the uniform point closest to it in real bpp. Returns (ta record, uniform record) or None."""
     from .runner.recipe import is_map_method
@@ -279,6 +279,8 @@ def _pick(df_img, run_dir: Path, folder: Path):
     recs = df_img.to_dict("records")
     methods = [m for m in dict.fromkeys(r["method"] for r in recs) if is_map_method(m)]
     methods.sort(key=lambda m: (not m.startswith("task_aware"), m))
+    if method is not None:  # one method's gallery (e.g. predicted)
+        methods = [m for m in methods if m == method]
     for m in methods:
         ta = sorted((r for r in recs if r["method"] == m and (folder / _safe(m) / f"{_safe(r['setting'])}.png").is_file()),
                     key=lambda r: r["bpp"])
@@ -289,7 +291,8 @@ def _pick(df_img, run_dir: Path, folder: Path):
     return None
 
 
-def gallery(run_dir: str | Path, df, task: str, path: str | Path, per_image_ap: dict | None = None) -> Path | None:
+def gallery(run_dir: str | Path, df, task: str, path: str | Path, per_image_ap: dict | None = None,
+            method: str | None = None) -> Path | None:
     """The run's gallery figure: one row per example image (``OUT/examples``): original | uniform | task-aware at
     the same real bpp | the task-aware map (colours on the fixed scale q 0..1) | the map over the image, with the bpp and the task's result under each
     (top-1 class; detections at confidence >= 0.25, drawn as boxes, with AP50 when given and F1 against the
@@ -322,7 +325,7 @@ def gallery(run_dir: str | Path, df, task: str, path: str | Path, per_image_ap: 
         if not (folder / "original.png").is_file():
             continue
         g = df[df["image"].astype(str) == img_id]
-        picked = _pick(g, run_dir, folder)
+        picked = _pick(g, run_dir, folder, method)
         if picked is None:
             continue
         orig = [r for r in g.to_dict("records") if r["method"] == "original"]

@@ -293,11 +293,16 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
     plt.close(fig)
     if _gallery(run_dir, df, out / "gallery.png", data_root) is not None:
         summary["gallery"] = "gallery.png"
+        from .runner.recipe import is_predicted
+
+        for m in sorted(m for m in df["method"].unique() if is_predicted(m)):  # predicted maps get their own
+            if _gallery(run_dir, df, out / f"gallery_{m}.png", data_root, method=m) is not None:
+                summary.setdefault("galleries", {})[m] = f"gallery_{m}.png"
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
     return summary
 
 
-def _gallery(run_dir: Path, df, path: Path, data_root=None):
+def _gallery(run_dir: Path, df, path: Path, data_root=None, method: str | None = None):
     """``gallery.png`` from the run's examples (``OUT/examples``, kept by the runner for the recipe's ``examples``
     first images; :func:`taskcomp.pictures.gallery`), with per-image AP50 and the ground truth's box count under
     detection panels. None when the run kept no examples."""
@@ -334,4 +339,4 @@ def _gallery(run_dir: Path, df, path: Path, data_root=None):
         for m, st, v in zip(t["method"], t["setting"], t[col]):
             method, img = m.split("\t@\t")
             per_ap[(img, method, st)] = (float(v) if n_gt[img] else None, n_gt[img])
-    return gallery(run_dir, df, task, path, per_image_ap=per_ap)
+    return gallery(run_dir, df, task, path, per_image_ap=per_ap, method=method)
