@@ -648,14 +648,13 @@ def _cmd_optimize(a):
                       downsample=a.downsample)
     a.predictor_model = None
     if a.predictor:
-        from .predictors import check_task_model, create_predictor
-        from .runner.run import _default_predictor
+        from .predictors import check_task_model, create_predictor, default_predictor
 
         if a.target_bpp is not None and a.refine:
             raise ValueError("--target-bpp bisects the predictor's lambda; refine steps would move the rate: "
                              "use --lambda with --refine")
         model_name = getattr(objective, "model_name", None)
-        name = _default_predictor(a.task, model_name) if a.predictor == "auto" else a.predictor
+        name = default_predictor(a.task, model_name) if a.predictor == "auto" else a.predictor
         a.predictor_model = create_predictor(name, device=dev)
         check_task_model(a.predictor_model, a.task, model_name)
         print(f"predictor {a.predictor_model.name} ({a.predictor_model.meta.get('steps', '?')} training steps)"

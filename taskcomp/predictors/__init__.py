@@ -23,7 +23,7 @@ from .film import FeatureFiLMPredictor, PredictorConfig
 
 __all__ = ["FeatureFiLMPredictor", "PredictorConfig", "PredictorError", "create_predictor", "list_predictors",
            "save_predictor", "load_predictor_checkpoint", "check_task_model", "PREDICTOR_WEIGHTS",
-           "predict_to_target_bpp"]
+           "predict_to_target_bpp", "default_predictor"]
 
 FORMAT = "taskcomp-predictor"
 _WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -44,6 +44,19 @@ class PredictorError(ValueError):
 def list_predictors() -> list[str]:
     """Registered predictor names."""
     return sorted(PREDICTOR_WEIGHTS)
+
+
+def default_predictor(task: str, model_name: str | None = None) -> str:
+    """The registered predictor for ``task`` maps of ``model_name`` (None: any model of that task).
+
+    Raises:
+        PredictorError: none registered.
+    """
+    for name, (_, cfg) in PREDICTOR_WEIGHTS.items():
+        if cfg.task == task and (model_name is None or cfg.task_model == model_name):
+            return name
+    raise PredictorError(f"no registered predictor for {task} maps of {model_name}: give a checkpoint "
+                         "(--predictor PATH; predictor: PATH in a recipe)")
 
 
 def save_predictor(model: FeatureFiLMPredictor, path: str | Path, name: str, meta: dict[str, Any] | None = None) -> None:

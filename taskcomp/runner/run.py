@@ -350,7 +350,7 @@ def _task_objectives(task) -> list:
 def _predictors(recipe: dict[str, Any], task_name: str, task, dev) -> dict[str, Any]:
     """The predictor of each ``predicted*`` method (``predictor:`` a registered name or a checkpoint path, default
     the task model's registered one; ``checkpoint:`` other weights), checked against the task's objective."""
-    from ..predictors import check_task_model, create_predictor
+    from ..predictors import check_task_model, create_predictor, default_predictor
 
     out = {}
     for method, spec in recipe["methods"].items():
@@ -358,20 +358,11 @@ def _predictors(recipe: dict[str, Any], task_name: str, task, dev) -> dict[str, 
             continue
         spec = spec or {}
         model_name = getattr(task.objective, "model_name", None)
-        name = spec.get("predictor") or _default_predictor(task_name, model_name)
+        name = spec.get("predictor") or default_predictor(task_name, model_name)
         pred = create_predictor(name, checkpoint=spec.get("checkpoint"), device=dev)
         check_task_model(pred, task_name, model_name)
         out[method] = pred
     return out
-
-
-def _default_predictor(task_name: str, model_name: str | None) -> str:
-    from ..predictors import PREDICTOR_WEIGHTS
-
-    for name, (_, cfg) in PREDICTOR_WEIGHTS.items():
-        if cfg.task == task_name and (model_name is None or cfg.task_model == model_name):
-            return name
-    raise ValueError(f"no registered predictor for {task_name} maps of {model_name}: give predictor: a checkpoint")
 
 
 def _method_context(task, b, method: str, spec: dict[str, Any]):

@@ -153,6 +153,21 @@ def _backbone(cfg: PredictorTrainConfig) -> str:
     return "tf_efficientnet_lite0"  # detection and text: ImageNet features (the detector is not a timm model)
 
 
+def _predictor_config(cfg: PredictorTrainConfig):
+    """The model config a training config trains (what the exported checkpoint stores)."""
+    from ..predictors import PredictorConfig
+
+    return PredictorConfig(backbone=_backbone(cfg), channels=cfg.channels, downsample=cfg.downsample,
+                           lambda_min=cfg.lambda_min, lambda_max=cfg.lambda_max, init_q=cfg.init_q,
+                           task=cfg.task, task_model=cfg.task_model)
+
+
+def _export_meta(cfg: PredictorTrainConfig, step: int, elapsed: float, world: int, data=None) -> dict:
+    """The training facts an exported checkpoint carries."""
+    return {"steps": step, "train_minutes": round(elapsed / 60, 2), "batch_size": cfg.batch_size * world,
+            "crop": cfg.crop, "codec": cfg.codec, "data": [str(d) for d in (data or cfg.data)]}
+
+
 class _Batches(Prefetcher):
     """Crops (uint8, NHWC numpy) and lambdas of batch k, drawn from the random stream (seed, rank, k)."""
 
@@ -249,7 +264,7 @@ def _train(cfg: PredictorTrainConfig, resume: bool, data: list[str] | None, log,
     from ..codec.zoo import create_codec
     from ..devices import describe_device
     from ..optimize import MapOptimizer
-    from ..predictors import FeatureFiLMPredictor, PredictorConfig, save_predictor
+    from ..predictors import FeatureFiLMPredictor, save_predictor
 
     t_start = time.time()
     torch.set_flush_denormal(True)
@@ -265,9 +280,7 @@ def _train(cfg: PredictorTrainConfig, resume: bool, data: list[str] | None, log,
     check_fresh(out, resume)
     out.mkdir(parents=True, exist_ok=True)
 
-    pcfg = PredictorConfig(backbone=_backbone(cfg), channels=cfg.channels, downsample=cfg.downsample,
-                           lambda_min=cfg.lambda_min, lambda_max=cfg.lambda_max, init_q=cfg.init_q,
-                           task=cfg.task, task_model=cfg.task_model)
+    pcfg = _predictor_config(cfg)
     torch.manual_seed(cfg.seed)  # the decoder's initial weights (rank 0's are shared with the others)
     model = FeatureFiLMPredictor(pcfg).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -358,9 +371,7 @@ def _train(cfg: PredictorTrainConfig, resume: bool, data: list[str] | None, log,
         return None
     save_state(state_path, state())
     path = out / "predictor.pth"
-    meta = {"steps": step, "train_minutes": round(elapsed / 60, 2), "batch_size": cfg.batch_size * w.world,
-            "crop": cfg.crop, "codec": cfg.codec, "data": [str(d) for d in (data or cfg.data)]}
-    save_predictor(model.cpu().eval(), path, cfg.name, meta=meta)
+    save_predictor(model.cpu().eval(), path, cfg.name, meta=_export_meta(cfg, step, elapsed, w.world, data))
     what = "stopped (--stop-after; continue with --resume)" if stopped_early else "done"
     log(f"{what}: {step} steps, {elapsed / 60:.1f} min; exported {path} "
         f"({path.stat().st_size / 1024:.0f} KiB, decoder only)")
@@ -373,20 +384,15 @@ def export_predictor(run_dir: str | Path, out: str | Path | None = None) -> Path
     Raises:
         FileNotFoundError: no ``RUN/last.pth``.
     """
-    from ..predictors import FeatureFiLMPredictor, PredictorConfig, save_predictor
+    from ..predictors import FeatureFiLMPredictor, save_predictor
 
     run_dir = Path(run_dir)
     if not (run_dir / "last.pth").is_file():
         raise FileNotFoundError(f"no training state in {run_dir} (last.pth)")
     st = torch.load(run_dir / "last.pth", map_location="cpu", weights_only=False)
     cfg = PredictorTrainConfig.from_dict(yaml.safe_load(st["config"]), where=str(run_dir / "last.pth"))
-    model = FeatureFiLMPredictor(PredictorConfig(backbone=_backbone(cfg), channels=cfg.channels,
-                                                 downsample=cfg.downsample, lambda_min=cfg.lambda_min,
-                                                 lambda_max=cfg.lambda_max, init_q=cfg.init_q, task=cfg.task,
-                                                 task_model=cfg.task_model), pretrained=False)
+    model = FeatureFiLMPredictor(_predictor_config(cfg), pretrained=False)
     model.load_state_dict(st["model"], strict=False)
     path = Path(out) if out else run_dir / "predictor.pth"
-    save_predictor(model.eval(), path, cfg.name, meta={"steps": st["step"], "train_minutes": round(st["elapsed"] / 60, 2),
-                                                       "batch_size": cfg.batch_size * cfg.workers, "crop": cfg.crop,
-                                                       "codec": cfg.codec, "data": list(cfg.data)})
+    save_predictor(model.eval(), path, cfg.name, meta=_export_meta(cfg, st["step"], st["elapsed"], cfg.workers))
     return path
