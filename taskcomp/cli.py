@@ -645,7 +645,7 @@ def _cmd_optimize(a):
         objective = create_objective(a.task, device=dev, **kw)
     codec = _load_codec(a, dev)
     opt_kwargs = dict(steps=a.steps, lr=a.lr, optimizer=a.optimizer, init=a.init, init_q=a.init_q,
-                      downsample=a.downsample)
+                      downsample=a.downsample, keep=a.keep)
     a.predictor_model = None
     if a.predictor:
         from .predictors import check_task_model, create_predictor, default_predictor
@@ -684,7 +684,8 @@ def _cmd_ocr_map(a):
         img = load_image(p)
         return preprocess_image(img, max_side=a.max_side or None)[0], img
 
-    opt_kwargs = dict(steps=a.steps, lr=a.lr, init="constant", init_q=a.init_q, downsample=a.downsample)
+    opt_kwargs = dict(steps=a.steps, lr=a.lr, init="constant", init_q=a.init_q, downsample=a.downsample,
+                      keep=a.keep)
 
     def describe(p, W, H, ctx, img):
         H0, W0 = img.shape[:2]
@@ -872,6 +873,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--init-q", type=float, default=0.1, help="level of the constant initial map (default 0.1)")
     o.add_argument("--downsample", type=int, default=8,
                    help="map logits on a grid this many times coarser than the image (default 8)")
+    o.add_argument("--keep", choices=["best", "last"], default="best",
+                   help="iterate kept per image: best (lowest objective seen; default) or last (the final step: insensitive to batch size and thread count)")
     o.add_argument("--batch-size", type=int, default=1,
                    help="images of one padded size optimised together (default 1; larger pays on a GPU)")
     o.add_argument("--predictor", nargs="?", const="auto", metavar="NAME|PATH",
@@ -926,6 +929,8 @@ def build_parser() -> argparse.ArgumentParser:
     oc.add_argument("--init-q", type=float, default=0.1, help="level of the constant initial map")
     oc.add_argument("--downsample", type=int, default=8,
                     help="map logits on a grid this many times coarser than the image")
+    oc.add_argument("--keep", choices=["best", "last"], default="best",
+                    help="iterate kept per image: best (lowest objective seen; default) or last (the final step: insensitive to batch size and thread count)")
     oc.add_argument("--batch-size", type=int, default=1, help="images of one padded size optimised together")
     oc.add_argument("--compare", action="store_true", help="also uniform and box-mask maps at the same real bpp")
     oc.add_argument("-o", "--output", required=True, help="output .tcz, or a folder for several images")

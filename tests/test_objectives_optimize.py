@@ -57,6 +57,25 @@ def test_tiny_optimize_lowers_objective(codec, clf, sample_128):
     assert res.qmap.shape == (1, 1, 128, 128) and 0 <= float(res.qmap.min()) <= float(res.qmap.max()) <= 1
 
 
+def test_keep_last_returns_the_final_iterate(codec, clf, sample_128):
+    import torch
+
+    x = image_to_tensor(sample_128)
+    ctx = clf.prepare(x)
+    kw = dict(lam=1.0, steps=3, lr=0.3, init="constant", init_q=0.3, downsample=8)
+    last = MapOptimizer(codec, clf, keep="last", **kw).run(x, ctx)
+    assert last.best_step == [3]
+    # the final iterate's straight-through bpp, recomputed from the returned map, is the log's last one
+    _, bpp, _ = MapOptimizer(codec, clf, **kw).objective_terms(x, last.qmap, ctx)
+    assert abs(float(bpp[0]) - [r["bpp"] for r in last.log if r["step"] == 3][0]) < 1e-4
+    best = MapOptimizer(codec, clf, **kw).run(x, ctx)
+    objs = {r["step"]: r["objective"] for r in best.log}
+    assert objs[best.best_step[0]] == min(objs.values())
+    with pytest.raises(ValueError, match="keep"):
+        MapOptimizer(codec, clf, keep="final", **kw)
+    assert torch.isfinite(last.qmap).all()
+
+
 def test_lbfgs_and_negative_lambda(codec, clf, sample_128):
     x = image_to_tensor(sample_128)
     res = MapOptimizer(codec, clf, lam=1.0, steps=2, lr=0.5, optimizer="lbfgs", downsample=16).run(x)

@@ -52,6 +52,7 @@ _KINDS = {
                   "a non-empty list of integers in [0, 100]"),
     "optimizer": (lambda v: v in ("adam", "lbfgs"), "adam or lbfgs"),
     "init": (lambda v: v in ("constant", "gradcam", "random"), "constant, gradcam or random"),
+    "keep": (lambda v: v in ("best", "last"), "best or last"),
 }
 
 #: Top-level keys of a recipe and their kinds (``name``, ``data`` and ``methods`` are required).
@@ -64,7 +65,8 @@ TASK_NAMES = ("classification", "text", "detection")
 PREPROCESS_KEYS = {"resize": "int>=1", "crop": "int>=1", "max_side": "int>=1"}
 #: MapOptimizer's keyword arguments as recipe keys (kept equal to its signature by a test).
 OPTIMIZER_KEYS = {"steps": "int>=0", "lr": "num>0", "optimizer": "optimizer", "init": "init", "init_q": "unit",
-                  "alpha": "num", "downsample": "int>=1", "clip": "num|null", "scale": "num"}
+                  "alpha": "num", "downsample": "int>=1", "clip": "num|null", "scale": "num",
+                  "keep": "keep"}
 #: Keys of each method (the first is its sweep, required); task_aware_* / predicted_* as task_aware / predicted.
 METHOD_KEYS = {
     "original": {},
