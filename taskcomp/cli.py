@@ -645,7 +645,7 @@ def _cmd_optimize(a):
         objective = create_objective(a.task, device=dev, **kw)
     codec = _load_codec(a, dev)
     opt_kwargs = dict(steps=a.steps, lr=a.lr, optimizer=a.optimizer, init=a.init, init_q=a.init_q,
-                      downsample=a.downsample, keep=a.keep)
+                      downsample=a.downsample, keep=a.keep, lr_schedule=a.lr_schedule)
     a.predictor_model = None
     if a.predictor:
         from .predictors import check_task_model, create_predictor, default_predictor
@@ -685,7 +685,7 @@ def _cmd_ocr_map(a):
         return preprocess_image(img, max_side=a.max_side or None)[0], img
 
     opt_kwargs = dict(steps=a.steps, lr=a.lr, init="constant", init_q=a.init_q, downsample=a.downsample,
-                      keep=a.keep)
+                      keep=a.keep, lr_schedule=a.lr_schedule)
 
     def describe(p, W, H, ctx, img):
         H0, W0 = img.shape[:2]
@@ -874,7 +874,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--downsample", type=int, default=8,
                    help="map logits on a grid this many times coarser than the image (default 8)")
     o.add_argument("--keep", choices=["best", "last"], default="best",
-                   help="iterate kept per image: best (lowest objective seen; default) or last (the final step: insensitive to batch size and thread count)")
+                   help="iterate kept per image: best (lowest objective seen; default) or last (the final step)")
+    o.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="Adam lr over the steps (default constant); cosine with --keep last makes maps "
+                        "(nearly) independent of batch size and thread count (results/throughput)")
     o.add_argument("--batch-size", type=int, default=1,
                    help="images of one padded size optimised together (default 1; larger pays on a GPU)")
     o.add_argument("--predictor", nargs="?", const="auto", metavar="NAME|PATH",
@@ -930,7 +933,10 @@ def build_parser() -> argparse.ArgumentParser:
     oc.add_argument("--downsample", type=int, default=8,
                     help="map logits on a grid this many times coarser than the image")
     oc.add_argument("--keep", choices=["best", "last"], default="best",
-                    help="iterate kept per image: best (lowest objective seen; default) or last (the final step: insensitive to batch size and thread count)")
+                    help="iterate kept per image: best (lowest objective seen; default) or last (the final step)")
+    oc.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                    help="Adam lr over the steps (default constant); cosine with --keep last makes maps "
+                         "(nearly) independent of batch size and thread count (results/throughput)")
     oc.add_argument("--batch-size", type=int, default=1, help="images of one padded size optimised together")
     oc.add_argument("--compare", action="store_true", help="also uniform and box-mask maps at the same real bpp")
     oc.add_argument("-o", "--output", required=True, help="output .tcz, or a folder for several images")

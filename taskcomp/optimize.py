@@ -103,7 +103,8 @@ class OptimizeResult:
 
 def check_optimizer_args(lam: float = 1.0, steps: int = 20, lr: float = 0.1, optimizer: str = "adam",
                          init: "str | Tensor" = "constant", init_q: float = 0.3, alpha: float = 1.0, downsample: int = 1,
-                         clip: float | None = 10.0, scale: float = 1.0, keep: str = "best") -> None:
+                         clip: float | None = 10.0, scale: float = 1.0, keep: str = "best",
+                         lr_schedule: str = "constant") -> None:
     """Validate :class:`MapOptimizer`'s arguments (the same names and meanings) without a codec, e.g. before a
     command loads its models.
 
@@ -139,6 +140,8 @@ def check_optimizer_args(lam: float = 1.0, steps: int = 20, lr: float = 0.1, opt
         raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
     if keep not in ("best", "last"):
         raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
+    if lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
     if not isinstance(init, Tensor) and init not in ("constant", "gradcam", "random"):
         raise ValueError(f"init must be 'constant', 'gradcam', 'random' or a (B, 1, H, W) map tensor, got {init!r}")
 
@@ -162,8 +165,12 @@ class MapOptimizer:
         scale: multiplies the whole objective (the reference's w = 1e4 for L-BFGS); Adam is invariant to it.
         keep: which iterate each image returns: ``"best"`` (lowest straight-through objective among the
             initial map and every step; the reference's choice) or ``"last"`` (the final step). ``"last"`` is
-            far less sensitive to float noise (batch size, thread count, device): near-equal objective values
-            at different steps no longer decide the map (measured in results/throughput/README.md).
+            less sensitive to float noise (batch size, thread count, device): near-equal objective values
+            at different steps no longer decide the map.
+        lr_schedule: ``"constant"`` or ``"cosine"`` (step k of n uses ``lr * (1 + cos(pi * k / n)) / 2``, so the
+            last steps are small). With ``keep="last"`` the cosine makes the map insensitive to float noise:
+            batch 8 against batch 1 on 16 ImageNet crops, real bpp within 0.84% on every image, against 10.5%
+            with the defaults (results/throughput/README.md).
 
     Raises:
         ValueError: one line for a bad argument (lam < 0, steps < 0 or not an integer, lr <= 0, init_q outside
@@ -174,14 +181,16 @@ class MapOptimizer:
 
     def __init__(self, codec: SFTCodec, objective: Objective, lam: float = 1.0, steps: int = 20, lr: float = 0.1,
                  optimizer: str = "adam", init: str | Tensor = "constant", init_q: float = 0.3, alpha: float = 1.0,
-                 downsample: int = 1, clip: float | None = 10.0, scale: float = 1.0, keep: str = "best"):
+                 downsample: int = 1, clip: float | None = 10.0, scale: float = 1.0, keep: str = "best",
+                 lr_schedule: str = "constant"):
         check_optimizer_args(lam=lam, steps=steps, lr=lr, optimizer=optimizer, init=init, init_q=init_q,
-                             alpha=alpha, downsample=downsample, clip=clip, scale=scale, keep=keep)
+                             alpha=alpha, downsample=downsample, clip=clip, scale=scale, keep=keep,
+                             lr_schedule=lr_schedule)
         self.codec, self.objective = codec, objective
         self.lam, self.steps, self.lr, self.optimizer = float(lam), int(steps), float(lr), optimizer
         self.init, self.init_q, self.alpha = init, float(init_q), float(alpha)
         self.downsample, self.clip, self.scale = int(downsample), clip, float(scale)
-        self.keep = keep
+        self.keep, self.lr_schedule = keep, lr_schedule
         for p in codec.parameters():
             p.requires_grad_(False)
 
@@ -314,6 +323,9 @@ class MapOptimizer:
 
             it = tqdm(it, desc="optimize map", leave=False)
         for step in it:
+            if self.lr_schedule == "cosine":
+                for g in opt.param_groups:
+                    g["lr"] = self.lr * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / self.steps))
             if self.optimizer == "adam":
                 opt.zero_grad(set_to_none=True)
                 obj = evaluate(step - 1)

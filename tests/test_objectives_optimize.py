@@ -73,6 +73,17 @@ def test_keep_last_returns_the_final_iterate(codec, clf, sample_128):
     assert objs[best.best_step[0]] == min(objs.values())
     with pytest.raises(ValueError, match="keep"):
         MapOptimizer(codec, clf, keep="final", **kw)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        MapOptimizer(codec, clf, lr_schedule="linear", **kw)
+    # cosine: step 1 of n takes the full lr (one step: the same map as constant), step 2 of 2 half of it
+    one = {**kw, "steps": 1}
+    a = MapOptimizer(codec, clf, keep="last", lr_schedule="cosine", **one).run(x, ctx).qmap
+    b = MapOptimizer(codec, clf, keep="last", **one).run(x, ctx).qmap
+    assert torch.equal(a, b)
+    two = {**kw, "steps": 2}
+    a = MapOptimizer(codec, clf, keep="last", lr_schedule="cosine", **two).run(x, ctx).qmap
+    b = MapOptimizer(codec, clf, keep="last", **two).run(x, ctx).qmap
+    assert not torch.equal(a, b)
     assert torch.isfinite(last.qmap).all()
 
 

@@ -53,6 +53,7 @@ _KINDS = {
     "optimizer": (lambda v: v in ("adam", "lbfgs"), "adam or lbfgs"),
     "init": (lambda v: v in ("constant", "gradcam", "random"), "constant, gradcam or random"),
     "keep": (lambda v: v in ("best", "last"), "best or last"),
+    "lr_schedule": (lambda v: v in ("constant", "cosine"), "constant or cosine"),
 }
 
 #: Top-level keys of a recipe and their kinds (``name``, ``data`` and ``methods`` are required).
@@ -66,7 +67,7 @@ PREPROCESS_KEYS = {"resize": "int>=1", "crop": "int>=1", "max_side": "int>=1"}
 #: MapOptimizer's keyword arguments as recipe keys (kept equal to its signature by a test).
 OPTIMIZER_KEYS = {"steps": "int>=0", "lr": "num>0", "optimizer": "optimizer", "init": "init", "init_q": "unit",
                   "alpha": "num", "downsample": "int>=1", "clip": "num|null", "scale": "num",
-                  "keep": "keep"}
+                  "keep": "keep", "lr_schedule": "lr_schedule"}
 #: Keys of each method (the first is its sweep, required); task_aware_* / predicted_* as task_aware / predicted.
 METHOD_KEYS = {
     "original": {},
