@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--predictor", required=True, help="predictor checkpoint (taskcomp train-predictor's export)")
     ap.add_argument("--out", default="runs/predictor_coco")
     ap.add_argument("--data-root", default=os.environ.get("TASKCOMP_DATA", "../shared/data"))
-    ap.add_argument("--lambdas", default="0.01,0.1,0.3,1,3")
+    ap.add_argument("--lambdas", default="0.1,0.3,1,3")
     a = ap.parse_args()
     out = Path(a.out)
     if out.exists():
