@@ -24,12 +24,15 @@ def compare(a: Path, b: Path, metric: str = "top1/tf_efficientnet_lite0") -> dic
     ra, rb = load(a), load(b)
     keys = sorted(set(ra) & set(rb))
     diffs = [100 * (rb[k]["bpp"] / ra[k]["bpp"] - 1) for k in keys]
+    pred = "pred/" + metric.split("/", 1)[1] if metric.startswith("top1/") else None
     return {"a": str(a), "b": str(b), "n": len(keys),
             "bpp_within_1_percent": sum(abs(d) <= 1 for d in diffs),
             "bpp_identical": sum(ra[k]["bpp"] == rb[k]["bpp"] for k in keys),
             "bpp_max_abs_diff_percent": round(max(map(abs, diffs)), 3) if diffs else None,
             "bpp_median_abs_diff_percent": round(sorted(map(abs, diffs))[len(diffs) // 2], 3) if diffs else None,
-            "metric_equal": sum(ra[k][metric] == rb[k][metric] for k in keys)}
+            "metric_equal": sum(ra[k][metric] == rb[k][metric] for k in keys),
+            # the predicted class itself (a correct/incorrect match can hide two different wrong classes)
+            "pred_equal": sum(ra[k].get(pred) == rb[k].get(pred) for k in keys) if pred else None}
 
 
 if __name__ == "__main__":

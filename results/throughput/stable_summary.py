@@ -43,6 +43,7 @@ def main() -> None:
         c = compare(ra, rb)
         c.pop("a"), c.pop("b")
         c["top1_equal_lite0"] = c.pop("metric_equal")
+        c["predicted_class_equal_lite0"] = c.pop("pred_equal")
         c["seconds"] = {a: round(seconds(ra), 1), b: round(seconds(rb), 1)}
         out[name] = c
     (HERE / "stable.json").write_text(json.dumps(out, indent=2) + "\n")
@@ -53,6 +54,7 @@ def main() -> None:
                                     "bpp_within_1_percent": st["bpp_within_1_percent"],
                                     "bpp_max_abs_diff_percent": st["bpp_max_abs_diff_percent"],
                                     "top1_equal": st["top1_equal_lite0"],
+                                    "predicted_class_equal": st["predicted_class_equal_lite0"],
                                     "time_ratio_b1_over_b8": round(st["seconds"]["stable_b1"] / st["seconds"]["stable_b8"], 3)}
         (HERE / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(out, indent=2))
