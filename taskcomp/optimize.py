@@ -171,7 +171,8 @@ class MapOptimizer:
             the first takes the full lr, the last a small one). With ``keep="last"`` the cosine makes the map far
             less sensitive to float noise:
             batch 8 against batch 1 on 16 ImageNet crops, real bpp within 0.84% on every image, against 10.5%
-            with the defaults (results/throughput/README.md).
+            with the defaults; it costs accuracy on the maps' own task model (6-9 top-1 points at equal bpp on
+            32 ImageNet crops), so it is not the default (results/throughput/README.md).
 
     Raises:
         ValueError: one line for a bad argument (lam < 0, steps < 0 or not an integer, lr <= 0, init_q outside
