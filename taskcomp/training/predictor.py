@@ -298,6 +298,10 @@ def _train(cfg: PredictorTrainConfig, resume: bool, data: list[str] | None, log,
         opt.load_state_dict(st["optimizer"])
         step, elapsed = st["step"], st["elapsed"]
         log(f"resumed {state_path} at step {step} ({elapsed / 60:.1f} min trained)")
+        if progress(step, cfg.steps, elapsed, cfg.budget_minutes) >= 1.0:
+            budget = f" or {cfg.budget_minutes:g} min" if cfg.budget_minutes else ""
+            log(f"the run is already finished ({cfg.steps} steps{budget}): nothing to train; exporting its weights "
+                "again (raise --steps or --budget-minutes to train on)")
     elif w.lead:
         atomic_write(out / "config.yaml", cfg.to_yaml().encode())
     w.share_weights(model)
