@@ -711,6 +711,15 @@ def _add_picture_args(p):
                         "(default: not written)")
 
 
+def _add_iterate_args(p):
+    """MapOptimizer's keep / lr_schedule, shared by the commands that optimise maps."""
+    p.add_argument("--keep", choices=["best", "last"], default="best",
+                   help="iterate kept per image: best (lowest objective seen; default) or last (the final step)")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="Adam lr over the steps (default constant); cosine with --keep last makes maps "
+                        "(nearly) independent of batch size and thread count (results/throughput)")
+
+
 def _add_codec_args(p):
     p.add_argument("--codec", default="sft-small", help="codec name (default: sft-small, shipped weights)")
     p.add_argument("--checkpoint", help="codec checkpoint (taskcomp or published SFT format), path or URL "
@@ -873,11 +882,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--init-q", type=float, default=0.1, help="level of the constant initial map (default 0.1)")
     o.add_argument("--downsample", type=int, default=8,
                    help="map logits on a grid this many times coarser than the image (default 8)")
-    o.add_argument("--keep", choices=["best", "last"], default="best",
-                   help="iterate kept per image: best (lowest objective seen; default) or last (the final step)")
-    o.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
-                   help="Adam lr over the steps (default constant); cosine with --keep last makes maps "
-                        "(nearly) independent of batch size and thread count (results/throughput)")
+    _add_iterate_args(o)
     o.add_argument("--batch-size", type=int, default=1,
                    help="images of one padded size optimised together (default 1; larger pays on a GPU)")
     o.add_argument("--predictor", nargs="?", const="auto", metavar="NAME|PATH",
@@ -932,11 +937,7 @@ def build_parser() -> argparse.ArgumentParser:
     oc.add_argument("--init-q", type=float, default=0.1, help="level of the constant initial map")
     oc.add_argument("--downsample", type=int, default=8,
                     help="map logits on a grid this many times coarser than the image")
-    oc.add_argument("--keep", choices=["best", "last"], default="best",
-                    help="iterate kept per image: best (lowest objective seen; default) or last (the final step)")
-    oc.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
-                    help="Adam lr over the steps (default constant); cosine with --keep last makes maps "
-                         "(nearly) independent of batch size and thread count (results/throughput)")
+    _add_iterate_args(oc)
     oc.add_argument("--batch-size", type=int, default=1, help="images of one padded size optimised together")
     oc.add_argument("--compare", action="store_true", help="also uniform and box-mask maps at the same real bpp")
     oc.add_argument("-o", "--output", required=True, help="output .tcz, or a folder for several images")

@@ -291,24 +291,29 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
     fig.tight_layout()
     save_figure(fig, out / "metrics_vs_bpp.png")
     plt.close(fig)
-    if _gallery(run_dir, df, out / "gallery.png", data_root) is not None:
-        summary["gallery"] = "gallery.png"
+    inputs = _gallery_inputs(run_dir, df, data_root)
+    if inputs is not None:
+        from .pictures import gallery
         from .runner.recipe import is_predicted
 
-        for m in sorted(m for m in df["method"].unique() if is_predicted(m)):  # predicted maps get their own
-            if _gallery(run_dir, df, out / f"gallery_{m}.png", data_root, method=m) is not None:
-                summary.setdefault("galleries", {})[m] = f"gallery_{m}.png"
+        task, per_ap = inputs
+        if gallery(run_dir, df, task, out / "gallery.png", per_image_ap=per_ap) is not None:
+            summary["gallery"] = "gallery.png"
+            for m in sorted(m for m in df["method"].unique() if is_predicted(m)):  # predicted maps get their own
+                if gallery(run_dir, df, task, out / f"gallery_{m}.png", per_image_ap=per_ap, method=m) is not None:
+                    summary.setdefault("galleries", {})[m] = f"gallery_{m}.png"
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
     return summary
 
 
-def _gallery(run_dir: Path, df, path: Path, data_root=None, method: str | None = None):
-    """``gallery.png`` from the run's examples (``OUT/examples``, kept by the runner for the recipe's ``examples``
-    first images; :func:`taskcomp.pictures.gallery`), with per-image AP50 and the ground truth's box count under
-    detection panels. None when the run kept no examples."""
+def _gallery_inputs(run_dir: Path, df, data_root=None):
+    """(task, per-image AP) for :func:`taskcomp.pictures.gallery` of the run's examples (``OUT/examples``, kept by
+    the runner for the recipe's ``examples`` first images): per-image AP50 and the ground truth's box count for
+    detection panels (None for other tasks). Computed once per report, whatever number of galleries it draws.
+    None when the run kept no examples."""
     import yaml
 
-    from .pictures import example_dir, gallery
+    from .pictures import example_dir
 
     ids = [i for i in df["image"].astype(str).unique() if (example_dir(run_dir, i) / "original.png").is_file()]
     if not ids:
@@ -339,4 +344,4 @@ def _gallery(run_dir: Path, df, path: Path, data_root=None, method: str | None =
         for m, st, v in zip(t["method"], t["setting"], t[col]):
             method, img = m.split("\t@\t")
             per_ap[(img, method, st)] = (float(v) if n_gt[img] else None, n_gt[img])
-    return gallery(run_dir, df, task, path, per_image_ap=per_ap, method=method)
+    return task, per_ap

@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from compare_runs import compare  # noqa: E402
+from compare_runs import compare, load  # noqa: E402
 
 PAIRS = {
     "default_batch8_vs_batch1": ("p1_b1", "p1_b8"),
@@ -31,7 +31,7 @@ PAIRS = {
 
 
 def seconds(run: Path) -> float:
-    return sum(json.loads(l)["seconds"] for p in run.glob("records*.jsonl") for l in p.read_text().splitlines())
+    return sum(r["seconds"] for r in load(run).values())
 
 
 def main() -> None:

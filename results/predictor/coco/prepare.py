@@ -40,7 +40,8 @@ def main() -> None:
     recs = [json.loads(l) for p in sorted(STAGE7.glob("records*.jsonl")) for l in p.read_text().splitlines()]
     ids = sorted({r["image"] for r in recs})
     full = json.loads((Path(a.data_root) / "coco-val" / "instances.json").read_text())
-    images = [im for im in full["images"] if im["file_name"] in set(ids)]
+    wanted = set(ids)
+    images = [im for im in full["images"] if im["file_name"] in wanted]
     keep = {im["id"] for im in images}
     sub = {**{k: v for k, v in full.items() if k not in ("images", "annotations")}, "images": images,
            "annotations": [an for an in full["annotations"] if an["image_id"] in keep]}
