@@ -132,7 +132,9 @@ def load_codec_checkpoint(path_or_url: str | Path, config: SFTConfig | None = No
         sd, name, meta = published_to_taskcomp(ckpt["model"]), "sft-paper", {"itr": ckpt.get("itr")}
     else:
         raise CheckpointError(f"{path_or_url} is neither a taskcomp codec checkpoint nor a published SFT checkpoint")
-    model = SFTCodec(cfg)
+    from .sft_context import build_codec_model
+
+    model = build_codec_model(cfg)
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:

@@ -62,6 +62,11 @@ class SFTConfig:
         sft_hidden: width of the shared conv inside each SFT layer.
         sft_kernel: kernel size of the SFT convs.
         gs0: widths of the decoder's z-to-condition upsampler (``qmap_feature_gs0``).
+        context: entropy model of the latent y: None (the mean-scale hyperprior of the paper), ``"checkerboard"``
+            (He et al. 2021) or ``"raster"`` (Minnen et al. 2018's serial context); see
+            :class:`taskcomp.codec.sft_context.SFTContextCodec`.
+        mixture: Gaussian components per latent with a context (1: one Gaussian; K > 1: a mixture as in Cheng
+            et al. 2020).
     """
 
     channels: tuple[int, int, int, int] = (48, 96, 192, 192)
@@ -72,6 +77,8 @@ class SFTConfig:
     sft_hidden: int = 128
     sft_kernel: int = 3
     gs0: tuple[int, int] = (96, 48)
+    context: str | None = None
+    mixture: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

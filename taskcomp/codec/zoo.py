@@ -15,8 +15,11 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from dataclasses import replace
+
 from .checkpoint import CheckpointError, load_codec_checkpoint
 from .sft import SFTCodec, SFTConfig
+from .sft_context import build_codec_model
 
 __all__ = ["CODEC_CONFIGS", "DEFAULT_CODEC", "RETIRED_WEIGHTS", "list_codecs", "create_codec", "shipped_checkpoint",
            "resolve_name"]
@@ -40,6 +43,12 @@ CODEC_CONFIGS: dict[str, SFTConfig] = {
         channels=(24, 48, 128, 192), M=192, Z=64, cond=16, cond_hidden=(32, 16), sft_hidden=16, gs0=(32, 16)
     ),
 }
+# sft-small's transforms with stronger entropy models for its latent (sft_context.py): a checkerboard (two-pass)
+# or serial raster-scan context, with one Gaussian or a 3-component mixture per latent. Trained over the frozen
+# sft-small transforms (taskcomp/recipes/train_sft_small_ckbd.yaml etc.; results/entropy_models/).
+for _ctx, _tag in (("checkerboard", "ckbd"), ("raster", "ar")):
+    CODEC_CONFIGS[f"sft-small-{_tag}"] = replace(CODEC_CONFIGS["sft-small"], context=_ctx)
+    CODEC_CONFIGS[f"sft-small-{_tag}-gmm"] = replace(CODEC_CONFIGS["sft-small"], context=_ctx, mixture=3)
 _ALIASES = {"paper": "sft-paper", "small": "sft-small", "medium": "sft-medium"}
 
 # Weights that once shipped with the package, by the 8-byte weights id that .tcz files carry. Files made with
@@ -108,7 +117,7 @@ def create_codec(name: str = DEFAULT_CODEC, checkpoint: str | Path | None = None
                 "sft-paper, or one made by `taskcomp train`), or pretrained=False for a random init"
             )
     if checkpoint is None:
-        model = SFTCodec(CODEC_CONFIGS[key]).eval()
+        model = build_codec_model(CODEC_CONFIGS[key]).eval()
         model.update()
         model.checkpoint_info = {"codec": key, "hash": None, "meta": {}}
         return model.to(dev) if dev is not None else model

@@ -4,6 +4,12 @@ Loss: ``bpp + 255^2 * mean(lambda(m) * (x_hat - x)^2)`` with a random quality ma
 (:func:`taskcomp.maps.random_training_map`), main and aux Adam optimisers, gradient-norm clipping,
 non-finite batches skipped, a CSV log, periodic atomic checkpoints and ``--resume``.
 
+Entropy models over frozen transforms (the context codecs, :mod:`taskcomp.codec.sft_context`): ``init_from`` a
+codec whose layers the new one shares (e.g. sft-small for sft-small-ckbd: every shared weight is copied, the
+context and entropy-parameters networks start as the hyperprior), ``freeze:`` parameter-name prefixes that stay
+fixed (e.g. the analysis and synthesis transforms) and ``rate_only: true``, whose loss is bpp alone and skips the
+synthesis: valid where y_hat does not depend on what trains, as in the context codecs (y_hat = round(y)).
+
 Training length is ``steps`` and, optionally, a wall-clock ``budget_minutes``: progress is the larger of the
 two fractions, the learning-rate schedule follows progress, and training stops at progress 1. On a shared
 CPU the step rate varies, so a time budget is what makes the schedule finish annealing on time.
@@ -31,6 +37,7 @@ import yaml
 
 from ..codec.checkpoint import save_codec
 from ..codec.sft import SFTCodec, bits_from_likelihoods, lambda_of_q
+from ..codec.sft_context import SFTContextCodec, build_codec_model
 from ..codec.zoo import CODEC_CONFIGS, resolve_name
 from ..datasets import DataError, TrainingPool, data_root
 from ..io import atomic_write
@@ -38,7 +45,7 @@ from ..maps import random_training_map
 from .distributed import LAUNCHED_ENV, DistGroup, launch_local, process_group, record_failure
 from .loop import CsvLog, Prefetcher, check_fresh, cosine_lr, progress, restore_rng, rng_streams, save_state
 
-__all__ = ["TrainConfig", "train", "rd_loss", "optimizer_step", "split_params", "NewChannelBoost", "validate",
+__all__ = ["TrainConfig", "train", "rd_loss", "optimizer_step", "split_params", "freeze_params", "init_shared", "NewChannelBoost", "validate",
            "export", "plot_training", "lr_at", "AUX_PARAM_SUFFIX"]
 
 # The entropy bottleneck's quantiles: trained on the aux loss only, and averaged by hand, not by DDP.
@@ -80,6 +87,16 @@ class TrainConfig:
     checkpoint_every: int = 200
     seed: int = 0
     init_from: str | None = None  # codec checkpoint to start from (fresh optimiser), e.g. the shipped weights
+    # Parameter-name prefixes that do not train (e.g. [g_a, g_s, qmap_feature_g]: the transforms and their conditions).
+    freeze: list[str] = field(default_factory=list)
+    # Loss = bpp only, no synthesis pass: for entropy models over frozen transforms where y_hat does not depend on
+    # the trained parameters (the context codecs); refused otherwise.
+    rate_only: bool = False
+    # With rate_only: train on latents computed once by the frozen analysis and saved here (training/latents.py),
+    # cache_crops crops of `crop` px and, with large_crop, cache_large_crops of large_crop px.
+    latent_cache: str | None = None
+    cache_crops: int = 4000
+    cache_large_crops: int = 400
     # For a codec grown by `taskcomp widen-codec`: the registered config it was grown from, and how many times
     # the optimiser's step the elements it added take (they start from zero while the rest is trained).
     widened_from: str | None = None
@@ -109,7 +126,7 @@ def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
     return cosine_lr(step, progress, cfg.lr, cfg.warmup_steps, cfg.decay_start, cfg.final_lr)
 
 
-def rd_loss(model: SFTCodec, x: torch.Tensor, qmap: torch.Tensor, quantize: str = "mixed"):
+def rd_loss(model: SFTCodec, x: torch.Tensor, qmap: torch.Tensor, quantize: str = "mixed", rate_only: bool = False):
     """The training objective of one batch.
 
     Args:
@@ -117,11 +134,16 @@ def rd_loss(model: SFTCodec, x: torch.Tensor, qmap: torch.Tensor, quantize: str 
         x: (B, 3, H, W) crops in [0, 1]; H and W multiples of 64 (no padding).
         qmap: (B, 1, H, W) quality maps.
         quantize: the codec's quantisation mode for training.
+        rate_only: loss = bpp, without the synthesis pass (a context codec over frozen transforms).
 
     Returns:
         ``(loss, bpp, se)``: scalar ``bpp + 255^2 * mean(lambda(qmap) * se)``, scalar mean bpp, and the
-        (B, 3, H, W) squared error.
+        (B, 3, H, W) squared error (None with ``rate_only``).
     """
+    if rate_only:
+        out = model(x, qmap, quantize=quantize, decode=False)
+        bpp = bits_from_likelihoods(out["likelihoods"]).mean() / (x.shape[-2] * x.shape[-1])
+        return bpp, bpp, None
     out = model(x, qmap, quantize=quantize)
     bpp = bits_from_likelihoods(out["likelihoods"]).mean() / (x.shape[-2] * x.shape[-1])
     se = (out["x_hat"] - x) ** 2
@@ -190,10 +212,51 @@ class NewChannelBoost:
 
 
 def split_params(model: SFTCodec) -> tuple[list, list]:
-    """(main parameters, aux parameters): the entropy bottleneck's quantiles train on the aux loss only."""
-    aux = [p for n, p in model.named_parameters() if n.endswith(AUX_PARAM_SUFFIX)]
-    main = [p for n, p in model.named_parameters() if not n.endswith(AUX_PARAM_SUFFIX)]
+    """(main parameters, aux parameters): the entropy bottleneck's quantiles train on the aux loss only.
+    Frozen parameters (``requires_grad`` False, see :func:`freeze_params`) are in neither."""
+    aux = [p for n, p in model.named_parameters() if n.endswith(AUX_PARAM_SUFFIX) and p.requires_grad]
+    main = [p for n, p in model.named_parameters() if not n.endswith(AUX_PARAM_SUFFIX) and p.requires_grad]
     return main, aux
+
+
+def freeze_params(model: SFTCodec, prefixes: list[str]) -> int:
+    """Stop the parameters whose names start with one of ``prefixes`` from training; returns how many elements.
+
+    Raises:
+        ValueError: a prefix that names no parameter (a typo would otherwise silently train everything).
+    """
+    names = [n for n, _ in model.named_parameters()]
+    for pre in prefixes:
+        if not any(n.startswith(pre) for n in names):
+            raise ValueError(f"freeze: {pre!r} names no parameter of the codec (parameters start with: "
+                             f"{', '.join(sorted({n.split('.')[0].rstrip('0123456789') for n in names}))})")
+    n = 0
+    for name, p in model.named_parameters():
+        if any(name.startswith(pre) for pre in prefixes):
+            p.requires_grad_(False)
+            n += p.numel()
+    return n
+
+
+def init_shared(model: SFTCodec, src: SFTCodec) -> int:
+    """Copy every weight ``src`` shares with ``model`` (same name and shape); returns how many tensors.
+
+    For a context codec initialised from its hyperprior parent: the layers both have are copied, the context
+    and entropy-parameters networks keep their init (which codes as the hyperprior).
+
+    Raises:
+        ValueError: a tensor of ``src`` that ``model`` lacks or holds in another shape (not a parent of it).
+    """
+    dst = model.state_dict()
+    bad = [k for k, v in src.state_dict().items()
+           if k not in dst or (dst[k].shape != v.shape and not k.startswith(("gaussian_conditional.", "entropy_bottleneck._")))]
+    if bad:
+        raise ValueError(f"init_from: {len(bad)} tensors do not fit the new codec, e.g. {bad[0]}")
+    # The entropy coders' table buffers change size with their contents; CompressAI's load resizes them.
+    shared = {k: v for k, v in src.state_dict().items()
+              if dst[k].shape == v.shape or k.startswith(("gaussian_conditional.", "entropy_bottleneck._"))}
+    model.load_state_dict(shared, strict=False)
+    return len(shared)
 
 
 class _Prefetcher(Prefetcher):
@@ -341,9 +404,18 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
     out.mkdir(parents=True, exist_ok=True)
     state_path, log_path = out / "last.pth", out / "log.csv"
 
-    model = SFTCodec(CODEC_CONFIGS[name]).to(device)
+    model = build_codec_model(CODEC_CONFIGS[name]).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if cfg.freeze:
+        n_frozen = freeze_params(model, cfg.freeze)
+        log(f"frozen: {n_frozen:,} of {sum(p.numel() for p in model.parameters()):,} parameters ({', '.join(cfg.freeze)})")
+    if cfg.rate_only:
+        trained_gs = [n for n, p in model.named_parameters() if n.startswith(("g_a", "g_s", "qmap_feature_g"))
+                      and p.requires_grad]
+        if not isinstance(model, SFTContextCodec) or trained_gs:
+            raise ValueError("rate_only trains an entropy model over frozen transforms: it needs a context codec "
+                             "and freeze: [g_a, g_s, qmap_feature_g]")
     main_params, aux_params = split_params(model)
     opt = torch.optim.Adam(main_params, lr=cfg.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
@@ -367,9 +439,12 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
             from ..codec.checkpoint import load_codec_checkpoint
 
             src, info = load_codec_checkpoint(cfg.init_from)
-            if src.config != model.config:
+            if dataclasses.replace(src.config, context=model.config.context, mixture=model.config.mixture) != model.config:
                 raise ValueError(f"--init-from {cfg.init_from} is a {info['codec']} with other widths than {name}")
-            model.load_state_dict(src.state_dict())
+            if src.config == model.config:
+                model.load_state_dict(src.state_dict())
+            else:  # a hyperprior parent of a context codec
+                init_shared(model, src)
             log(f"initialised from {cfg.init_from} ({info['hash'][:16]}, {info['meta'].get('steps', '?')} steps)")
         if w.lead:
             atomic_write(out / "config.yaml", _config_yaml(cfg).encode())
@@ -398,6 +473,17 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
     def progress_of(step: int, elapsed: float) -> float:
         return progress(step, cfg.steps, elapsed, cfg.budget_minutes)
 
+    cache = None
+    if cfg.latent_cache:
+        if not cfg.rate_only:
+            raise ValueError("latent_cache needs rate_only (a frozen analysis transform)")
+        if w.distributed:
+            raise ValueError("latent_cache trains in one process (workers: 1, no torchrun)")
+        from .latents import LatentCache
+
+        crops = {cfg.crop: cfg.cache_crops, **({cfg.large_crop: cfg.cache_large_crops} if cfg.large_crop else {})}
+        cache = LatentCache.load_or_build(cfg.latent_cache, model, pool, crops, seed=cfg.seed, log=log)
+
     val_imgs = _val_images(cfg, device) if cfg.val_every and cfg.val_images and w.lead else []
     val_path = out / "val.csv"
     new_val = not val_path.is_file()
@@ -418,7 +504,7 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {name}", dynamic_ncols=True, disable=not w.lead)
     model.train()
     last_ckpt = step
-    prefetch = _Prefetcher(pool, cfg, rng, pin=device.type == "cuda")
+    prefetch = _Prefetcher(pool, cfg, rng, pin=device.type == "cuda") if cache is None else None
     sync_aux = w.average_grads if w.distributed else None
     boost = None
     if cfg.widened_from and cfg.new_lr_scale != 1.0:
@@ -442,14 +528,21 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
             lr = lr_at(cfg, step, progress_of(step, elapsed))
             for g in opt.param_groups:
                 g["lr"] = lr
-            xb, qb = prefetch.next()
-            x = xb.to(device, non_blocking=True).float().div_(255.0)
-            qmap = qb.to(device, non_blocking=True)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-                qmap = qmap.contiguous(memory_format=torch.channels_last)
-
-            loss, bpp, se = rd_loss(ddp_model, x, qmap, cfg.quantize)
+            if cache is not None:
+                large = bool(cfg.large_crop) and (step + 1) % cfg.large_every == 0
+                crop = cfg.large_crop if large else cfg.crop
+                yb, qb = cache.sample(crop, cfg.large_batch_size if large else cfg.batch_size, rng)
+                _, _, lik = model.code_latent(yb.to(device), qb.to(device), cfg.quantize)
+                bpp = bits_from_likelihoods(lik).mean() / (crop * crop)
+                loss, se = bpp, None
+            else:
+                xb, qb = prefetch.next()
+                x = xb.to(device, non_blocking=True).float().div_(255.0)
+                qmap = qb.to(device, non_blocking=True)
+                if cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                    qmap = qmap.contiguous(memory_format=torch.channels_last)
+                loss, bpp, se = rd_loss(ddp_model, x, qmap, cfg.quantize, rate_only=cfg.rate_only)
             # All ranks skip together (a forward without its backward leaves DDP waiting for nothing).
             if w.any(not torch.isfinite(loss) or loss.item() > cfg.max_loss):
                 skipped += 1
@@ -461,8 +554,8 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
 
             step += 1
             elapsed += time.time() - t_step
-            loss_v, bpp_v, mse = w.mean([loss.item(), bpp.item(), se.detach().mean().item()])
-            psnr = 10 * math.log10(1 / max(mse, 1e-10))
+            loss_v, bpp_v, mse = w.mean([loss.item(), bpp.item(), se.detach().mean().item() if se is not None else 0.0])
+            psnr = 10 * math.log10(1 / mse) if mse > 0 else float("nan")
             if logf:
                 logf.row([step, f"{elapsed:.1f}", f"{lr:.3g}", f"{loss_v:.5f}", f"{bpp_v:.5f}",
                                  f"{mse:.6g}", f"{psnr:.3f}", f"{aux_loss.item():.4g}", skipped])
@@ -478,7 +571,8 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
                     save_state(state_path, state)
                 last_ckpt = step
     finally:
-        prefetch.close()
+        if prefetch is not None:
+            prefetch.close()
         bar.close()
         if logf:
             logf.close()
@@ -522,7 +616,7 @@ def export(run_dir: str | Path, out: str | Path | None = None, half: bool = Fals
     st = torch.load(run_dir / "last.pth", map_location="cpu", weights_only=False)
     cfg = TrainConfig.from_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else TrainConfig()
     name = resolve_name(cfg.codec)
-    model = SFTCodec(CODEC_CONFIGS[name])
+    model = build_codec_model(CODEC_CONFIGS[name])
     model.load_state_dict(st["model"])
     model.eval()
     path = Path(out) if out else run_dir / "codec.pth"
