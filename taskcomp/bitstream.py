@@ -225,11 +225,15 @@ def decode(codec: SFTCodec, data: bytes, synthesis: str | None = None) -> Tensor
     if header.weights != wid:
         from .codec.zoo import RETIRED_WEIGHTS
 
+        from .codec.zoo import CODEC_CONFIGS
+
         mine = getattr(codec, "checkpoint_info", {}).get("codec", "?")
         hint = RETIRED_WEIGHTS.get(header.weights.hex())
+        fix = (f"decode with --codec {header.codec}" if header.codec != mine and header.codec in CODEC_CONFIGS
+               else "pass the matching --checkpoint")
         raise BitstreamError(
             f"file was made with codec {header.codec} weights {header.weights.hex()}, but the loaded codec is "
-            f"{mine} weights {wid.hex()}; pass the matching --checkpoint" + (f" ({hint})" if hint else "")
+            f"{mine} weights {wid.hex()}; {fix}" + (f" ({hint})" if hint else "")
         )
     hp, wp = padded_size(header.height, header.width)
     zh, zw = hp // 64, wp // 64

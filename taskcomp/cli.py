@@ -39,7 +39,7 @@ def _cmd_train_predictor(a):
 def _cmd_export(a):
     from .train import export
 
-    print(export(a.run_dir, a.output, half=a.half))
+    print(export(a.run_dir, a.output, half=a.half, base=a.base))
 
 
 def _cmd_widen(a):
@@ -144,7 +144,7 @@ def _cmd_decompress(a):
         dst = out / f"{src.stem}.png" if len(srcs) > 1 or out.is_dir() or not out.suffix else out
         try:
             with torch.inference_mode():
-                x_hat = decode(codec, src.read_bytes())
+                x_hat = decode(codec, src.read_bytes(), synthesis=a.synthesis)
         except BitstreamError as e:
             raise BitstreamError(f"{src}: {e}") from None
         save_image(x_hat, dst)
@@ -156,7 +156,7 @@ def _cmd_eval_codec(a):
 
     import torch
 
-    from .bench.codec_eval import check_roundtrip, evaluate, summarize
+    from .bench.codec_eval import QUALITIES, check_roundtrip, evaluate, summarize
     from .datasets import kodak_paths
 
     torch.set_flush_denormal(True)
@@ -178,7 +178,16 @@ def _cmd_eval_codec(a):
         images = spread(images, a.limit)  # the same --limit as `run`: N images spread evenly over the set
     out = Path(a.out)
     baselines = tuple(m for m in ("jpeg", "webp") if m in methods)
-    records = evaluate(codec if "sft" in methods else None, name, images, out, baselines=baselines)
+    qualities = QUALITIES
+    if a.qualities:
+        try:
+            qualities = sorted({round(float(v), 4) for v in a.qualities.split(",") if v.strip()})
+        except ValueError:
+            raise ValueError(f"--qualities takes comma-separated numbers in [0, 1], got {a.qualities!r}") from None
+        if not qualities or not all(0.0 <= v <= 1.0 for v in qualities):
+            raise ValueError(f"--qualities takes comma-separated numbers in [0, 1], got {a.qualities!r}")
+    records = evaluate(codec if "sft" in methods else None, name, images, out, baselines=baselines,
+                       qualities=qualities, maps=not a.no_maps)
     if "sft" not in methods:
         print(f"{len(records)} baseline records in {out / 'records.jsonl'}")
         return
@@ -746,6 +755,13 @@ def _cmd_run(a):
     from .datasets import data_root
 
     recipe = load_recipe(a.recipe)
+    if a.codec:  # another codec for the recipe's whole run (e.g. a context codec: sft-small-ckbd)
+        from .codec.zoo import resolve_name
+
+        recipe = {**recipe, "codec": resolve_name(a.codec)}
+        recipe.pop("checkpoint", None)
+    if a.checkpoint:
+        recipe = {**recipe, "checkpoint": a.checkpoint}
     for opt, v in (("--threads", a.threads), ("--batch-size", a.batch_size), ("--limit", a.limit)):
         if v is not None and v < 1:
             raise ValueError(f"{opt} must be >= 1, got {v}")
@@ -832,6 +848,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decompress", help="decode a .tcz file to an image")
     d.add_argument("input", nargs="+", help="one or more .tcz files")
     d.add_argument("-o", "--output", required=True, help="output image, or a folder for several inputs")
+    d.add_argument("--synthesis", choices=("float64", "float32"), default=None,
+                   help="synthesis arithmetic: float64 (default for current files: the same pixels on any thread "
+                        "count) or float32 (4-5x faster on the CPU; the forward pass's arithmetic)")
     _add_codec_args(d)
     d.set_defaults(func=_cmd_decompress)
 
@@ -856,6 +875,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="image files or folders to evaluate instead of Kodak (no comparison with the published "
                          "Kodak table then; default: Kodak under the data root)")
     ev.add_argument("--methods", default="sft,jpeg,webp", help="comma list of sft, jpeg, webp (default: all)")
+    ev.add_argument("--qualities", metavar="Q,Q,...",
+                    help="uniform map levels of the codec's curve (default: 0, 0.1, ..., 1; the round-trip check "
+                         "uses the 0.5 point)")
+    ev.add_argument("--no-maps", action="store_true", help="skip the four non-uniform maps (half, gradient, blobs, "
+                    "regions)")
     ev.set_defaults(func=_cmd_eval_codec)
 
     o = sub.add_parser("optimize", help="optimise task-aware quality maps for images and compress with them")
@@ -914,6 +938,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch threads (default: torch's, one per core; with one shard per core, use 1)")
     r.add_argument("--batch-size", type=int,
                    help="images whose task-aware maps are optimised together (default: the recipe's, else 1)")
+    r.add_argument("--codec", help="codec name instead of the recipe's codec: (e.g. sft-small-ckbd)")
+    r.add_argument("--checkpoint", help="codec checkpoint instead of the recipe's checkpoint: (default: the codec's "
+                   "shipped weights)")
     _add_device_arg(r)
     r.set_defaults(func=_cmd_run)
 
@@ -996,6 +1023,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir", help="training run folder (its last.pth)")
     e.add_argument("-o", "--output", help="codec file (default: RUN_DIR/codec.pth)")
     e.add_argument("--half", action="store_true", help="store parameters as float16 (half the size)")
+    e.add_argument("--base", help="a registered codec with shipped weights the run trained over (e.g. sft-small for a "
+                   "context codec with frozen transforms): store only the tensors that differ from it")
     e.set_defaults(func=_cmd_export)
 
     wc = sub.add_parser("widen-codec", help="widen a trained codec to a larger registered config, computing the "

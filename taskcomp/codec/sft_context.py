@@ -159,7 +159,8 @@ class SFTContextCodec(SFTCodec):
         """Differentiable pass (see :meth:`SFTCodec.forward` for the modes).
 
         y_hat is ``round(y)`` (``ste``/``round``), ``y + noise`` (``noise``), or ``round(y)`` with the rate of
-        ``y + noise`` (``mixed``); the context always reads y_hat.
+        ``y + noise`` (``mixed``; likewise z_hat, rounded about the medians, so the hyper-decoder and the
+        synthesis see what the bitstream gives them); the context always reads y_hat.
 
         Args:
             decode: False skips the synthesis transform (``x_hat`` is None): for training the entropy model
@@ -194,13 +195,16 @@ class SFTContextCodec(SFTCodec):
         if quantize not in QUANTIZE_MODES:
             raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
         z = self.h_a(y, qmap)
-        if quantize in ("noise", "mixed"):
-            z_hat = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-        elif quantize == "ste":
+        if quantize == "noise":
+            z_hat = z_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+        elif quantize == "mixed":
             z_hat = _ste_round(z, self._z_medians())
+            z_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+        elif quantize == "ste":
+            z_hat = z_rate = _ste_round(z, self._z_medians())
         else:
-            z_hat = torch.round(z - self._z_medians()) + self._z_medians()
-        z_lik = self._z_likelihood(z_hat)
+            z_hat = z_rate = torch.round(z - self._z_medians()) + self._z_medians()
+        z_lik = self._z_likelihood(z_rate)
         hyper = self.h_s(z_hat)
         if quantize == "noise":
             y_hat = y + torch.empty_like(y).uniform_(-0.5, 0.5)

@@ -168,6 +168,8 @@ def optimizer_step(model: SFTCodec, loss: torch.Tensor, opt, aux_opt, main_param
     opt.step()
     if boost:
         boost.after()
+    if aux_opt is None:  # the entropy bottleneck is frozen
+        return torch.zeros(())
     aux_loss = model.aux_loss()
     aux_opt.zero_grad(set_to_none=True)
     aux_loss.backward()  # also writes gradients of the bottleneck's main parameters: unused, cleared next step
@@ -255,6 +257,10 @@ def init_shared(model: SFTCodec, src: SFTCodec) -> int:
     # The entropy coders' table buffers change size with their contents; CompressAI's load resizes them.
     shared = {k: v for k, v in src.state_dict().items()
               if dst[k].shape == v.shape or k.startswith(("gaussian_conditional.", "entropy_bottleneck._"))}
+    with torch.no_grad():
+        for k, v in shared.items():
+            if dst[k].shape != v.shape:  # a filled table of another size: CompressAI resizes only empty ones
+                model.get_buffer(k).resize_(v.shape)
     model.load_state_dict(shared, strict=False)
     return len(shared)
 
@@ -411,14 +417,17 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
         n_frozen = freeze_params(model, cfg.freeze)
         log(f"frozen: {n_frozen:,} of {sum(p.numel() for p in model.parameters()):,} parameters ({', '.join(cfg.freeze)})")
     if cfg.rate_only:
-        trained_gs = [n for n, p in model.named_parameters() if n.startswith(("g_a", "g_s", "qmap_feature_g"))
-                      and p.requires_grad]
-        if not isinstance(model, SFTContextCodec) or trained_gs:
-            raise ValueError("rate_only trains an entropy model over frozen transforms: it needs a context codec "
-                             "and freeze: [g_a, g_s, qmap_feature_g]")
+        # The synthesis reads y_hat = round(y) and z_hat (its quality condition comes from z_hat), so everything
+        # that makes either must stay fixed for the distortion to stay what it was.
+        feeds_synthesis = ("g_a", "g_s", "qmap_feature_g", "h_a", "qmap_feature_h", "entropy_bottleneck")
+        trained = [n for n, p in model.named_parameters() if n.startswith(feeds_synthesis) and p.requires_grad]
+        if not isinstance(model, SFTContextCodec) or trained:
+            raise ValueError("rate_only trains an entropy model without the distortion: it needs a context codec "
+                             f"and freeze: [{', '.join(feeds_synthesis)}]"
+                             + (f" ({trained[0]} would train)" if trained else ""))
     main_params, aux_params = split_params(model)
     opt = torch.optim.Adam(main_params, lr=cfg.lr)
-    aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr) if aux_params else None
     # Rank 0 draws exactly what a one-process run draws; the others get their own streams.
     rng = np.random.default_rng(cfg.seed if w.lead else [cfg.seed, w.rank])
     if not w.lead:
@@ -429,7 +438,8 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
         st = torch.load(state_path, map_location=device, weights_only=False)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
-        aux_opt.load_state_dict(st["aux_optimizer"])
+        if aux_opt is not None:
+            aux_opt.load_state_dict(st["aux_optimizer"])
         step, elapsed, skipped = st["step"], st["elapsed"], st.get("skipped", 0)
         rng = restore_rng(st, w, rng, cfg.seed, step)  # a rank the checkpoint did not have: fresh streams
         log(f"resumed {state_path} at step {step} ({elapsed / 60:.1f} min trained)")
@@ -591,17 +601,17 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
 
 
 def _export_codec(model, path, name, cfg: TrainConfig, step: int, elapsed: float, skipped: int,
-                  half: bool = False) -> str:
+                  half: bool = False, base: str | None = None) -> str:
     meta = {"steps": step, "train_minutes": round(elapsed / 60, 2), "skipped_batches": skipped,
             "crop": cfg.crop, "batch_size": cfg.batch_size, "large_crop": cfg.large_crop, "workers": cfg.workers}
-    return save_codec(model, path, name, meta=meta, half=half)
+    return save_codec(model, path, name, meta=meta, half=half, base=base)
 
 
 def _state(model, opt, aux_opt, step, elapsed, skipped, rng, w: DistGroup, log=_quiet) -> dict:
     """The resumable state. Rank 0's random streams are ``rng``/``torch_rng`` (what a one-process run reads);
     with several ranks ``rng_workers`` holds every rank's, and ``param_digests`` every rank's parameter digest
     (equal while the ranks train in step; a warning is logged otherwise). Collective: all ranks must call it."""
-    st = {"model": model.state_dict(), "optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict(),
+    st = {"model": model.state_dict(), "optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict() if aux_opt is not None else None,
           "step": step, "elapsed": elapsed, "skipped": skipped, **rng_streams(w, rng)}
     if w.distributed:
         st["param_digests"] = w.digests(model)
@@ -610,8 +620,10 @@ def _state(model, opt, aux_opt, step, elapsed, skipped, rng, w: DistGroup, log=_
     return st
 
 
-def export(run_dir: str | Path, out: str | Path | None = None, half: bool = False) -> Path:
-    """Export ``RUN/last.pth`` (mid-training too) as a taskcomp codec checkpoint (float16 with ``half``)."""
+def export(run_dir: str | Path, out: str | Path | None = None, half: bool = False, base: str | None = None) -> Path:
+    """Export ``RUN/last.pth`` (mid-training too) as a taskcomp codec checkpoint (float16 with ``half``; with
+    ``base``, only the tensors that differ from that registered codec's shipped weights, see
+    :func:`taskcomp.codec.checkpoint.save_codec`)."""
     run_dir = Path(run_dir)
     st = torch.load(run_dir / "last.pth", map_location="cpu", weights_only=False)
     cfg = TrainConfig.from_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else TrainConfig()
@@ -620,7 +632,7 @@ def export(run_dir: str | Path, out: str | Path | None = None, half: bool = Fals
     model.load_state_dict(st["model"])
     model.eval()
     path = Path(out) if out else run_dir / "codec.pth"
-    _export_codec(model, path, name, cfg, st["step"], st["elapsed"], st.get("skipped", 0), half=half)
+    _export_codec(model, path, name, cfg, st["step"], st["elapsed"], st.get("skipped", 0), half=half, base=base)
     return path
 
 
