@@ -175,3 +175,21 @@ def test_map_optimisation_runs_through_the_context_model():
     assert float(res.qmap.mean()) < 0.6
     bpps = [r["bpp"] for r in res.log]
     assert bpps[-1] < bpps[0]
+
+
+def test_attention_config_round_trips_and_starts_near_its_parent():
+    """The GPU config (item 4): attention blocks start near the identity, so sft-small's transforms still work."""
+    base = create_codec("sft-small")
+    m = build_codec_model(CODEC_CONFIGS["sft-small-attn-ckbd-gmm"])
+    init_shared(m, base)
+    m.eval()
+    m.update(force=True)
+    m.checkpoint_info = {"codec": "sft-small-attn-ckbd-gmm", "hash": None, "meta": {}}
+    x = torch.rand(1, 3, 45, 61, generator=torch.Generator().manual_seed(6))
+    q = torch.full((1, 1, 45, 61), 0.5)
+    with torch.no_grad():
+        mse_attn = float((m(x, q)["x_hat"] - x).pow(2).mean())
+        mse_base = float((base(x, q)["x_hat"] - x).pow(2).mean())
+    assert mse_attn < 2 * mse_base
+    out = decode(m, encode(m, x, q), synthesis="float32")
+    assert out.shape == x.shape

@@ -67,6 +67,9 @@ class SFTConfig:
             :class:`taskcomp.codec.sft_context.SFTContextCodec`.
         mixture: Gaussian components per latent with a context (1: one Gaussian; K > 1: a mixture as in Cheng
             et al. 2020).
+        attention: add CompressAI's ``AttentionBlock`` (Cheng et al. 2020's simplified attention module) to the
+            analysis (at /4 and on y) and the synthesis (on y_hat and at /4). New modules only: with False the
+            layer names and weights are the paper's.
     """
 
     channels: tuple[int, int, int, int] = (48, 96, 192, 192)
@@ -79,6 +82,7 @@ class SFTConfig:
     gs0: tuple[int, int] = (96, 48)
     context: str | None = None
     mixture: int = 1
+    attention: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,6 +146,16 @@ class SFTCodec(CompressionModel):
         self.g_a6, self.g_a7, self.g_a8 = conv(c1, c2), SimplifiedGDN(c2), SFT(c2, **sft)
         self.g_a9, self.g_a10, self.g_a11 = conv(c2, c3), SimplifiedGDN(c3), SFT(c3, **sft)
         self.g_a12, self.g_a13, self.g_a14 = conv(c3, M), SFTResblk(M, **sft), SFTResblk(M, **sft)
+        if cfg.attention:
+            from compressai.layers import AttentionBlock
+
+            self.g_a_attn1, self.g_a_attn2 = AttentionBlock(c2), AttentionBlock(M)
+            self.g_s_attn1, self.g_s_attn2 = AttentionBlock(M), AttentionBlock(c2)
+            # Start each block near the identity (out = x + a * sigmoid(b) with sigmoid(b) ~ 0.018), so that
+            # pretrained transforms keep working while the blocks learn.
+            for blk in (self.g_a_attn1, self.g_a_attn2, self.g_s_attn1, self.g_s_attn2):
+                nn.init.zeros_(blk.conv_b[-1].weight)
+                nn.init.constant_(blk.conv_b[-1].bias, -4.0)
 
         # Hyper-encoder: conditions h1 (/16) .. h3 (/64).
         self.qmap_feature_h1 = condition_net(M + 1, cfg.cond_hidden, C)
@@ -192,11 +206,14 @@ class SFTCodec(CompressionModel):
         x = self.g_a5(self.g_a4(self.g_a3(x)), c)
         c = self.qmap_feature_g3(c)
         x = self.g_a8(self.g_a7(self.g_a6(x)), c)
+        if self.config.attention:
+            x = self.g_a_attn1(x)
         c = self.qmap_feature_g4(c)
         x = self.g_a11(self.g_a10(self.g_a9(x)), c)
         c = self.qmap_feature_g5(c)
         x = self.g_a12(x)
-        return self.g_a14(self.g_a13(x, c), c)
+        y = self.g_a14(self.g_a13(x, c), c)
+        return self.g_a_attn2(y) if self.config.attention else y
 
     def h_a(self, y: Tensor, qmap: Tensor) -> Tensor:
         """Hyper-analysis: y and the map pooled to y's size -> z (B,Z,H/64,W/64)."""
@@ -213,11 +230,14 @@ class SFTCodec(CompressionModel):
         """Synthesis: y_hat (B,M,h,w) and z_hat (B,Z,h/4,w/4) -> x_hat (B,3,16h,16w), not clamped."""
         w = self.qmap_feature_gs0(z_hat)
         w = self.qmap_feature_gs1(torch.cat([w, y_hat], dim=1))
-        x = self.g_s1(self.g_s0(y_hat, w), w)
+        x = self.g_s_attn1(y_hat) if hasattr(self, "g_s_attn1") else y_hat  # (the float64 twin has no config)
+        x = self.g_s1(self.g_s0(x, w), w)
         w = self.qmap_feature_gs2(w)
         x = self.g_s4(self.g_s3(self.g_s2(x)), w)
         w = self.qmap_feature_gs3(w)
         x = self.g_s7(self.g_s6(self.g_s5(x)), w)
+        if hasattr(self, "g_s_attn2"):
+            x = self.g_s_attn2(x)
         w = self.qmap_feature_gs4(w)
         x = self.g_s10(self.g_s9(self.g_s8(x)), w)
         w = self.qmap_feature_gs5(w)

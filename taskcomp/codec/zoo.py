@@ -49,6 +49,11 @@ CODEC_CONFIGS: dict[str, SFTConfig] = {
 for _ctx, _tag in (("checkerboard", "ckbd"), ("raster", "ar")):
     CODEC_CONFIGS[f"sft-small-{_tag}"] = replace(CODEC_CONFIGS["sft-small"], context=_ctx)
     CODEC_CONFIGS[f"sft-small-{_tag}-gmm"] = replace(CODEC_CONFIGS["sft-small"], context=_ctx, mixture=3)
+# Cheng et al. 2020's codec on the SFT transforms: attention modules in analysis and synthesis, a checkerboard
+# context and a 3-Gaussian mixture. For full training on a GPU (taskcomp/recipes/train_sft_small_attn_gmm_gpu.yaml);
+# no weights ship with it.
+CODEC_CONFIGS["sft-small-attn-ckbd-gmm"] = replace(CODEC_CONFIGS["sft-small"], context="checkerboard", mixture=3,
+                                                   attention=True)
 _ALIASES = {"paper": "sft-paper", "small": "sft-small", "medium": "sft-medium"}
 
 # Weights that once shipped with the package, by the 8-byte weights id that .tcz files carry. Files made with

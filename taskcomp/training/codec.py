@@ -417,9 +417,9 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
         n_frozen = freeze_params(model, cfg.freeze)
         log(f"frozen: {n_frozen:,} of {sum(p.numel() for p in model.parameters()):,} parameters ({', '.join(cfg.freeze)})")
     if cfg.rate_only:
-        # The synthesis reads y_hat = round(y) and z_hat (its quality condition comes from z_hat), so everything
-        # that makes either must stay fixed for the distortion to stay what it was.
-        feeds_synthesis = ("g_a", "g_s", "qmap_feature_g", "h_a", "qmap_feature_h", "entropy_bottleneck")
+        # The synthesis reads y_hat = round(y - mu_h) + mu_h (mu_h from h_s) and z_hat (its quality condition comes
+        # from z_hat), so everything that makes either must stay fixed for the distortion to stay what it was.
+        feeds_synthesis = ("g_a", "g_s", "qmap_feature_g", "h_a", "qmap_feature_h", "entropy_bottleneck", "h_s")
         trained = [n for n, p in model.named_parameters() if n.startswith(feeds_synthesis) and p.requires_grad]
         if not isinstance(model, SFTContextCodec) or trained:
             raise ValueError("rate_only trains an entropy model without the distortion: it needs a context codec "
@@ -449,7 +449,8 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
             from ..codec.checkpoint import load_codec_checkpoint
 
             src, info = load_codec_checkpoint(cfg.init_from)
-            if dataclasses.replace(src.config, context=model.config.context, mixture=model.config.mixture) != model.config:
+            if dataclasses.replace(src.config, context=model.config.context, mixture=model.config.mixture,
+                                   attention=model.config.attention) != model.config:
                 raise ValueError(f"--init-from {cfg.init_from} is a {info['codec']} with other widths than {name}")
             if src.config == model.config:
                 model.load_state_dict(src.state_dict())
