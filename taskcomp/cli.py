@@ -938,7 +938,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch threads (default: torch's, one per core; with one shard per core, use 1)")
     r.add_argument("--batch-size", type=int,
                    help="images whose task-aware maps are optimised together (default: the recipe's, else 1)")
-    r.add_argument("--codec", help="codec name instead of the recipe's codec: (e.g. sft-small-ckbd)")
+    r.add_argument("--codec", help="codec name instead of the recipe's codec: (e.g. sft-small-ckbd; default: the "
+                   "recipe's, else sft-small)")
     r.add_argument("--checkpoint", help="codec checkpoint instead of the recipe's checkpoint: (default: the codec's "
                    "shipped weights)")
     _add_device_arg(r)
@@ -1024,7 +1025,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", help="codec file (default: RUN_DIR/codec.pth)")
     e.add_argument("--half", action="store_true", help="store parameters as float16 (half the size)")
     e.add_argument("--base", help="a registered codec with shipped weights the run trained over (e.g. sft-small for a "
-                   "context codec with frozen transforms): store only the tensors that differ from it")
+                   "context codec with frozen transforms): store only the tensors that differ from it (default: "
+                   "store every tensor)")
     e.set_defaults(func=_cmd_export)
 
     wc = sub.add_parser("widen-codec", help="widen a trained codec to a larger registered config, computing the "

@@ -265,6 +265,14 @@ class SFTCodec(CompressionModel):
         return self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
 
     # ------------------------------------------------------------------ forward
+    def _quantize_mode(self, quantize: str | None) -> str:
+        """``quantize`` checked against :data:`QUANTIZE_MODES`; None: ``mixed`` in training, ``round`` in eval."""
+        if quantize is None:
+            quantize = "mixed" if self.training else "round"
+        if quantize not in QUANTIZE_MODES:
+            raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+        return quantize
+
     def forward(self, x: Tensor, qmap: Tensor, quantize: str | None = None) -> dict[str, Any]:
         """Differentiable pass.
 
@@ -279,10 +287,7 @@ class SFTCodec(CompressionModel):
             ``{"x_hat": (B,3,H,W) unclamped, "likelihoods": {"y", "z"}}``; the likelihoods cover the
             padded size, so the rate in bits per pixel is ``sum(-log2 l) / (H * W)`` for the real H, W.
         """
-        if quantize is None:
-            quantize = "mixed" if self.training else "round"
-        if quantize not in QUANTIZE_MODES:
-            raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+        quantize = self._quantize_mode(quantize)
         H, W = x.shape[-2:]
         x, qmap = pad_to_multiple(x), pad_to_multiple(qmap)
         y = self.g_a(x, qmap)
@@ -346,21 +351,28 @@ class SFTCodec(CompressionModel):
             ``{"strings": [y_strings, z_strings], "shape": (h, w) of z, "likelihoods": {"y", "z"}}``, one byte
             string per image; the likelihoods are those of the coded (rounded) latents, i.e. the estimated rate.
         """
-        from ..checks import check_codec_inputs, check_latents
+        from ..checks import check_latents
 
-        x, qmap = check_codec_inputs(self, x, qmap)  # nothing unchecked reaches the range coder
-        x, qmap = pad_to_multiple(x), pad_to_multiple(qmap)
-        y = self.g_a(x, qmap)
-        z = self.h_a(y, qmap)
-        check_latents(z=z - self._z_medians())
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        y, z_hat, z_strings = self._analyse_and_code_z(x, qmap)
         indexes, means, scales = self._coding_params(z_hat, exact)
         check_latents(y=y - means)
         y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
         y_hat = torch.round(y - means) + means
         likelihoods = {"y": self._y_likelihood(y_hat, scales, means), "z": self._z_likelihood(z_hat)}
-        return {"strings": [y_strings, z_strings], "shape": tuple(z.shape[-2:]), "likelihoods": likelihoods}
+        return {"strings": [y_strings, z_strings], "shape": tuple(z_hat.shape[-2:]), "likelihoods": likelihoods}
+
+    def _analyse_and_code_z(self, x: Tensor, qmap: Tensor) -> tuple[Tensor, Tensor, list[bytes]]:
+        """The encoder up to y: inputs checked (:func:`taskcomp.checks.check_codec_inputs`: nothing unchecked
+        reaches the range coder) and padded, y = g_a, z = h_a coded. Returns (y, z_hat, z_strings)."""
+        from ..checks import check_codec_inputs, check_latents
+
+        x, qmap = check_codec_inputs(self, x, qmap)
+        x, qmap = pad_to_multiple(x), pad_to_multiple(qmap)
+        y = self.g_a(x, qmap)
+        z = self.h_a(y, qmap)
+        check_latents(z=z - self._z_medians())
+        z_strings = self.entropy_bottleneck.compress(z)
+        return y, self.entropy_bottleneck.decompress(z_strings, z.shape[-2:]), z_strings
 
     @torch.no_grad()
     def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], size: tuple[int, int] | None = None,
@@ -386,6 +398,11 @@ class SFTCodec(CompressionModel):
         z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
         indexes, means, _ = self._coding_params(z_hat, exact)
         y_hat = self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype, means=means)
+        return {"x_hat": self._synthesize(y_hat, z_hat, size, synthesis)}
+
+    def _synthesize(self, y_hat: Tensor, z_hat: Tensor, size: tuple[int, int] | None, synthesis: str) -> Tensor:
+        """The decoder's image from decoded latents: ``synthesis`` ``"float64"`` or ``"float32"`` arithmetic (see
+        :meth:`decompress`), clamped to [0, 1], cropped to ``size``."""
         if synthesis == "float64":
             from .exact import synthesis_float64
 
@@ -393,9 +410,7 @@ class SFTCodec(CompressionModel):
         else:
             x_hat = self.g_s(y_hat, z_hat)
         x_hat = x_hat.clamp_(0, 1)
-        if size is not None:
-            x_hat = x_hat[..., : size[0], : size[1]]
-        return {"x_hat": x_hat}
+        return x_hat[..., : size[0], : size[1]] if size is not None else x_hat
 
 
 def bits_from_likelihoods(likelihoods: dict[str, Tensor]) -> Tensor:

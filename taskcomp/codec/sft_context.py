@@ -43,7 +43,7 @@ from compressai.entropy_models import GaussianMixtureConditional
 from compressai.layers import CheckerboardMaskedConv2d, MaskedConv2d
 from torch import Tensor, nn
 
-from .exact import exact_hyper_decoder, synthesis_float64
+from .exact import exact_hyper_decoder
 from .sft import QUANTIZE_MODES, SFTCodec, SFTConfig, _ste_round, pad_to_multiple
 
 __all__ = ["SFTContextCodec", "CONTEXTS", "build_codec_model"]
@@ -172,10 +172,7 @@ class SFTContextCodec(SFTCodec):
         Returns:
             ``{"x_hat": (B,3,H,W) or None, "likelihoods": {"y", "z"}}``.
         """
-        if quantize is None:
-            quantize = "mixed" if self.training else "round"
-        if quantize not in QUANTIZE_MODES:
-            raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+        quantize = self._quantize_mode(quantize)
         H, W = x.shape[-2:]
         x, qmap = pad_to_multiple(x), pad_to_multiple(qmap)
         y = self.g_a(x, qmap)
@@ -195,8 +192,7 @@ class SFTContextCodec(SFTCodec):
         Returns:
             ``(y_hat, z_hat, {"y": likelihoods, "z": likelihoods})``.
         """
-        if quantize not in QUANTIZE_MODES:
-            raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+        quantize = self._quantize_mode(quantize)
         z = self.h_a(y, qmap)
         if quantize == "noise":
             z_hat = z_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5)
@@ -279,16 +275,10 @@ class SFTContextCodec(SFTCodec):
         Args and returns as :meth:`SFTCodec.compress`; the coding parameters are always exact (``exact`` is
         accepted for the API's sake: these codecs write .tcz version 2 only).
         """
-        from ..checks import check_codec_inputs, check_latents
+        from ..checks import check_latents
         from .entropy_coding import encode_mixture, mixture_tables
 
-        x, qmap = check_codec_inputs(self, x, qmap)
-        x, qmap = pad_to_multiple(x), pad_to_multiple(qmap)
-        y = self.g_a(x, qmap)
-        z = self.h_a(y, qmap)
-        check_latents(z=z - self._z_medians())
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        y, z_hat, z_strings = self._analyse_and_code_z(x, qmap)
         hs_exact, ctx_exact, ep_exact = self._exact_twins()
         hyper64 = hs_exact(z_hat)
         mu32 = hyper64.chunk(2, 1)[1].to(torch.float32)
@@ -321,7 +311,7 @@ class SFTContextCodec(SFTCodec):
         y_hat32 = (r + mu32).to(device=y.device, dtype=y.dtype)
         params = self.entropy_params(y_hat32, self.h_s(z_hat))
         likelihoods = {"y": self._y_likelihood_mix(y_hat32, *params), "z": self._z_likelihood(z_hat)}
-        return {"strings": [y_strings, z_strings], "shape": tuple(z.shape[-2:]), "likelihoods": likelihoods}
+        return {"strings": [y_strings, z_strings], "shape": tuple(z_hat.shape[-2:]), "likelihoods": likelihoods}
 
     @torch.no_grad()
     def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], size: tuple[int, int] | None = None,
@@ -372,11 +362,4 @@ class SFTContextCodec(SFTCodec):
                     padded[0, :, i + p, j + p] = (r.to(torch.float32) + mu_ij[0, :, 0, 0]).double()
             y_hat[b] = padded[0, :, p:p + h, p:p + w]
         y_hat = y_hat.to(device=z_hat.device, dtype=z_hat.dtype)
-        if synthesis == "float64":
-            x_hat = SFTCodec.g_s(synthesis_float64(self), y_hat.double(), z_hat.double()).to(z_hat.dtype)
-        else:
-            x_hat = self.g_s(y_hat, z_hat)
-        x_hat = x_hat.clamp_(0, 1)
-        if size is not None:
-            x_hat = x_hat[..., : size[0], : size[1]]
-        return {"x_hat": x_hat}
+        return {"x_hat": self._synthesize(y_hat, z_hat, size, synthesis)}
