@@ -179,7 +179,7 @@ def _cmd_eval_codec(a):
     out = Path(a.out)
     baselines = tuple(m for m in ("jpeg", "webp") if m in methods)
     qualities = QUALITIES
-    if a.qualities:
+    if a.qualities is not None:
         try:
             qualities = sorted({round(float(v), 4) for v in a.qualities.split(",") if v.strip()})
         except ValueError:

@@ -193,3 +193,18 @@ def test_attention_config_round_trips_and_starts_near_its_parent():
     assert mse_attn < 2 * mse_base
     out = decode(m, encode(m, x, q), synthesis="float32")
     assert out.shape == x.shape
+
+
+def test_shipped_variants_decode_to_sft_small_pixels_and_refuse_another_codec_name():
+    from taskcomp.codec.checkpoint import CheckpointError
+    from taskcomp.codec.zoo import shipped_checkpoint
+
+    x = torch.rand(1, 3, 48, 80, generator=torch.Generator().manual_seed(7))
+    q = torch.full((1, 1, 48, 80), 0.4)
+    base = create_codec("sft-small")
+    ref = decode(base, encode(base, x, q))
+    m = create_codec("sft-small-ckbd-gmm")
+    data = encode(m, x, q)
+    assert torch.equal(decode(m, data), ref)  # same y_hat and z_hat: only the rate differs
+    with pytest.raises(CheckpointError, match="pass --codec sft-small-ckbd"):
+        create_codec("sft-small", checkpoint=shipped_checkpoint("sft-small-ckbd"))

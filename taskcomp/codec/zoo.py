@@ -117,9 +117,10 @@ def create_codec(name: str = DEFAULT_CODEC, checkpoint: str | Path | None = None
     if checkpoint is None and pretrained:
         checkpoint = shipped_checkpoint(key)
         if checkpoint is None:
+            hint = " (the published SFT checkpoint)" if key == "sft-paper" else " (one made by `taskcomp train`)"
             raise CheckpointError(
-                f"no weights ship with {key}; pass checkpoint=PATH_OR_URL (the published SFT checkpoint for "
-                "sft-paper, or one made by `taskcomp train`), or pretrained=False for a random init"
+                f"no weights ship with {key}; pass --checkpoint PATH_OR_URL{hint} (Python: checkpoint=..., or "
+                "pretrained=False for a random init)"
             )
     if checkpoint is None:
         model = build_codec_model(CODEC_CONFIGS[key]).eval()
@@ -127,5 +128,8 @@ def create_codec(name: str = DEFAULT_CODEC, checkpoint: str | Path | None = None
         model.checkpoint_info = {"codec": key, "hash": None, "meta": {}}
         return model.to(dev) if dev is not None else model
     model, info = load_codec_checkpoint(checkpoint, config=CODEC_CONFIGS[key])
+    other = info.get("codec")
+    if other in CODEC_CONFIGS and other != key and model.config != CODEC_CONFIGS[key]:
+        raise CheckpointError(f"checkpoint {checkpoint} is a {other} codec, not {key}: pass --codec {other}")
     model.checkpoint_info = info
     return model.to(dev) if dev is not None else model

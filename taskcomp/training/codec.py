@@ -86,7 +86,7 @@ class TrainConfig:
     channels_last: bool = True
     checkpoint_every: int = 200
     seed: int = 0
-    init_from: str | None = None  # codec checkpoint to start from (fresh optimiser), e.g. the shipped weights
+    init_from: str | None = None  # codec checkpoint (path, or a registered name: its shipped weights) to start from
     # Parameter-name prefixes that do not train (e.g. [g_a, g_s, qmap_feature_g]: the transforms and their conditions).
     freeze: list[str] = field(default_factory=list)
     # Loss = bpp only, no synthesis pass: for entropy models over frozen transforms where y_hat does not depend on
@@ -448,7 +448,14 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
         if cfg.init_from:
             from ..codec.checkpoint import load_codec_checkpoint
 
-            src, info = load_codec_checkpoint(cfg.init_from)
+            init = cfg.init_from
+            if init in CODEC_CONFIGS or init in ("small", "paper", "medium"):  # a registered codec: its shipped weights
+                from ..codec.zoo import shipped_checkpoint
+
+                init = shipped_checkpoint(resolve_name(init))
+                if init is None:
+                    raise ValueError(f"init_from: no weights ship with {cfg.init_from}; give a checkpoint path")
+            src, info = load_codec_checkpoint(init)
             if dataclasses.replace(src.config, context=model.config.context, mixture=model.config.mixture,
                                    attention=model.config.attention) != model.config:
                 raise ValueError(f"--init-from {cfg.init_from} is a {info['codec']} with other widths than {name}")
