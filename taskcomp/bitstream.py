@@ -40,6 +40,12 @@ CPU (0.9 vs 4.3 s per Kodak image on 2 cores) and may move a few values by 1. De
 bit-identical to ``SFTCodec.forward(quantize="round")`` (float ``h_s``, float32): 0.012% of kodim01's
 8-bit values differ, by 1.
 
+Context codecs (``sft-small-ckbd`` etc., :mod:`taskcomp.codec.sft_context`) use the same container: their y
+stream holds the symbols ``round(y - mu_h)`` (checkerboard: anchors, then non-anchors; raster scan: position by
+position, all channels together), each coded with its own CDF from exact coding parameters
+(:mod:`taskcomp.codec.entropy_coding`); the codec name and weights id in the header keep another codec from
+decoding it.
+
 Version 1 files (float ``h_s`` on the coding path, float32 synthesis) decode with that path, as before; on
 another device or thread count than the encoder's they may decode wrongly (a scale index or mean off by
 one float bit). Encoding always writes version 2.
