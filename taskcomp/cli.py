@@ -70,6 +70,7 @@ def _device(a):
 def _load_codec(a, device=None):
     from .codec import create_codec
 
+    # No --codec with a --checkpoint: the checkpoint's own codec (a widened sft-medium, a context codec, ...).
     return create_codec(a.codec, checkpoint=a.checkpoint, device=device)
 
 
@@ -191,7 +192,8 @@ def _cmd_eval_codec(a):
     if "sft" not in methods:
         print(f"{len(records)} baseline records in {out / 'records.jsonl'}")
         return
-    codec_args = ["--codec", a.codec, "--device", a.device] + (["--checkpoint", a.checkpoint] if a.checkpoint else [])
+    codec_args = (["--codec", a.codec] if a.codec else []) + ["--device", a.device]
+    codec_args += ["--checkpoint", a.checkpoint] if a.checkpoint else []
     rt = check_roundtrip(out, codec_args)
     meta = codec.checkpoint_info.get("meta", {})
     title = (f"codec {name}, weights {str(codec.checkpoint_info.get('hash'))[:16]}, "
@@ -730,7 +732,8 @@ def _add_iterate_args(p):
 
 
 def _add_codec_args(p):
-    p.add_argument("--codec", default="sft-small", help="codec name (default: sft-small, shipped weights)")
+    p.add_argument("--codec", default=None, help="codec name (default: the --checkpoint's codec, else sft-small with "
+                   "its shipped weights)")
     p.add_argument("--checkpoint", help="codec checkpoint (taskcomp or published SFT format), path or URL "
                    "(default: the shipped weights of --codec)")
     _add_device_arg(p)

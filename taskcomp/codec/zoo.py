@@ -94,12 +94,13 @@ def shipped_checkpoint(name: str) -> Path | None:
     return p if p.is_file() else None
 
 
-def create_codec(name: str = DEFAULT_CODEC, checkpoint: str | Path | None = None, pretrained: bool = True,
+def create_codec(name: str | None = DEFAULT_CODEC, checkpoint: str | Path | None = None, pretrained: bool = True,
                  device: "str | torch.device | None" = None) -> SFTCodec:
     """Create a codec by name.
 
     Args:
-        name: ``sft-small`` (default, shipped weights) or ``sft-paper`` (aliases ``small``, ``paper``).
+        name: a registered codec (:func:`list_codecs`; default ``sft-small``, shipped weights). None with a
+            ``checkpoint``: the checkpoint's own codec; None without one: the default.
         checkpoint: a taskcomp or published-format checkpoint (path or URL); overrides shipped weights.
         pretrained: load the shipped weights when no checkpoint is given; False gives a random init.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (:func:`taskcomp.devices.resolve_device`); None: CPU.
@@ -108,7 +109,9 @@ def create_codec(name: str = DEFAULT_CODEC, checkpoint: str | Path | None = None
     Returns:
         The model in eval mode; ``model.checkpoint_info`` holds its name and weights hash.
     """
-    key = resolve_name(name)
+    if name is None and checkpoint is not None:
+        return _from_checkpoint(None, checkpoint, device)
+    key = resolve_name(name or DEFAULT_CODEC)
     dev = None
     if device is not None:
         from ..devices import resolve_device
@@ -127,9 +130,20 @@ def create_codec(name: str = DEFAULT_CODEC, checkpoint: str | Path | None = None
         model.update()
         model.checkpoint_info = {"codec": key, "hash": None, "meta": {}}
         return model.to(dev) if dev is not None else model
-    model, info = load_codec_checkpoint(checkpoint, config=CODEC_CONFIGS[key])
+    return _from_checkpoint(key, checkpoint, device)
+
+
+def _from_checkpoint(key: str | None, checkpoint, device):
+    """Load ``checkpoint``; with ``key``, refuse a checkpoint of another registered codec (another layout)."""
+    dev = None
+    if device is not None:
+        from ..devices import resolve_device
+
+        dev = resolve_device(device)
+    model, info = load_codec_checkpoint(checkpoint, config=CODEC_CONFIGS[key] if key else None)
     other = info.get("codec")
-    if other in CODEC_CONFIGS and other != key and model.config != CODEC_CONFIGS[key]:
-        raise CheckpointError(f"checkpoint {checkpoint} is a {other} codec, not {key}: pass --codec {other}")
+    if key and other in CODEC_CONFIGS and other != key and model.config != CODEC_CONFIGS[key]:
+        raise CheckpointError(f"checkpoint {checkpoint} is a {other} codec, not {key}: pass --codec {other}, or no "
+                              "--codec")
     model.checkpoint_info = info
     return model.to(dev) if dev is not None else model
