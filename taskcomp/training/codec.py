@@ -448,13 +448,15 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
         if cfg.init_from:
             from ..codec.checkpoint import load_codec_checkpoint
 
-            init = cfg.init_from
-            if init in CODEC_CONFIGS or init in ("small", "paper", "medium"):  # a registered codec: its shipped weights
-                from ..codec.zoo import shipped_checkpoint
+            from ..codec.zoo import shipped_checkpoint
 
-                init = shipped_checkpoint(resolve_name(init))
-                if init is None:
-                    raise ValueError(f"init_from: no weights ship with {cfg.init_from}; give a checkpoint path")
+            try:  # a registered codec name or alias: its shipped weights; anything else is a path or URL
+                init = shipped_checkpoint(resolve_name(cfg.init_from))
+                registered = True
+            except ValueError:
+                init, registered = cfg.init_from, False
+            if registered and init is None:
+                raise ValueError(f"init_from: no weights ship with {cfg.init_from}; give a checkpoint path")
             src, info = load_codec_checkpoint(init)
             if dataclasses.replace(src.config, context=model.config.context, mixture=model.config.mixture,
                                    attention=model.config.attention) != model.config:
