@@ -380,7 +380,14 @@ def _optimize_map(codec, objective, x, ctx, a, default_lam: float, opt_kwargs: d
         qmap, data, lam = found["qmap"], found["data"], found["lam"]
     else:
         lam = default_lam if a.lam is None else a.lam
-        qmap = MapOptimizer(codec, objective, lam=lam, **opt_kwargs).run(x, ctx, progress=True).qmap
+        if getattr(objective, "keeps_nothing", lambda _: False)(ctx):
+            import torch  # e.g. a blank page: the task loss is flat, the lowest map is the optimum (q = 0)
+
+            qmap = torch.zeros_like(x[:, :1])
+            print("no text read on the original: the map is q = 0 everywhere",
+                  file=sys.stderr if getattr(a, "json", None) == "-" else sys.stdout)
+        else:
+            qmap = MapOptimizer(codec, objective, lam=lam, **opt_kwargs).run(x, ctx, progress=True).qmap
         _, data = real_bpp(codec, x, qmap)
     return qmap, data, lam, time.perf_counter() - t0
 

@@ -72,16 +72,31 @@ class TrainingPool:
     Images smaller than the crop are skipped.
     """
 
-    def __init__(self, folder: str | Path, crop: int, exclude: tuple[str, ...] = ("kodak",)):
+    def __init__(self, folder: str | Path | list, crop: int, exclude: tuple[str, ...] = ("kodak",),
+                 exclude_files: tuple[str | Path, ...] = ()):
+        """Args:
+            folder: an image folder (searched recursively), or a list of them (pooled).
+            crop: crop side in px; smaller images are skipped.
+            exclude: path components (folder names) whose images are skipped, e.g. ``kodak``.
+            exclude_files: image files (paths) that are skipped, e.g. a benchmark's evaluation images.
+
+        Raises:
+            DataError: a folder is missing, or no image is at least ``crop`` px on its short side.
+        """
         self.crop = crop
-        paths = [p for p in list_images(folder) if not any(e in p.parts for e in exclude)]
+        folders = list(folder) if isinstance(folder, (list, tuple)) else [folder]
+        skip = {Path(f).resolve() for f in exclude_files}
+        paths = [p for f in folders for p in list_images(f)
+                 if not any(e in p.parts for e in exclude) and p.resolve() not in skip]
+        self.excluded = sum(len(list_images(f)) for f in folders) - len(paths)
         self.images: list[np.ndarray] = []
         for p in paths:
             arr = load_image(p)
             if min(arr.shape[:2]) >= crop:
                 self.images.append(arr)
         if not self.images:
-            raise DataError(f"no training images of at least {crop}x{crop} in {folder}")
+            where = ", ".join(str(f) for f in folders)
+            raise DataError(f"no training images of at least {crop}x{crop} in {where}")
         self._by_crop: dict[int, list[np.ndarray]] = {crop: self.images}  # images big enough for each crop
 
     def __len__(self) -> int:

@@ -54,6 +54,9 @@ for _ctx, _tag in (("checkerboard", "ckbd"), ("raster", "ar")):
 # no weights ship with it.
 CODEC_CONFIGS["sft-small-attn-ckbd-gmm"] = replace(CODEC_CONFIGS["sft-small"], context="checkerboard", mixture=3,
                                                    attention=True)
+# sft-small fine-tuned on document images (scanned forms and receipts; taskcomp/recipes/train_sft_small_doc.yaml,
+# results/documents/): the same network, weights for pages of text on paper instead of natural photos.
+CODEC_CONFIGS["sft-small-doc"] = replace(CODEC_CONFIGS["sft-small"])
 _ALIASES = {"paper": "sft-paper", "small": "sft-small", "medium": "sft-medium"}
 
 # Weights that once shipped with the package, by the 8-byte weights id that .tcz files carry. Files made with

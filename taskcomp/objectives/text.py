@@ -168,6 +168,44 @@ class TextObjective(Objective):
         """easyocr's reading of one image (3, H, W): [(box, text, confidence), ...]."""
         return self.reader_eval.readtext(_to_bgr_uint8(x))
 
+    def read_boxes(self, x: Tensor, boxes) -> list[tuple[list, str, float]]:
+        """easyocr's recogniser on given text boxes of one image x (3, H, W) in [0, 1], at x's own resolution,
+        no detection (``Reader.recognize`` with a horizontal box list; the greyscale conversion is readtext's).
+
+        Args:
+            boxes: ``[(x0, y0, x1, y1, ...), ...]`` axis-aligned boxes in x's pixels (extra fields ignored).
+
+        Returns:
+            one ``(box corners, text, confidence)`` per box, in the order given ("" for a box outside the image).
+        """
+        import cv2
+
+        H, W = x.shape[-2:]
+        rects = []
+        for b in boxes:
+            x0, y0 = max(0, int(math.floor(b[0]))), max(0, int(math.floor(b[1])))
+            x1, y1 = min(W, int(math.ceil(b[2]))), min(H, int(math.ceil(b[3])))
+            rects.append((x0, x1, y0, y1))
+        valid = [r for r in rects if r[1] - r[0] >= 2 and r[3] - r[2] >= 2]
+        found: dict[tuple, tuple[str, float]] = {}
+        if valid:
+            grey = cv2.cvtColor(_to_bgr_uint8(x), cv2.COLOR_BGR2GRAY)
+            for box, text, conf in self.reader_eval.recognize(grey, horizontal_list=[list(r) for r in valid],
+                                                              free_list=[], batch_size=16, reformat=False):
+                (bx0, by0), (bx1, _), (_, by1) = box[0], box[1], box[2]
+                found[(int(bx0), int(bx1), int(by0), int(by1))] = (text, float(conf))
+        out = []
+        for r in rects:
+            text, conf = found.get(r, ("", 0.0))
+            x0, x1, y0, y1 = r
+            out.append(([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], text, conf))
+        return out
+
+    def keeps_nothing(self, ctx: dict[str, Any]) -> bool:
+        """True when no image of ``ctx`` has a text box to keep (a blank page): the loss's recogniser term is zero
+        and the lowest map (q = 0) is the optimum; ``ocr-map`` then skips the optimiser."""
+        return all(not info["boxes"] for info in ctx["images"])
+
     def prepare(self, x: Tensor, texts: list[list] | None = None, **_: Any) -> dict[str, Any]:
         """Targets per image: heat maps, text boxes and their transcripts.
 
@@ -175,8 +213,8 @@ class TextObjective(Objective):
             texts: optional ground truth per image as ``[(x0, y0, x1, y1, transcript), ...]``; default: the
                 boxes and text easyocr reads on the original.
         """
-        with torch.no_grad():
-            maps = self.heatmaps(x)
+        with torch.no_grad():  # with det_weight 0 CRAFT never runs on the reconstruction: no targets needed
+            maps = self.heatmaps(x) if self.det_weight else None
         per_image = []
         for i in range(x.size(0)):
             H, W = x.shape[-2:]
@@ -197,14 +235,16 @@ class TextObjective(Objective):
                 if x1 - x0 >= 2 and y1 - y0 >= 2 and t:
                     boxes.append((x0, y0, x1, y1, t))
             boxes.sort(key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
-            per_image.append({"boxes": boxes[: self.max_boxes],
+            per_image.append({"boxes": boxes[: self.max_boxes], "all_boxes": boxes,
                               "reference": reading_text(reading) if reading is not None else
                               "\n".join(b[4] for b in sorted(items, key=lambda b: (b[1], b[0])))})
         return {"heatmaps": maps, "images": per_image}
 
     def loss(self, x_hat: Tensor, ctx: dict[str, Any]) -> Tensor:
-        maps = self.heatmaps(x_hat)
-        det = ((maps - ctx["heatmaps"]) ** 2).flatten(1).mean(1)
+        if self.det_weight:
+            det = ((self.heatmaps(x_hat) - ctx["heatmaps"]) ** 2).flatten(1).mean(1)
+        else:  # recogniser only: a step skips CRAFT's forward and backward (about half a step's time at 768 px)
+            det = x_hat.new_zeros(x_hat.size(0))
         rec = []
         for i, info in enumerate(ctx["images"]):
             if not info["boxes"]:

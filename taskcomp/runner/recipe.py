@@ -51,7 +51,9 @@ _KINDS = {
     "qualities": (lambda v: isinstance(v, list) and bool(v) and all(_is_int(x) and 0 <= x <= 100 for x in v),
                   "a non-empty list of integers in [0, 100]"),
     "optimizer": (lambda v: v in ("adam", "lbfgs"), "adam or lbfgs"),
-    "init": (lambda v: v in ("constant", "gradcam", "random"), "constant, gradcam or random"),
+    "init": (lambda v: v in ("constant", "gradcam", "random", "box_mask"), "constant, gradcam, random or box_mask"),
+    "reading": (lambda v: v in ("page", "boxes"), "page or boxes"),
+    "synthesis": (lambda v: v in ("float64", "float32"), "float64 or float32"),
     "keep": (lambda v: v in ("best", "last"), "best or last"),
     "lr_schedule": (lambda v: v in ("constant", "cosine"), "constant or cosine"),
 }
@@ -60,10 +62,11 @@ _KINDS = {
 RECIPE_KEYS = {
     "name": "str", "task": "str", "data": "data", "out": "str", "preprocess": "map", "codec": "str",
     "checkpoint": "str", "objective": "map", "eval_models": "strs", "methods": "map", "batch_size": "int>=1",
-    "coco_category": "int>=0", "ap_conf": "unit", "examples": "int>=0",
+    "coco_category": "int>=0", "ap_conf": "unit", "examples": "int>=0", "reading": "reading",
+    "synthesis": "synthesis",
 }
 TASK_NAMES = ("classification", "text", "detection")
-PREPROCESS_KEYS = {"resize": "int>=1", "crop": "int>=1", "max_side": "int>=1"}
+PREPROCESS_KEYS = {"resize": "int>=1", "crop": "int>=1", "max_side": "int>=1", "working_side": "int>=1"}
 #: MapOptimizer's keyword arguments as recipe keys (kept equal to its signature by a test).
 OPTIMIZER_KEYS = {"steps": "int>=0", "lr": "num>0", "optimizer": "optimizer", "init": "init", "init_q": "unit",
                   "alpha": "num", "downsample": "int>=1", "clip": "num|null", "scale": "num",
@@ -75,6 +78,7 @@ METHOD_KEYS = {
     "gradcam": {"alpha": "nums>=0"},
     "saliency": {"alpha": "nums>=0"},
     "box_mask": {"q_in": "units"},
+    "line_search": {"tolerance": "nums>=0", "levels": "units", "margin": "int>=0"},
     "jpeg": {"quality": "qualities"},
     "webp": {"quality": "qualities"},
     "task_aware": {"lambda": "nums>=0", "use_label": "bool", "use_gt": "bool", **OPTIMIZER_KEYS},
@@ -124,6 +128,18 @@ def validate_recipe(r: Any, source: str = "recipe") -> dict[str, Any]:
     if r.get("task", "classification") not in TASK_NAMES:
         raise RecipeError(f"{source}: unknown task {r['task']!r}; tasks: {', '.join(TASK_NAMES)}")
     _check_keys(source, "preprocess", r.get("preprocess") or {}, PREPROCESS_KEYS)
+    task = r.get("task", "classification")
+    pre = r.get("preprocess") or {}
+    if task != "text" and ("working_side" in pre or "reading" in r):
+        raise RecipeError(f"{source}: preprocess.working_side and reading apply to task text, not {task}")
+    if "working_side" in pre and "max_side" in pre:
+        raise RecipeError(f"{source}: preprocess has max_side (the image is shrunk and coded small) and working_side "
+                          "(maps are made small, the image is coded at its own size): give one")
+    if "line_search" in (r.get("methods") or {}) and task != "text":
+        raise RecipeError(f"{source}: method line_search needs task text (text lines), not {task}")
+    for method, spec in (r.get("methods") or {}).items():
+        if isinstance(spec, dict) and spec.get("init") == "box_mask" and task != "text":
+            raise RecipeError(f"{source}: methods.{method}.init box_mask needs task text (text boxes), not {task}")
     obj = r.get("objective")
     if obj is not None and not isinstance(obj.get("name"), str):
         raise RecipeError(f"{source}: objective needs a name (e.g. objective: {{name: classification}})")
@@ -287,6 +303,8 @@ def settings(methods: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
             out += [(method, f"{key}={a:.2f}", {key: float(a)}) for a in spec.get(key, [])]
         elif is_map_method(method):
             out += [(method, f"lambda={lam:g}", {"lam": float(lam)}) for lam in spec.get("lambda", [])]
+        elif method == "line_search":
+            out += [(method, f"tolerance={t:g}", {"tolerance": float(t)}) for t in spec.get("tolerance", [])]
         elif method in ("jpeg", "webp"):
             out += [(method, f"quality={q}", {"quality": int(q)}) for q in spec.get("quality", [])]
         elif method == "original":

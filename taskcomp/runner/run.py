@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 
 from ..bitstream import decode, weights_id
@@ -310,9 +311,12 @@ def _run_points(recipe, task_name, todo, out: Path, rec_path: Path, folder_weigh
             arr = task.load(it)
             x = image_to_tensor(arr).to(dev)
             opt_ctx, state = task.contexts(x, it)
+            # A task with a working resolution (documents: preprocess.working_side) optimises and predicts maps
+            # on a smaller copy; the maps are upsampled and the image is coded at its own size.
+            xw = state.pop("work", x)
             key = group_key(*arr.shape[:2])
             pending.setdefault(key, []).append({"id": img_id, "item": it, "sets": sets, "arr": arr, "x": x,
-                                                "ctx": opt_ctx, "state": state})
+                                                "xw": xw, "ctx": opt_ctx, "state": state})
             if len(pending[key]) >= bs:
                 flush(key)
         for key in list(pending):
@@ -377,7 +381,7 @@ def _method_context(task, b, method: str, spec: dict[str, Any]):
                          "on the task_aware method")
     key = ("label_free", id(task.objective))
     if key not in b:
-        b[key] = task.objective.prepare(b["x"])
+        b[key] = task.objective.prepare(b["xw"])
     return b[key]
 
 
@@ -387,15 +391,53 @@ def _refine(codec, objective, lam: float, opt_kw: dict[str, Any], sub, ctxs, ini
     maps, best = [None] * len(sub), [0] * len(sub)
     groups: dict[tuple, list[int]] = {}
     for i, b in enumerate(sub):
-        groups.setdefault(tuple(b["x"].shape[-2:]), []).append(i)
+        groups.setdefault(tuple(b["xw"].shape[-2:]), []).append(i)
     for idx in groups.values():
         init = torch.cat([init_maps[i] for i in idx])
         opt = MapOptimizer(codec, objective, lam=lam, **{**opt_kw, "init": init})
         ctx = collate_contexts([ctxs[i] for i in idx]) if len(idx) > 1 else ctxs[idx[0]]
-        res = opt.run(torch.cat([sub[i]["x"] for i in idx]), ctx)
+        res = opt.run(torch.cat([sub[i]["xw"] for i in idx]), ctx)
         for j, i in enumerate(idx):
             maps[i], best[i] = res.map_of(j), res.best_step[j]
     return maps, best
+
+
+#: Level outside the text boxes of a box-mask initial map (init: box_mask): a map of exactly 0 has logit -inf.
+BOX_INIT_FLOOR = 0.02
+
+
+def _at_size(qmap: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A map (1, 1, h, w) made at a working resolution, brought to the size of x (1, 3, H, W) by bilinear
+    upsampling (unchanged when the sizes agree)."""
+    if tuple(qmap.shape[-2:]) == tuple(x.shape[-2:]):
+        return qmap
+    return F.interpolate(qmap, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def _all_boxes(ctx) -> list:
+    """Every text box of a text context (the CTC term keeps only the largest ``max_boxes``)."""
+    info = ctx["images"][0]
+    return info.get("all_boxes", info["boxes"])
+
+
+def _line_search_map(task, codec, b, tolerance: float):
+    """A line_search point (taskcomp.objectives.text_lines): every text line easyocr finds on the original (at the
+    working resolution, scaled to the image's own) read under each level once per image, then the map of this
+    tolerance. Returns (map, record fields, seconds: the search's share plus the map's)."""
+    from ..objectives.text_lines import DEFAULT_LEVELS, line_levels, line_map
+
+    spec = task.recipe["methods"]["line_search"] or {}
+    x, xw = b["x"], b["xw"]
+    if "line_levels" not in b:
+        t0 = time.perf_counter()
+        sy, sx = x.shape[-2] / xw.shape[-2], x.shape[-1] / xw.shape[-1]
+        boxes = [(x0 * sx, y0 * sy, x1 * sx, y1 * sy) for x0, y0, x1, y1, _ in _all_boxes(b["state"]["orig"])]
+        b["line_levels"] = line_levels(codec, task.objective, x, boxes, spec.get("levels", DEFAULT_LEVELS))
+        b["line_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    qmap, info = line_map(b["line_levels"], tuple(x.shape[-2:]), tolerance, int(spec.get("margin", 2)))
+    return qmap.to(x.device), {**info, "map_mean": float(qmap.mean()), "search_seconds": b["line_seconds"]}, \
+        b["line_seconds"] + time.perf_counter() - t0
 
 
 def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, predictors=None) -> int:
@@ -419,7 +461,7 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
             init_maps = []
             for b in sub:  # images of a batch may differ in size: the predictor runs per image here
                 with torch.no_grad():
-                    init_maps.append(pred.predict_map(b["x"], s[2]["lam"]))
+                    init_maps.append(pred.predict_map(b["xw"], s[2]["lam"]))
             refine = int(spec.get("refine", 0) or 0)
             if refine:
                 opt_kw = {"lr": 0.3, "downsample": pred.config.downsample, **ta[method], "steps": refine}
@@ -430,16 +472,27 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
                 res_maps = init_maps
             per_image = (time.perf_counter() - t0) / len(sub)
             for i, b in enumerate(sub):
-                qmap = res_maps[i]
+                qmap = _at_size(res_maps[i], b["x"])
                 maps[(b["id"], method, s[1])] = (qmap, {**extra[i], "map_mean": float(qmap.mean()),
                                                         "batch": len(sub), "predictor": pred.digest}, per_image)
             continue
-        opt = MapOptimizer(codec, task.objective, lam=s[2]["lam"], **ta[method])
-        res = optimize_images(opt, [b["x"] for b in sub], ctxs)
+        kw = dict(ta[method])
+        if kw.get("init") == "box_mask":  # the text-box mask as the first map: one image at a time (own init)
+            kw.pop("init")
+            level = float(kw.get("init_q", 0.3))
+            results = []
+            for b, c in zip(sub, ctxs):
+                init = task.baseline_map(b["xw"], b["state"], level).to(b["xw"].device).clamp(BOX_INIT_FLOOR, 1)
+                res = MapOptimizer(codec, task.objective, lam=s[2]["lam"], init=init, **kw).run(b["xw"], c)
+                results.append((res.map_of(0), res.best_step[0]))
+        else:
+            res = optimize_images(MapOptimizer(codec, task.objective, lam=s[2]["lam"], **kw), [b["xw"] for b in sub],
+                                  ctxs)
+            results = [(res.map_of(i), res.best_step[i]) for i in range(len(sub))]
         per_image = (time.perf_counter() - t0) / len(sub)
-        for i, b in enumerate(sub):
-            qmap = res.map_of(i)
-            maps[(b["id"], method, s[1])] = (qmap, {"best_step": res.best_step[i], "map_mean": float(qmap.mean()),
+        for (qmap, best), b in zip(results, sub):
+            qmap = _at_size(qmap, b["x"])
+            maps[(b["id"], method, s[1])] = (qmap, {"best_step": best, "map_mean": float(qmap.mean()),
                                                     "batch": len(sub)}, per_image)
 
     n = 0
@@ -463,11 +516,13 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
                 elif is_map_method(method):
                     qmap, extra, opt_seconds = maps[(b["id"], method, setting)]
                     extra = dict(extra)
+                elif method == "line_search":
+                    qmap, extra, opt_seconds = _line_search_map(task, codec, b, params["tolerance"])
                 else:
-                    qmap = task.baseline_map(x, state, next(iter(params.values()))).to(x.device)
+                    qmap = _at_size(task.baseline_map(b["xw"], state, next(iter(params.values()))).to(x.device), x)
                 bpp, data = real_bpp(codec, x, qmap)
-                with torch.inference_mode():
-                    x_dec = decode(codec, data)
+                with torch.inference_mode():  # synthesis: float32 decodes 4-5x faster than the default
+                    x_dec = decode(codec, data, synthesis=task.recipe.get("synthesis"))
                 dec_arr = tensor_to_image(x_dec)
                 extra["weights"] = wid  # every point this codec coded names its weights
                 extra["tcz_sha256"] = hashlib.sha256(data).hexdigest()[:16]  # compare files across runs

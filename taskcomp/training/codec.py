@@ -57,7 +57,9 @@ class TrainConfig:
     """A codec training run (the fields of a ``taskcomp/recipes/train_*.yaml``; unknown keys land in ``extra``)."""
 
     codec: str = "sft-small"
-    data: str = "train"  # folder under the data root, or an absolute path
+    data: str | list[str] = "train"  # folder under the data root, or an absolute path; or a list of them
+    # Image files never trained on (paths under the data root, or absolute): e.g. a benchmark's evaluation images.
+    exclude: list[str] = field(default_factory=list)
     out: str = "runs/sft-small"
     crop: int = 128
     batch_size: int = 8
@@ -477,12 +479,18 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
     # optimizer_step averages their aux gradients with one all-reduce instead (sync_aux_grads), as before.
     ddp_model = w.wrap(model, ignore=[n for n, _ in model.named_parameters() if n.endswith(AUX_PARAM_SUFFIX)])
 
-    folder = Path(data or cfg.data)
-    if not folder.is_absolute():
-        folder = data_root() / folder
+    given = data or cfg.data
+    folders = [Path(f) for f in (given if isinstance(given, (list, tuple)) else [given])]
+    folders = [f if f.is_absolute() else data_root() / f for f in folders]
+    excluded = [Path(f) if Path(f).is_absolute() else data_root() / f for f in cfg.exclude]
+    missing = [str(f) for f in excluded if not f.is_file()]
+    if missing:  # a typo would silently train on the images it meant to keep out
+        raise DataError(f"exclude: {len(missing)} listed file(s) not found, e.g. {missing[0]}")
     t0 = time.time()
-    pool = TrainingPool(folder, cfg.crop)
+    pool = TrainingPool(folders, cfg.crop, exclude_files=excluded)
+    folder = ", ".join(str(f) for f in folders)
     log(f"{len(pool)} training images from {folder} loaded in {time.time() - t0:.0f}s"
+        + (f" ({pool.excluded} excluded)" if pool.excluded else "")
         + (f"; {w.world} processes x {cfg.threads} threads" if w.distributed else ""))
     if cfg.large_crop:
         n_large = len(pool.at_least(cfg.large_crop))  # checked here: the prefetch thread would hide the error
