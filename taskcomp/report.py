@@ -281,7 +281,7 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
         from .runner.recipe import is_map_method
 
         compared = [m for m in table["method"].unique() if is_map_method(m)]
-        for method in compared + ["gradcam", "box_mask", "saliency", "line_search"]:
+        for method in compared + ["gradcam", "box_mask", "saliency"]:
             c = compare_to_uniform(table, col, method, max_bpp)
             if c:
                 if col in df:  # per-image metrics (not AP, which exists only over the whole set)

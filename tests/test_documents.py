@@ -90,7 +90,7 @@ def test_read_boxes_keeps_order_and_marks_boxes_outside(text_obj):
 def test_recipe_at_working_side_codes_and_reads_full_size(tmp_path, data_root):
     from taskcomp.runner import run_recipe
 
-    recipe = {"name": "tiny_full", "task": "text", "data": "sroie", "preprocess": {"working_side": 160},
+    recipe = {"name": "tiny_full", "task": "text", "data": "sroie", "preprocess": {"working_side": 400},
               "reading": "boxes", "synthesis": "float32", "objective": {"name": "text", "det_weight": 0.0},
               "methods": {"uniform": {"q": [0.0]}, "box_mask": {"q_in": [0.5]},
                           "task_aware": {"lambda": [1], "steps": 1, "downsample": 16, "init": "box_mask",
@@ -146,3 +146,4 @@ def test_training_pool_skips_excluded_files(tmp_path):
     assert len(pool) == 2 and pool.excluded == 1
     with pytest.raises(DataError, match="no training images"):
         TrainingPool(tmp_path, 32, exclude_files=[tmp_path / f"{i}.png" for i in range(3)])
+

@@ -235,7 +235,7 @@ class TextObjective(Objective):
                 if x1 - x0 >= 2 and y1 - y0 >= 2 and t:
                     boxes.append((x0, y0, x1, y1, t))
             boxes.sort(key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
-            per_image.append({"boxes": boxes[: self.max_boxes], "all_boxes": boxes,
+            per_image.append({"boxes": boxes[: self.max_boxes],
                               "reference": reading_text(reading) if reading is not None else
                               "\n".join(b[4] for b in sorted(items, key=lambda b: (b[1], b[0])))})
         return {"heatmaps": maps, "images": per_image}

@@ -78,7 +78,6 @@ METHOD_KEYS = {
     "gradcam": {"alpha": "nums>=0"},
     "saliency": {"alpha": "nums>=0"},
     "box_mask": {"q_in": "units"},
-    "line_search": {"tolerance": "nums>=0", "levels": "units", "margin": "int>=0"},
     "jpeg": {"quality": "qualities"},
     "webp": {"quality": "qualities"},
     "task_aware": {"lambda": "nums>=0", "use_label": "bool", "use_gt": "bool", **OPTIMIZER_KEYS},
@@ -135,8 +134,6 @@ def validate_recipe(r: Any, source: str = "recipe") -> dict[str, Any]:
     if "working_side" in pre and "max_side" in pre:
         raise RecipeError(f"{source}: preprocess has max_side (the image is shrunk and coded small) and working_side "
                           "(maps are made small, the image is coded at its own size): give one")
-    if "line_search" in (r.get("methods") or {}) and task != "text":
-        raise RecipeError(f"{source}: method line_search needs task text (text lines), not {task}")
     for method, spec in (r.get("methods") or {}).items():
         if isinstance(spec, dict) and spec.get("init") == "box_mask" and task != "text":
             raise RecipeError(f"{source}: methods.{method}.init box_mask needs task text (text boxes), not {task}")
@@ -303,8 +300,6 @@ def settings(methods: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
             out += [(method, f"{key}={a:.2f}", {key: float(a)}) for a in spec.get(key, [])]
         elif is_map_method(method):
             out += [(method, f"lambda={lam:g}", {"lam": float(lam)}) for lam in spec.get("lambda", [])]
-        elif method == "line_search":
-            out += [(method, f"tolerance={t:g}", {"tolerance": float(t)}) for t in spec.get("tolerance", [])]
         elif method in ("jpeg", "webp"):
             out += [(method, f"quality={q}", {"quality": int(q)}) for q in spec.get("quality", [])]
         elif method == "original":

@@ -414,32 +414,6 @@ def _at_size(qmap: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(qmap, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False).clamp(0, 1)
 
 
-def _all_boxes(ctx) -> list:
-    """Every text box of a text context (the CTC term keeps only the largest ``max_boxes``)."""
-    info = ctx["images"][0]
-    return info.get("all_boxes", info["boxes"])
-
-
-def _line_search_map(task, codec, b, tolerance: float):
-    """A line_search point (taskcomp.objectives.text_lines): every text line easyocr finds on the original (at the
-    working resolution, scaled to the image's own) read under each level once per image, then the map of this
-    tolerance. Returns (map, record fields, seconds: the search's share plus the map's)."""
-    from ..objectives.text_lines import DEFAULT_LEVELS, line_levels, line_map
-
-    spec = task.recipe["methods"]["line_search"] or {}
-    x, xw = b["x"], b["xw"]
-    if "line_levels" not in b:
-        t0 = time.perf_counter()
-        sy, sx = x.shape[-2] / xw.shape[-2], x.shape[-1] / xw.shape[-1]
-        boxes = [(x0 * sx, y0 * sy, x1 * sx, y1 * sy) for x0, y0, x1, y1, _ in _all_boxes(b["state"]["orig"])]
-        b["line_levels"] = line_levels(codec, task.objective, x, boxes, spec.get("levels", DEFAULT_LEVELS))
-        b["line_seconds"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    qmap, info = line_map(b["line_levels"], tuple(x.shape[-2:]), tolerance, int(spec.get("margin", 2)))
-    return qmap.to(x.device), {**info, "map_mean": float(qmap.mean()), "search_seconds": b["line_seconds"]}, \
-        b["line_seconds"] + time.perf_counter() - t0
-
-
 def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, predictors=None) -> int:
     """All points of a batch of loaded images: task-aware maps optimised together, the rest image by image."""
     # Task-aware settings first, batched over the images that still need each one.
@@ -516,8 +490,6 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
                 elif is_map_method(method):
                     qmap, extra, opt_seconds = maps[(b["id"], method, setting)]
                     extra = dict(extra)
-                elif method == "line_search":
-                    qmap, extra, opt_seconds = _line_search_map(task, codec, b, params["tolerance"])
                 else:
                     qmap = _at_size(task.baseline_map(b["xw"], state, next(iter(params.values()))).to(x.device), x)
                 bpp, data = real_bpp(codec, x, qmap)

@@ -1,0 +1,149 @@
+"""Receipts at their own resolution: both codecs' runs of `sroie_text_full` side by side (issue 24).
+
+    python results/documents/summarize.py runs/sroie_text_full runs/sroie_text_full_doc --out results/documents
+
+Reads the records of each run folder (one codec each; JPEG, WebP and the original come from the first), keeps the
+receipts that every run finished, and writes ``table.md`` / ``table.csv`` (means per method and setting),
+``cer_vs_bpp.png`` (CER against the ground truth and against the original's reading, PSNR, against real bpp) and
+``summary.json``:
+
+- ``bpp_saving_vs_uniform_percent``: for each map method (task_aware, box_mask) of each codec, the bpp
+  saving at equal mean CER against the uniform curve of the same codec and against sft-small's (interpolated on
+  the mean curves, uniform made monotone: ``taskcomp.report.compare_to_uniform``); the best over settings heads it;
+- ``cer_gain_vs_webp_at_equal_bpp``: CER points (x100) below WebP's curve at the same real bpp (positive: reads
+  better than WebP), per method and setting inside WebP's bpp range;
+- ``seconds_per_map``: mean seconds per task-aware map (optimisation at the working resolution, upsampling, coding
+  at full resolution and its real bpp), on one CPU thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from taskcomp.report import compare_to_uniform, load_records
+
+METRICS = ("cer/original", "cer/gt")
+MAP_METHODS = ("task_aware", "box_mask")
+
+
+def load(runs: list[Path]) -> pd.DataFrame:
+    frames = []
+    for i, run in enumerate(runs):
+        df = load_records(run)
+        import yaml
+
+        recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+        codec = recipe.get("codec", "sft-small")
+        is_codec = df["method"].isin(["uniform", "box_mask"]) | df["method"].str.startswith("task_aware")
+        df = df[is_codec | (i == 0)].copy()
+        df.loc[is_codec, "method"] = df.loc[is_codec, "method"] + "@" + codec
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True)
+    # Receipts every run finished: a mean over other images would not compare.
+    per = df.groupby("image")["method"].nunique()
+    complete = per[per == per.max()].index
+    return df[df["image"].isin(complete)]
+
+
+def mean_table(df: pd.DataFrame) -> pd.DataFrame:
+    cols = ["bpp", "psnr", *METRICS, "word_acc/gt", "word_acc/original", "seconds"]
+    cols = [c for c in cols if c in df]
+    return df.groupby(["method", "setting"], sort=False)[cols].mean().reset_index()
+
+
+def _as_uniform(table: pd.DataFrame, method: str) -> pd.DataFrame:
+    """``table`` with ``method``'s rows labelled uniform (the reference curve of compare_to_uniform) and the
+    original uniform rows dropped."""
+    t = table[table["method"] != "uniform"].copy()
+    t.loc[t["method"] == method, "method"] = "uniform"
+    return t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, default=Path("results/documents"))
+    ap.add_argument("--max-bpp", type=float, default=0.35, help="low-rate range for the headline figures")
+    a = ap.parse_args()
+    df = load(a.runs)
+    table = mean_table(df)
+    a.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(a.out / "table.csv", index=False)
+    (a.out / "table.md").write_text(table.to_markdown(index=False, floatfmt=".4f") + "\n")
+    codecs = sorted({m.split("@")[1] for m in table["method"] if "@" in m})
+    summary: dict = {"receipts": sorted(df["image"].unique().tolist()), "n_receipts": int(df["image"].nunique()),
+                     "codecs": codecs, "bpp_saving_vs_uniform_percent": {}, "cer_gain_vs_webp_at_equal_bpp": {},
+                     "seconds_per_map": {}}
+    for metric in METRICS:
+        for codec in codecs:
+            for ref in codecs:
+                for m in MAP_METHODS:
+                    method = f"{m}@{codec}"
+                    if method not in set(table["method"]):
+                        continue
+                    t = _as_uniform(table, f"uniform@{ref}")
+                    c = compare_to_uniform(t, metric, method, a.max_bpp)
+                    if c:
+                        summary["bpp_saving_vs_uniform_percent"][f"{method} vs uniform@{ref}, {metric}"] = {
+                            "best": c["mean_curve_best_bpp_saving_percent"],
+                            "best_setting": c["mean_curve_best_bpp_saving_setting"],
+                            "points": [{k: p[k] for k in ("setting", "bpp", metric, "bpp_saving_percent",
+                                                          "uniform_bpp_at_same_metric") if k in p}
+                                       for p in c["points"]]}
+            for m in ("uniform", *MAP_METHODS):
+                method = f"{m}@{codec}"
+                if method not in set(table["method"]):
+                    continue
+                c = compare_to_uniform(_as_uniform(table, "webp"), metric, method, a.max_bpp)
+                if c:
+                    pts = [{"setting": p["setting"], "bpp": p["bpp"], metric: p[metric],
+                            "webp_at_same_bpp": p["uniform_at_same_bpp"], "cer_gain_points": p["gain_points"]}
+                           for p in c["points"] if "gain_points" in p]
+                    summary["cer_gain_vs_webp_at_equal_bpp"][f"{method}, {metric}"] = {
+                        "best": max((p["cer_gain_points"] for p in pts), default=None), "points": pts}
+    for method in table["method"].unique():
+        if method.split("@")[0].startswith("task_aware"):
+            rows = df[df["method"] == method]
+            summary["seconds_per_map"][method] = {
+                "mean_seconds_per_point": float(rows["seconds"].mean()),
+}
+    plot(table, a.out / "cer_vs_bpp.png", summary["n_receipts"])
+    (a.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"{summary['n_receipts']} receipts; wrote {a.out}/table.md, summary.json, cer_vs_bpp.png")
+
+
+def plot(table: pd.DataFrame, path: Path, n: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    for ax, col in zip(axes, ("cer/original", "cer/gt", "psnr")):
+        for method in table["method"].unique():
+            if method == "original":
+                if col in table:
+                    ax.axhline(float(table[table["method"] == method][col].iloc[0]), color="k", ls=":", lw=1,
+                               label="original")
+                continue
+            t = table[table["method"] == method].sort_values("bpp")
+            t = t[t["bpp"] <= 0.6]
+            style = "o-" if method.startswith(("uniform", "task_aware")) else "s--"
+            ax.plot(t["bpp"], t[col], style, ms=3, label=method)
+        ax.set_xlabel("bpp (real file size, the receipt's own pixels)")
+        ax.set_ylabel(col)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"SROIE receipts at their own resolution: {n} receipts")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
