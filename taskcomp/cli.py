@@ -354,6 +354,11 @@ def _optimize_map(codec, objective, x, ctx, a, default_lam: float, opt_kwargs: d
     from .optimize import MapOptimizer, optimize_to_target_bpp, real_bpp
 
     t0 = time.perf_counter()
+    if opt_kwargs.get("init") == "box-mask":  # ocr-map --init box-mask: the text boxes read on the original
+        from .runner.run import BOX_INIT_FLOOR
+
+        box = objective.box_mask(ctx, tuple(x.shape[-2:]), q_in=opt_kwargs["init_q"], q_out=BOX_INIT_FLOOR)
+        opt_kwargs = {**opt_kwargs, "init": box.to(x.device)}
     predictor = getattr(a, "predictor_model", None)
     if predictor is not None:
         import torch
@@ -695,14 +700,22 @@ def _cmd_ocr_map(a):
     _early_checks(a)
     images = _image_args(a.image)
     dev = _device(a)
-    objective = create_objective("text", device=dev)
+    if a.init == "box-mask" and a.batch_size > 1:
+        raise ValueError("--init box-mask gives each image its own first map: use --batch-size 1 with it")
+    for name in ("det_weight", "rec_weight"):
+        v = getattr(a, name)
+        if not (v == v and 0 <= v < float("inf")):
+            raise ValueError(f"--{name.replace('_', '-')} must be a number >= 0, got {v}")
+    if a.det_weight == 0 and a.rec_weight == 0:
+        raise ValueError("--det-weight and --rec-weight are both 0: the text loss would be empty")
+    objective = create_objective("text", device=dev, det_weight=a.det_weight, rec_weight=a.rec_weight)
     codec = _load_codec(a, dev)
 
     def load(p):  # the map is optimised at the working resolution; the input is coded at its own size
         img = load_image(p)
         return preprocess_image(img, max_side=a.max_side or None)[0], img
 
-    opt_kwargs = dict(steps=a.steps, lr=a.lr, init="constant", init_q=a.init_q, downsample=a.downsample,
+    opt_kwargs = dict(steps=a.steps, lr=a.lr, init=a.init, init_q=a.init_q, downsample=a.downsample,
                       keep=a.keep, lr_schedule=a.lr_schedule)
 
     def describe(p, W, H, ctx, img):
@@ -972,7 +985,14 @@ def build_parser() -> argparse.ArgumentParser:
     oc.add_argument("--max-side", type=int, default=1024, help="working resolution: longest side in px (0: as is)")
     oc.add_argument("--steps", type=int, default=10, help="optimiser steps")
     oc.add_argument("--lr", type=float, default=0.3, help="Adam learning rate on the map logits")
-    oc.add_argument("--init-q", type=float, default=0.1, help="level of the constant initial map")
+    oc.add_argument("--init", choices=["constant", "box-mask"], default="constant",
+                    help="first map: constant (level --init-q everywhere) or box-mask (--init-q inside the text boxes "
+                         "read on the original, 0.02 elsewhere; default constant)")
+    oc.add_argument("--init-q", type=float, default=0.1, help="level of the constant initial map, or inside the "
+                    "boxes with --init box-mask")
+    oc.add_argument("--det-weight", type=float, default=1.0, help="weight of the CRAFT heat-map term of the text "
+                    "loss (0: recogniser only, about half the time per step)")
+    oc.add_argument("--rec-weight", type=float, default=0.1, help="weight of the recogniser's CTC term")
     oc.add_argument("--downsample", type=int, default=8,
                     help="map logits on a grid this many times coarser than the image")
     _add_iterate_args(oc)

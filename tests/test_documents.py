@@ -147,3 +147,18 @@ def test_training_pool_skips_excluded_files(tmp_path):
     with pytest.raises(DataError, match="no training images"):
         TrainingPool(tmp_path, 32, exclude_files=[tmp_path / f"{i}.png" for i in range(3)])
 
+
+
+def test_ocr_map_box_mask_init_and_recogniser_only(tmp_path, capsys):
+    src = tmp_path / "p.png"
+    page(800, 450).save(src)
+    out, row = _ocr_map(tmp_path, src, "--init", "box-mask", "--init-q", "0.4", "--det-weight", "0",
+                        "--save-map", str(tmp_path / "p.npy"))
+    m = np.load(tmp_path / "p.npy")
+    assert float(m.max()) > 0.2 and float(np.median(m)) < 0.1  # text kept, white paper at the floor
+    for bad, words in ((["--det-weight", "-1"], "--det-weight must be"),
+                       (["--det-weight", "0", "--rec-weight", "0"], "both 0"),
+                       (["--init", "box-mask", "--batch-size", "2"], "--batch-size 1")):
+        capsys.readouterr()
+        assert main(["ocr-map", str(src), "-o", str(tmp_path / "x.tcz"), *bad]) == 2
+        assert words in capsys.readouterr().err
