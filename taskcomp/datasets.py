@@ -86,9 +86,10 @@ class TrainingPool:
         self.crop = crop
         folders = list(folder) if isinstance(folder, (list, tuple)) else [folder]
         skip = {Path(f).resolve() for f in exclude_files}
-        paths = [p for f in folders for p in list_images(f)
-                 if not any(e in p.parts for e in exclude) and p.resolve() not in skip]
-        self.excluded = sum(len(list_images(f)) for f in folders) - len(paths)
+        found = {p.resolve(): p for f in folders for p in list_images(f)}  # overlapping folders count once
+        paths = [p for r, p in found.items() if not any(e in p.parts for e in exclude) and r not in skip]
+        #: how many of ``exclude_files`` were among the folders' images (and so left out)
+        self.excluded = len(skip & set(found))
         self.images: list[np.ndarray] = []
         for p in paths:
             arr = load_image(p)

@@ -176,7 +176,8 @@ class TextObjective(Objective):
             boxes: ``[(x0, y0, x1, y1, ...), ...]`` axis-aligned boxes in x's pixels (extra fields ignored).
 
         Returns:
-            one ``(box corners, text, confidence)`` per box, in the order given ("" for a box outside the image).
+            one ``(box corners, text, confidence)`` per box, in the order given; corners are the box clipped to the
+            image; text "" and confidence 0 for a box under 2 px after clipping (e.g. outside the image).
         """
         import cv2
 
@@ -202,8 +203,10 @@ class TextObjective(Objective):
         return out
 
     def keeps_nothing(self, ctx: dict[str, Any]) -> bool:
-        """True when no image of ``ctx`` has a text box to keep (a blank page): the loss's recogniser term is zero
-        and the lowest map (q = 0) is the optimum; ``ocr-map`` then skips the optimiser."""
+        """True when no image of ``ctx`` has a text box to keep (a blank page). The recogniser term is then zero
+        and the CRAFT term only asks that no text appear where the original has none, so ``ocr-map --lambda``
+        gives such a page the lowest map (q = 0) without optimising (one image at a time; batches and
+        ``--target-bpp`` optimise as usual)."""
         return all(not info["boxes"] for info in ctx["images"])
 
     def prepare(self, x: Tensor, texts: list[list] | None = None, **_: Any) -> dict[str, Any]:

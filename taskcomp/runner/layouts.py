@@ -482,7 +482,7 @@ def list_items(recipe: dict[str, Any], data_root: str | Path) -> list[dict[str, 
     ``boxes`` and ``gt_text``; detection ``coco_id`` and ``annotations``). Raises :class:`LayoutError` (one
     line) when the folder does not match the layout, ids repeat, or the layout lacks what the recipe needs:
     labels for classification maps with ``use_label: true`` (the default), box ground truth for text maps with
-    ``use_gt: true``.
+    ``use_gt: true`` and for ``reading: boxes``.
     """
     task = recipe.get("task", "classification")
     path, layout, options = data_spec(recipe, data_root)
@@ -506,6 +506,11 @@ def list_items(recipe: dict[str, Any], data_root: str | Path) -> list[dict[str, 
         if n:
             raise LayoutError(f"layout {layout} gives no box ground truth for {n} of {len(items)} images but the "
                               "recipe's task_aware maps use it: set methods.task_aware.use_gt: false")
+    if task == "text" and recipe.get("reading") == "boxes":
+        n = sum(it["boxes"] is None for it in items)
+        if n:
+            raise LayoutError(f"layout {layout} gives no box ground truth for {n} of {len(items)} images but the "
+                              "recipe reads the ground-truth boxes (reading: boxes): set reading: page")
     return items
 
 

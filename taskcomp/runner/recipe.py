@@ -40,6 +40,7 @@ _KINDS = {
     "num": (lambda v: _is_num(v), "a finite number"),
     "num|null": (lambda v: v is None or _is_num(v), "a number or null"),
     "unit": (lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "open_unit": (lambda v: _is_num(v) and 0 < v < 1, "a number strictly between 0 and 1"),
     "map": (lambda v: isinstance(v, dict), "a mapping (key: value)"),
     "data": (lambda v: isinstance(v, (str, dict)) and bool(v), "a folder name or {path: DIR, layout: NAME, ...}"),
     "strs": (lambda v: isinstance(v, list) and bool(v) and all(isinstance(x, str) for x in v),
@@ -68,7 +69,7 @@ RECIPE_KEYS = {
 TASK_NAMES = ("classification", "text", "detection")
 PREPROCESS_KEYS = {"resize": "int>=1", "crop": "int>=1", "max_side": "int>=1", "working_side": "int>=1"}
 #: MapOptimizer's keyword arguments as recipe keys (kept equal to its signature by a test).
-OPTIMIZER_KEYS = {"steps": "int>=0", "lr": "num>0", "optimizer": "optimizer", "init": "init", "init_q": "unit",
+OPTIMIZER_KEYS = {"steps": "int>=0", "lr": "num>0", "optimizer": "optimizer", "init": "init", "init_q": "open_unit",
                   "alpha": "num", "downsample": "int>=1", "clip": "num|null", "scale": "num",
                   "keep": "keep", "lr_schedule": "lr_schedule"}
 #: Keys of each method (the first is its sweep, required); task_aware_* / predicted_* as task_aware / predicted.

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import inspect
 import json
 import time
 from pathlib import Path
@@ -199,7 +200,9 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
 #: The run folder's file naming the items it runs on (written at the first run, checked at every later one).
 RUN_FILE = "run.json"
 #: Recipe keys whose change would make a run folder's records incomparable (codec weights are checked apart).
-_FIXED_KEYS = ("task", "data", "preprocess", "objective", "coco_category", "ap_conf")
+_FIXED_KEYS = ("task", "data", "preprocess", "objective", "coco_category", "ap_conf", "reading", "synthesis")
+#: Values a recipe without the key has (a folder made before the key existed compares equal to its default).
+_KEY_DEFAULTS = {"reading": "page", "synthesis": "float64"}
 
 
 def _check_run_folder(out: Path, recipe: dict[str, Any], items: list, limit: int | None, recorded: set,
@@ -257,7 +260,7 @@ def _check_same_settings(out: Path, recipe: dict[str, Any]) -> None:
     if not isinstance(old, dict):
         return
     for key in _FIXED_KEYS:
-        if old.get(key) != recipe.get(key):
+        if old.get(key, _KEY_DEFAULTS.get(key)) != recipe.get(key, _KEY_DEFAULTS.get(key)):
             raise ValueError(f"{out} was run with {key}: {old.get(key)!r}; this recipe has {key}: "
                              f"{recipe.get(key)!r}: records would mix two settings: use another --out")
     sweeps = ("q", "alpha", "q_in", "quality", "lambda")
@@ -310,11 +313,13 @@ def _run_points(recipe, task_name, todo, out: Path, rec_path: Path, folder_weigh
         for img_id, (it, sets) in by_image.items():
             arr = task.load(it)
             x = image_to_tensor(arr).to(dev)
+            t_ctx = time.perf_counter()
             opt_ctx, state = task.contexts(x, it)
+            state["target_seconds"] = time.perf_counter() - t_ctx
             # A task with a working resolution (documents: preprocess.working_side) optimises and predicts maps
             # on a smaller copy; the maps are upsampled and the image is coded at its own size.
             xw = state.pop("work", x)
-            key = group_key(*arr.shape[:2])
+            key = group_key(*xw.shape[-2:])  # maps are optimised together at the working size
             pending.setdefault(key, []).append({"id": img_id, "item": it, "sets": sets, "arr": arr, "x": x,
                                                 "xw": xw, "ctx": opt_ctx, "state": state})
             if len(pending[key]) >= bs:
@@ -453,10 +458,11 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
         kw = dict(ta[method])
         if kw.get("init") == "box_mask":  # the text-box mask as the first map: one image at a time (own init)
             kw.pop("init")
-            level = float(kw.get("init_q", 0.3))
+            level = float(kw.get("init_q", inspect.signature(MapOptimizer).parameters["init_q"].default))
             results = []
             for b, c in zip(sub, ctxs):
-                init = task.baseline_map(b["xw"], b["state"], level).to(b["xw"].device).clamp(BOX_INIT_FLOOR, 1)
+                init = task.objective.box_mask(c, tuple(b["xw"].shape[-2:]), q_in=level, q_out=BOX_INIT_FLOOR)
+                init = init.to(b["xw"].device)
                 res = MapOptimizer(codec, task.objective, lam=s[2]["lam"], init=init, **kw).run(b["xw"], c)
                 results.append((res.map_of(0), res.best_step[0]))
         else:
@@ -489,7 +495,8 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
                     qmap = uniform_map(H, W, params["q"]).to(x.device)
                 elif is_map_method(method):
                     qmap, extra, opt_seconds = maps[(b["id"], method, setting)]
-                    extra = dict(extra)
+                    # map_seconds: making the map; target_seconds: its targets on the original (once per image)
+                    extra = {**extra, "map_seconds": opt_seconds, "target_seconds": state.get("target_seconds")}
                 else:
                     qmap = _at_size(task.baseline_map(b["xw"], state, next(iter(params.values()))).to(x.device), x)
                 bpp, data = real_bpp(codec, x, qmap)

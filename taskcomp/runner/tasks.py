@@ -208,33 +208,44 @@ class TextTask:
 
     def contexts(self, x, item):
         """Objective context (ground-truth boxes if ``use_gt``, else easyocr's reading of the original) and the
-        text-box mask of the box ground truth (empty without it)."""
+        text-box mask of the box ground truth (empty without it).
+
+        With ``preprocess.working_side`` the objective context and ``state["orig"]`` are prepared on the working
+        copy ``state["work"]`` (1, 3, h, w) and their boxes are in its pixels; ``state["mask"]``,
+        ``state["orig_lines"]`` (reading: boxes) and ``item["gt"]`` are in x's own pixels.
+
+        Raises:
+            ValueError: ``use_gt`` or ``reading: boxes`` on an item without box ground truth.
+        """
         if self.use_gt and item.get("boxes") is None:
             raise ValueError(f"{item['id']} has no box ground truth but use_gt is true: set methods.task_aware.use_gt: false")
-        if self.reading == "boxes" and item.get("boxes") is None:
-            raise ValueError(f"{item['id']} has no box ground truth but the recipe reads boxes: set reading: page")
+        if self.reading == "boxes" and not item["gt"]:
+            raise ValueError(f"{item['id']} has no box ground truth (no readable line in its csv) but the recipe "
+                             "reads boxes: set reading: page")
         H, W = x.shape[-2:]
-        side, s, xo = self.pre.get("working_side"), 1.0, x
+        side, s, xw = self.pre.get("working_side"), 1.0, x
         if side and max(H, W) > side:
             import torch.nn.functional as F
 
             s = side / max(H, W)
-            xo = F.interpolate(x, size=(max(1, round(H * s)), max(1, round(W * s))), mode="bilinear",
+            xw = F.interpolate(x, size=(max(1, round(H * s)), max(1, round(W * s))), mode="bilinear",
                                align_corners=False, antialias=True)
         texts = [[(int(a * s), int(b * s), int(np.ceil(c * s)), int(np.ceil(d * s)), t) for a, b, c, d, t in item["gt"]]]
-        ctx = self.objective.prepare(xo, texts=texts) if self.use_gt else self.objective.prepare(xo)
-        orig = ctx if not self.use_gt else self.objective.prepare(xo)
+        ctx = self.objective.prepare(xw, texts=texts) if self.use_gt else self.objective.prepare(xw)
+        orig = ctx if not self.use_gt else self.objective.prepare(xw)
         mask = np.zeros((H, W), bool)
         for a, b, c, d, _ in item["gt"]:
             mask[int(b): int(np.ceil(d)), int(a): int(np.ceil(c))] = True
         state = {"orig": orig, "mask": mask}
-        if xo is not x:
-            state["work"] = xo  # taken by the runner: maps are made at this size
+        if xw is not x:
+            state["work"] = xw  # taken by the runner: maps are made at this size
         if self.reading == "boxes":
             state["orig_lines"] = [t for _, t, _ in self.objective.read_boxes(x[0], item["gt"])]
         return ctx, state
 
     def baseline_map(self, x, state, value: float):
+        """Box-mask map (1, 1, h, w): ``value`` inside the boxes read on the original, 0 outside. x must be the
+        image the context was prepared on (the working copy when there is one); the runner upsamples the map."""
         return self.objective.box_mask(state["orig"], tuple(x.shape[-2:]), q_in=value, q_out=0.0)
 
     def metrics(self, arr, dec_arr, x_dec, state, item) -> dict[str, Any]:
@@ -264,7 +275,9 @@ class TextTask:
         return rec
 
     @staticmethod
-    def _psnr_in_out(rec: dict[str, Any], arr, dec_arr, mask) -> None:
+    def _psnr_in_out(rec: dict[str, Any], arr, dec_arr, mask) -> dict[str, Any]:
+        """Adds ``psnr_text`` / ``psnr_background`` (dB, inside / outside the ground-truth boxes) to ``rec``
+        and returns it."""
         if mask.any():
             rec["psnr_text"] = psnr(arr[mask], dec_arr[mask])
             if (~mask).any():
