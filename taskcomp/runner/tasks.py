@@ -180,6 +180,7 @@ class TextTask:
     """
 
     baseline = "box_mask"
+    reading = "page"  # recipe key reading (set per recipe in __init__)
 
     def __init__(self, recipe: dict[str, Any]):
         from ..objectives import create_objective
