@@ -12,6 +12,8 @@ receipts that every run finished, and writes ``table.md`` / ``table.csv`` (means
   the mean curves, uniform made monotone: ``taskcomp.report.compare_to_uniform``); the best over settings heads it;
 - ``cer_gain_vs_webp_at_equal_bpp``: CER points (x100) below WebP's curve at the same real bpp (positive: reads
   better than WebP), per method and setting inside WebP's bpp range;
+- ``bd_rate_percent``: BD-rate of each codec's uniform maps against the other codec's, JPEG's and WebP's curves, in
+  PSNR and in 1 - CER against the original's reading (negative: fewer bits for the same quality);
 - ``seconds_per_map``: mean seconds per task-aware map on one CPU thread: ``map_seconds`` (optimisation at the
   working resolution), ``target_seconds`` (easyocr's reading of the original's working copy, once per receipt),
   their sum, and ``point_seconds`` (the whole point: map, upsampling, coding at full resolution, decoding and the
@@ -129,6 +131,22 @@ def main() -> None:
                            for p in c["points"] if "gain_points" in p and p["bpp"] <= a.max_bpp]
                     summary["cer_gain_vs_webp_at_equal_bpp"][f"{method}, {metric}"] = {
                         "best": max((p["cer_gain_points"] for p in pts), default=None), "points": pts}
+    # RD of the codecs' uniform maps against each other and against JPEG / WebP: BD-rate (%) on the mean curves,
+    # PSNR over the whole receipt and CER against the original's reading (as a quality, 1 - CER), each over the
+    # common range of the two curves.
+    from taskcomp.bench.metrics import bd_rate
+
+    summary["bd_rate_percent"] = {}
+    for codec in codecs:
+        test = table[table["method"] == f"uniform@{codec}"].sort_values("bpp")
+        for ref in [f"uniform@{c}" for c in codecs if c != codec] + ["jpeg", "webp"]:
+            r = table[table["method"] == ref].sort_values("bpp")
+            for name, col, f in (("psnr", "psnr", lambda v: v), ("cer/original", "cer/original", lambda v: 1 - v)):
+                try:
+                    v = bd_rate(r["bpp"].to_numpy(), f(r[col].to_numpy()), test["bpp"].to_numpy(), f(test[col].to_numpy()))
+                except ValueError as e:
+                    v = f"not computed: {e}"
+                summary["bd_rate_percent"][f"uniform@{codec} vs {ref}, {name}"] = v
     for method in table["method"].unique():
         if method.split("@")[0].startswith("task_aware"):
             rows = df[df["method"] == method]
