@@ -320,6 +320,17 @@ def _jsonable(v):
     return v
 
 
+def _check_writable_parent(path: str, option: str) -> None:
+    """``option``'s file can be written: its folder exists or is made now, and is writable (one-line ValueError)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{option} {path}: cannot make its folder {parent} ({e.strerror})") from None
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{option} {path}: its folder {parent} is not writable")
+
+
 def _with_json(cmd):
     """``cmd`` with ``--json FILE``: one result per image (image, output, map, size, lambda, real bpp, bytes,
     seconds, and with --compare every compared map's bpp, PSNR and task metrics) written to FILE atomically when
@@ -329,6 +340,12 @@ def _with_json(cmd):
         import json
 
         dest = getattr(a, "json", None)
+        if dest and dest != "-":  # found before minutes of work, not after
+            _check_writable_parent(dest, "--json")
+        for opt in ("save_map", "save_overlay", "save_decoded"):
+            p = getattr(a, opt, None)
+            if p and os.path.splitext(p)[1]:  # a file (a folder without suffix is created when needed)
+                _check_writable_parent(p, "--" + opt.replace("_", "-"))
         a.json_rows = [] if dest else None
         with contextlib.redirect_stdout(sys.stderr) if dest == "-" else contextlib.nullcontext():
             cmd(a)

@@ -334,6 +334,12 @@ def test_run_folder_keeps_its_settings(tmp_path):
                           None, set())
     with pytest.raises(ValueError, match="preprocess"):
         _check_run_folder(out, {**old, "preprocess": {"resize": 146, "crop": 128}}, _items("a"), None, set())
+    # another codec (e.g. run --codec X into a folder of sft-small points) is refused even when nothing is left to do
+    with pytest.raises(ValueError, match="codec: 'sft-small'; this recipe has codec: 'sft-small-doc'"):
+        _check_run_folder(out, {**old, "codec": "sft-small-doc"}, _items("a"), None, set())
+    _check_run_folder(out, {**old, "codec": "sft-small"}, _items("a"), None, set())  # the default, written out
+    with pytest.raises(ValueError, match="reading"):
+        _check_run_folder(out, {**old, "reading": "boxes"}, _items("a"), None, set())
 
 
 def test_run_with_another_limit_is_refused_before_work(tmp_path, data_root, capsys):

@@ -158,7 +158,9 @@ def test_ocr_map_box_mask_init_and_recogniser_only(tmp_path, capsys):
     assert float(m.max()) > 0.2 and float(np.median(m)) < 0.1  # text kept, white paper at the floor
     for bad, words in ((["--det-weight", "-1"], "--det-weight must be"),
                        (["--det-weight", "0", "--rec-weight", "0"], "both 0"),
-                       (["--init", "box-mask", "--batch-size", "2"], "--batch-size 1")):
+                       (["--init", "box-mask", "--batch-size", "2"], "--batch-size 1"),
+                       (["--json", str(src) + "/r.json"], "--json"),  # found before the map is made
+                       (["--save-map", str(src) + "/m.png"], "--save-map")):
         capsys.readouterr()
         assert main(["ocr-map", str(src), "-o", str(tmp_path / "x.tcz"), *bad]) == 2
         assert words in capsys.readouterr().err

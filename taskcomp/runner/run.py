@@ -200,9 +200,10 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
 #: The run folder's file naming the items it runs on (written at the first run, checked at every later one).
 RUN_FILE = "run.json"
 #: Recipe keys whose change would make a run folder's records incomparable (codec weights are checked apart).
-_FIXED_KEYS = ("task", "data", "preprocess", "objective", "coco_category", "ap_conf", "reading", "synthesis")
+_FIXED_KEYS = ("task", "data", "preprocess", "objective", "coco_category", "ap_conf", "reading", "synthesis",
+               "codec", "checkpoint")
 #: Values a recipe without the key has (a folder made before the key existed compares equal to its default).
-_KEY_DEFAULTS = {"reading": "page", "synthesis": "float64"}
+_KEY_DEFAULTS = {"reading": "page", "synthesis": "float64", "codec": "sft-small"}
 
 
 def _check_run_folder(out: Path, recipe: dict[str, Any], items: list, limit: int | None, recorded: set,
@@ -260,9 +261,10 @@ def _check_same_settings(out: Path, recipe: dict[str, Any]) -> None:
     if not isinstance(old, dict):
         return
     for key in _FIXED_KEYS:
-        if old.get(key, _KEY_DEFAULTS.get(key)) != recipe.get(key, _KEY_DEFAULTS.get(key)):
-            raise ValueError(f"{out} was run with {key}: {old.get(key)!r}; this recipe has {key}: "
-                             f"{recipe.get(key)!r}: records would mix two settings: use another --out")
+        was, now = old.get(key, _KEY_DEFAULTS.get(key)), recipe.get(key, _KEY_DEFAULTS.get(key))
+        if was != now:
+            raise ValueError(f"{out} was run with {key}: {was!r}; this recipe has {key}: {now!r}: records would mix "
+                             "two settings: use another --out")
     sweeps = ("q", "alpha", "q_in", "quality", "lambda")
     for method, spec in (recipe.get("methods") or {}).items():
         if method not in (old.get("methods") or {}):
