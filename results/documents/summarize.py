@@ -52,7 +52,7 @@ def load(runs: list[Path]) -> pd.DataFrame:
         if codec in codecs:
             raise SystemExit(f"{run}: a second run of codec {codec}: give one run per codec")
         codecs.add(codec)
-        fixed = {k: recipe.get(k) for k in _FIXED_KEYS} | {"methods": recipe.get("methods")}
+        fixed = {k: recipe.get(k) for k in _FIXED_KEYS if k not in ("codec", "checkpoint")} | {"methods": recipe.get("methods")}
         if first is not None and fixed != first:
             raise SystemExit(f"{run}: its recipe differs from {runs[0]}'s in "
                              f"{sorted(k for k in fixed if fixed[k] != first.get(k))}: not comparable")
