@@ -372,9 +372,7 @@ def _optimize_map(codec, objective, x, ctx, a, default_lam: float, opt_kwargs: d
 
     t0 = time.perf_counter()
     if opt_kwargs.get("init") == "box-mask":  # ocr-map --init box-mask: the text boxes read on the original
-        from .runner.run import BOX_INIT_FLOOR
-
-        box = objective.box_mask(ctx, tuple(x.shape[-2:]), q_in=opt_kwargs["init_q"], q_out=BOX_INIT_FLOOR)
+        box = objective.box_init(ctx, tuple(x.shape[-2:]), opt_kwargs["init_q"])
         opt_kwargs = {**opt_kwargs, "init": box.to(x.device)}
     predictor = getattr(a, "predictor_model", None)
     if predictor is not None:
@@ -484,11 +482,10 @@ def _map_at_input_size(codec, qmap, x_full, target_bpp):
 
     Returns (qmap (1, 1, H0, W0) in [0, 1], .tcz bytes of x_full (1, 3, H0, W0) coded under it)."""
     import torch
-    import torch.nn.functional as F
-
+    from .maps import map_at_size
     from .optimize import real_bpp
 
-    up = F.interpolate(qmap, size=tuple(x_full.shape[-2:]), mode="bilinear", align_corners=False).clamp(0, 1)
+    up = map_at_size(qmap, x_full.shape[-2:])
     if target_bpp is None:
         return up, real_bpp(codec, x_full, up)[1]
     base = torch.logit(up, eps=1e-4)

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
     "uniform_map",
+    "map_at_size",
     "gradient_map",
     "blob_map",
     "region_map",
@@ -34,6 +36,15 @@ class MapError(ValueError):
 def uniform_map(h: int, w: int, q: float) -> Tensor:
     """(1, 1, h, w) map of constant level q."""
     return torch.full((1, 1, h, w), float(q))
+
+
+def map_at_size(qmap: Tensor, size: tuple[int, int]) -> Tensor:
+    """A map (B, 1, h, w) in [0, 1] brought to ``size`` (H, W) by bilinear upsampling (or downsampling), clamped to
+    [0, 1]; returned unchanged when it already has that size. Maps made at a working resolution are coded this way
+    at the image's own size."""
+    if tuple(qmap.shape[-2:]) == tuple(size):
+        return qmap
+    return F.interpolate(qmap, size=tuple(size), mode="bilinear", align_corners=False).clamp(0, 1)
 
 
 def gradient_map(h: int, w: int, q0: float, q1: float, horizontal: bool = True) -> Tensor:

@@ -288,6 +288,14 @@ class TextObjective(Objective):
                         "n_chars": len(flat_ref)})
         return out
 
+    #: Level outside the text boxes of a box-mask first map (:meth:`box_init`): a map of exactly 0 has logit -inf.
+    BOX_INIT_FLOOR = 0.02
+
+    def box_init(self, ctx: dict[str, Any], size: tuple[int, int], level: float) -> Tensor:
+        """First map (B, 1, H, W) for the map optimiser: ``level`` inside the text boxes, :attr:`BOX_INIT_FLOOR`
+        outside (``ocr-map --init box-mask``, recipe ``init: box_mask``)."""
+        return self.box_mask(ctx, size, q_in=level, q_out=self.BOX_INIT_FLOOR)
+
     def box_mask(self, ctx: dict[str, Any], size: tuple[int, int], q_in: float = 1.0, q_out: float = 0.0,
                  margin: int = 2) -> Tensor:
         """Heuristic baseline map: ``q_in`` inside the text boxes (grown by ``margin`` px), ``q_out`` outside."""

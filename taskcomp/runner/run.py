@@ -34,14 +34,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 
 from ..bitstream import decode, weights_id
 from ..bench.baselines import pillow_roundtrip
 from ..bench.metrics import psnr
 from ..io import atomic_write, image_to_tensor, tensor_to_image
-from ..maps import uniform_map
+from ..maps import map_at_size, uniform_map
 from ..pictures import example_dir, save_example
 from ..optimize import MapOptimizer, collate_contexts, group_key, optimize_images, real_bpp
 from .recipe import MAP_OPTIONS, check_objective, is_map_method, is_predicted, parse_shard, validate_recipe
@@ -409,18 +408,6 @@ def _refine(codec, objective, lam: float, opt_kw: dict[str, Any], sub, ctxs, ini
     return maps, best
 
 
-#: Level outside the text boxes of a box-mask initial map (init: box_mask): a map of exactly 0 has logit -inf.
-BOX_INIT_FLOOR = 0.02
-
-
-def _at_size(qmap: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """A map (1, 1, h, w) made at a working resolution, brought to the size of x (1, 3, H, W) by bilinear
-    upsampling (unchanged when the sizes agree)."""
-    if tuple(qmap.shape[-2:]) == tuple(x.shape[-2:]):
-        return qmap
-    return F.interpolate(qmap, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False).clamp(0, 1)
-
-
 def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, predictors=None) -> int:
     """All points of a batch of loaded images: task-aware maps optimised together, the rest image by image."""
     # Task-aware settings first, batched over the images that still need each one.
@@ -453,7 +440,7 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
                 res_maps = init_maps
             per_image = (time.perf_counter() - t0) / len(sub)
             for i, b in enumerate(sub):
-                qmap = _at_size(res_maps[i], b["x"])
+                qmap = map_at_size(res_maps[i], b["x"].shape[-2:])
                 maps[(b["id"], method, s[1])] = (qmap, {**extra[i], "map_mean": float(qmap.mean()),
                                                         "batch": len(sub), "predictor": pred.digest}, per_image)
             continue
@@ -463,8 +450,7 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
             level = float(kw.get("init_q", inspect.signature(MapOptimizer).parameters["init_q"].default))
             results = []
             for b, c in zip(sub, ctxs):
-                init = task.objective.box_mask(c, tuple(b["xw"].shape[-2:]), q_in=level, q_out=BOX_INIT_FLOOR)
-                init = init.to(b["xw"].device)
+                init = task.objective.box_init(c, tuple(b["xw"].shape[-2:]), level).to(b["xw"].device)
                 res = MapOptimizer(codec, task.objective, lam=s[2]["lam"], init=init, **kw).run(b["xw"], c)
                 results.append((res.map_of(0), res.best_step[0]))
         else:
@@ -473,7 +459,7 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
             results = [(res.map_of(i), res.best_step[i]) for i in range(len(sub))]
         per_image = (time.perf_counter() - t0) / len(sub)
         for (qmap, best), b in zip(results, sub):
-            qmap = _at_size(qmap, b["x"])
+            qmap = map_at_size(qmap, b["x"].shape[-2:])
             maps[(b["id"], method, s[1])] = (qmap, {"best_step": best, "map_mean": float(qmap.mean()),
                                                     "batch": len(sub)}, per_image)
 
@@ -500,7 +486,7 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
                     # map_seconds: making the map; target_seconds: its targets on the original (once per image)
                     extra = {**extra, "map_seconds": opt_seconds, "target_seconds": state.get("target_seconds")}
                 else:
-                    qmap = _at_size(task.baseline_map(b["xw"], state, next(iter(params.values()))).to(x.device), x)
+                    qmap = map_at_size(task.baseline_map(b["xw"], state, next(iter(params.values()))).to(x.device), (H, W))
                 bpp, data = real_bpp(codec, x, qmap)
                 with torch.inference_mode():  # synthesis: float32 decodes 4-5x faster than the default
                     x_dec = decode(codec, data, synthesis=task.recipe.get("synthesis"))
