@@ -9,11 +9,14 @@ torchrun's ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``, else a Slurm job array's 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import torch
 
-__all__ = ["DeviceError", "resolve_device", "ProcessGroupEnv", "process_group_env", "describe_device"]
+__all__ = ["DeviceError", "resolve_device", "ProcessGroupEnv", "process_group_env", "describe_device",
+           "MEMORY_FORMATS", "resolve_memory_format", "use_memory_format"]
 
 
 class DeviceError(ValueError):
@@ -117,3 +120,67 @@ def process_group_env(environ: dict[str, str] | None = None, slurm_array: bool =
             raise ValueError("RANK / WORLD_SIZE / LOCAL_RANK (or SLURM_ARRAY_TASK_*) must be integers") from None
         raise
     return ProcessGroupEnv(rank, world, local, source)
+
+
+#: Accepted ``memory_format`` settings of map optimisation (:class:`taskcomp.optimize.MapOptimizer`).
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+
+
+def resolve_memory_format(spec: str, device: torch.device | str) -> torch.memory_format:
+    """The memory format of a setting in :data:`MEMORY_FORMATS` on ``device``.
+
+    ``auto`` is channels_last (NHWC) on the CPU, where oneDNN's convolutions run faster in it (measured by
+    ``python -m taskcomp.bench.map_speed``: results/map_speed/), and contiguous (NCHW) elsewhere, where it was
+    not measured.
+
+    Raises:
+        ValueError: one line for an unknown setting.
+    """
+    if spec not in MEMORY_FORMATS:
+        raise ValueError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {spec!r}")
+    if spec == "auto":
+        spec = "channels_last" if torch.device(device).type == "cpu" else "contiguous"
+    return torch.channels_last if spec == "channels_last" else torch.contiguous_format
+
+
+@contextmanager
+def use_memory_format(modules: Iterable[torch.nn.Module], memory_format: torch.memory_format) -> Iterator[None]:
+    """Within the block, every 4-D parameter and buffer of ``modules`` (and their submodules) is laid out in
+    ``memory_format``; on leaving, each gets back its very own tensor (same storage, same version counter), so
+    nothing outside the block sees a change, and caches keyed on storage (e.g. the codec's exact hyper-decoder,
+    :mod:`taskcomp.codec.exact`) stay valid. Values are never changed; only the layout within the block.
+
+    This is ``nn.Module.to(memory_format=...)`` made temporary (PyTorch's channels_last tutorial), for models
+    shared with code that must not change: the codec's encoder and decoder run outside such a block.
+    """
+    if memory_format is torch.contiguous_format:
+        yield
+        return
+    saved: list[tuple[dict, str, torch.Tensor]] = []
+    seen: set[int] = set()
+    try:
+        with torch.no_grad():
+            for root in modules:
+                for mod in root.modules():
+                    if id(mod) in seen:
+                        continue
+                    seen.add(id(mod))
+                    for table in (mod._parameters, mod._buffers):
+                        for name, t in table.items():
+                            if t is None or t.dim() != 4 or t.is_contiguous(memory_format=memory_format):
+                                continue
+                            if isinstance(t, torch.nn.Parameter):
+                                saved.append((table, name, t.data))
+                                t.data = t.data.contiguous(memory_format=memory_format)
+                            else:
+                                saved.append((table, name, t))
+                                table[name] = t.contiguous(memory_format=memory_format)
+        yield
+    finally:
+        with torch.no_grad():
+            for table, name, original in reversed(saved):
+                t = table[name]
+                if isinstance(t, torch.nn.Parameter):
+                    t.data = original
+                else:
+                    table[name] = original

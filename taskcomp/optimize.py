@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .codec.sft import SFTCodec, bits_from_likelihoods
+from .devices import MEMORY_FORMATS, resolve_memory_format, use_memory_format
 from .objectives.base import Objective
 
 __all__ = ["MapOptimizer", "check_optimizer_args", "OptimizeResult", "BppSearch", "search_bpp", "uniform_bpp_search",
@@ -104,7 +105,7 @@ class OptimizeResult:
 def check_optimizer_args(lam: float = 1.0, steps: int = 20, lr: float = 0.1, optimizer: str = "adam",
                          init: "str | Tensor" = "constant", init_q: float = 0.3, alpha: float = 1.0, downsample: int = 1,
                          clip: float | None = 10.0, scale: float = 1.0, keep: str = "best",
-                         lr_schedule: str = "constant") -> None:
+                         lr_schedule: str = "constant", memory_format: str = "auto") -> None:
     """Validate :class:`MapOptimizer`'s arguments (the same names and meanings) without a codec, e.g. before a
     command loads its models.
 
@@ -142,6 +143,8 @@ def check_optimizer_args(lam: float = 1.0, steps: int = 20, lr: float = 0.1, opt
         raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
     if lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+    if memory_format not in MEMORY_FORMATS:
+        raise ValueError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}")
     if not isinstance(init, Tensor) and init not in ("constant", "gradcam", "random"):
         raise ValueError(f"init must be 'constant', 'gradcam', 'random' or a (B, 1, H, W) map tensor, got {init!r}")
 
@@ -173,6 +176,10 @@ class MapOptimizer:
             batch 8 against batch 1 on 16 ImageNet crops, real bpp within 0.84% on every image, against 10.5%
             with the defaults; it costs accuracy on the maps' own task model (6-9 top-1 points at equal bpp on
             32 ImageNet crops), so it is not the default (results/throughput/README.md).
+        memory_format: layout of the codec's and the task models' 4-D weights and activations during the steps
+            (:func:`taskcomp.devices.resolve_memory_format`): ``"auto"`` (channels_last on the CPU, where it
+            makes a step 1.1-1.3x faster: results/map_speed/), ``"channels_last"`` or ``"contiguous"``. The
+            models are left as they were after :meth:`run`. Maps agree across settings up to float noise.
 
     Raises:
         ValueError: one line for a bad argument (lam < 0, steps < 0 or not an integer, lr <= 0, init_q outside
@@ -184,15 +191,15 @@ class MapOptimizer:
     def __init__(self, codec: SFTCodec, objective: Objective, lam: float = 1.0, steps: int = 20, lr: float = 0.1,
                  optimizer: str = "adam", init: str | Tensor = "constant", init_q: float = 0.3, alpha: float = 1.0,
                  downsample: int = 1, clip: float | None = 10.0, scale: float = 1.0, keep: str = "best",
-                 lr_schedule: str = "constant"):
+                 lr_schedule: str = "constant", memory_format: str = "auto"):
         check_optimizer_args(lam=lam, steps=steps, lr=lr, optimizer=optimizer, init=init, init_q=init_q,
                              alpha=alpha, downsample=downsample, clip=clip, scale=scale, keep=keep,
-                             lr_schedule=lr_schedule)
+                             lr_schedule=lr_schedule, memory_format=memory_format)
         self.codec, self.objective = codec, objective
         self.lam, self.steps, self.lr, self.optimizer = float(lam), int(steps), float(lr), optimizer
         self.init, self.init_q, self.alpha = init, float(init_q), float(alpha)
         self.downsample, self.clip, self.scale = int(downsample), clip, float(scale)
-        self.keep, self.lr_schedule = keep, lr_schedule
+        self.keep, self.lr_schedule, self.memory_format = keep, lr_schedule, memory_format
         for p in codec.parameters():
             p.requires_grad_(False)
 
@@ -289,6 +296,13 @@ class MapOptimizer:
                 ctx, sizes = collate_contexts(ctx), None
         if ctx is None:
             ctx = self.objective.prepare(x)
+        fmt = resolve_memory_format(self.memory_format, x.device)
+        with use_memory_format([self.codec, *self.objective.models()], fmt):
+            return self._descend(x.contiguous(memory_format=fmt), ctx, sizes, progress)
+
+    def _descend(self, x: Tensor, ctx: dict[str, Any] | list, sizes: list[tuple[int, int]] | None,
+                 progress: bool) -> OptimizeResult:
+        """The optimisation steps of :meth:`run` on checked images and their contexts."""
         B, _, H, W = x.shape
         logits = self.initial_logits(x, ctx, sizes).requires_grad_(True)
         best_obj = torch.full((B,), float("inf"), device=x.device)

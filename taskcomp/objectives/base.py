@@ -39,6 +39,14 @@ class Objective:
         self._moved_to(device)
         return self
 
+    def models(self) -> list[torch.nn.Module]:
+        """Every model (``nn.Module``) this objective and its nested objectives hold, each once."""
+        out: list[torch.nn.Module] = []
+        for v in list(vars(self).values()):
+            found = v.models() if isinstance(v, Objective) else [v] if isinstance(v, torch.nn.Module) else []
+            out += [m for m in found if all(m is not o for o in out)]
+        return out
+
     def _moved_to(self, device: torch.device) -> None:
         """Hook for objectives that keep device-bound state outside their modules (loss helpers, readers)."""
 
