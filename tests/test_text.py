@@ -101,3 +101,20 @@ def test_sroie_recipe_tiny(tmp_path, data_root):
     r = json.loads(rec[0])
     assert {"cer/gt", "word_acc/gt", "cer/original", "psnr_text", "psnr_background"} <= set(r)
     assert any("cer/gt" in k for k in s["comparisons"])
+
+
+def test_every_text_box_is_kept_unless_capped(text_obj):
+    """No word is dropped by default: 80 given lines all enter the loss and the box mask (a cap of 64 once
+    dropped the smallest words of long receipts, which then got q = 0)."""
+    x = torch.ones(1, 3, 820, 200)
+    lines = [(10, 10 * i, 10 + 20 + i, 10 * i + 8, "AB") for i in range(80)]  # widths differ: distinct areas
+    ctx = text_obj.prepare(x, texts=[lines])
+    assert text_obj.max_boxes is None and len(ctx["images"][0]["boxes"]) == 80
+    mask = text_obj.box_mask(ctx, (820, 200), q_in=1.0, q_out=0.0, margin=0)
+    assert all(float(mask[0, 0, b + 1, a + 1]) == 1.0 for a, b, _, _, _ in lines)
+    capped = create_objective("text", max_boxes=64, det_weight=0.0)
+    boxes = capped.prepare(x, texts=[lines])["images"][0]["boxes"]
+    assert len(boxes) == 64 and min(c - a for a, _, c, _, _ in boxes) == 20 + 16  # the 16 smallest are dropped
+    for bad in (0, -3, 2.5, True, "all"):
+        with pytest.raises(ValueError, match="max_boxes must be None"):
+            create_objective("text", max_boxes=bad)

@@ -57,6 +57,7 @@ _KINDS = {
     "synthesis": (lambda v: v in ("float64", "float32"), "float64 or float32"),
     "keep": (lambda v: v in ("best", "last"), "best or last"),
     "lr_schedule": (lambda v: v in ("constant", "cosine"), "constant or cosine"),
+    "memory_format": (lambda v: v in ("auto", "channels_last", "contiguous"), "auto, channels_last or contiguous"),
 }
 
 #: Top-level keys of a recipe and their kinds (``name``, ``data`` and ``methods`` are required).
@@ -71,7 +72,7 @@ PREPROCESS_KEYS = {"resize": "int>=1", "crop": "int>=1", "max_side": "int>=1", "
 #: MapOptimizer's keyword arguments as recipe keys (kept equal to its signature by a test).
 OPTIMIZER_KEYS = {"steps": "int>=0", "lr": "num>0", "optimizer": "optimizer", "init": "init", "init_q": "open_unit",
                   "alpha": "num", "downsample": "int>=1", "clip": "num|null", "scale": "num",
-                  "keep": "keep", "lr_schedule": "lr_schedule"}
+                  "keep": "keep", "lr_schedule": "lr_schedule", "memory_format": "memory_format"}
 #: Keys of each method (the first is its sweep, required); task_aware_* / predicted_* as task_aware / predicted.
 METHOD_KEYS = {
     "original": {},
