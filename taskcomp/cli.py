@@ -627,8 +627,16 @@ def _comparison_rows(a, codec, objective, x, ctx, bpp):
 
 
 def _early_checks(a):
-    """Optimiser arguments and --target-bpp, checked before any model loads (one-line ValueError)."""
+    """Optimiser arguments and --target-bpp, checked before any model loads (one-line ValueError); applies
+    --threads."""
     from .optimize import check_optimizer_args
+
+    if a.threads is not None:
+        if a.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {a.threads}")
+        import torch
+
+        torch.set_num_threads(a.threads)
 
     try:
         check_optimizer_args(steps=a.steps, lr=a.lr, init_q=a.init_q, downsample=a.downsample,
@@ -682,7 +690,8 @@ def _cmd_optimize(a):
         objective = create_objective(a.task, device=dev, **kw)
     codec = _load_codec(a, dev)
     opt_kwargs = dict(steps=a.steps, lr=a.lr, optimizer=a.optimizer, init=a.init, init_q=a.init_q,
-                      downsample=a.downsample, keep=a.keep, lr_schedule=a.lr_schedule)
+                      downsample=a.downsample, keep=a.keep, lr_schedule=a.lr_schedule,
+                      memory_format=a.memory_format)
     a.predictor_model = None
     if a.predictor:
         from .predictors import check_task_model, create_predictor, default_predictor
@@ -730,7 +739,7 @@ def _cmd_ocr_map(a):
         return preprocess_image(img, max_side=a.max_side or None)[0], img
 
     opt_kwargs = dict(steps=a.steps, lr=a.lr, init=a.init, init_q=a.init_q, downsample=a.downsample,
-                      keep=a.keep, lr_schedule=a.lr_schedule)
+                      keep=a.keep, lr_schedule=a.lr_schedule, memory_format=a.memory_format)
 
     def describe(p, W, H, ctx, img):
         H0, W0 = img.shape[:2]
@@ -763,6 +772,10 @@ def _add_iterate_args(p):
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                    help="Adam lr over the steps (default constant); cosine with --keep last makes maps "
                         "(nearly) independent of batch size and thread count (results/throughput)")
+    p.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"], default="auto",
+                   help="layout of the models during the steps: auto (default: channels_last on the CPU, 1.15-1.2x "
+                        "faster there, results/map_speed), channels_last or contiguous")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
 
 
 def _add_codec_args(p):

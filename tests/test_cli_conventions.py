@@ -486,3 +486,14 @@ def test_train_config_typo_and_malformed_yaml_are_one_line(tmp_path, capsys, tex
     rc, _, err = run(["train", "--config", p, "--out", tmp_path / "out"], capsys)
     assert_one_line_error(rc, err, *words)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["optimize", "ocr-map"])
+def test_map_commands_refuse_bad_threads_before_loading_models(tmp_path, capsys, command):
+    from PIL import Image
+
+    img = tmp_path / "a.png"
+    Image.new("RGB", (32, 32), "white").save(img)
+    rc, _, err = run([command, img, "--threads", "0", "-o", tmp_path / "a.tcz"], capsys)
+    assert_one_line_error(rc, err, "--threads must be >= 1, got 0")
+    assert not (tmp_path / "a.tcz").exists()
