@@ -297,7 +297,10 @@ class MapOptimizer:
         if ctx is None:
             ctx = self.objective.prepare(x)
         fmt = resolve_memory_format(self.memory_format, x.device)
-        with use_memory_format([self.codec, *self.objective.models()], fmt):
+        # Objectives not derived from Objective (duck-typed ones) get their nn.Module attributes re-laid.
+        models = (self.objective.models() if hasattr(self.objective, "models") else
+                  [v for v in vars(self.objective).values() if isinstance(v, torch.nn.Module)])
+        with use_memory_format([self.codec, *models], fmt):
             return self._descend(x.contiguous(memory_format=fmt), ctx, sizes, progress)
 
     def _descend(self, x: Tensor, ctx: dict[str, Any] | list, sizes: list[tuple[int, int]] | None,

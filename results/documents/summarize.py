@@ -1,6 +1,10 @@
 """Receipts at their own resolution: both codecs' runs of `sroie_text_full` side by side (issue 24).
 
     python results/documents/summarize.py runs/sroie_text_full runs/sroie_text_full_doc --out results/documents
+    python results/documents/summarize.py runs/sroie_text_full_doc2 runs/sroie_text_full --uniform-only runs/sroie_text_full
+
+``--uniform-only RUN``: that run contributes only its uniform maps, and its recipe may differ from the others' in
+the objective and the map methods (which uniform maps do not use).
 
 Reads the records of each run folder (one codec each; JPEG, WebP and the original come from the first), keeps the
 receipts that every run finished, and writes ``table.md`` / ``table.csv`` (means per method and setting),
@@ -35,7 +39,15 @@ METRICS = ("cer/original", "cer/gt")
 MAP_METHODS = ("task_aware", "box_mask")
 
 
-def load(runs: list[Path]) -> pd.DataFrame:
+def _comparable(fixed: dict, uniform_only: bool) -> dict:
+    """The recipe settings two runs must share; only those uniform maps depend on for a uniform-only run."""
+    if not uniform_only:
+        return fixed
+    return {k: v for k, v in fixed.items() if k not in ("objective", "methods")} | {
+        "uniform": (fixed.get("methods") or {}).get("uniform")}
+
+
+def load(runs: list[Path], uniform_only: set[Path] = frozenset()) -> pd.DataFrame:
     import yaml
 
     from taskcomp.runner.run import _FIXED_KEYS
@@ -53,11 +65,18 @@ def load(runs: list[Path]) -> pd.DataFrame:
             raise SystemExit(f"{run}: a second run of codec {codec}: give one run per codec")
         codecs.add(codec)
         fixed = {k: recipe.get(k) for k in _FIXED_KEYS if k not in ("codec", "checkpoint")} | {"methods": recipe.get("methods")}
-        if first is not None and fixed != first:
-            raise SystemExit(f"{run}: its recipe differs from {runs[0]}'s in "
-                             f"{sorted(k for k in fixed if fixed[k] != first.get(k))}: not comparable")
+        only = run in uniform_only
+        if only and i == 0:
+            raise SystemExit(f"{run}: a uniform-only run cannot come first (JPEG, WebP and the original come from it)")
+        if first is not None:
+            mine, theirs = _comparable(fixed, only), _comparable(first, only)
+            if mine != theirs:
+                raise SystemExit(f"{run}: its recipe differs from {runs[0]}'s in "
+                                 f"{sorted(k for k in mine if mine[k] != theirs.get(k))}: not comparable")
         first = first or fixed
-        print(f"{run}: codec {codec_id}, {df['image'].nunique()} receipts")
+        print(f"{run}: codec {codec_id}, {df['image'].nunique()} receipts" + (" (uniform maps only)" if only else ""))
+        if only:
+            df = df[df["method"] == "uniform"]
         is_codec = df["method"].isin(["uniform", "box_mask"]) | df["method"].str.startswith("task_aware")
         df = df[is_codec | (i == 0)].copy()
         df.loc[is_codec, "method"] = df.loc[is_codec, "method"] + "@" + codec
@@ -89,11 +108,16 @@ def _as_uniform(table: pd.DataFrame, method: str) -> pd.DataFrame:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--uniform-only", type=Path, action="append", default=[],
+                    help="a run (also listed among the runs) that contributes only its uniform maps")
     ap.add_argument("--out", type=Path, default=Path("results/documents"))
     ap.add_argument("--max-bpp", type=float, default=0.35, help="low-rate range: only points at or below it count "
                     "in both headline figures and their point lists")
     a = ap.parse_args()
-    df = load(a.runs)
+    bad = [r for r in a.uniform_only if r not in a.runs]
+    if bad:
+        raise SystemExit(f"--uniform-only {bad[0]}: not among the runs given")
+    df = load(a.runs, set(a.uniform_only))
     table = mean_table(df)
     a.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(a.out / "table.csv", index=False)
