@@ -62,13 +62,14 @@ def test_memory_format_changes_the_layout_only_within_the_block(codec):
 
     conv = next(m for m in codec.modules() if isinstance(m, torch.nn.Conv2d))
     before = conv.weight.data
+    version = conv.weight._version
     value = before.clone()
     with use_memory_format([codec, codec], torch.channels_last):  # a module given twice is converted once
         assert conv.weight.is_contiguous(memory_format=torch.channels_last)
         assert not conv.weight.is_contiguous()
         assert torch.equal(conv.weight, value)
     # the very tensor comes back: same storage and version, so caches keyed on them (exact h_s) stay valid
-    assert conv.weight.data.data_ptr() == before.data_ptr() and conv.weight.data._version == before._version
+    assert conv.weight.data.data_ptr() == before.data_ptr() and conv.weight._version == version
     assert conv.weight.is_contiguous() and torch.equal(conv.weight, value)
     assert resolve_memory_format("auto", "cpu") is torch.channels_last
     assert resolve_memory_format("auto", "cuda") is torch.contiguous_format

@@ -42,7 +42,11 @@ class Objective:
     def models(self) -> list[torch.nn.Module]:
         """Every model (``nn.Module``) this objective and its nested objectives hold, each once."""
         out: list[torch.nn.Module] = []
-        for v in list(vars(self).values()):
+        values = list(vars(self).values())
+        for v in list(values):  # nested in lists / tuples (WeightedObjective's parts: (name, weight, objective))
+            if isinstance(v, (list, tuple)):
+                values += [w for e in v for w in (e if isinstance(e, (list, tuple)) else (e,))]
+        for v in values:
             found = v.models() if isinstance(v, Objective) else [v] if isinstance(v, torch.nn.Module) else []
             out += [m for m in found if all(m is not o for o in out)]
         return out

@@ -264,7 +264,8 @@ def _check_same_settings(out: Path, recipe: dict[str, Any]) -> None:
         if was != now:
             raise ValueError(f"{out} was run with {key}: {was!r}; this recipe has {key}: {now!r}: records would mix "
                              "two settings: use another --out")
-    sweeps = ("q", "alpha", "q_in", "quality", "lambda")
+    # memory_format is a speed setting (float noise only), compared no more than thread counts are
+    sweeps = ("q", "alpha", "q_in", "quality", "lambda", "memory_format")
     for method, spec in (recipe.get("methods") or {}).items():
         if method not in (old.get("methods") or {}):
             continue
