@@ -774,7 +774,8 @@ def _add_iterate_args(p):
                         "(nearly) independent of batch size and thread count (results/throughput)")
     p.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"], default="auto",
                    help="layout of the models during the steps: auto (default: channels_last on the CPU: 1.2-1.7x "
-                        "faster steps for classification and detection, within noise for text; results/map_speed), channels_last or contiguous")
+                        "faster steps for classification and detection, within noise for text; results/map_speed), "
+                        "channels_last or contiguous")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
 
 

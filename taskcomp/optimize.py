@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .codec.sft import SFTCodec, bits_from_likelihoods
-from .devices import MEMORY_FORMATS, resolve_memory_format, use_memory_format
+from .devices import resolve_memory_format, use_memory_format
 from .objectives.base import Objective
 
 __all__ = ["MapOptimizer", "check_optimizer_args", "OptimizeResult", "BppSearch", "search_bpp", "uniform_bpp_search",
@@ -143,8 +143,7 @@ def check_optimizer_args(lam: float = 1.0, steps: int = 20, lr: float = 0.1, opt
         raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
     if lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
-    if memory_format not in MEMORY_FORMATS:
-        raise ValueError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}")
+    resolve_memory_format(memory_format, "cpu")  # raises for an unknown setting
     if not isinstance(init, Tensor) and init not in ("constant", "gradcam", "random"):
         raise ValueError(f"init must be 'constant', 'gradcam', 'random' or a (B, 1, H, W) map tensor, got {init!r}")
 
@@ -178,8 +177,8 @@ class MapOptimizer:
             32 ImageNet crops), so it is not the default (results/throughput/README.md).
         memory_format: layout of the codec's and the task models' 4-D weights and activations during the steps
             (:func:`taskcomp.devices.resolve_memory_format`): ``"auto"`` (channels_last on the CPU, where it
-            made classification and detection steps 1.2-1.7x faster; text steps 0.9-1.15x: results/map_speed/), ``"channels_last"`` or ``"contiguous"``. The
-            models are left as they were after :meth:`run`. Maps agree across settings up to float noise.
+            made classification and detection steps 1.2-1.7x faster and text steps 0.9-1.15x: results/map_speed/),
+            ``"channels_last"`` or ``"contiguous"``. The models are left as they were after :meth:`run`. Maps agree across settings up to float noise.
 
     Raises:
         ValueError: one line for a bad argument (lam < 0, steps < 0 or not an integer, lr <= 0, init_q outside
@@ -297,9 +296,8 @@ class MapOptimizer:
         if ctx is None:
             ctx = self.objective.prepare(x)
         fmt = resolve_memory_format(self.memory_format, x.device)
-        # Objectives not derived from Objective (duck-typed ones) get their nn.Module attributes re-laid.
-        models = (self.objective.models() if hasattr(self.objective, "models") else
-                  [v for v in vars(self.objective).values() if isinstance(v, torch.nn.Module)])
+        # Objective.models() on the instance's attributes also serves duck-typed objectives (not subclasses).
+        models = self.objective.models() if hasattr(self.objective, "models") else Objective.models(self.objective)
         with use_memory_format([self.codec, *models], fmt):
             return self._descend(x.contiguous(memory_format=fmt), ctx, sizes, progress)
 
