@@ -248,7 +248,8 @@ def decode(codec: SFTCodec, data: bytes, synthesis: str | None = None) -> Tensor
                                exact=header.version >= 2, synthesis=synthesis)
     except (MemoryError, torch.cuda.OutOfMemoryError):
         raise  # not the file's fault
-    except Exception as e:  # the rANS decoder rejects some malformed streams
+    except (RuntimeError, ValueError, IndexError, OverflowError) as e:  # what the rANS decoder and the
+        # transforms raise on malformed streams; a TypeError or AttributeError is a bug and stays one
         raise BitstreamError(f"corrupted .tcz payload ({type(e).__name__})") from None
     x_hat = out["x_hat"]
     if not torch.isfinite(x_hat).all():

@@ -342,6 +342,35 @@ def test_run_folder_keeps_its_settings(tmp_path):
         _check_run_folder(out, {**old, "reading": "boxes"}, _items("a"), None, set())
 
 
+def test_run_folder_records_objective_with_defaults(tmp_path):
+    """run.json keeps the objective's resolved arguments: a default written out is the same setting, a default
+    that changed since the folder was made (max_boxes was 64) is refused rather than mixed."""
+    from taskcomp.runner.run import RUN_FILE, _check_run_folder
+
+    out = tmp_path / "run"
+    out.mkdir()
+    implicit = {"name": "t", "task": "text", "objective": {"name": "text"}, "methods": {}}
+    _check_run_folder(out, implicit, _items("a"), None, set())
+    rec = json.loads((out / RUN_FILE).read_text())["objective"]
+    assert rec["name"] == "text" and rec["max_boxes"] is None and "det_weight" in rec
+    (out / "recipe.yaml").write_text(json.dumps(implicit))
+    explicit = {**implicit, "objective": {"name": "text", "max_boxes": None}}
+    _check_run_folder(out, explicit, _items("a"), None, set())  # the default written out: same setting
+    with pytest.raises(ValueError, match=r"objective max_boxes: None; this recipe means 64"):
+        _check_run_folder(out, {**implicit, "objective": {"name": "text", "max_boxes": 64}}, _items("a"), None, set())
+    # a folder whose run.json says the old default (64) is refused by a recipe that now means all boxes
+    saved = json.loads((out / RUN_FILE).read_text())
+    saved["objective"]["max_boxes"] = 64
+    (out / RUN_FILE).write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"objective max_boxes: 64; this recipe means None"):
+        _check_run_folder(out, implicit, _items("a"), None, set())
+    # no objective key: the task's default objective, resolved
+    cls = {"name": "t", "task": "classification", "methods": {}}
+    (tmp_path / "c").mkdir()
+    _check_run_folder(tmp_path / "c", cls, _items("a"), None, set())
+    assert json.loads((tmp_path / "c" / RUN_FILE).read_text())["objective"]["model"] == "tf_efficientnet_lite0"
+
+
 def test_run_with_another_limit_is_refused_before_work(tmp_path, data_root, capsys):
     from taskcomp.runner.run import spread
     from taskcomp.runner.layouts import list_items

@@ -15,12 +15,19 @@ from pathlib import Path
 
 KEEP = {"original", "uniform", "jpeg", "webp"}
 
+if len(sys.argv) != 3:
+    raise SystemExit("usage: copy_codec_points.py OLD_RUN_FOLDER NEW_RUN_FOLDER")
 src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+if not (src / "run.json").is_file():
+    raise SystemExit(f"{src} is not a run folder (no run.json)")
 if dst.exists():
     raise SystemExit(f"{dst} exists: choose another folder")
-dst.mkdir(parents=True)
-shutil.copy(src / "run.json", dst / "run.json")
 rows = [l for p in sorted(src.glob("records*.jsonl")) for l in p.read_text().splitlines() if l.strip()]
 kept = [l for l in rows if json.loads(l)["method"] in KEEP]
-(dst / "records.copied.jsonl").write_text("".join(l + "\n" for l in kept))
+tmp = dst.with_name(dst.name + ".partial")  # the folder appears whole or not at all
+shutil.rmtree(tmp, ignore_errors=True)
+tmp.mkdir(parents=True)
+shutil.copy(src / "run.json", tmp / "run.json")
+(tmp / "records.copied.jsonl").write_text("".join(l + "\n" for l in kept))
+tmp.rename(dst)
 print(f"{dst}: {len(kept)} of {len(rows)} records of {src} copied ({', '.join(sorted(KEEP))})")

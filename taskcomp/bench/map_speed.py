@@ -99,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--lam", type=float, default=1.0)
     a = ap.parse_args(argv)
+    for name in ("threads", "steps", "repeats"):
+        if getattr(a, name) < 1:
+            ap.error(f"--{name} must be >= 1, got {getattr(a, name)}")
+    if not a.lam > 0:
+        ap.error(f"--lam must be > 0, got {a.lam}")
     from ..codec import create_codec
     from ..io import atomic_write
 

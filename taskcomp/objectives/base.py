@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-__all__ = ["Objective", "register_objective", "create_objective", "list_objectives"]
+__all__ = ["Objective", "register_objective", "create_objective", "list_objectives", "objective_arguments"]
 
 _REGISTRY: dict[str, Callable[..., "Objective"]] = {}
 
@@ -108,6 +108,49 @@ def create_objective(name: str, device: str | torch.device | None = None, **kwar
 
         obj.to(resolve_device(device))
     return obj
+
+
+def objective_arguments(name: str, **kwargs: Any) -> dict[str, Any]:
+    """Every constructor argument of objective ``name`` as ``create_objective(name, **kwargs)`` would use it.
+
+    Defaults are filled in from the objective's signature, without building it (no model loads), so a record
+    of a run keeps what the run meant even when a default changes later (e.g. the text objective's
+    ``max_boxes``). Values that are not plain JSON (a model object given in Python) are recorded by type name.
+
+    Returns:
+        ``{"name": name, arg: value, ...}`` in signature order; JSON-serialisable.
+
+    Raises:
+        ValueError: unknown objective or argument (one line, as :func:`create_objective`).
+    """
+    import inspect
+
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown objective {name!r}; available: {', '.join(list_objectives())}")
+    sig = inspect.signature(_REGISTRY[name])
+    try:
+        bound = sig.bind(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"objective {name!r}: {e}; its arguments: {', '.join(sig.parameters)}") from None
+    bound.apply_defaults()
+    out: dict[str, Any] = {"name": name}
+    for k, v in bound.arguments.items():
+        if sig.parameters[k].kind is inspect.Parameter.VAR_KEYWORD:
+            out.update({kk: _plain(vv) for kk, vv in v.items()})
+        elif sig.parameters[k].kind is not inspect.Parameter.VAR_POSITIONAL:
+            out[k] = _plain(v)
+    return out
+
+
+def _plain(v: Any) -> Any:
+    """``v`` as JSON would keep it: tuples become lists; objects other than plain values their type's name."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_plain(e) for e in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(e) for k, e in v.items()}
+    return f"<{type(v).__module__}.{type(v).__qualname__}>"
 
 
 def list_objectives() -> list[str]:

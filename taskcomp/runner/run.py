@@ -214,7 +214,8 @@ def _check_run_folder(out: Path, recipe: dict[str, Any], items: list, limit: int
     and ``run.json`` updated); any other set is refused. A folder from before ``run.json`` is checked against
     the images of its records. The recipe's task, data, preprocessing, objective and each method's options
     (all but its sweep) must equal those of the folder's ``recipe.yaml``: a sweep may grow, its points may
-    not change meaning.
+    not change meaning. ``run.json`` also keeps the objective's arguments with their defaults filled in
+    (:func:`objective_record`); when present, they are what the objective is compared by.
 
     Raises:
         ValueError: one line saying what differs and what to do.
@@ -240,16 +241,37 @@ def _check_run_folder(out: Path, recipe: dict[str, Any], items: list, limit: int
                          f"leave out {len(stray)} of them (e.g. {stray[0]}): a run folder never mixes image sets: "
                          f"rerun with {was if prev is not None and old_limit is not None else 'the same images'}, "
                          "without --limit (extends the folder to every image), or use another --out")
-    _check_same_settings(out, recipe)
-    if prev is None or list(old) != ids:
-        if prev is not None:
+    args = objective_record(recipe)
+    was = (prev or {}).get("objective")
+    # a recorded objective is compared with its defaults filled in (below), not as the recipe spelled it
+    _check_same_settings(out, recipe, skip=("objective",) if was is not None else ())
+    if was is not None and was != args:
+        key = sorted(k for k in set(was) | set(args) if was.get(k, "(none)") != args.get(k, "(none)"))[0]
+        raise ValueError(f"{out} was run with objective {key}: {was.get(key, '(none)')!r}; this recipe means "
+                         f"{args.get(key, '(none)')!r} (defaults included): records would mix two settings: "
+                         "use another --out")
+    if prev is None or list(old) != ids or was is None:
+        if prev is not None and list(old) != ids:
             log(f"{out}: extending the run from {len(old)} to {len(ids)} images")
         atomic_write(path, json.dumps({"recipe": recipe.get("name"), "limit": limit, "n_items": len(ids),
-                                       "items": ids}, indent=1).encode())
+                                       "objective": args, "items": ids}, indent=1).encode())
 
 
-def _check_same_settings(out: Path, recipe: dict[str, Any]) -> None:
-    """The fixed part of the recipe equals the folder's ``recipe.yaml`` (see :func:`_check_run_folder`)."""
+def objective_record(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's objective with every argument its constructor would default filled in.
+
+    Kept in ``run.json`` so a folder resumed after a default changed (e.g. the text objective's ``max_boxes``,
+    64 before 2026-11-30, all boxes since) is refused instead of mixing two meanings under one label.
+    """
+    from ..objectives.base import objective_arguments
+
+    spec = dict(recipe.get("objective") or {"name": TASKS[recipe.get("task", "classification")].default_objective})
+    return objective_arguments(spec.pop("name"), **spec)
+
+
+def _check_same_settings(out: Path, recipe: dict[str, Any], skip: tuple[str, ...] = ()) -> None:
+    """The fixed part of the recipe (but ``skip``) equals the folder's ``recipe.yaml`` (see
+    :func:`_check_run_folder`)."""
     p = out / "recipe.yaml"
     if not p.is_file():
         return
@@ -259,7 +281,7 @@ def _check_same_settings(out: Path, recipe: dict[str, Any]) -> None:
         return
     if not isinstance(old, dict):
         return
-    for key in _FIXED_KEYS:
+    for key in (k for k in _FIXED_KEYS if k not in skip):
         was, now = old.get(key, _KEY_DEFAULTS.get(key)), recipe.get(key, _KEY_DEFAULTS.get(key))
         if was != now:
             raise ValueError(f"{out} was run with {key}: {was!r}; this recipe has {key}: {now!r}: records would mix "

@@ -58,11 +58,12 @@ class ClassificationTask:
     """ImageNet-sample classification: maps optimised for one classifier, top-1/top-5 of several."""
 
     baseline = "gradcam"
+    default_objective = "classification"  # when the recipe names none
 
     def __init__(self, recipe: dict[str, Any]):
         from ..objectives import create_objective
 
-        spec = dict(recipe.get("objective", {"name": "classification"}))
+        spec = dict(recipe.get("objective") or {"name": self.default_objective})
         self.objective = create_objective(spec.pop("name"), **spec)
         names = recipe.get("eval_models") or [self.objective.model_name]
         self.evaluators = {n: (self.objective if n == self.objective.model_name
@@ -180,12 +181,13 @@ class TextTask:
     """
 
     baseline = "box_mask"
+    default_objective = "text"  # when the recipe names none
     reading = "page"  # recipe key reading (set per recipe in __init__)
 
     def __init__(self, recipe: dict[str, Any]):
         from ..objectives import create_objective
 
-        spec = dict(recipe.get("objective", {"name": "text"}))
+        spec = dict(recipe.get("objective") or {"name": self.default_objective})
         self.objective = create_objective(spec.pop("name"), **spec)
         self.pre = recipe.get("preprocess", {})
         self.reading = recipe.get("reading", "page")
@@ -291,11 +293,12 @@ class DetectionTask:
     agreement with the detections on the original."""
 
     baseline = "saliency"
+    default_objective = "detection"  # when the recipe names none
 
     def __init__(self, recipe: dict[str, Any]):
         from ..objectives import create_objective
 
-        spec = dict(recipe.get("objective", {"name": "detection"}))
+        spec = dict(recipe.get("objective") or {"name": self.default_objective})
         self.objective = create_objective(spec.pop("name"), **spec)
         parts = getattr(self.objective, "parts", None)
         self.det = next(o for n, _, o in parts if n == "detection") if parts else self.objective
