@@ -12,7 +12,7 @@ import numpy as np
 
 from .io import load_image
 
-__all__ = ["DataError", "data_root", "kodak_paths", "list_images", "TrainingPool"]
+__all__ = ["DataError", "data_root", "kodak_paths", "list_images", "TrainingPool", "open_training_pool"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 
@@ -124,3 +124,60 @@ class TrainingPool:
             c = im[y : y + crop, x : x + crop]
             out[i] = c[:, ::-1] if rng.random() < 0.5 else c
         return out
+
+
+def open_training_pool(folders, crop: int, exclude_files=(), each_folder: bool = False) -> TrainingPool:
+    """The training pool of every trainer (codec, predictor): folders and excluded files resolved against the
+    data root, the exclusion list checked so that a typo cannot silently train on an evaluation image.
+
+    Args:
+        folders: a folder or a non-empty list of folders (absolute, or relative to :func:`data_root`).
+        crop: crop side in px; smaller images are skipped.
+        exclude_files: image files never trained on (absolute, or relative to the data root), e.g. a benchmark's
+            evaluation images.
+        each_folder: every folder must give images of at least ``crop`` px (the error names the one that does
+            not); otherwise only the pool as a whole must.
+
+    Raises:
+        ValueError: ``folders`` or ``exclude_files`` of the wrong type.
+        DataError: a missing folder; no image of at least ``crop`` px; a listed exclusion that does not exist or is
+            not among the folders' images (one line each).
+    """
+    if isinstance(folders, (str, Path)):
+        folders = [folders]
+    if not folders or not isinstance(folders, (list, tuple)) or not all(isinstance(f, (str, Path)) and str(f)
+                                                                         for f in folders):
+        raise ValueError(f"data must be a folder or a non-empty list of folders, got {folders!r}")
+    if not isinstance(exclude_files, (list, tuple)) or not all(isinstance(e, (str, Path)) for e in exclude_files):
+        raise ValueError(f"exclude must be a list of image paths (under the data root, or absolute), got "
+                         f"{exclude_files!r}")
+    root = None
+    resolved = []
+    for f in list(folders) + list(exclude_files):
+        p = Path(f)
+        if not p.is_absolute():
+            root = root or data_root()
+            p = root / p
+        resolved.append(p)
+    dirs, excluded = resolved[: len(folders)], resolved[len(folders):]
+    missing = [str(f) for f in excluded if not f.is_file()]
+    if missing:
+        raise DataError(f"exclude: {len(missing)} listed file(s) not found, e.g. {missing[0]}")
+    if each_folder:
+        pools = []
+        for d in dirs:
+            try:
+                pools.append(TrainingPool(d, crop, exclude_files=excluded))
+            except DataError as e:
+                raise DataError(f"training data {d}: {e}") from None
+        pool = pools[0]
+        for other in pools[1:]:
+            pool.images.extend(other.images)  # the pool's crop-size index refers to this same list
+            pool.excluded += other.excluded
+    else:
+        pool = TrainingPool(dirs, crop, exclude_files=excluded)
+    if pool.excluded < len(excluded):  # e.g. another data root: the list no longer names the images it should
+        raise DataError(f"exclude: {len(excluded) - pool.excluded} of the {len(excluded)} listed files are not among "
+                        f"the training images of {', '.join(str(d) for d in dirs)}")
+    pool.folders = dirs
+    return pool

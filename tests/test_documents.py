@@ -135,6 +135,10 @@ def test_document_codec_never_trains_on_the_benchmark_receipts(data_root):
         evaluated = spread(list_items(load_recipe(name), data_root), 50)
         assert sorted(f"sroie/images/{it['path'].name}" for it in evaluated) == sorted(cfg.exclude)
     assert "sroie/images" in cfg.data and cfg.codec == "sft-small-doc"
+    from taskcomp.training.predictor import PredictorTrainConfig
+
+    text = PredictorTrainConfig.from_yaml(Path(taskcomp.__file__).parent / "recipes" / "predictor_text.yaml")
+    assert sorted(text.exclude) == sorted(cfg.exclude) and "sroie/images" in text.data
 
 
 def test_training_pool_skips_excluded_files(tmp_path):

@@ -127,6 +127,12 @@ def test_train_predictor_config_is_checked(tmp_path):
     bad.write_text("steps: [1\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         PredictorTrainConfig.from_yaml(bad)
+    bad.write_text("task: text\nobjective_args: {det_wieght: 0}\n")
+    with pytest.raises(ConfigError, match="objective_args: objective 'text'.*det_wieght"):
+        PredictorTrainConfig.from_yaml(bad)
+    bad.write_text("objective_args: [1]\n")
+    with pytest.raises(ConfigError, match="objective_args must be dict"):
+        PredictorTrainConfig.from_yaml(bad)
 
 
 def _train_cfg(tmp_path, folder, **kw):
@@ -170,6 +176,25 @@ def test_training_fails_with_an_error_on_bad_data(tmp_path, photo_folder):
 
     with pytest.raises(DataError, match="at least 512"):
         train_predictor(_train_cfg(tmp_path, photo_folder, crop=512), log=lambda *a, **k: None, device="cpu")
+
+
+def test_training_never_reads_excluded_images_and_refuses_a_wrong_list(tmp_path, photo_folder):
+    from taskcomp.datasets import DataError, open_training_pool
+
+    pool = open_training_pool([str(photo_folder)], 64, exclude_files=[str(photo_folder / "1.png")], each_folder=True)
+    assert len(pool) == 2 and pool.excluded == 1
+    with pytest.raises(DataError, match="exclude: 1 listed file\\(s\\) not found, e.g. .*9.png"):
+        open_training_pool([str(photo_folder)], 64, exclude_files=[str(photo_folder / "9.png")])
+    other = tmp_path / "elsewhere.png"
+    Image.new("RGB", (80, 80)).save(other)
+    with pytest.raises(DataError, match="1 of the 1 listed files are not among the training images"):
+        open_training_pool([str(photo_folder)], 64, exclude_files=[str(other)])
+    small = tmp_path / "small"
+    small.mkdir()
+    Image.new("RGB", (40, 40)).save(small / "a.png")
+    with pytest.raises(DataError, match=f"training data {small}: no training images"):
+        open_training_pool([str(photo_folder), str(small)], 64, each_folder=True)
+    assert len(open_training_pool([str(photo_folder), str(small)], 64)) == 3  # the pool as a whole suffices
 
 
 def test_recipe_methods_predicted_and_refined(tmp_path, data_root, untrained_ckpt):

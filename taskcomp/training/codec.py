@@ -39,7 +39,7 @@ from ..codec.checkpoint import save_codec
 from ..codec.sft import SFTCodec, bits_from_likelihoods, lambda_of_q
 from ..codec.sft_context import SFTContextCodec, build_codec_model
 from ..codec.zoo import CODEC_CONFIGS, resolve_name
-from ..datasets import DataError, TrainingPool, data_root
+from ..datasets import DataError, TrainingPool, data_root, open_training_pool
 from ..io import atomic_write
 from ..maps import random_training_map
 from .distributed import LAUNCHED_ENV, DistGroup, launch_local, process_group, record_failure
@@ -479,22 +479,9 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
     # optimizer_step averages their aux gradients with one all-reduce instead (sync_aux_grads), as before.
     ddp_model = w.wrap(model, ignore=[n for n, _ in model.named_parameters() if n.endswith(AUX_PARAM_SUFFIX)])
 
-    given = data or cfg.data
-    if not (isinstance(cfg.exclude, list) and all(isinstance(e, str) for e in cfg.exclude)):
-        raise ValueError(f"exclude must be a list of image paths (under the data root, or absolute), got {cfg.exclude!r}")
-    if not given or (isinstance(given, (list, tuple)) and not all(isinstance(f, str) and f for f in given)):
-        raise ValueError(f"data must be a folder or a non-empty list of folders, got {given!r}")
-    folders = [Path(f) for f in (given if isinstance(given, (list, tuple)) else [given])]
-    folders = [f if f.is_absolute() else data_root() / f for f in folders]
-    excluded = [Path(f) if Path(f).is_absolute() else data_root() / f for f in cfg.exclude]
-    missing = [str(f) for f in excluded if not f.is_file()]
-    if missing:  # a typo would silently train on the images it meant to keep out
-        raise DataError(f"exclude: {len(missing)} listed file(s) not found, e.g. {missing[0]}")
     t0 = time.time()
-    pool = TrainingPool(folders, cfg.crop, exclude_files=excluded)
-    if pool.excluded < len(excluded):  # e.g. --data elsewhere: the list no longer names the images it should
-        raise DataError(f"exclude: {len(excluded) - pool.excluded} of the {len(excluded)} listed files are not among "
-                        f"the training images of {', '.join(str(f) for f in folders)}")
+    pool = open_training_pool(data or cfg.data, cfg.crop, cfg.exclude)
+    folders = pool.folders
     folder = ", ".join(str(f) for f in folders)
     log(f"{len(pool)} training images from {folder} loaded in {time.time() - t0:.0f}s"
         + (f" ({pool.excluded} excluded)" if pool.excluded else "")

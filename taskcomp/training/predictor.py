@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import yaml
 
-from ..datasets import DataError, TrainingPool, data_root
+from ..datasets import TrainingPool, open_training_pool
 from ..io import atomic_write
 from .distributed import LAUNCHED_ENV, DistGroup, launch_local, process_group, record_failure
 from .loop import CsvLog, Prefetcher, check_fresh, cosine_lr, progress, save_state
@@ -51,6 +51,8 @@ class PredictorTrainConfig:
     downsample: int = 8
     codec: str = "sft-small"
     data: list[str] = field(default_factory=lambda: ["train", "photos/imagen"])  # folders under the data root
+    exclude: list[str] = field(default_factory=list)  # image files never trained on (a benchmark's images)
+    objective_args: dict = field(default_factory=dict)  # the task objective's own arguments (create_objective)
     out: str = "runs/predictor-lite0-classification"
     crop: int = 224
     batch_size: int = 8
@@ -129,6 +131,13 @@ class PredictorTrainConfig:
             raise ConfigError(f"{where}: need 0 < lambda_min < lambda_max, got {self.lambda_min}, {self.lambda_max}")
         if not (0 < self.init_q < 1) or not (self.lr > 0) or self.lambda_weight_offset < 0:
             raise ConfigError(f"{where}: need 0 < init_q < 1, lr > 0, lambda_weight_offset >= 0")
+        if self.objective_args:
+            from ..objectives import objective_arguments
+
+            try:  # a typo fails here, in one line, not after the models have loaded
+                objective_arguments(self.task, **self.objective_args)
+            except ValueError as e:
+                raise ConfigError(f"{where}: objective_args: {e}") from None
         for k in ("budget_minutes", "stop_after_minutes"):
             v = getattr(self, k)
             if v is not None and not v > 0:
@@ -142,7 +151,7 @@ def _objective(cfg: PredictorTrainConfig, device: torch.device):
     from ..objectives import create_objective
 
     kw = {} if cfg.task_model in ("", "default") else {"model": cfg.task_model}  # "default": the task's own
-    return create_objective(cfg.task, device=device, **kw)
+    return create_objective(cfg.task, device=device, **{**cfg.objective_args, **kw})
 
 
 def _backbone(cfg: PredictorTrainConfig) -> str:
@@ -165,7 +174,8 @@ def _predictor_config(cfg: PredictorTrainConfig):
 def _export_meta(cfg: PredictorTrainConfig, step: int, elapsed: float, world: int, data=None) -> dict:
     """The training facts an exported checkpoint carries."""
     return {"steps": step, "train_minutes": round(elapsed / 60, 2), "batch_size": cfg.batch_size * world,
-            "crop": cfg.crop, "codec": cfg.codec, "data": [str(d) for d in (data or cfg.data)]}
+            "crop": cfg.crop, "codec": cfg.codec, "data": [str(d) for d in (data or cfg.data)],
+            "excluded": len(cfg.exclude), "objective_args": dict(cfg.objective_args)}
 
 
 class _Batches(Prefetcher):
@@ -185,25 +195,13 @@ class _Batches(Prefetcher):
 
 
 def _pool(cfg: PredictorTrainConfig, data: list[str] | None) -> tuple[TrainingPool, list[Path]]:
-    folders = []
-    for f in data or cfg.data:
-        p = Path(f)
-        folders.append(p if p.is_absolute() else data_root() / p)
-    pools = []
-    for f in folders:
-        try:
-            pools.append(TrainingPool(f, cfg.crop))
-        except DataError as e:
-            raise DataError(f"training data {f}: {e}") from None
-    pool = pools[0]
-    for p in pools[1:]:
-        pool.images.extend(p.images)  # the pool's crop-size index refers to this same list
-    return pool, folders
+    pool = open_training_pool(data or cfg.data, cfg.crop, cfg.exclude, each_folder=True)
+    return pool, pool.folders
 
 
 #: Keys that define what the trained weights mean: a resumed run must keep them.
 MODEL_KEYS = ("name", "task", "task_model", "backbone", "channels", "downsample", "lambda_min", "lambda_max",
-              "init_q", "codec", "crop", "batch_size", "seed")
+              "init_q", "codec", "crop", "batch_size", "seed", "objective_args")
 
 
 def _check_same_model(saved: dict, cfg: PredictorTrainConfig, where: Path) -> None:
