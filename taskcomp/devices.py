@@ -151,13 +151,16 @@ def use_memory_format(modules: Iterable[torch.nn.Module], memory_format: torch.m
     :mod:`taskcomp.codec.exact`) stay valid. Values are never changed; only the layout within the block.
 
     This is ``nn.Module.to(memory_format=...)`` made temporary (PyTorch's channels_last tutorial), for models
-    shared with code that must not change: the codec's encoder and decoder run outside such a block.
+    shared with code that must not change: the codec's encoder and decoder run outside such a block. Weights
+    are meant to be read, not written, inside it: an in-place write to a re-laid tensor is not carried back
+    (map optimisation only reads the frozen models).
     """
     if memory_format is torch.contiguous_format:
         yield
         return
     saved: list[tuple[dict, str, torch.Tensor]] = []
     seen: set[int] = set()
+    copies: dict[int, torch.Tensor] = {}
     try:
         with torch.no_grad():
             for root in modules:
@@ -172,9 +175,11 @@ def use_memory_format(modules: Iterable[torch.nn.Module], memory_format: torch.m
                             if isinstance(t, torch.nn.Parameter):
                                 saved.append((table, name, t.data))
                                 t.data = t.data.contiguous(memory_format=memory_format)
-                            else:
+                            else:  # a buffer shared by two modules gets one copy, shared alike
                                 saved.append((table, name, t))
-                                table[name] = t.contiguous(memory_format=memory_format)
+                                if id(t) not in copies:
+                                    copies[id(t)] = t.contiguous(memory_format=memory_format)
+                                table[name] = copies[id(t)]
         yield
     finally:
         with torch.no_grad():

@@ -71,6 +71,14 @@ def test_memory_format_changes_the_layout_only_within_the_block(codec):
     # the very tensor comes back: same storage and version, so caches keyed on them (exact h_s) stay valid
     assert conv.weight.data.data_ptr() == before.data_ptr() and conv.weight._version == version
     assert conv.weight.is_contiguous() and torch.equal(conv.weight, value)
+    # a 4-D buffer shared by two modules stays one tensor within the block, and both get it back
+    a, b = torch.nn.Module(), torch.nn.Module()
+    shared = torch.randn(2, 3, 4, 5)
+    a.register_buffer("k", shared)
+    b.register_buffer("k", shared)
+    with use_memory_format([a, b], torch.channels_last):
+        assert a.k is b.k and a.k.is_contiguous(memory_format=torch.channels_last)
+    assert a.k is shared and b.k is shared
     assert resolve_memory_format("auto", "cpu") is torch.channels_last
     assert resolve_memory_format("auto", "cuda") is torch.contiguous_format
     with pytest.raises(ValueError, match="memory_format must be one of"):
