@@ -159,7 +159,8 @@ def open_training_pool(folders, crop: int, exclude_files=(), each_folder: bool =
             root = root or data_root()
             p = root / p
         resolved.append(p)
-    dirs, excluded = resolved[: len(folders)], resolved[len(folders):]
+    dirs = resolved[: len(folders)]
+    excluded = list({p.resolve(): p for p in resolved[len(folders):]}.values())  # one entry per file
     missing = [str(f) for f in excluded if not f.is_file()]
     if missing:
         raise DataError(f"exclude: {len(missing)} listed file(s) not found, e.g. {missing[0]}")
@@ -173,7 +174,9 @@ def open_training_pool(folders, crop: int, exclude_files=(), each_folder: bool =
         pool = pools[0]
         for other in pools[1:]:
             pool.images.extend(other.images)  # the pool's crop-size index refers to this same list
-            pool.excluded += other.excluded
+        # a file under two of the folders (one inside the other) is one exclusion
+        found = {q.resolve() for d in dirs for q in list_images(d)}
+        pool.excluded = len({p.resolve() for p in excluded} & found)
     else:
         pool = TrainingPool(dirs, crop, exclude_files=excluded)
     if pool.excluded < len(excluded):  # e.g. another data root: the list no longer names the images it should

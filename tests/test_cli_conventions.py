@@ -364,6 +364,33 @@ def test_run_folder_records_objective_with_defaults(tmp_path):
     (out / RUN_FILE).write_text(json.dumps(saved))
     with pytest.raises(ValueError, match=r"objective max_boxes: 64; this recipe means None"):
         _check_run_folder(out, implicit, _items("a"), None, set())
+    # an argument the record lacks (added to the objective later) is accepted at its default, with a note
+    saved["objective"]["max_boxes"] = None
+    del saved["objective"]["group_size"]
+    (out / RUN_FILE).write_text(json.dumps(saved))
+    notes = []
+    _check_run_folder(out, implicit, _items("a"), None, set(), notes.append)
+    assert any("group_size did not exist" in n for n in notes)
+    with pytest.raises(ValueError, match=r"objective group_size: \(absent\); this recipe means 4"):
+        _check_run_folder(out, {**implicit, "objective": {"name": "text", "group_size": 4}}, _items("a"), None, set())
+    with pytest.raises(ValueError, match=r"was run with objective 'text'; this recipe has 'classification'"):
+        _check_run_folder(out, {**implicit, "objective": {"name": "classification"}}, _items("a"), None, set())
+    saved["objective"] = [1]
+    (out / RUN_FILE).write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="is damaged"):
+        _check_run_folder(out, implicit, _items("a"), None, set())
+    # a folder with records from before the record existed is not stamped with today's defaults
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / RUN_FILE).write_text(json.dumps({"recipe": "t", "limit": None, "n_items": 1, "items": ["a"]}))
+    _check_run_folder(legacy, implicit, _items("a"), None, {"a"})
+    assert "objective" not in json.loads((legacy / RUN_FILE).read_text())
+    # a weighted objective's parts are resolved too: a part's default written out is the same setting
+    from taskcomp.runner.run import objective_record
+
+    w = {"objective": {"name": "weighted", "objectives": [{"name": "detection"}]}}
+    assert objective_record(w) == objective_record({"objective": {"name": "weighted", "objectives": [
+        {"name": "detection", "weight": 1.0, "conf": 0.25}]}})
     # no objective key: the task's default objective, resolved
     cls = {"name": "t", "task": "classification", "methods": {}}
     (tmp_path / "c").mkdir()

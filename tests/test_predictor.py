@@ -130,6 +130,9 @@ def test_train_predictor_config_is_checked(tmp_path):
     bad.write_text("task: text\nobjective_args: {det_wieght: 0}\n")
     with pytest.raises(ConfigError, match="objective_args: objective 'text'.*det_wieght"):
         PredictorTrainConfig.from_yaml(bad)
+    bad.write_text("task: text\nobjective_args: {model: x}\n")
+    with pytest.raises(ConfigError, match="give the task model as task_model"):
+        PredictorTrainConfig.from_yaml(bad)
     bad.write_text("objective_args: [1]\n")
     with pytest.raises(ConfigError, match="objective_args must be dict"):
         PredictorTrainConfig.from_yaml(bad)
@@ -195,6 +198,11 @@ def test_training_never_reads_excluded_images_and_refuses_a_wrong_list(tmp_path,
     with pytest.raises(DataError, match=f"training data {small}: no training images"):
         open_training_pool([str(photo_folder), str(small)], 64, each_folder=True)
     assert len(open_training_pool([str(photo_folder), str(small)], 64)) == 3  # the pool as a whole suffices
+    # one file listed twice, or under two nested folders, is one exclusion
+    twice = [str(photo_folder / "1.png"), str(photo_folder / "." / "1.png")]
+    assert open_training_pool([str(photo_folder)], 64, exclude_files=twice).excluded == 1
+    nested = open_training_pool([str(photo_folder), str(photo_folder)], 64, exclude_files=twice[:1], each_folder=True)
+    assert nested.excluded == 1
 
 
 def test_recipe_methods_predicted_and_refined(tmp_path, data_root, untrained_ckpt):

@@ -27,7 +27,9 @@ kept = [l for l in rows if json.loads(l)["method"] in KEEP]
 tmp = dst.with_name(dst.name + ".partial")  # the folder appears whole or not at all
 shutil.rmtree(tmp, ignore_errors=True)
 tmp.mkdir(parents=True)
-shutil.copy(src / "run.json", tmp / "run.json")
+run = json.loads((src / "run.json").read_text())
+run.pop("objective", None)  # the new folder's objective is the new recipe's: the runner records it
+(tmp / "run.json").write_text(json.dumps(run, indent=1))
 (tmp / "records.copied.jsonl").write_text("".join(l + "\n" for l in kept))
 tmp.rename(dst)
 print(f"{dst}: {len(kept)} of {len(rows)} records of {src} copied ({', '.join(sorted(KEEP))})")

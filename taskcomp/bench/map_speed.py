@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -102,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("threads", "steps", "repeats"):
         if getattr(a, name) < 1:
             ap.error(f"--{name} must be >= 1, got {getattr(a, name)}")
-    if not a.lam > 0:
-        ap.error(f"--lam must be > 0, got {a.lam}")
+    if not (math.isfinite(a.lam) and a.lam >= 0):
+        ap.error(f"--lam must be a finite number >= 0, got {a.lam}")
     from ..codec import create_codec
     from ..io import atomic_write
 

@@ -51,6 +51,12 @@ class Objective:
             out += [m for m in found if all(m is not o for o in out)]
         return out
 
+    @classmethod
+    def resolve_arguments(cls, args: dict[str, Any]) -> dict[str, Any]:
+        """Hook of :func:`objective_arguments`: the constructor's arguments (defaults filled in) with whatever
+        they name resolved further (a weighted objective's parts get their own defaults). Default: unchanged."""
+        return args
+
     def _moved_to(self, device: torch.device) -> None:
         """Hook for objectives that keep device-bound state outside their modules (loss helpers, readers)."""
 
@@ -139,7 +145,7 @@ def objective_arguments(name: str, **kwargs: Any) -> dict[str, Any]:
             out.update({kk: _plain(vv) for kk, vv in v.items()})
         elif sig.parameters[k].kind is not inspect.Parameter.VAR_POSITIONAL:
             out[k] = _plain(v)
-    return out
+    return _REGISTRY[name].resolve_arguments(out) if hasattr(_REGISTRY[name], "resolve_arguments") else out
 
 
 def _plain(v: Any) -> Any:

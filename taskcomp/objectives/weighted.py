@@ -52,6 +52,20 @@ class WeightedObjective(Objective):
             name, weight = spec.pop("name"), float(spec.pop("weight", 1.0))
             self.parts.append((name, weight, create_objective(name, **spec)))
 
+    @classmethod
+    def resolve_arguments(cls, args: dict[str, Any]) -> dict[str, Any]:
+        """Each part's own arguments with their defaults filled in, and its weight as a float."""
+        from .base import objective_arguments
+
+        parts = []
+        for spec in args.get("objectives") or []:
+            if not isinstance(spec, dict) or "name" not in spec:
+                raise ValueError(f"objective 'weighted': each part needs a name, got {spec!r}")
+            spec = dict(spec)
+            name, weight = spec.pop("name"), float(spec.pop("weight", 1.0))
+            parts.append({"weight": weight, **objective_arguments(name, **spec)})
+        return {**args, "objectives": parts}
+
     def _moved_to(self, device) -> None:
         for _, _, obj in self.parts:
             obj.to(device)

@@ -243,25 +243,62 @@ def _check_run_folder(out: Path, recipe: dict[str, Any], items: list, limit: int
                          "without --limit (extends the folder to every image), or use another --out")
     args = objective_record(recipe)
     was = (prev or {}).get("objective")
+    if was is not None and not isinstance(was, dict):
+        raise ValueError(f"{path} is damaged (objective): delete it to take the items from the records")
     # a recorded objective is compared with its defaults filled in (below), not as the recipe spelled it
     _check_same_settings(out, recipe, skip=("objective",) if was is not None else ())
-    if was is not None and was != args:
-        key = sorted(k for k in set(was) | set(args) if was.get(k, "(none)") != args.get(k, "(none)"))[0]
-        raise ValueError(f"{out} was run with objective {key}: {was.get(key, '(none)')!r}; this recipe means "
-                         f"{args.get(key, '(none)')!r} (defaults included): records would mix two settings: "
-                         "use another --out")
-    if prev is None or list(old) != ids or was is None:
+    if was is not None:
+        _check_same_objective(out, was, args, log)
+    # A folder that already holds records but no objective record (made before the record existed) keeps none:
+    # today's defaults are not what its records were made with (e.g. max_boxes was 64 before 2026-11-30).
+    record = args if was is not None or not recorded else None
+    if prev is None or list(old) != ids or (was is None and record is not None):
         if prev is not None and list(old) != ids:
             log(f"{out}: extending the run from {len(old)} to {len(ids)} images")
         atomic_write(path, json.dumps({"recipe": recipe.get("name"), "limit": limit, "n_items": len(ids),
-                                       "objective": args, "items": ids}, indent=1).encode())
+                                       **({"objective": record} if record is not None else {}),
+                                       "items": ids}, indent=1).encode())
+
+
+def _check_same_objective(out: Path, was: dict[str, Any], now: dict[str, Any], log=print) -> None:
+    """The recorded objective arguments equal this recipe's (both with defaults filled in).
+
+    An argument the record lacks (added to the objective after the folder was made) is accepted when this recipe
+    leaves it at its default, with a note: the records were made before it existed, i.e. without it.
+
+    Raises:
+        ValueError: one line naming the first argument that differs (the objective's name first).
+    """
+    import inspect
+
+    from ..objectives.base import _REGISTRY
+
+    if was.get("name") != now.get("name"):
+        raise ValueError(f"{out} was run with objective {was.get('name')!r}; this recipe has {now.get('name')!r}: "
+                         "records would mix two settings: use another --out")
+    cls = _REGISTRY.get(now["name"])
+    params = inspect.signature(cls).parameters if cls is not None else {}
+    added = [k for k in now if k not in was and k in params and params[k].default is not inspect.Parameter.empty
+             and now[k] == params[k].default]
+    for key in sorted(set(was) | set(now)):
+        if key in added:
+            continue
+        if key not in was or key not in now or was[key] != now[key]:
+            a = repr(was[key]) if key in was else "(absent)"
+            b = repr(now[key]) if key in now else "(absent)"
+            raise ValueError(f"{out} was run with objective {key}: {a}; this recipe means {b} (defaults included): "
+                             "records would mix two settings: use another --out")
+    if added:
+        log(f"{out}: objective argument(s) {', '.join(added)} did not exist when the folder was made; "
+            "this recipe leaves them at their defaults")
 
 
 def objective_record(recipe: dict[str, Any]) -> dict[str, Any]:
     """The recipe's objective with every argument its constructor would default filled in.
 
-    Kept in ``run.json`` so a folder resumed after a default changed (e.g. the text objective's ``max_boxes``,
-    64 before 2026-11-30, all boxes since) is refused instead of mixing two meanings under one label.
+    Kept in ``run.json`` (from a folder's first run on) so a folder resumed after a default changed (e.g. the
+    text objective's ``max_boxes``, 64 before 2026-11-30, all boxes since) is refused instead of mixing two
+    meanings under one label.
     """
     from ..objectives.base import objective_arguments
 

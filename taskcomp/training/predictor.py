@@ -131,6 +131,8 @@ class PredictorTrainConfig:
             raise ConfigError(f"{where}: need 0 < lambda_min < lambda_max, got {self.lambda_min}, {self.lambda_max}")
         if not (0 < self.init_q < 1) or not (self.lr > 0) or self.lambda_weight_offset < 0:
             raise ConfigError(f"{where}: need 0 < init_q < 1, lr > 0, lambda_weight_offset >= 0")
+        if "model" in self.objective_args:
+            raise ConfigError(f"{where}: objective_args: give the task model as task_model, not model")
         if self.objective_args:
             from ..objectives import objective_arguments
 

@@ -47,10 +47,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    net = create_codec(a.codec).eval()
     if a.every < 1:
         ap.error("--every must be >= 1")
+    torch.set_num_threads(a.threads)
+    net = create_codec(a.codec).eval()
     # the benchmark's own 50 (as `taskcomp run sroie_text_full --limit 50` picks them), none trained on
     items = spread(list_items(load_recipe("sroie_text_full"), Path(a.data)), 50)[:: a.every]
     levels = [float(v) for v in a.levels.split(",")]
