@@ -1111,6 +1111,11 @@ def main(argv=None) -> int:
             raise
         print(f"taskcomp {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except MemoryError as e:  # an estimate refused before allocating, or a real shortage
+        if os.environ.get("TASKCOMP_DEBUG"):
+            raise
+        print(f"taskcomp {args.command}: error: {e or 'out of memory'}", file=sys.stderr)
+        return 2
     return 0
 
 

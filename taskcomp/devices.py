@@ -62,7 +62,8 @@ def describe_device(device: torch.device) -> str:
     """One-line name of a device for the first line a command prints, e.g. ``cuda:0 (NVIDIA H200)``."""
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"cpu ({n} thread{'s' if n != 1 else ''})"
 
 
 @dataclass(frozen=True)

@@ -514,3 +514,27 @@ def test_explicit_data_root_must_exist(tmp_path, monkeypatch, capsys):
     rc = _run_cli("eval-codec", "--data-root", tmp_path / "nope", "--out", tmp_path / "o", "--device", "cpu")
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "nope" in err and "\n" not in err.split("error:")[-1]
+
+
+def test_decode_refuses_what_memory_cannot_hold(codec, tmp_path, capsys, monkeypatch):
+    """A legal header whose image the float64 synthesis cannot fit in the memory available is refused before any
+    allocation, in one line naming the estimate and --synthesis float32; a decode that fits is unaffected."""
+    import time
+
+    import taskcomp.bitstream as bs
+
+    x = torch.rand(1, 3, 64, 64)
+    data = bs.encode(codec, x, torch.full((1, 1, 64, 64), 0.3))
+    h, ys, zs = bs.unpack(data)
+    wide = bs.pack(bs.Header(h.codec, h.weights, 20000, 64, h.version), ys, zs)  # under the size limits
+    monkeypatch.setattr(bs, "_available_memory", lambda: int(4e9))
+    t0 = time.perf_counter()
+    with pytest.raises(MemoryError, match=r"20000x64 image with the float64 synthesis needs about 16 GB.*4 GB are "
+                                          r"available: use --synthesis float32"):
+        bs.decode(codec, wide)
+    assert time.perf_counter() - t0 < 2
+    assert bs.decode(codec, data).shape == (1, 3, 64, 64)
+    (tmp_path / "wide.tcz").write_bytes(wide)
+    assert _run_cli("decompress", tmp_path / "wide.tcz", "-o", tmp_path / "w.png", "--device", "cpu") == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs about 16 GB" in err and "\n" not in err and not (tmp_path / "w.png").exists()
