@@ -386,7 +386,8 @@ def _optimize_map(codec, objective, x, ctx, a, default_lam: float, opt_kwargs: d
                 print(f"lambda {found['lam']:.4g} missed the target; the map's logits were shifted by "
                       f"{found['offset']:+.3f} to meet it (--lambda {found['lam']:.4g} alone gives another rate)",
                       file=sys.stderr if getattr(a, "json", None) == "-" else sys.stdout)
-            return found["qmap"], found["data"], found["lam"], time.perf_counter() - t0
+            return (found["qmap"], found["data"], found["lam"], time.perf_counter() - t0,
+                    {"logit_offset": float(found["offset"])} if found["offset"] else {})
         lam = default_lam if a.lam is None else a.lam
         with torch.no_grad():
             qmap = predictor.predict_map(x, lam)
@@ -394,10 +395,13 @@ def _optimize_map(codec, objective, x, ctx, a, default_lam: float, opt_kwargs: d
             kw = {**opt_kwargs, "init": qmap, "steps": a.refine, "downsample": predictor.config.downsample}
             qmap = MapOptimizer(codec, objective, lam=lam, **kw).run(x, ctx).qmap
         _, data = real_bpp(codec, x, qmap)
-        return qmap, data, lam, time.perf_counter() - t0
+        return qmap, data, lam, time.perf_counter() - t0, {}
+    adjust: dict = {}
     if a.target_bpp is not None:
         found = optimize_to_target_bpp(codec, objective, x, a.target_bpp, ctx=ctx, log=print, **opt_kwargs)
         qmap, data, lam = found["qmap"], found["data"], found["lam"]
+        # lambda alone did not meet the target: what else moved the map is part of the result
+        adjust = {k: float(found[f]) for k, f in (("logit_offset", "offset"), ("blend", "blend")) if found[f]}
     else:
         lam = default_lam if a.lam is None else a.lam
         if getattr(objective, "keeps_nothing", lambda _: False)(ctx):
@@ -409,7 +413,7 @@ def _optimize_map(codec, objective, x, ctx, a, default_lam: float, opt_kwargs: d
         else:
             qmap = MapOptimizer(codec, objective, lam=lam, **opt_kwargs).run(x, ctx, progress=True).qmap
         _, data = real_bpp(codec, x, qmap)
-    return qmap, data, lam, time.perf_counter() - t0
+    return qmap, data, lam, time.perf_counter() - t0, adjust
 
 
 def _outputs(images, output: str, save_map: str | None, suffix: str = ".tcz"):
@@ -480,14 +484,15 @@ def _map_at_input_size(codec, qmap, x_full, target_bpp):
     """A map optimised at a working resolution, brought to the input's size: bilinear upsampling, then (with
     ``target_bpp``) one global logit offset bisected so that the full-size image meets the target.
 
-    Returns (qmap (1, 1, H0, W0) in [0, 1], .tcz bytes of x_full (1, 3, H0, W0) coded under it)."""
+    Returns (qmap (1, 1, H0, W0) in [0, 1], .tcz bytes of x_full (1, 3, H0, W0) coded under it, the logit offset
+    applied at the input's size (0.0 without ``target_bpp``))."""
     import torch
     from .maps import map_at_size
     from .optimize import real_bpp
 
     up = map_at_size(qmap, x_full.shape[-2:])
     if target_bpp is None:
-        return up, real_bpp(codec, x_full, up)[1]
+        return up, real_bpp(codec, x_full, up)[1], 0.0
     base = torch.logit(up, eps=1e-4)
     s, bpp, data = _family_at_bpp(codec, x_full, lambda s: torch.sigmoid(base + 24 * s - 12), target_bpp)
     if abs(bpp / target_bpp - 1) > 0.03:
@@ -495,7 +500,7 @@ def _map_at_input_size(codec, qmap, x_full, target_bpp):
 
         raise TargetBppError(f"target {target_bpp} bpp not met at the input's size {x_full.shape[-1]}x"
                              f"{x_full.shape[-2]}: the closest map measured {bpp:.4f} bpp")
-    return torch.sigmoid(base + 24 * s - 12), data
+    return torch.sigmoid(base + 24 * s - 12), data, float(24 * s - 12)
 
 
 def _working_target(a, codec, x, full, extra):
@@ -572,14 +577,16 @@ def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: fl
             lam = default_lam if a.lam is None else a.lam
             res = optimize_images(MapOptimizer(codec, objective, lam=lam, **opt_kwargs), xs, ctxs)
             secs = (time.perf_counter() - t0) / len(batch)
-            results = [(res.map_of(j), None, lam, secs) for j in range(len(batch))]
-        for j, ((path, arr, extra), (qmap, data, lam, secs)) in enumerate(zip(batch, results)):
+            results = [(res.map_of(j), None, lam, secs, {}) for j in range(len(batch))]
+        for j, ((path, arr, extra), (qmap, data, lam, secs, adjust)) in enumerate(zip(batch, results)):
             Hw, Ww = arr.shape[:2]
             x, ctx = xs[j], ctxs[j]
             big = full(extra) if full is not None else None
             if big is not None and big.shape[:2] != arr.shape[:2]:  # coded at the input's size, not the working one
                 x = image_to_tensor(big).to(dev)
-                qmap, data = _map_at_input_size(codec, qmap, x, a.target_bpp)
+                qmap, data, full_offset = _map_at_input_size(codec, qmap, x, a.target_bpp)
+                if full_offset:
+                    adjust = {**adjust, "input_size_logit_offset": full_offset}
                 if a.compare:
                     ctx = prepare(x, extra)
             elif data is None:
@@ -591,11 +598,15 @@ def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: fl
             totals[0] += secs
             totals[1] += 1
             bpp = 8 * len(data) / (H * W)
-            print(f"{describe(path, Ww, Hw, ctxs[j], extra)}: lambda {lam:.4g}, {bpp:.4f} bpp, map in {secs:.1f}s "
+            setting = f"lambda {lam:.4g}" + "".join(f", {k.replace('_', ' ')} {v:+.3f}" for k, v in adjust.items())
+            print(f"{describe(path, Ww, Hw, ctxs[j], extra)}: {setting}, {bpp:.4f} bpp, map in {secs:.1f}s "
                   f"-> {dst}" + (f" (map {map_dst})" if map_dst else ""))
             row = _json_row(a, path, dst, map_dst, W, H, lam, bpp, len(data), secs)
+            row.update(adjust)  # --json: the offset / blend that met --target-bpp beside lambda
             if a.compare:
-                rows = [("task-aware", f"lambda={lam:.4g}", bpp, data)] + _comparison_rows(a, codec, objective, x,
+                short = {"logit_offset": "offset", "blend": "blend", "input_size_logit_offset": "offset@input"}
+                rows = [("task-aware", f"lambda={lam:.4g}" + "".join(f",{short[k]}={v:+.2f}" for k, v in adjust.items()),
+                         bpp, data)] + _comparison_rows(a, codec, objective, x,
                                                                                           ctx, bpp)
                 row["compare"] = _print_comparison(codec, objective, x, ctx, rows)
 

@@ -3,6 +3,7 @@ into the codec, searches that assumed rate monotonic in q, oversized .tcz header
 the user's home, optimiser and data-root arguments."""
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -538,3 +539,19 @@ def test_decode_refuses_what_memory_cannot_hold(codec, tmp_path, capsys, monkeyp
     assert _run_cli("decompress", tmp_path / "wide.tcz", "-o", tmp_path / "w.png", "--device", "cpu") == 2
     err = capsys.readouterr().err.strip()
     assert "needs about 16 GB" in err and "\n" not in err and not (tmp_path / "w.png").exists()
+
+
+def test_target_bpp_result_names_what_met_it(tmp_path, capsys):
+    """On the flat page no lambda meets 0.025 bpp (rate is not monotonic there): the map that does is lambda's
+    with a logit offset or a blend, and the printed line and --json say so, so the result can be reproduced."""
+    p = CASES / "07-target-bpp" / "doc_blank.png"
+    if not p.is_file():
+        pytest.skip("needs ../shared/cases")
+    out = tmp_path / "j.json"
+    assert _run_cli("optimize", p, "--target-bpp", "0.025", "--steps", "1", "-o", tmp_path / "b.tcz",
+                    "--json", out, "--device", "cpu") == 0
+    row = json.loads(out.read_text())["images"][0]
+    adjust = {k: v for k, v in row.items() if k in ("logit_offset", "blend")}
+    assert adjust and abs(row["bpp"] / 0.025 - 1) <= 0.03
+    line = [l for l in capsys.readouterr().out.splitlines() if "-> " in l][0]
+    assert all(f"{k.replace('_', ' ')} {v:+.3f}" in line for k, v in adjust.items())
