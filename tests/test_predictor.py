@@ -179,6 +179,13 @@ def test_training_fails_with_an_error_on_bad_data(tmp_path, photo_folder):
 
     with pytest.raises(DataError, match="at least 512"):
         train_predictor(_train_cfg(tmp_path, photo_folder, crop=512), log=lambda *a, **k: None, device="cpu")
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made
+    from taskcomp.training.predictor import ConfigError
+
+    with pytest.raises(ConfigError, match="objective_args .*max_boxes must be None"):
+        train_predictor(_train_cfg(tmp_path, photo_folder, task="text", task_model="default",
+                                   objective_args={"max_boxes": -3}), log=lambda *a, **k: None, device="cpu")
+    assert not (tmp_path / "run").exists()
 
 
 def test_training_never_reads_excluded_images_and_refuses_a_wrong_list(tmp_path, photo_folder):

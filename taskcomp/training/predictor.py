@@ -278,6 +278,15 @@ def _train(cfg: PredictorTrainConfig, resume: bool, data: list[str] | None, log,
         + (f" x {w.world} processes ({w.backend}, DistributedDataParallel)" if w.distributed else "")
         + f"; {cfg.name} for {cfg.task} / {cfg.task_model} -> {out}")
     check_fresh(out, resume)
+    # data and objective first: a refused exclusion list or objective argument leaves no run folder behind
+    t0 = time.time()
+    pool, folders = _pool(cfg, data)
+    log(f"{len(pool)} training images of at least {cfg.crop} px from {', '.join(map(str, folders))} "
+        f"({time.time() - t0:.0f}s)")
+    try:
+        objective = _objective(cfg, device)
+    except ValueError as e:
+        raise ConfigError(f"objective_args {cfg.objective_args}: {e}") from None
     out.mkdir(parents=True, exist_ok=True)
 
     pcfg = _predictor_config(cfg)
@@ -286,7 +295,6 @@ def _train(cfg: PredictorTrainConfig, resume: bool, data: list[str] | None, log,
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     codec = create_codec(cfg.codec, device=device)
-    objective = _objective(cfg, device)
     terms = MapOptimizer(codec, objective, downsample=cfg.downsample)  # its objective, with our maps
 
     step, elapsed = 0, 0.0
@@ -306,11 +314,6 @@ def _train(cfg: PredictorTrainConfig, resume: bool, data: list[str] | None, log,
         atomic_write(out / "config.yaml", cfg.to_yaml().encode())
     w.share_weights(model)
     ddp = w.wrap(model)
-
-    t0 = time.time()
-    pool, folders = _pool(cfg, data)
-    log(f"{len(pool)} training images of at least {cfg.crop} px from {', '.join(map(str, folders))} "
-        f"({time.time() - t0:.0f}s)")
 
     def progress_of(s: int, e: float) -> float:
         return progress(s, cfg.steps, e, cfg.budget_minutes)
