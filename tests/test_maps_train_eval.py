@@ -405,7 +405,10 @@ def test_killed_training_leaves_no_workers_behind(tmp_path):
             f"steps=10**6, threads=1, workers=2), data={str(imgs)!r})\n")
     # Started as a shell starts a background job (SIGINT ignored): torch's own parent-death signal for spawned
     # workers is SIGINT, which then does nothing.
+    # the killed launcher cannot remove its temporary config folder: keep it inside this test's folder
+    (tmp_path / "tmp").mkdir()
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "TMPDIR": str(tmp_path / "tmp")},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     workers: list[int] = []
     try:
