@@ -111,30 +111,21 @@ def test_cli_predicted_and_refined_maps_and_target_bpp(tmp_path, capsys, sample_
     assert abs(bpp / 0.4 - 1) <= 0.03
 
 
-def test_train_predictor_config_is_checked(tmp_path):
+@pytest.mark.parametrize("text, words", [
+    ("stepz: 2\n", "unknown key 'stepz'; allowed: name, task"),
+    ("steps: two\n", "steps must be int"),
+    ("lambda_min: 2\nlambda_max: 1\n", "lambda_min < lambda_max"),
+    ("steps: [1\n", "not valid YAML"),
+    ("task: text\nobjective_args: {det_wieght: 0}\n", "objective_args: objective 'text'.*det_wieght"),
+    ("task: text\nobjective_args: {model: x}\n", "give the task model as task_model"),
+    ("objective_args: [1]\n", "objective_args must be dict"),
+])
+def test_train_predictor_config_is_checked(tmp_path, text, words):
     from taskcomp.training.predictor import ConfigError, PredictorTrainConfig
 
     bad = tmp_path / "c.yaml"
-    bad.write_text("stepz: 2\n")
-    with pytest.raises(ConfigError, match="unknown key 'stepz'; allowed: name, task"):
-        PredictorTrainConfig.from_yaml(bad)
-    bad.write_text("steps: two\n")
-    with pytest.raises(ConfigError, match="steps must be int"):
-        PredictorTrainConfig.from_yaml(bad)
-    bad.write_text("lambda_min: 2\nlambda_max: 1\n")
-    with pytest.raises(ConfigError, match="lambda_min < lambda_max"):
-        PredictorTrainConfig.from_yaml(bad)
-    bad.write_text("steps: [1\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
-        PredictorTrainConfig.from_yaml(bad)
-    bad.write_text("task: text\nobjective_args: {det_wieght: 0}\n")
-    with pytest.raises(ConfigError, match="objective_args: objective 'text'.*det_wieght"):
-        PredictorTrainConfig.from_yaml(bad)
-    bad.write_text("task: text\nobjective_args: {model: x}\n")
-    with pytest.raises(ConfigError, match="give the task model as task_model"):
-        PredictorTrainConfig.from_yaml(bad)
-    bad.write_text("objective_args: [1]\n")
-    with pytest.raises(ConfigError, match="objective_args must be dict"):
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=words):
         PredictorTrainConfig.from_yaml(bad)
 
 
