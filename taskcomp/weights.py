@@ -6,6 +6,8 @@ name falls back to timm's own hub download, which needs internet.
 
 from __future__ import annotations
 
+import contextlib
+
 import importlib
 from pathlib import Path
 
@@ -152,9 +154,43 @@ def create_classifier(name: str | nn.Module = "tf_efficientnet_lite0", pretraine
         if pretrained:
             model.load_state_dict(_offline_state_dict(arch, model))
     else:
+        reachable = _hub_reachable()
         try:
-            model = timm.create_model(arch, pretrained=True)
+            with _hub_offline(not reachable):  # cached weights still load; missing ones fail at once, no retries
+                model = timm.create_model(arch, pretrained=True)
         except Exception as e:  # hub errors come in many types
-            raise ModelError(f"cannot download weights for {arch} ({type(e).__name__}); offline classifiers: "
+            why = "the Hugging Face hub is unreachable and they are not cached" if not reachable else type(e).__name__
+            raise ModelError(f"cannot download weights for {arch} ({why}); offline classifiers: "
                              f"{', '.join(OFFLINE_CLASSIFIERS)}") from None
     return _frozen(model)
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub opens within ``timeout`` s (False at once without DNS or network)."""
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool):
+    """huggingface_hub's offline mode for the block (its ``HF_HUB_OFFLINE``, read at each call), so that without
+    a network timm fails at once instead of retrying for about a minute."""
+    if not offline:
+        yield
+        return
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        yield
+        return
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before

@@ -272,3 +272,25 @@ def test_cer_and_iou_come_from_libraries():
     iou = box_iou(a, b)
     expected = torch.tensor([[50 / 150, 0, 0], [0, 0, 0]])  # an empty box overlaps nothing, itself included
     assert iou.shape == (2, 3) and torch.allclose(iou, expected)
+
+
+def test_hub_weights_fail_fast_without_a_network(monkeypatch):
+    """A timm classifier whose weights are neither offline nor cached fails at once, in one line, when the hub is
+    unreachable (huggingface_hub would otherwise retry for about a minute), and offline mode is restored."""
+    import time
+
+    from huggingface_hub import constants
+
+    import taskcomp.weights as w
+
+    before = constants.HF_HUB_OFFLINE
+    monkeypatch.setattr(w, "_hub_reachable", lambda *a, **k: False)
+    t0 = time.perf_counter()
+    try:
+        w.create_classifier("resnet10t", pretrained=True)
+    except w.ModelError as e:
+        assert "hub is unreachable" in str(e) and "\n" not in str(e)
+    else:
+        pytest.skip("resnet10t's weights are cached on this machine")
+    assert time.perf_counter() - t0 < 15
+    assert constants.HF_HUB_OFFLINE == before
