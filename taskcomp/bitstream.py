@@ -239,17 +239,19 @@ def check_decode_memory(width: int, height: int, padded_pixels: int, synthesis: 
     Raises:
         MemoryError: one line with the estimate, the memory available and what to do.
     """
-    dev = next(iter(codec.parameters())).device if codec is not None and any(True for _ in codec.parameters()) else None
-    if dev is not None and dev.type != "cpu":
+    weight = next(codec.parameters(), None) if codec is not None else None
+    if weight is not None and weight.device.type != "cpu":
         return  # a GPU's memory is the device's to report
     avail = _available_memory()
-    need = DECODE_BASE_BYTES + DECODE_BYTES_PER_PIXEL[synthesis] * padded_pixels
-    if avail is not None and need > avail:
+
+    def need(kind: str) -> float:
+        return DECODE_BASE_BYTES + DECODE_BYTES_PER_PIXEL[kind] * padded_pixels
+
+    if avail is not None and need(synthesis) > avail:
         hint = ("use --synthesis float32 (about 5x less memory; its pixels are not bit-identical across machines), "
-                if synthesis == "float64" and DECODE_BASE_BYTES + DECODE_BYTES_PER_PIXEL["float32"] * padded_pixels
-                < avail else "")
+                if synthesis == "float64" and need("float32") < avail else "")
         raise MemoryError(f"decoding this {width}x{height} image with the {synthesis} synthesis needs about "
-                          f"{need / 1e9:.0f} GB of memory, {avail / 1e9:.0f} GB are available: {hint}decode on a "
+                          f"{need(synthesis) / 1e9:.0f} GB of memory, {avail / 1e9:.0f} GB are available: {hint}decode on a "
                           "machine with more memory, or compress the image in tiles")
 
 

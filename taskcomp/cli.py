@@ -605,9 +605,8 @@ def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: fl
             row.update(adjust)  # --json: the offset / blend that met --target-bpp beside lambda
             if a.compare:
                 short = {"logit_offset": "offset", "blend": "blend", "input_size_logit_offset": "offset@input"}
-                rows = [("task-aware", f"lambda={lam:.4g}" + "".join(f",{short[k]}={v:+.2f}" for k, v in adjust.items()),
-                         bpp, data)] + _comparison_rows(a, codec, objective, x,
-                                                                                          ctx, bpp)
+                label = f"lambda={lam:.4g}" + "".join(f",{short[k]}={v:+.2f}" for k, v in adjust.items())
+                rows = [("task-aware", label, bpp, data)] + _comparison_rows(a, codec, objective, x, ctx, bpp)
                 row["compare"] = _print_comparison(codec, objective, x, ctx, rows)
 
     pending: dict[tuple[int, int], list] = {}

@@ -178,9 +178,10 @@ def open_training_pool(folders, crop: int, exclude_files=(), each_folder: bool =
         found = {q.resolve() for d in dirs for q in list_images(d)}
         pool.excluded = len({p.resolve() for p in excluded} & found)
     else:
+        found = None
         pool = TrainingPool(dirs, crop, exclude_files=excluded)
     if pool.excluded < len(excluded):  # e.g. another data root: the list no longer names the images it should
-        found = {q.resolve() for d in dirs for q in list_images(d)}
+        found = found if found is not None else {q.resolve() for d in dirs for q in list_images(d)}
         stray = next(str(p) for p in excluded if p.resolve() not in found)
         raise DataError(f"exclude: {len(excluded) - pool.excluded} of the {len(excluded)} listed files are not among "
                         f"the training images of {', '.join(str(d) for d in dirs)}, e.g. {stray}")

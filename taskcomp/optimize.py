@@ -178,7 +178,8 @@ class MapOptimizer:
         memory_format: layout of the codec's and the task models' 4-D weights and activations during the steps
             (:func:`taskcomp.devices.resolve_memory_format`): ``"auto"`` (channels_last on the CPU, where it
             made classification and detection steps 1.2-1.7x faster and text steps 0.9-1.15x: results/map_speed/),
-            ``"channels_last"`` or ``"contiguous"``. The models are left as they were after :meth:`run`. Maps agree across settings up to float noise.
+            ``"channels_last"`` or ``"contiguous"``. The models are left as they were after :meth:`run`. Maps
+            agree across settings up to float noise.
 
     Raises:
         ValueError: one line for a bad argument (lam < 0, steps < 0 or not an integer, lr <= 0, init_q outside

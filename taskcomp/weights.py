@@ -7,7 +7,6 @@ name falls back to timm's own hub download, which needs internet.
 from __future__ import annotations
 
 import contextlib
-
 import importlib
 from pathlib import Path
 

@@ -7,6 +7,6 @@ from .detection import DetectionObjective
 from .text import TextObjective
 from .weighted import WeightedObjective, parse_task_spec
 
-__all__ = ["Objective", "create_objective", "list_objectives", "objective_arguments", "register_objective", "ClassificationObjective",
-           "SaliencyObjective", "grad_cam", "image_cam", "TextObjective", "DetectionObjective", "WeightedObjective",
-           "parse_task_spec"]
+__all__ = ["Objective", "create_objective", "list_objectives", "objective_arguments", "register_objective",
+           "ClassificationObjective", "SaliencyObjective", "grad_cam", "image_cam", "TextObjective",
+           "DetectionObjective", "WeightedObjective", "parse_task_spec"]

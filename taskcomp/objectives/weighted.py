@@ -35,6 +35,12 @@ def parse_task_spec(spec: str) -> list[dict[str, Any]]:
     return parts
 
 
+def _split_part(spec: dict[str, Any]) -> tuple[str, float, dict[str, Any]]:
+    """A part ``{"name": ..., "weight": w (default 1), **kwargs}`` -> (name, float weight, kwargs)."""
+    spec = dict(spec)
+    return spec.pop("name"), float(spec.pop("weight", 1.0)), spec
+
+
 @register_objective("weighted")
 class WeightedObjective(Objective):
     """``loss = sum_i w_i * loss_i``; metrics of every part, prefixed ``name/``.
@@ -48,9 +54,8 @@ class WeightedObjective(Objective):
             raise ValueError("a weighted objective needs at least one part")
         self.parts = []
         for spec in objectives:
-            spec = dict(spec)
-            name, weight = spec.pop("name"), float(spec.pop("weight", 1.0))
-            self.parts.append((name, weight, create_objective(name, **spec)))
+            name, weight, kwargs = _split_part(spec)
+            self.parts.append((name, weight, create_objective(name, **kwargs)))
 
     @classmethod
     def resolve_arguments(cls, args: dict[str, Any]) -> dict[str, Any]:
@@ -61,9 +66,8 @@ class WeightedObjective(Objective):
         for spec in args.get("objectives") or []:
             if not isinstance(spec, dict) or "name" not in spec:
                 raise ValueError(f"objective 'weighted': each part needs a name, got {spec!r}")
-            spec = dict(spec)
-            name, weight = spec.pop("name"), float(spec.pop("weight", 1.0))
-            parts.append({"weight": weight, **objective_arguments(name, **spec)})
+            name, weight, kwargs = _split_part(spec)
+            parts.append({"weight": weight, **objective_arguments(name, **kwargs)})
         return {**args, "objectives": parts}
 
     def _moved_to(self, device) -> None:

@@ -46,7 +46,7 @@ from ..optimize import MapOptimizer, collate_contexts, group_key, optimize_image
 from .recipe import MAP_OPTIONS, check_objective, is_map_method, is_predicted, parse_shard, validate_recipe
 from .recipe import settings as recipe_settings
 from .layouts import list_items
-from .tasks import TASKS
+from .tasks import TASKS, objective_spec
 
 __all__ = ["run_recipe", "spread", "shard_items", "record_file", "DEFAULT_EXAMPLES"]
 
@@ -302,7 +302,7 @@ def objective_record(recipe: dict[str, Any]) -> dict[str, Any]:
     """
     from ..objectives.base import objective_arguments
 
-    spec = dict(recipe.get("objective") or {"name": TASKS[recipe.get("task", "classification")].default_objective})
+    spec = objective_spec(recipe)
     return objective_arguments(spec.pop("name"), **spec)
 
 

@@ -16,7 +16,7 @@ from ..bench.metrics import psnr
 from ..io import load_image
 from .layouts import list_items, list_layout
 
-__all__ = ["preprocess_image", "ClassificationTask", "TextTask", "DetectionTask", "TASKS", "list_items"]
+__all__ = ["preprocess_image", "ClassificationTask", "TextTask", "DetectionTask", "TASKS", "list_items", "objective_spec"]
 
 
 def preprocess_image(arr: np.ndarray, resize: int | None = None, crop: int | None = None,
@@ -63,7 +63,7 @@ class ClassificationTask:
     def __init__(self, recipe: dict[str, Any]):
         from ..objectives import create_objective
 
-        spec = dict(recipe.get("objective") or {"name": self.default_objective})
+        spec = objective_spec(recipe)
         self.objective = create_objective(spec.pop("name"), **spec)
         names = recipe.get("eval_models") or [self.objective.model_name]
         self.evaluators = {n: (self.objective if n == self.objective.model_name
@@ -187,7 +187,7 @@ class TextTask:
     def __init__(self, recipe: dict[str, Any]):
         from ..objectives import create_objective
 
-        spec = dict(recipe.get("objective") or {"name": self.default_objective})
+        spec = objective_spec(recipe)
         self.objective = create_objective(spec.pop("name"), **spec)
         self.pre = recipe.get("preprocess", {})
         self.reading = recipe.get("reading", "page")
@@ -298,7 +298,7 @@ class DetectionTask:
     def __init__(self, recipe: dict[str, Any]):
         from ..objectives import create_objective
 
-        spec = dict(recipe.get("objective") or {"name": self.default_objective})
+        spec = objective_spec(recipe)
         self.objective = create_objective(spec.pop("name"), **spec)
         parts = getattr(self.objective, "parts", None)
         self.det = next(o for n, _, o in parts if n == "detection") if parts else self.objective
@@ -346,3 +346,8 @@ class DetectionTask:
 
 TASKS = {"classification": ClassificationTask, "text": TextTask, "detection": DetectionTask}
 
+
+def objective_spec(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the recipe's ``objective`` mapping, or, when it names none, its task's default objective
+    (``{"name": ...}``)."""
+    return dict(recipe.get("objective") or {"name": TASKS[recipe.get("task", "classification")].default_objective})
