@@ -158,6 +158,8 @@ def load_image(path: str | Path) -> np.ndarray:
             arr = _to_rgb(upright(im), full_scale(im))
     except UnidentifiedImageError:
         raise ImageError(f"not a readable image: {path}") from None
+    except ImportError:  # an opener patched in by a dependency (ultralytics adds HEIF via pi-heif) lacks its plugin
+        raise ImageError(f"not a readable image: {path} (no installed decoder identifies it)") from None
     except Image.DecompressionBombError as e:
         raise ImageError(f"image too large to decode safely: {path} ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:

@@ -555,3 +555,25 @@ def test_target_bpp_result_names_what_met_it(tmp_path, capsys):
     assert adjust and abs(row["bpp"] / 0.025 - 1) <= 0.03
     line = [l for l in capsys.readouterr().out.splitlines() if "-> " in l][0]
     assert all(f"{k.replace('_', ' ')} {v:+.3f}" in line for k, v in adjust.items())
+
+
+def test_non_image_is_one_line_after_a_dependency_patches_image_open(tmp_path, monkeypatch):
+    """ultralytics replaces PIL.Image.open with one that, for a file Pillow cannot identify, imports pi-heif
+    (not installed here): after any detection run a non-image must still be a one-line ImageError."""
+    from PIL import Image, UnidentifiedImageError
+
+    from taskcomp.io import ImageError, load_image
+
+    original = Image.open
+
+    def patched(fp, *a, **k):  # what ultralytics.utils.patches.image_open does without pi-heif
+        try:
+            return original(fp, *a, **k)
+        except UnidentifiedImageError:
+            raise ModuleNotFoundError("No module named 'pi_heif'") from None
+
+    monkeypatch.setattr(Image, "open", patched)
+    p = tmp_path / "notes.png"
+    p.write_bytes(b"this is not an image")
+    with pytest.raises(ImageError, match="not a readable image"):
+        load_image(p)
