@@ -211,9 +211,14 @@ def encode(codec: SFTCodec, x: Tensor, qmap: Tensor, return_likelihoods: bool = 
     return (data, out["likelihoods"]) if return_likelihoods else data
 
 
-#: Peak memory of a CPU decode per padded pixel, measured with sft-small (1 MP: 6.5 GB with the float64 synthesis,
-#: 1.6 GB with float32, the same for 1024x1024, 2048x512 and 4096x256), and the process's own share.
+#: Peak memory of a CPU decode, measured with sft-small: the synthesis' last two stages run on tiles
+#: (:data:`~taskcomp.codec.sft.DECODE_TILE`), whose peak per tile pixel is this (a whole 1 MP image took 6.5 GB with
+#: the float64 synthesis, 1.6 GB with float32) ...
 DECODE_BYTES_PER_PIXEL = {"float64": 6.0e3, "float32": 1.1e3}
+#: ... plus this per pixel of the image (latents, early stages, output: 2.1 / 0.7 GB above the process's share for
+#: a tiled 4 MP decode in float64 / float32) ...
+DECODE_BYTES_PER_IMAGE_PIXEL = 100
+#: ... plus the process's own share.
 DECODE_BASE_BYTES = 0.6e9
 
 
@@ -229,12 +234,22 @@ def _available_memory() -> int | None:
     return None
 
 
-def check_decode_memory(width: int, height: int, padded_pixels: int, synthesis: str, codec=None) -> None:
-    """Refuse, before allocating, a CPU decode whose synthesis would not fit in the memory available.
+def decode_memory(padded_pixels: int, synthesis: str) -> float:
+    """Estimated peak bytes of a CPU decode of an image of ``padded_pixels`` (padded to a multiple of 64) with the
+    ``"float64"`` or ``"float32"`` synthesis: a 12 MP photo needs ~3.7 GB in float64 (tiled synthesis)."""
+    from .codec.sft import DECODE_TILE, G_S_TAIL_HALO
 
-    The synthesis transform runs at full resolution with ~100 channels, so its peak grows with the pixel count
-    (:data:`DECODE_BYTES_PER_PIXEL`); a 12 MP photo needs ~70 GB with the float64 synthesis. Without this check
-    such a file (or a small file whose header claims a large image) is decoded until the process is killed.
+    tile_pixels = (4 * (DECODE_TILE + 2 * G_S_TAIL_HALO)) ** 2
+    return (DECODE_BASE_BYTES + DECODE_BYTES_PER_IMAGE_PIXEL * padded_pixels
+            + DECODE_BYTES_PER_PIXEL[synthesis] * min(padded_pixels, tile_pixels))
+
+
+def check_decode_memory(width: int, height: int, padded_pixels: int, synthesis: str, codec=None) -> None:
+    """Refuse, before allocating, a CPU decode that would not fit in the memory available (Linux
+    ``MemAvailable``; no check where it is unknown or the codec is on a GPU).
+
+    The estimate is :func:`decode_memory`. Without this check a decode larger than memory (or a small file whose
+    header claims a huge image) runs until the process is killed.
 
     Raises:
         MemoryError: one line with the estimate, the memory available and what to do.
@@ -243,16 +258,13 @@ def check_decode_memory(width: int, height: int, padded_pixels: int, synthesis: 
     if weight is not None and weight.device.type != "cpu":
         return  # a GPU's memory is the device's to report
     avail = _available_memory()
-
-    def need(kind: str) -> float:
-        return DECODE_BASE_BYTES + DECODE_BYTES_PER_PIXEL[kind] * padded_pixels
-
-    if avail is not None and need(synthesis) > avail:
-        hint = ("use --synthesis float32 (about 5x less memory; its pixels are not bit-identical across machines), "
-                if synthesis == "float64" and need("float32") < avail else "")
+    need = decode_memory(padded_pixels, synthesis)
+    if avail is not None and need > avail:
+        hint = ("use --synthesis float32 (less memory; its pixels are not bit-identical across machines), "
+                if synthesis == "float64" and decode_memory(padded_pixels, "float32") < avail else "")
         raise MemoryError(f"decoding this {width}x{height} image with the {synthesis} synthesis needs about "
-                          f"{need(synthesis) / 1e9:.0f} GB of memory, {avail / 1e9:.0f} GB are available: {hint}decode on a "
-                          "machine with more memory, or compress the image in tiles")
+                          f"{need / 1e9:.1f} GB of memory, {avail / 1e9:.1f} GB are available: {hint}decode on a "
+                          "machine with more memory")
 
 
 def decode(codec: SFTCodec, data: bytes, synthesis: str | None = None) -> Tensor:

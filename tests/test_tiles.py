@@ -1,0 +1,67 @@
+"""Tiled synthesis: the decoder's last two stages run on tiles with a halo (bounded memory), same pixels."""
+
+import pytest
+import torch
+
+from taskcomp.codec import create_codec
+from taskcomp.codec.sft import G_S_TAIL_HALO, SFTCodec
+from taskcomp.codec.tiles import run_tiled
+
+
+def _tail_inputs(codec, n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, codec.g_s8.in_channels, n, n + 7, generator=g, dtype=torch.float64)
+    w = torch.randn(1, codec.qmap_feature_gs4[0].in_channels, n, n + 7, generator=g, dtype=torch.float64)
+    return x, w
+
+
+@pytest.mark.parametrize("name", ["sft-small", "sft-small-attn-ckbd-gmm", "sft-paper"])
+def test_tail_receptive_field_fits_in_the_halo(name):
+    """The support of the gradient of a 4x4-position output block reaches at most G_S_TAIL_HALO positions out."""
+    codec = create_codec(name, pretrained=False).eval()
+    x, w = (t.float().requires_grad_() for t in _tail_inputs(codec, 32))
+    SFTCodec._g_s_tail(codec, x, w)[..., 64:80, 64:80].sum().backward()  # positions 16..19
+    for t in (x, w):
+        rows = torch.nonzero(t.grad.abs().sum((0, 1)).sum(1)).flatten()
+        cols = torch.nonzero(t.grad.abs().sum((0, 1)).sum(0)).flatten()
+        reach = max(16 - rows.min().item(), rows.max().item() - 19, 16 - cols.min().item(), cols.max().item() - 19)
+        assert 1 <= reach <= G_S_TAIL_HALO
+
+
+def test_tiled_tail_equals_the_whole_and_a_short_halo_shows():
+    codec = create_codec("sft-small", pretrained=False).eval().double()
+    x, w = _tail_inputs(codec, 30)
+    with torch.no_grad():
+        whole = SFTCodec._g_s_tail(codec, x, w)
+        tiled = run_tiled(lambda a, b: SFTCodec._g_s_tail(codec, a, b), (x, w), scale=4, tile=8,
+                          halo=G_S_TAIL_HALO)
+        short = run_tiled(lambda a, b: SFTCodec._g_s_tail(codec, a, b), (x, w), scale=4, tile=8, halo=1)
+    assert tiled.shape == whole.shape == (1, 3, 120, 148)
+    assert (tiled - whole).abs().max() < 1e-10
+    assert (short - whole).abs().max() > 1e-3  # the test can fail: tile borders show with too small a halo
+
+
+def test_tiled_decode_gives_the_same_pixels(codec, sample_rgb, monkeypatch):
+    """A 256x256 decode on 3 x 3 tiles of 96 px equals the whole-image decode: 8-bit values identical with the
+    float64 synthesis, at most a few moved by 1 with float32."""
+    import taskcomp.codec.sft as sft
+    from taskcomp import bitstream
+
+    x = torch.from_numpy(sample_rgb).permute(2, 0, 1)[None].float() / 255
+    q = torch.linspace(0, 1, x.shape[-1]).expand(1, 1, *x.shape[-2:]).contiguous()
+    data = bitstream.encode(codec, x, q)
+    for synthesis in ("float64", "float32"):
+        monkeypatch.setattr(sft, "DECODE_TILE", 10_000)
+        whole = bitstream.decode(codec, data, synthesis=synthesis)
+        monkeypatch.setattr(sft, "DECODE_TILE", 24)  # 96-px tiles: 3 x 3 of them
+        tiled = bitstream.decode(codec, data, synthesis=synthesis)
+        diff = ((whole * 255).round() - (tiled * 255).round()).abs()
+        assert diff.max() <= (0 if synthesis == "float64" else 1) and (diff > 0).float().mean() < 1e-3
+
+
+def test_run_tiled_refuses_bad_arguments():
+    t = torch.zeros(1, 1, 4, 4)
+    with pytest.raises(ValueError, match="tile and scale"):
+        run_tiled(lambda a: a, (t,), scale=1, tile=0, halo=0)
+    with pytest.raises(ValueError, match="share their size"):
+        run_tiled(lambda a, b: a, (t, torch.zeros(1, 1, 4, 5)), scale=1, tile=2, halo=0)
