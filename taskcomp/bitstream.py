@@ -61,7 +61,7 @@ from pathlib import PurePath
 import torch
 from torch import Tensor
 
-from .codec.sft import SFTCodec, padded_size
+from .codec.sft import SFTCodec, default_synthesis, padded_size
 
 __all__ = ["BitstreamError", "Header", "pack", "unpack", "encode", "decode", "MAGIC", "VERSION",
            "SUPPORTED_VERSIONS"]
@@ -301,15 +301,20 @@ def decode(codec: SFTCodec, data: bytes, synthesis: str | None = None) -> Tensor
         )
     hp, wp = padded_size(header.height, header.width)
     zh, zw = hp // 64, wp // 64
-    check_decode_memory(header.width, header.height, hp * wp, synthesis or ("float64" if header.version >= 2
-                                                                           else "float32"), codec)
+    check_decode_memory(header.width, header.height, hp * wp, synthesis or default_synthesis(header.version >= 2),
+                        codec)
     try:
         out = codec.decompress([[y_stream], [z_stream]], (zh, zw), size=(header.height, header.width),
                                exact=header.version >= 2, synthesis=synthesis)
     except (MemoryError, torch.cuda.OutOfMemoryError):
         raise  # not the file's fault
-    except (RuntimeError, ValueError, IndexError, OverflowError) as e:  # what the rANS decoder and the
-        # transforms raise on malformed streams; a TypeError or AttributeError is a bug and stays one
+    except RuntimeError as e:
+        if "can't allocate memory" in str(e):  # PyTorch's CPU allocator: not the file's fault either
+            raise MemoryError(f"decoding this {header.width}x{header.height} image ran out of memory "
+                              f"({str(e).split(':', 1)[0]})") from None
+        raise BitstreamError(f"corrupted .tcz payload ({type(e).__name__})") from None
+    except (ValueError, IndexError, OverflowError) as e:  # what the rANS decoder and the transforms raise on
+        # malformed streams; a TypeError or AttributeError is a bug and stays one
         raise BitstreamError(f"corrupted .tcz payload ({type(e).__name__})") from None
     x_hat = out["x_hat"]
     if not torch.isfinite(x_hat).all():

@@ -541,6 +541,27 @@ def test_decode_refuses_what_memory_cannot_hold(codec, tmp_path, capsys, monkeyp
     assert "needs about 2.7 GB" in err and "\n" not in err and not (tmp_path / "w.png").exists()
 
 
+def test_decode_out_of_memory_is_not_a_corrupted_file(codec, monkeypatch):
+    """PyTorch's CPU allocator failing mid-decode is a MemoryError naming the image, not 'corrupted payload'; other
+    RuntimeErrors from a malformed stream still are."""
+    import taskcomp.bitstream as bs
+
+    data = bs.encode(codec, torch.rand(1, 3, 64, 64), torch.full((1, 1, 64, 64), 0.3))
+
+    def fail(message):
+        def decompress(*a, **k):
+            raise RuntimeError(message)
+        return decompress
+
+    monkeypatch.setattr(codec, "decompress", fail("DefaultCPUAllocator: can't allocate memory: you tried to "
+                                                  "allocate 123 bytes. Error code 12 (Cannot allocate memory)"))
+    with pytest.raises(MemoryError, match=r"^decoding this 64x64 image ran out of memory \(DefaultCPUAllocator\)$"):
+        bs.decode(codec, data)
+    monkeypatch.setattr(codec, "decompress", fail("shape mismatch"))
+    with pytest.raises(bs.BitstreamError, match="corrupted"):
+        bs.decode(codec, data)
+
+
 def test_target_bpp_result_names_what_met_it(tmp_path, capsys):
     """On the flat page no lambda meets 0.025 bpp (rate is not monotonic there): the map that does is lambda's
     with a logit offset or a blend, and the printed line and --json say so, so the result can be reproduced."""

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from .layers import SFT, SFTResblk, SimplifiedGDN, condition_down, condition_net, condition_up, conv, deconv
 from .tiles import run_tiled
 
-__all__ = ["SFTConfig", "SFTCodec", "QUANTIZE_MODES", "pad_to_multiple", "padded_size", "lambda_of_q"]
+__all__ = ["SFTConfig", "SFTCodec", "QUANTIZE_MODES", "pad_to_multiple", "padded_size", "lambda_of_q",
+           "default_synthesis"]
 
 #: Quantisation modes of :meth:`SFTCodec.forward`.
 #:  - ``noise``: additive uniform noise for rate and reconstruction (CompressAI training).
@@ -121,6 +122,12 @@ def _ste_round(x: Tensor, offset: Tensor | None = None) -> Tensor:
     if offset is None:
         return x + (torch.round(x) - x).detach()
     return x + (torch.round(x - offset) + offset - x).detach()
+
+
+def default_synthesis(exact: bool) -> str:
+    """The synthesis :meth:`SFTCodec.decompress` uses when none is given: ``"float64"`` for the exact coding path
+    (.tcz version 2), ``"float32"`` otherwise (version 1)."""
+    return "float64" if exact else "float32"
 
 
 class SFTCodec(CompressionModel):
@@ -414,7 +421,7 @@ class SFTCodec(CompressionModel):
         Returns:
             ``{"x_hat": (B, 3, H, W) clamped to [0, 1]}``, float32 on the codec's device.
         """
-        synthesis = synthesis or ("float64" if exact else "float32")
+        synthesis = synthesis or default_synthesis(exact)
         if synthesis not in ("float64", "float32"):
             raise ValueError(f"synthesis must be 'float64' or 'float32', got {synthesis!r}")
         z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
