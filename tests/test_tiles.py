@@ -1,10 +1,11 @@
-"""Tiled synthesis: the decoder's last two stages run on tiles with a halo (bounded memory), same pixels."""
+"""Tiled stages: the decoder's last two and the encoder's first two stages run on tiles with a halo (bounded
+memory), same pixels."""
 
 import pytest
 import torch
 
 from taskcomp.codec import create_codec
-from taskcomp.codec.sft import G_S_TAIL_HALO, SFTCodec
+from taskcomp.codec.sft import G_A_HEAD_HALO, G_S_TAIL_HALO, SFTCodec
 from taskcomp.codec.tiles import run_tiled
 
 
@@ -33,9 +34,8 @@ def test_tiled_tail_equals_the_whole_and_a_short_halo_shows():
     x, w = _tail_inputs(codec, 30)
     with torch.no_grad():
         whole = SFTCodec._g_s_tail(codec, x, w)
-        tiled = run_tiled(lambda a, b: SFTCodec._g_s_tail(codec, a, b), (x, w), scale=4, tile=8,
-                          halo=G_S_TAIL_HALO)
-        short = run_tiled(lambda a, b: SFTCodec._g_s_tail(codec, a, b), (x, w), scale=4, tile=8, halo=1)
+        tiled = run_tiled(lambda a, b: SFTCodec._g_s_tail(codec, a, b), (x, w), tile=8, halo=G_S_TAIL_HALO, scale=4)
+        short = run_tiled(lambda a, b: SFTCodec._g_s_tail(codec, a, b), (x, w), tile=8, halo=1, scale=4)
     assert tiled.shape == whole.shape == (1, 3, 120, 148)
     assert (tiled - whole).abs().max() < 1e-10
     assert (short - whole).abs().max() > 1e-3  # the test can fail: tile borders show with too small a halo
@@ -59,9 +59,60 @@ def test_tiled_decode_gives_the_same_pixels(codec, sample_rgb, monkeypatch):
         assert diff.max() <= (0 if synthesis == "float64" else 1) and (diff > 0).float().mean() < 1e-3
 
 
+@pytest.mark.parametrize("name", ["sft-small", "sft-small-attn-ckbd-gmm", "sft-paper"])
+def test_head_receptive_field_fits_in_the_halo(name):
+    codec = create_codec(name, pretrained=False).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 96, 96, generator=g).requires_grad_()
+    q = torch.rand(1, 1, 96, 96, generator=g).requires_grad_()
+    feats, cond = codec._g_a_head(x, q)
+    (feats[..., 24:26, 24:26].sum() + cond[..., 24:26, 24:26].sum()).backward()  # pixels 48..51
+    for t in (x, q):
+        rows = torch.nonzero(t.grad.abs().sum((0, 1)).sum(1)).flatten()
+        cols = torch.nonzero(t.grad.abs().sum((0, 1)).sum(0)).flatten()
+        reach = max(48 - rows.min().item(), rows.max().item() - 51, 48 - cols.min().item(), cols.max().item() - 51)
+        assert 1 <= reach <= G_A_HEAD_HALO
+
+
+def test_tiled_head_equals_the_whole_and_a_short_halo_shows():
+    codec = create_codec("sft-small", pretrained=False).eval().double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(1, 3, 100, 138, generator=g, dtype=torch.float64)
+    q = torch.rand(1, 1, 100, 138, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        whole = codec._g_a_head(x, q)
+        tiled = run_tiled(codec._g_a_head, (x, q), tile=32, halo=G_A_HEAD_HALO, down=2)
+        short = run_tiled(codec._g_a_head, (x, q), tile=32, halo=2, down=2)
+    for w, t, s in zip(whole, tiled, short):
+        assert t.shape == w.shape and w.shape[-2:] == (50, 69)
+        assert (t - w).abs().max() < 1e-10 and (s - w).abs().max() > 1e-4
+
+
+def test_tiled_encode_codes_the_same_latents(codec, sample_rgb, monkeypatch):
+    """Encoding the 256x256 sample on 64-px tiles gives y within float32 rounding of the whole-image encode, and a
+    file that decodes to the same picture (8-bit values within 1)."""
+    import taskcomp.codec.sft as sft
+    from taskcomp import bitstream
+
+    x = torch.from_numpy(sample_rgb).permute(2, 0, 1)[None].float() / 255
+    q = torch.linspace(0, 1, x.shape[-1]).expand(1, 1, *x.shape[-2:]).contiguous()
+    with torch.no_grad():
+        y_whole, y_tiled = codec.g_a(x, q), codec.g_a(x, q, tile=64)
+    assert (y_whole - y_tiled).abs().max() < 1e-3
+    monkeypatch.setattr(sft, "ENCODE_TILE", 10_000)
+    whole = bitstream.decode(codec, bitstream.encode(codec, x, q))
+    monkeypatch.setattr(sft, "ENCODE_TILE", 64)
+    tiled = bitstream.decode(codec, bitstream.encode(codec, x, q))
+    assert ((whole - tiled) * 255).abs().max() <= 1.5
+
+
 def test_run_tiled_refuses_bad_arguments():
     t = torch.zeros(1, 1, 4, 4)
-    with pytest.raises(ValueError, match="tile and scale"):
-        run_tiled(lambda a: a, (t,), scale=1, tile=0, halo=0)
+    with pytest.raises(ValueError, match="need tile"):
+        run_tiled(lambda a: a, (t,), tile=0, halo=0)
+    with pytest.raises(ValueError, match="multiples of down"):
+        run_tiled(lambda a: a, (t,), tile=3, halo=0, down=2)
     with pytest.raises(ValueError, match="share their size"):
-        run_tiled(lambda a, b: a, (t, torch.zeros(1, 1, 4, 5)), scale=1, tile=2, halo=0)
+        run_tiled(lambda a, b: a, (t, torch.zeros(1, 1, 4, 5)), tile=2, halo=0)
+    with pytest.raises(ValueError, match="multiple of 2"):
+        run_tiled(lambda a: a, (torch.zeros(1, 1, 5, 4),), tile=2, halo=0, down=2)

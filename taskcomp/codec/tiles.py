@@ -21,44 +21,56 @@ from torch import Tensor
 __all__ = ["run_tiled"]
 
 
-def run_tiled(fn: Callable[..., Tensor], inputs: Sequence[Tensor], scale: int, tile: int, halo: int) -> Tensor:
+def run_tiled(fn: Callable[..., Tensor | tuple[Tensor, ...]], inputs: Sequence[Tensor], tile: int, halo: int,
+              scale: int = 1, down: int = 1) -> Tensor | tuple[Tensor, ...]:
     """``fn(*inputs)`` computed tile by tile.
 
     Args:
-        fn: a translation-equivariant stage: inputs (B, C_i, h, w), all the same h and w, to an output
-            (B, C, scale * h, scale * w) whose pixel (scale * i + a, scale * j + b) depends only on inputs
-            within ``halo`` positions of (i, j).
+        fn: a translation-equivariant stage: inputs (B, C_i, h, w), all the same h and w, to an output (or a tuple
+            of outputs) (B, C, h * scale / down, w * scale / down) whose pixel at input position (i, j) depends only
+            on inputs within ``halo`` positions of it.
         inputs: the stage's inputs.
-        scale: the stage's upsampling factor (an int >= 1).
-        tile: side of the kept part of a tile, in input positions (>= 1). An input no larger than one tile
-            runs whole, so small images take exactly the untiled path.
-        halo: input positions added on each side of a tile (>= 0); at least the stage's receptive-field radius,
-            or tile borders show in the output.
+        tile: side of the kept part of a tile, in input positions (>= 1, a multiple of ``down``). An input no
+            larger than one tile runs whole, so small images take exactly the untiled path.
+        halo: input positions added on each side of a tile (>= 0, a multiple of ``down``); at least the stage's
+            receptive-field radius, or tile borders show in the output.
+        scale: the stage's upsampling factor (>= 1), e.g. 4 for the synthesis' last two stages.
+        down: its downsampling factor (>= 1; h and w multiples of it), e.g. 2 for the analysis' first two stages.
 
     Returns:
-        The output, (B, C, scale * h, scale * w), on the inputs' device and in ``fn``'s dtype.
+        What ``fn`` returns, assembled: on the inputs' device, in ``fn``'s dtype.
 
     Raises:
-        ValueError: inputs of different sizes, or a tile < 1, scale < 1 or halo < 0.
+        ValueError: inputs of different sizes, or a bad tile, halo, scale or down.
     """
-    if tile < 1 or scale < 1 or halo < 0:
-        raise ValueError(f"tile and scale must be >= 1 and halo >= 0, got tile={tile}, scale={scale}, halo={halo}")
+    if tile < 1 or scale < 1 or down < 1 or halo < 0 or tile % down or halo % down:
+        raise ValueError(f"need tile, scale, down >= 1, halo >= 0, tile and halo multiples of down; got tile={tile}, "
+                         f"halo={halo}, scale={scale}, down={down}")
     h, w = inputs[0].shape[-2:]
     if any(t.shape[-2:] != (h, w) for t in inputs):
         raise ValueError(f"tiled inputs must share their size, got {[tuple(t.shape[-2:]) for t in inputs]}")
+    if h % down or w % down:
+        raise ValueError(f"tiled inputs must be a multiple of {down} in size, got {h}x{w}")
     if h <= tile and w <= tile:
         return fn(*inputs)
-    out = None
+
+    def at(v: int) -> int:  # an input position -> the output's
+        return v * scale // down
+
+    outs: list[Tensor] | None = None
+    single = False
     for r0 in range(0, h, tile):
         r1 = min(r0 + tile, h)
         a0, a1 = max(r0 - halo, 0), min(r1 + halo, h)
         for c0 in range(0, w, tile):
             c1 = min(c0 + tile, w)
             b0, b1 = max(c0 - halo, 0), min(c1 + halo, w)
-            part = fn(*(t[..., a0:a1, b0:b1] for t in inputs))
-            if out is None:
-                out = torch.empty((*part.shape[:-2], scale * h, scale * w), dtype=part.dtype, device=part.device)
-            out[..., scale * r0:scale * r1, scale * c0:scale * c1] = part[
-                ..., scale * (r0 - a0):scale * (r1 - a0), scale * (c0 - b0):scale * (c1 - b0)]
-            del part  # free the tile before the next one is computed
-    return out
+            parts = fn(*(t[..., a0:a1, b0:b1] for t in inputs))
+            if isinstance(parts, Tensor):
+                parts, single = (parts,), True
+            if outs is None:
+                outs = [torch.empty((*p.shape[:-2], at(h), at(w)), dtype=p.dtype, device=p.device) for p in parts]
+            for o, p in zip(outs, parts):
+                o[..., at(r0):at(r1), at(c0):at(c1)] = p[..., at(r0 - a0):at(r1 - a0), at(c0 - b0):at(c1 - b0)]
+            del parts  # free the tile before the next one is computed
+    return outs[0] if single else tuple(outs)
