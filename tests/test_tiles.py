@@ -16,17 +16,20 @@ def _tail_inputs(codec, n, seed=0):
     return x, w
 
 
+def _reach(t, first, last):
+    """How far beyond positions first..last (both axes) the gradient of t is non-zero: the receptive-field radius."""
+    g = t.grad.abs().sum((0, 1))
+    rows, cols = torch.nonzero(g.sum(1)).flatten(), torch.nonzero(g.sum(0)).flatten()
+    return max(first - rows.min().item(), rows.max().item() - last, first - cols.min().item(), cols.max().item() - last)
+
+
 @pytest.mark.parametrize("name", ["sft-small", "sft-small-attn-ckbd-gmm", "sft-paper"])
 def test_tail_receptive_field_fits_in_the_halo(name):
     """The support of the gradient of a 4x4-position output block reaches at most G_S_TAIL_HALO positions out."""
     codec = create_codec(name, pretrained=False).eval()
     x, w = (t.float().requires_grad_() for t in _tail_inputs(codec, 32))
     SFTCodec._g_s_tail(codec, x, w)[..., 64:80, 64:80].sum().backward()  # positions 16..19
-    for t in (x, w):
-        rows = torch.nonzero(t.grad.abs().sum((0, 1)).sum(1)).flatten()
-        cols = torch.nonzero(t.grad.abs().sum((0, 1)).sum(0)).flatten()
-        reach = max(16 - rows.min().item(), rows.max().item() - 19, 16 - cols.min().item(), cols.max().item() - 19)
-        assert 1 <= reach <= G_S_TAIL_HALO
+    assert 1 <= max(_reach(t, 16, 19) for t in (x, w)) <= G_S_TAIL_HALO
 
 
 def test_tiled_tail_equals_the_whole_and_a_short_halo_shows():
@@ -67,11 +70,7 @@ def test_head_receptive_field_fits_in_the_halo(name):
     q = torch.rand(1, 1, 96, 96, generator=g).requires_grad_()
     feats, cond = codec._g_a_head(x, q)
     (feats[..., 24:26, 24:26].sum() + cond[..., 24:26, 24:26].sum()).backward()  # pixels 48..51
-    for t in (x, q):
-        rows = torch.nonzero(t.grad.abs().sum((0, 1)).sum(1)).flatten()
-        cols = torch.nonzero(t.grad.abs().sum((0, 1)).sum(0)).flatten()
-        reach = max(48 - rows.min().item(), rows.max().item() - 51, 48 - cols.min().item(), cols.max().item() - 51)
-        assert 1 <= reach <= G_A_HEAD_HALO
+    assert 1 <= max(_reach(t, 48, 51) for t in (x, q)) <= G_A_HEAD_HALO
 
 
 def test_tiled_head_equals_the_whole_and_a_short_halo_shows():
