@@ -5,6 +5,12 @@
 
 ``--uniform-only RUN``: that run contributes only its uniform maps, and its recipe may differ from the others' in
 the objective and the map methods (which uniform maps do not use).
+``--full-res-maps RUN``: a run of `probes/fullres_maps.yaml` (task-aware maps optimised at the receipt's own
+resolution instead of a 768-px copy); its points join as ``task_aware_fullres@CODEC``. Its recipe may differ from
+its codec's run only in ``preprocess.working_side`` and the methods.
+
+    python results/documents/summarize.py runs/sroie_text_full_doc2 runs/sroie_text_full --uniform-only runs/sroie_text_full \
+        --full-res-maps runs/sroie_text_fullres_maps --out results/documents
 
 Reads the records of each run folder (one codec each; JPEG, WebP and the original come from the first), keeps the
 receipts that every run finished, and writes ``table.md`` / ``table.csv`` (means per method and setting),
@@ -36,7 +42,7 @@ import pandas as pd
 from taskcomp.report import compare_to_uniform, load_records
 
 METRICS = ("cer/original", "cer/gt")
-MAP_METHODS = ("task_aware", "box_mask")
+MAP_METHODS = ("task_aware", "task_aware_fullres", "box_mask")
 
 
 def _comparable(fixed: dict, uniform_only: bool) -> dict:
@@ -47,12 +53,39 @@ def _comparable(fixed: dict, uniform_only: bool) -> dict:
         "uniform": (fixed.get("methods") or {}).get("uniform")}
 
 
-def load(runs: list[Path], uniform_only: set[Path] = frozenset()) -> pd.DataFrame:
+def load_full_res_maps(run: Path, codec_runs: dict[str, dict]) -> pd.DataFrame:
+    """The task-aware points of a full-resolution-maps run, as ``task_aware_fullres@CODEC``."""
+    import yaml
+
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    codec = recipe.get("codec", "sft-small")
+    if codec not in codec_runs:
+        raise SystemExit(f"{run}: codec {codec} has no run among the runs given")
+    mine, theirs = (_without_working_side(r) for r in (recipe, codec_runs[codec]))
+    if mine != theirs:
+        raise SystemExit(f"{run}: its recipe differs from its codec's run in "
+                         f"{sorted(k for k in mine if mine[k] != theirs.get(k))}: not comparable")
+    df = load_records(run)
+    df = df[df["method"] == "task_aware"].copy()
+    df["method"] = f"task_aware_fullres@{codec}"
+    print(f"{run}: codec {codec}, {df['image'].nunique()} receipts (task-aware maps at full resolution)")
+    return df
+
+
+def _without_working_side(recipe: dict) -> dict:
+    from taskcomp.runner.run import _FIXED_KEYS
+
+    fixed = {k: recipe.get(k) for k in _FIXED_KEYS if k not in ("checkpoint", "methods")}
+    fixed["preprocess"] = {k: v for k, v in (fixed.get("preprocess") or {}).items() if k != "working_side"}
+    return fixed
+
+
+def load(runs: list[Path], uniform_only: set[Path] = frozenset(), full_res_maps: list[Path] = ()) -> pd.DataFrame:
     import yaml
 
     from taskcomp.runner.run import _FIXED_KEYS
 
-    frames, first, codecs = [], None, set()
+    frames, first, codecs, recipes = [], None, set(), {}
     for i, run in enumerate(runs):
         df = load_records(run)
         recipe = yaml.safe_load((run / "recipe.yaml").read_text())
@@ -64,6 +97,8 @@ def load(runs: list[Path], uniform_only: set[Path] = frozenset()) -> pd.DataFram
         if codec in codecs:
             raise SystemExit(f"{run}: a second run of codec {codec}: give one run per codec")
         codecs.add(codec)
+        if run not in uniform_only:
+            recipes[codec] = recipe
         fixed = {k: recipe.get(k) for k in _FIXED_KEYS if k not in ("codec", "checkpoint")} | {"methods": recipe.get("methods")}
         only = run in uniform_only
         if only and i == 0:
@@ -81,6 +116,7 @@ def load(runs: list[Path], uniform_only: set[Path] = frozenset()) -> pd.DataFram
         df = df[is_codec | (i == 0)].copy()
         df.loc[is_codec, "method"] = df.loc[is_codec, "method"] + "@" + codec
         frames.append(df)
+    frames += [load_full_res_maps(run, recipes) for run in full_res_maps]
     df = pd.concat(frames, ignore_index=True)
     # Receipts with every point of every run: a mean over other images would not compare.
     points = df.drop_duplicates(["image", "method", "setting"]).groupby("image").size()
@@ -113,11 +149,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("results/documents"))
     ap.add_argument("--max-bpp", type=float, default=0.35, help="low-rate range: only points at or below it count "
                     "in both headline figures and their point lists")
+    ap.add_argument("--full-res-maps", type=Path, action="append", default=[],
+                    help="a run of probes/fullres_maps.yaml: its task-aware maps join as task_aware_fullres")
     a = ap.parse_args()
     bad = [r for r in a.uniform_only if r not in a.runs]
     if bad:
         raise SystemExit(f"--uniform-only {bad[0]}: not among the runs given")
-    df = load(a.runs, set(a.uniform_only))
+    df = load(a.runs, set(a.uniform_only), a.full_res_maps)
     table = mean_table(df)
     a.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(a.out / "table.csv", index=False)
