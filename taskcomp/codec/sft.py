@@ -392,6 +392,8 @@ class SFTCodec(CompressionModel):
                 (:mod:`taskcomp.codec.exact`), so any device or thread count decodes the file the same way
                 (.tcz version 2); False: the float hyper-decoder (version 1 files).
 
+        The analysis' full-resolution stages run on 512-px tiles (:data:`ENCODE_TILE`) to bound memory.
+
         Returns:
             ``{"strings": [y_strings, z_strings], "shape": (h, w) of z, "likelihoods": {"y", "z"}}``, one byte
             string per image; the likelihoods are those of the coded (rounded) latents, i.e. the estimated rate.
@@ -431,8 +433,9 @@ class SFTCodec(CompressionModel):
             exact: as given to :meth:`compress` (True for .tcz version 2, False for version 1).
             synthesis: ``"float64"`` (default when ``exact``): the synthesis transform runs in float64, so the
                 decoded pixels do not depend on the thread count (measured) nor, to ~1e-13, on the device;
-                ``"float32"`` (default otherwise): 4-5x faster on the CPU, equal to :meth:`forward`'s
-                arithmetic, but a few 8-bit values may differ by 1 between thread counts or devices.
+                ``"float32"`` (default otherwise): 4-5x faster on the CPU, :meth:`forward`'s arithmetic (up to
+                summation order beyond one tile), but a few 8-bit values may differ by 1 between thread counts
+                or devices.
                 Either way the last two stages run on 512-px tiles (:data:`DECODE_TILE`), so a decode's memory
                 stops growing with ~6 KB (float64) per pixel: a 4 MP float64 decode peaks at 3.0 GB, not 25 GB.
 

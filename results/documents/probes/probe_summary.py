@@ -1,12 +1,14 @@
-"""Probe: task-aware maps and box masks at higher rates (init_q 0.5 / 0.75, box masks 0.75 / 1, uniform up to q = 1).
+"""Summary of a probe run folder beside the 50-receipt run folder, on the receipts the probe ran.
 
-    taskcomp run results/documents/probes/high_rate.yaml --limit 50 --shard {0,5}/10 --threads 1
-    python results/documents/probes/high_rate_summary.py runs/sroie_text_high_rate runs/sroie_text_full_doc2 \
+    python results/documents/probes/probe_summary.py runs/sroie_text_high_rate runs/sroie_text_full_doc2 \
         --out results/documents/probes/high_rate.json
+    python results/documents/probes/probe_summary.py runs/sroie_text_fullres_maps runs/sroie_text_full_doc2 \
+        --suffix @fullres --out results/documents/probes/fullres_maps.json
 
-Means over the receipts the probe ran (the lower uniform levels and the 768-px task-aware maps of the same receipts
-come from the 50-receipt run folder), and the bits each map saves against sft-small-doc's uniform curve at equal
-CER vs the original (linear interpolation on the mean curve; None outside it).
+Means over the receipts the probe ran (points it did not make, e.g. the lower uniform levels, come from the run
+folder's records of the same receipts), and the bits each map saves against sft-small-doc's uniform curve at equal
+CER vs the original (linear interpolation on the mean curve; None outside it). ``--suffix``: keep the run folder's
+points of the same method and setting too, and name the probe's ``method + suffix``.
 """
 
 import argparse
@@ -24,8 +26,9 @@ def records(folder):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("probe"), ap.add_argument("full"), ap.add_argument("--out", required=True)
+    ap.add_argument("--suffix", default="")
     a = ap.parse_args()
-    probe = records(a.probe)
+    probe = [{**r, "method": r["method"] + a.suffix} for r in records(a.probe)]
     per_image = collections.Counter(r["image"] for r in probe)
     images = sorted(i for i, n in per_image.items() if n == max(per_image.values()))
     probed = {(r["method"], r["setting"]) for r in probe}
@@ -46,7 +49,8 @@ def main():
         p["uniform_bpp_at_same_cer"] = float(np.interp(-c, -uc, ub)) if inside else None
         p["bpp_saving_percent"] = (100 * (1 - p["bpp"] / p["uniform_bpp_at_same_cer"])
                                    if p["uniform_bpp_at_same_cer"] else None)
-    out = {"images": images, "codec": "sft-small-doc", "points": points}
+    seconds = {m: float(np.mean([r["seconds"] for r in probe if r["method"] == m])) for m in {r["method"] for r in probe}}
+    out = {"images": images, "codec": "sft-small-doc", "probe_seconds_per_point": seconds, "points": points}
     Path(a.out).write_text(json.dumps(out, indent=1))
     for p in sorted(points, key=lambda p: (p["method"], p["bpp"])):
         s = f"{p['bpp_saving_percent']:+.1f}%" if p["bpp_saving_percent"] is not None else "-"
