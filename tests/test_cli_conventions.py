@@ -223,6 +223,19 @@ def test_bad_recipe_is_one_line_error_before_work(tmp_path, capsys, text, words)
     assert not (tmp_path / "out").exists()  # refused before any work
 
 
+def test_objective_given_as_a_bare_name():
+    """`objective: classification` means that objective with its defaults; a number is still refused."""
+    import yaml
+
+    from taskcomp.runner.recipe import RecipeError, validate_recipe
+
+    raw = yaml.safe_load(GOOD + "objective: classification\n")
+    assert validate_recipe(raw)["objective"] == {"name": "classification"}
+    assert raw["objective"] == "classification"  # the caller's dict is not changed
+    with pytest.raises(RecipeError, match="objective must be a mapping"):
+        validate_recipe(yaml.safe_load(GOOD + "objective: 3\n"))
+
+
 def test_shipped_and_committed_recipes_validate():
     from pathlib import Path
 

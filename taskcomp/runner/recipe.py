@@ -108,7 +108,8 @@ def _check_keys(source: str, where: str, d: dict, allowed: dict[str, str]) -> No
 
 
 def validate_recipe(r: Any, source: str = "recipe") -> dict[str, Any]:
-    """Check a recipe's keys and value types before any work; returns it unchanged.
+    """Check a recipe's keys and value types before any work; returns it, with ``objective: NAME`` (a bare name)
+    written as ``{name: NAME}``.
 
     Allowed keys: :data:`RECIPE_KEYS` at the top, :data:`PREPROCESS_KEYS` under ``preprocess``, per method
     :data:`METHOD_KEYS` (``task_aware_*`` as ``task_aware``, ``predicted_*`` as ``predicted``; their non-sweep
@@ -125,6 +126,8 @@ def validate_recipe(r: Any, source: str = "recipe") -> dict[str, Any]:
     for key in ("name", "data", "methods"):
         if key not in r:
             raise RecipeError(f"{source} lacks '{key}'")
+    if isinstance(r.get("objective"), str):  # `objective: text` is the objective's name with its defaults
+        r = {**r, "objective": {"name": r["objective"]}}
     _check_keys(source, "", r, RECIPE_KEYS)
     if r.get("task", "classification") not in TASK_NAMES:
         raise RecipeError(f"{source}: unknown task {r['task']!r}; tasks: {', '.join(TASK_NAMES)}")

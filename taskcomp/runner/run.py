@@ -141,7 +141,8 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
     from ..devices import describe_device, process_group_env, resolve_device
 
     torch.set_flush_denormal(True)
-    validate_recipe(recipe, f"recipe {recipe.get('name', '')}".strip() if isinstance(recipe, dict) else "recipe")
+    recipe = validate_recipe(recipe, f"recipe {recipe.get('name', '')}".strip() if isinstance(recipe, dict)
+                             else "recipe")
     task_name = recipe.get("task", "classification")
     if task_name not in TASKS:
         raise ValueError(f"unknown task {task_name!r}; recipes support {', '.join(TASKS)}")
