@@ -215,9 +215,9 @@ def encode(codec: SFTCodec, x: Tensor, qmap: Tensor, return_likelihoods: bool = 
 #: (:data:`~taskcomp.codec.sft.DECODE_TILE`), whose peak per tile pixel is this (a whole 1 MP image took 6.5 GB with
 #: the float64 synthesis, 1.6 GB with float32) ...
 DECODE_BYTES_PER_PIXEL = {"float64": 6.0e3, "float32": 1.1e3}
-#: ... plus this per pixel of the image (latents, early stages, output: 2.1 / 0.7 GB above the process's share for
-#: a tiled 4 MP decode in float64 / float32) ...
-DECODE_BYTES_PER_IMAGE_PIXEL = 100
+#: ... plus this per pixel of the image (latents, early stages, output; a tiled 6 MP float64 decode peaked at
+#: 3.36 GB, 145 B per pixel above the tile and the process's share) ...
+DECODE_BYTES_PER_IMAGE_PIXEL = 150
 #: ... plus the process's own share.
 DECODE_BASE_BYTES = 0.6e9
 
@@ -236,7 +236,7 @@ def _available_memory() -> int | None:
 
 def decode_memory(padded_pixels: int, synthesis: str) -> float:
     """Estimated peak bytes of a CPU decode of an image of ``padded_pixels`` (padded to a multiple of 64) with the
-    ``"float64"`` or ``"float32"`` synthesis: a 12 MP photo needs ~3.7 GB in float64 (tiled synthesis)."""
+    ``"float64"`` or ``"float32"`` synthesis: a 12 MP photo needs ~4.3 GB in float64 (tiled synthesis)."""
     from .codec.sft import DECODE_TILE, G_S_TAIL_HALO
 
     tile_pixels = (4 * (DECODE_TILE + 2 * G_S_TAIL_HALO)) ** 2
@@ -310,8 +310,8 @@ def decode(codec: SFTCodec, data: bytes, synthesis: str | None = None) -> Tensor
         raise  # not the file's fault
     except RuntimeError as e:
         if "can't allocate memory" in str(e):  # PyTorch's CPU allocator: not the file's fault either
-            raise MemoryError(f"decoding this {header.width}x{header.height} image ran out of memory "
-                              f"({str(e).split(':', 1)[0]})") from None
+            raise MemoryError(f"decoding this {header.width}x{header.height} image ran out of memory (PyTorch's "
+                              "CPU allocator could not allocate)") from None
         raise BitstreamError(f"corrupted .tcz payload ({type(e).__name__})") from None
     except (ValueError, IndexError, OverflowError) as e:  # what the rANS decoder and the transforms raise on
         # malformed streams; a TypeError or AttributeError is a bug and stays one
