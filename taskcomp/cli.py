@@ -140,12 +140,32 @@ def _cmd_decompress(a):
     out = Path(a.output)
     if len(srcs) > 1 and out.suffix:
         raise ValueError("with several inputs, -o must be a folder (a path without a suffix)")
-    codec = _load_codec(a, _device(a))
+    dev = _device(a)
+    codecs: dict = {}
+
+    def codec_for(data: bytes):
+        # Without --codec/--checkpoint, the codec the file names in its header, when its weights ship with the
+        # package (a file made with --codec sft-small-doc decodes without repeating it); else the default.
+        name = a.codec
+        if name is None and a.checkpoint is None:
+            from .bitstream import unpack
+            from .codec.zoo import shipped_checkpoint
+
+            named = unpack(data)[0].codec
+            name = named if named in list_codecs() and shipped_checkpoint(named) else None
+        if name not in codecs:
+            codecs[name] = create_codec(name, checkpoint=a.checkpoint, device=dev)
+        return codecs[name]
+
+    from .codec import create_codec, list_codecs
+
     for src in srcs:
         dst = out / f"{src.stem}.png" if len(srcs) > 1 or out.is_dir() or not out.suffix else out
         try:
+            data = src.read_bytes()
+            codec = codec_for(data)  # made outside inference mode: its buffers must stay ordinary tensors
             with torch.inference_mode():
-                x_hat = decode(codec, src.read_bytes(), synthesis=a.synthesis)
+                x_hat = decode(codec, data, synthesis=a.synthesis)
         except BitstreamError as e:
             raise BitstreamError(f"{src}: {e}") from None
         save_image(x_hat, dst)
@@ -906,7 +926,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_codec_args(c)
     c.set_defaults(func=_cmd_compress)
 
-    d = sub.add_parser("decompress", help="decode a .tcz file to an image")
+    d = sub.add_parser("decompress", help="decode a .tcz file to an image (with the codec its header names, "
+                       "when shipped, unless --codec or --checkpoint is given)")
     d.add_argument("input", nargs="+", help="one or more .tcz files")
     d.add_argument("-o", "--output", required=True, help="output image, or a folder for several inputs")
     d.add_argument("--synthesis", choices=("float64", "float32"), default=None,

@@ -135,6 +135,18 @@ def test_bad_bitstreams(tmp_path, png, capsys):
         assert not (tmp_path / "r.png").exists()
 
 
+def test_decompress_takes_the_codec_the_file_names(tmp_path, png, capsys):
+    """A file made with --codec sft-small-doc decodes without repeating it; an explicit other --codec is refused
+    in one line that names the right one."""
+    tcz = tmp_path / "d.tcz"
+    assert run(["compress", png, "-q", 0.3, "-o", tcz, "--codec", "sft-small-doc"], capsys)[0] == 0
+    rc, _, err = run(["decompress", tcz, "-o", tmp_path / "r.png"], capsys)
+    assert rc == 0, err
+    assert (tmp_path / "r.png").is_file()
+    rc, _, err = run(["decompress", tcz, "-o", tmp_path / "s.png", "--codec", "sft-small"], capsys)
+    assert_one_line_error(rc, err, "made with codec sft-small-doc", "--codec sft-small-doc")
+
+
 def test_file_from_another_checkpoint(tmp_path, png, capsys):
     from taskcomp.codec import create_codec, save_codec
 
