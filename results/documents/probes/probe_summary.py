@@ -7,49 +7,51 @@
 
 Means over the receipts the probe ran (points it did not make, e.g. the lower uniform levels, come from the run
 folder's records of the same receipts), and the bits each map saves against sft-small-doc's uniform curve at equal
-CER vs the original (linear interpolation on the mean curve; None outside it). ``--suffix``: keep the run folder's
-points of the same method and setting too, and name the probe's ``method + suffix``.
+CER vs the original (``taskcomp.report.compare_to_uniform`` on the mean curves; None outside uniform's range).
+``--suffix``: keep the run folder's points of the same method and setting too, and name the probe's
+``method + suffix``.
 """
 
 import argparse
-import collections
 import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from taskcomp.report import compare_to_uniform, load_records
 
-def records(folder):
-    return [json.loads(l) for f in sorted(Path(folder).glob("records.*.jsonl")) for l in f.open() if l.strip()]
+METRICS = ["bpp", "cer/original", "cer/gt", "psnr"]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("probe"), ap.add_argument("full"), ap.add_argument("--out", required=True)
+    ap.add_argument("probe", type=Path), ap.add_argument("full", type=Path), ap.add_argument("--out", required=True)
     ap.add_argument("--suffix", default="")
     a = ap.parse_args()
-    probe = [{**r, "method": r["method"] + a.suffix} for r in records(a.probe)]
-    per_image = collections.Counter(r["image"] for r in probe)
-    images = sorted(i for i, n in per_image.items() if n == max(per_image.values()))
-    probed = {(r["method"], r["setting"]) for r in probe}
-    rows = [r for r in probe if r["image"] in images] + [
-        r for r in records(a.full) if r["image"] in images and (r["method"], r["setting"]) not in probed
-        and r["method"] in ("uniform", "box_mask", "task_aware", "webp")]
-    groups = collections.defaultdict(list)
-    for r in rows:
-        groups[(r["method"], r["setting"])].append(r)
-    points = [{"method": m, "setting": s, "n": len(v), **{k: float(np.mean([r[k] for r in v]))
-                                                          for k in ("bpp", "cer/original", "cer/gt", "psnr")}}
-              for (m, s), v in sorted(groups.items()) if len(v) == len(images)]
-    uni = sorted((p["bpp"], p["cer/original"]) for p in points if p["method"] == "uniform")
-    ub, uc = np.array([u[0] for u in uni]), np.array([u[1] for u in uni])
-    for p in points:
-        c = p["cer/original"]
-        inside = p["method"] != "uniform" and uc.min() <= c <= uc.max() and np.all(np.diff(uc) < 0)
-        p["uniform_bpp_at_same_cer"] = float(np.interp(-c, -uc, ub)) if inside else None
-        p["bpp_saving_percent"] = (100 * (1 - p["bpp"] / p["uniform_bpp_at_same_cer"])
-                                   if p["uniform_bpp_at_same_cer"] else None)
-    seconds = {m: float(np.mean([r["seconds"] for r in probe if r["method"] == m])) for m in {r["method"] for r in probe}}
+    probe = load_records(a.probe)
+    probe["method"] = probe["method"] + a.suffix
+    per_image = probe.groupby("image").size()
+    images = sorted(per_image[per_image == per_image.max()].index)
+    full = load_records(a.full)
+    probed = set(zip(probe["method"], probe["setting"]))
+    full = full[full["image"].isin(images) & full["method"].isin(["uniform", "box_mask", "task_aware", "webp"])
+                & ~np.array([k in probed for k in zip(full["method"], full["setting"])])]
+    df = pd.concat([probe[probe["image"].isin(images)], full], ignore_index=True)
+    groups = df.groupby(["method", "setting"])
+    table = groups[METRICS].mean().reset_index()
+    table = table[groups.size().to_numpy() == len(images)]  # points every image has
+    table["n"] = len(images)
+    saving = {}  # (method, setting) -> the uniform curve's bpp at the same mean CER vs the original, saving %
+    for method in table["method"].unique():
+        if method != "uniform":
+            for p in compare_to_uniform(table, "cer/original", method, max_bpp=np.inf).get("points", []):
+                saving[method, p["setting"]] = (p.get("uniform_bpp_at_same_metric"), p.get("bpp_saving_percent"))
+    points = [{**{k: r[k] for k in ("method", "setting", "n")}, **{k: float(r[k]) for k in METRICS},
+               "uniform_bpp_at_same_cer": saving.get((r["method"], r["setting"]), (None, None))[0],
+               "bpp_saving_percent": saving.get((r["method"], r["setting"]), (None, None))[1]}
+              for r in table.to_dict("records")]
+    seconds = probe.groupby("method")["seconds"].mean().to_dict()
     out = {"images": images, "codec": "sft-small-doc", "probe_seconds_per_point": seconds, "points": points}
     Path(a.out).write_text(json.dumps(out, indent=1))
     for p in sorted(points, key=lambda p: (p["method"], p["bpp"])):
