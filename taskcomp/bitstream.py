@@ -61,7 +61,7 @@ from pathlib import PurePath
 import torch
 from torch import Tensor
 
-from .codec.sft import SFTCodec, default_synthesis, padded_size
+from .codec.sft import DECODE_TILE, G_S_TAIL_HALO, SFTCodec, default_synthesis, padded_size
 
 __all__ = ["BitstreamError", "Header", "pack", "unpack", "encode", "decode", "MAGIC", "VERSION",
            "SUPPORTED_VERSIONS"]
@@ -237,8 +237,6 @@ def _available_memory() -> int | None:
 def decode_memory(padded_pixels: int, synthesis: str) -> float:
     """Estimated peak bytes of a CPU decode of an image of ``padded_pixels`` (padded to a multiple of 64) with the
     ``"float64"`` or ``"float32"`` synthesis: a 12 MP photo needs ~4.3 GB in float64 (tiled synthesis)."""
-    from .codec.sft import DECODE_TILE, G_S_TAIL_HALO
-
     tile_pixels = (4 * (DECODE_TILE + 2 * G_S_TAIL_HALO)) ** 2
     return (DECODE_BASE_BYTES + DECODE_BYTES_PER_IMAGE_PIXEL * padded_pixels
             + DECODE_BYTES_PER_PIXEL[synthesis] * min(padded_pixels, tile_pixels))
@@ -308,13 +306,12 @@ def decode(codec: SFTCodec, data: bytes, synthesis: str | None = None) -> Tensor
                                exact=header.version >= 2, synthesis=synthesis)
     except (MemoryError, torch.cuda.OutOfMemoryError):
         raise  # not the file's fault
-    except RuntimeError as e:
-        if "can't allocate memory" in str(e):  # PyTorch's CPU allocator: not the file's fault either
+    except (RuntimeError, ValueError, IndexError, OverflowError) as e:  # what the rANS decoder and the
+        # transforms raise on malformed streams; a TypeError or AttributeError is a bug and stays one
+        if isinstance(e, RuntimeError) and "can't allocate memory" in str(e):  # PyTorch's CPU allocator: not
+            # the file's fault either
             raise MemoryError(f"decoding this {header.width}x{header.height} image ran out of memory (PyTorch's "
                               "CPU allocator could not allocate)") from None
-        raise BitstreamError(f"corrupted .tcz payload ({type(e).__name__})") from None
-    except (ValueError, IndexError, OverflowError) as e:  # what the rANS decoder and the transforms raise on
-        # malformed streams; a TypeError or AttributeError is a bug and stays one
         raise BitstreamError(f"corrupted .tcz payload ({type(e).__name__})") from None
     x_hat = out["x_hat"]
     if not torch.isfinite(x_hat).all():

@@ -130,7 +130,9 @@ def _cmd_decompress(a):
 
     import torch
 
-    from .bitstream import BitstreamError, decode
+    from .bitstream import BitstreamError, decode, unpack
+    from .codec import create_codec, list_codecs
+    from .codec.zoo import shipped_checkpoint
     from .io import save_image
 
     srcs = [Path(p) for p in a.input]
@@ -148,16 +150,11 @@ def _cmd_decompress(a):
         # package (a file made with --codec sft-small-doc decodes without repeating it); else the default.
         name = a.codec
         if name is None and a.checkpoint is None:
-            from .bitstream import unpack
-            from .codec.zoo import shipped_checkpoint
-
             named = unpack(data)[0].codec
             name = named if named in list_codecs() and shipped_checkpoint(named) else None
         if name not in codecs:
             codecs[name] = create_codec(name, checkpoint=a.checkpoint, device=dev)
         return codecs[name]
-
-    from .codec import create_codec, list_codecs
 
     for src in srcs:
         dst = out / f"{src.stem}.png" if len(srcs) > 1 or out.is_dir() or not out.suffix else out
