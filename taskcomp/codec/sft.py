@@ -23,7 +23,7 @@ from .layers import SFT, SFTResblk, SimplifiedGDN, condition_down, condition_net
 from .tiles import run_tiled
 
 __all__ = ["SFTConfig", "SFTCodec", "QUANTIZE_MODES", "pad_to_multiple", "padded_size", "lambda_of_q",
-           "default_synthesis"]
+           "default_synthesis", "LAMBDA_MIN", "LAMBDA_MAX"]
 
 #: Quantisation modes of :meth:`SFTCodec.forward`.
 #:  - ``noise``: additive uniform noise for rate and reconstruction (CompressAI training).
@@ -52,15 +52,24 @@ ENCODE_TILE = 512
 DECODE_TILE = 128
 
 
-def lambda_of_q(q: Tensor | float) -> Tensor | float:
-    """Rate-distortion trade-off of quality level ``q``: ``lambda(q) = 1e-3 * exp(4.382 q)``.
+#: lambda(q) of every codec trained before issue 35: ``1e-3 * exp(4.382 q)`` (the published SFT model's).
+LAMBDA_MIN = 1e-3
+LAMBDA_MAX = 1e-3 * math.exp(4.382)
 
-    q = 0 gives 0.001 and q = 1 gives about 0.080. The training loss is
-    ``bpp + 255^2 * mean(lambda(m) * (x_hat - x)^2)`` with ``m`` the per-pixel quality map.
+
+def lambda_of_q(q: Tensor | float, lambda_min: float = LAMBDA_MIN, lambda_max: float = LAMBDA_MAX) -> Tensor | float:
+    """Rate-distortion trade-off of quality level ``q``, log-linear from ``lambda_min`` (q = 0) to ``lambda_max``
+    (q = 1): ``lambda(q) = lambda_min * (lambda_max / lambda_min) ** q``.
+
+    The defaults are the published SFT model's ``1e-3 * exp(4.382 q)`` (q = 0 gives 0.001, q = 1 about 0.080).
+    A codec's own range is part of its config (:attr:`SFTConfig.lambda_min` / ``lambda_max``; use
+    :meth:`SFTConfig.lambda_of_q`). The training loss is ``bpp + 255^2 * mean(lambda(m) * (x_hat - x)^2)`` with
+    ``m`` the per-pixel quality map.
     """
+    slope = math.log(lambda_max / lambda_min)
     if isinstance(q, Tensor):
-        return 1e-3 * torch.exp(4.382 * q)
-    return 1e-3 * math.exp(4.382 * q)
+        return lambda_min * torch.exp(slope * q)
+    return lambda_min * math.exp(slope * q)
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,10 @@ class SFTConfig:
         attention: add CompressAI's ``AttentionBlock`` (Cheng et al. 2020's simplified attention module) to the
             analysis (at /4 and on y) and the synthesis (on y_hat and at /4). New modules only: with False the
             layer names and weights are the paper's.
+        lambda_min, lambda_max: the rate-distortion trade-off the codec was trained with at q = 0 and q = 1
+            (:func:`lambda_of_q`, log-linear in between). It fixes the codec's rate range, so it is part of what
+            the codec is and travels with its checkpoint; checkpoints written before it existed load with the
+            published defaults, which they were trained with.
     """
 
     channels: tuple[int, int, int, int] = (48, 96, 192, 192)
@@ -97,6 +110,17 @@ class SFTConfig:
     context: str | None = None
     mixture: int = 1
     attention: bool = False
+    lambda_min: float = LAMBDA_MIN
+    lambda_max: float = LAMBDA_MAX
+
+    def __post_init__(self):
+        if not (0 < self.lambda_min < self.lambda_max and math.isfinite(self.lambda_max)):
+            raise ValueError(f"SFTConfig needs 0 < lambda_min < lambda_max < inf, got {self.lambda_min}, "
+                             f"{self.lambda_max}")
+
+    def lambda_of_q(self, q: Tensor | float) -> Tensor | float:
+        """This codec's lambda(q) (:func:`lambda_of_q` over ``lambda_min`` .. ``lambda_max``)."""
+        return lambda_of_q(q, self.lambda_min, self.lambda_max)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -335,7 +359,17 @@ class SFTCodec(CompressionModel):
         quantize = self._quantize_mode(quantize)
         H, W = x.shape[-2:]
         x, qmap = pad_to_multiple(x), pad_to_multiple(qmap)
-        y = self.g_a(x, qmap)
+        # Under an autocast (bf16 training, taskcomp.training.codec), only the analysis and synthesis run in low
+        # precision: everything from y to the likelihoods runs in float32, so the rate the loss sees is exact.
+        dev = x.device.type
+        amp = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+        y = self.g_a(x, qmap).float()
+        with torch.autocast(dev, enabled=False):
+            return self._forward_latent(y, qmap, quantize, H, W, amp)
+
+    def _forward_latent(self, y: Tensor, qmap: Tensor, quantize: str, H: int, W: int,
+                        amp: torch.dtype | None) -> dict[str, Any]:
+        """:meth:`forward` from the latent y on: hyperprior, quantisation, likelihoods, synthesis."""
         z = self.h_a(y, qmap)
 
         if quantize in ("noise", "mixed"):
@@ -358,7 +392,11 @@ class SFTCodec(CompressionModel):
             y_hat = torch.round(y - means) + means
             y_lik = self._y_likelihood(y_hat, scales, means)
 
-        x_hat = self.g_s(y_hat, z_hat)[..., :H, :W]
+        if amp is not None:  # the synthesis back in the caller's low precision
+            with torch.autocast(y.device.type, dtype=amp):
+                x_hat = self.g_s(y_hat, z_hat).float()[..., :H, :W]
+        else:
+            x_hat = self.g_s(y_hat, z_hat)[..., :H, :W]
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
 
     # ------------------------------------------------------------------ bitstream

@@ -57,6 +57,11 @@ CODEC_CONFIGS["sft-small-attn-ckbd-gmm"] = replace(CODEC_CONFIGS["sft-small"], c
 # sft-small fine-tuned on document images (scanned forms and receipts; taskcomp/recipes/train_sft_small_doc.yaml,
 # results/documents/): the same network, weights for pages of text on paper instead of natural photos.
 CODEC_CONFIGS["sft-small-doc"] = replace(CODEC_CONFIGS["sft-small"])
+# sft-small re-targeted to lower rates (issue 35): the same network fine-tuned from the shipped sft-small with a
+# lambda(q) that starts 8x lower at q = 0 (1.25e-4 instead of 1e-3) and ends where sft-small's does at q = 1, so
+# q = 0 reaches about half sft-small's lowest rate (taskcomp/recipes/train_sft_small_lowrate.yaml,
+# results/codec_range/). Its lambda(q) is part of its config, so its checkpoints and files say which it is.
+CODEC_CONFIGS["sft-small-lowrate"] = replace(CODEC_CONFIGS["sft-small"], lambda_min=1.25e-4)
 _ALIASES = {"paper": "sft-paper", "small": "sft-small", "medium": "sft-medium"}
 
 # Weights that once shipped with the package, by the 8-byte weights id that .tcz files carry. Files made with

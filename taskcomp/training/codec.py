@@ -36,7 +36,7 @@ import torch
 import yaml
 
 from ..codec.checkpoint import save_codec
-from ..codec.sft import SFTCodec, bits_from_likelihoods, lambda_of_q
+from ..codec.sft import SFTCodec, bits_from_likelihoods
 from ..codec.sft_context import SFTContextCodec, build_codec_model
 from ..codec.zoo import CODEC_CONFIGS, resolve_name
 from ..datasets import DataError, TrainingPool, data_root, open_training_pool
@@ -86,6 +86,10 @@ class TrainConfig:
     # effective batch is workers x batch_size. Under torchrun the world size is torchrun's and this is ignored.
     workers: int = 1
     channels_last: bool = True
+    # bf16 autocast of the analysis and synthesis transforms (the rate model stays float32, SFTCodec.forward), on
+    # the CPU only: a training step of sft-small (8 x 192^2, one thread, channels_last) took 1.3 s against 2.3 s in
+    # float32 on this AVX-512-BF16 CPU (results/codec_range/README.md measures what it does to the RD curve).
+    bf16: bool = False
     checkpoint_every: int = 200
     seed: int = 0
     init_from: str | None = None  # codec checkpoint (path, or a registered name: its shipped weights) to start from
@@ -105,7 +109,7 @@ class TrainConfig:
     new_lr_scale: float = 1.0
     stop_after_minutes: float | None = None  # end this invocation (state saved) after this wall time; --resume
     val_every: int = 0  # every this many steps, log the rate and PSNR of val_images at val_q to val.csv
-    val_images: list[str] = field(default_factory=list)  # paths, or names under the data root's kodak/
+    val_images: list[str] = field(default_factory=list)  # paths, paths under the data root, or names in its kodak/
     val_q: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -139,7 +143,8 @@ def rd_loss(model: SFTCodec, x: torch.Tensor, qmap: torch.Tensor, quantize: str 
         rate_only: loss = bpp, without the synthesis pass (a context codec over frozen transforms).
 
     Returns:
-        ``(loss, bpp, se)``: scalar ``bpp + 255^2 * mean(lambda(qmap) * se)``, scalar mean bpp, and the
+        ``(loss, bpp, se)``: scalar ``bpp + 255^2 * mean(lambda(qmap) * se)``, lambda the codec's own
+        (:meth:`~taskcomp.codec.sft.SFTConfig.lambda_of_q`), scalar mean bpp, and the
         (B, 3, H, W) squared error (None with ``rate_only``).
     """
     if rate_only:
@@ -149,7 +154,12 @@ def rd_loss(model: SFTCodec, x: torch.Tensor, qmap: torch.Tensor, quantize: str 
     out = model(x, qmap, quantize=quantize)
     bpp = bits_from_likelihoods(out["likelihoods"]).mean() / (x.shape[-2] * x.shape[-1])
     se = (out["x_hat"] - x) ** 2
-    return bpp + 255.0**2 * (lambda_of_q(qmap) * se).mean(), bpp, se
+    return bpp + 255.0**2 * (model_config(model).lambda_of_q(qmap) * se).mean(), bpp, se
+
+
+def model_config(model):
+    """The :class:`~taskcomp.codec.sft.SFTConfig` of a codec, or of the codec inside a DistributedDataParallel."""
+    return getattr(model, "module", model).config
 
 
 def optimizer_step(model: SFTCodec, loss: torch.Tensor, opt, aux_opt, main_params, clip: float,
@@ -295,8 +305,8 @@ def _val_images(cfg: TrainConfig, device) -> list[tuple[str, torch.Tensor]]:
     out = []
     for name in cfg.val_images:
         p = Path(name)
-        if not p.is_file():
-            p = data_root() / "kodak" / name
+        if not p.is_file():  # a path under the data root (held-out photos), or a Kodak name (a monitor only)
+            p = data_root() / name if (data_root() / name).is_file() else data_root() / "kodak" / name
         out.append((p.stem, image_to_tensor(load_image(p)).to(device)))
     return out
 
@@ -460,10 +470,13 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
             if registered and init is None:
                 raise ValueError(f"init_from: no weights ship with {cfg.init_from}; give a checkpoint path")
             src, info = load_codec_checkpoint(init)
+            # A child may add a context model, attention or another lambda(q) range (a re-targeted fine-tune).
             if dataclasses.replace(src.config, context=model.config.context, mixture=model.config.mixture,
-                                   attention=model.config.attention) != model.config:
+                                   attention=model.config.attention, lambda_min=model.config.lambda_min,
+                                   lambda_max=model.config.lambda_max) != model.config:
                 raise ValueError(f"--init-from {cfg.init_from} is a {info['codec']} with other widths than {name}")
-            if src.config == model.config:
+            if dataclasses.replace(src.config, lambda_min=model.config.lambda_min,
+                                   lambda_max=model.config.lambda_max) == model.config:
                 model.load_state_dict(src.state_dict())
             else:  # a hyperprior parent of a context codec
                 init_shared(model, src)
@@ -564,7 +577,8 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
                 if cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                     qmap = qmap.contiguous(memory_format=torch.channels_last)
-                loss, bpp, se = rd_loss(ddp_model, x, qmap, cfg.quantize, rate_only=cfg.rate_only)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    loss, bpp, se = rd_loss(ddp_model, x, qmap, cfg.quantize, rate_only=cfg.rate_only)
             # All ranks skip together (a forward without its backward leaves DDP waiting for nothing).
             if w.any(not torch.isfinite(loss) or loss.item() > cfg.max_loss):
                 skipped += 1
