@@ -3,8 +3,8 @@
 Layout (all integers unsigned; varints are LEB128)::
 
     magic     4 bytes  b"TCZ\\x89"
-    version   1 byte   2 (1: older files, still decoded)
-    codec     1 byte length + ASCII name (e.g. "sft-small")
+    version   1 byte   2 (1: older files, still decoded) in bits 0-6; bit 7 set: the source image was grayscale
+    codec     1 byte length + ASCII name (e.g. "sft-small"; never empty)
     weights   8 bytes  first 8 bytes of the codec's state-dict SHA-256 (weights and CDF tables)
     width     varint
     height    varint
@@ -15,6 +15,18 @@ Layout (all integers unsigned; varints are LEB128)::
 
 The z grid follows from the image size (``padded_size`` / 64). The header is about 30 bytes; real bpp
 is always the whole file's size in bits over the pixel count.
+
+Grayscale (bit 7 of the version byte, written only for grayscale sources, so colour files are byte-for-byte what
+they were and files without the flag decode as before): the codec codes three channels whatever the source, and
+spends what it spends on them (the flag does not change the rate); :func:`decode` then returns the luma
+(ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B) of the decoded RGB in all three channels, so a gray photo comes back
+gray instead of with colour fringes, and ``taskcomp decompress`` writes it as a one-channel (mode L) image.
+
+Claimed size (:func:`min_z_stream_bytes`): every position of the z grid costs each z channel at least
+``-log2(p_max)`` bits, p_max being the channel's most probable symbol in the codec's quantized CDF table, so a
+legitimate file's z stream has a floor proportional to the image size it claims. :func:`decode` refuses a file
+whose z stream is below that floor before any synthesis (a 398-byte file claiming 65536x96 pixels); the decode
+time and memory of a file that passes stay proportional to what a file of its size can hold.
 
 Coding parameters (version 2). The z stream codes ``round(z - median)`` per channel with fixed CDF tables;
 z_hat = symbol + median is one float32 addition, the same everywhere. The y stream codes
@@ -53,6 +65,7 @@ one float bit). Encoding always writes version 2.
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -64,7 +77,7 @@ from torch import Tensor
 from .codec.sft import DECODE_TILE, G_S_TAIL_HALO, SFTCodec, default_synthesis, padded_size
 
 __all__ = ["BitstreamError", "Header", "pack", "unpack", "encode", "decode", "MAGIC", "VERSION",
-           "SUPPORTED_VERSIONS"]
+           "SUPPORTED_VERSIONS", "min_z_stream_bytes", "is_gray", "decoded_array"]
 
 MAGIC = b"TCZ\x89"
 VERSION = 2
@@ -73,6 +86,10 @@ SUPPORTED_VERSIONS = (1, 2)
 MAX_SIDE = 1 << 16
 #: Largest image the codec takes in one piece (its activations at full resolution need ~1 GB per 4 MP).
 MAX_PIXELS = 64_000_000
+#: Bit 7 of the version byte: the source image was grayscale (decode returns its luma in all three channels).
+GRAY_FLAG = 0x80
+#: Luma weights of :func:`decode` for grayscale files (ITU-R BT.601, as PIL's ``convert("L")``).
+LUMA = (0.299, 0.587, 0.114)
 
 
 class BitstreamError(ValueError):
@@ -81,13 +98,15 @@ class BitstreamError(ValueError):
 
 @dataclass(frozen=True)
 class Header:
-    """A .tcz header: codec name, 8-byte weights id, image size, format version (1 or 2)."""
+    """A .tcz header: codec name, 8-byte weights id, image size, format version (1 or 2), and whether the source
+    image was grayscale (``gray``: bit 7 of the version byte)."""
 
     codec: str
     weights: bytes  # 8 bytes
     width: int
     height: int
     version: int = VERSION
+    gray: bool = False
 
 
 def _varint(n: int) -> bytes:
@@ -116,14 +135,15 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def pack(header: Header, y_stream: bytes, z_stream: bytes) -> bytes:
-    """Serialise a header and the two rANS streams (as ``header.version``, 1 or 2)."""
+    """Serialise a header and the two rANS streams (as ``header.version``, 1 or 2; ``header.gray`` sets bit 7 of
+    the version byte). Raises ValueError for an empty or over-long codec name or a weights id that is not 8 bytes."""
     name = header.codec.encode("ascii")
-    if len(name) > 255 or len(header.weights) != 8:
-        raise ValueError("codec name must be <= 255 ASCII bytes and weights id 8 bytes")
+    if not 1 <= len(name) <= 255 or len(header.weights) != 8:
+        raise ValueError("codec name must be 1 to 255 ASCII bytes and weights id 8 bytes")
     if header.version not in SUPPORTED_VERSIONS:
         raise ValueError(f"unsupported .tcz version {header.version}")
     body = b"".join([
-        MAGIC, bytes([header.version, len(name)]), name, header.weights,
+        MAGIC, bytes([header.version | (GRAY_FLAG if header.gray else 0), len(name)]), name, header.weights,
         _varint(header.width), _varint(header.height), _varint(len(y_stream)), _varint(len(z_stream)),
         y_stream, z_stream,
     ])
@@ -142,7 +162,7 @@ def unpack(data: bytes) -> tuple[Header, bytes, bytes]:
         raise BitstreamError("not a taskcomp .tcz file (bad magic number)")
     if len(data) < 4 + 2 + 8 + 4 + 4:
         raise BitstreamError(f"truncated .tcz file ({len(data)} bytes)")
-    version = data[4]
+    version, gray = data[4] & ~GRAY_FLAG, bool(data[4] & GRAY_FLAG)
     if version not in SUPPORTED_VERSIONS:
         raise BitstreamError(f"unsupported .tcz version {version} (this taskcomp reads versions "
                              f"{', '.join(map(str, SUPPORTED_VERSIONS))})")
@@ -151,6 +171,8 @@ def unpack(data: bytes) -> tuple[Header, bytes, bytes]:
         name = data[6:pos].decode("ascii")
     except UnicodeDecodeError:
         raise BitstreamError("corrupted .tcz header (codec name)") from None
+    if not name:
+        raise BitstreamError("corrupted .tcz header (empty codec name)")
     weights = data[pos : pos + 8]
     pos += 8
     width, pos = _read_varint(data, pos)
@@ -170,7 +192,7 @@ def unpack(data: bytes) -> tuple[Header, bytes, bytes]:
         raise BitstreamError(f".tcz header claims {width}x{height} pixels, above the {MAX_PIXELS // 10**6} MP this "
                              "codec codes in one piece (no encoder writes such a file)")
     y_stream, z_stream = body[pos : pos + y_len], body[pos + y_len :]
-    return Header(name, weights, width, height, version), y_stream, z_stream
+    return Header(name, weights, width, height, version, gray), y_stream, z_stream
 
 
 def weights_id(codec: SFTCodec) -> bytes:
@@ -184,8 +206,25 @@ def weights_id(codec: SFTCodec) -> bytes:
     return bytes.fromhex(h[:16])
 
 
-def encode(codec: SFTCodec, x: Tensor, qmap: Tensor, return_likelihoods: bool = False, version: int = VERSION):
+def _codec_name(codec) -> str:
+    """The codec name a file made by ``codec`` carries (``checkpoint_info['codec']``, else ``sft-custom``)."""
+    return getattr(codec, "checkpoint_info", {}).get("codec") or "sft-custom"
+
+
+def is_gray(x: Tensor) -> bool:
+    """Whether an image tensor (B, 3, H, W) is grayscale: its three channels are exactly equal (a mode L image
+    loaded as RGB, or an RGB file with R = G = B)."""
+    return x.shape[-3] == 3 and bool(torch.equal(x[..., 0, :, :], x[..., 1, :, :])
+                                     and torch.equal(x[..., 1, :, :], x[..., 2, :, :]))
+
+
+def encode(codec: SFTCodec, x: Tensor, qmap: Tensor, return_likelihoods: bool = False, version: int = VERSION,
+           gray: bool | None = None):
     """Code one image x (1, 3, H, W) in [0, 1] under qmap (1, 1, H, W) in [0, 1] into .tcz bytes.
+
+    ``gray``: record in the header that the source is grayscale, so :func:`decode` returns gray pixels (the luma
+    of the decoded RGB); None: when x's three channels are equal (:func:`is_gray`). The rate is what the codec
+    spends on the three channels either way: the flag costs nothing and saves nothing.
 
     x and qmap must be on the codec's device; entropy coding runs on the CPU. With ``return_likelihoods``,
     returns ``(bytes, {"y", "z"} likelihoods of the coded latents)``. ``version=1`` writes the old float coding
@@ -206,8 +245,9 @@ def encode(codec: SFTCodec, x: Tensor, qmap: Tensor, return_likelihoods: bool = 
         raise ValueError(f"image {W}x{H} is too large (limits: {MAX_SIDE} px per side, {MAX_PIXELS // 10**6} MP); "
                          "downscale or tile it")
     out = codec.compress(x, qmap, exact=version >= 2)
-    name = getattr(codec, "checkpoint_info", {}).get("codec", "sft-custom")
-    data = pack(Header(name, weights_id(codec), W, H, version), out["strings"][0][0], out["strings"][1][0])
+    gray = is_gray(x) if gray is None else bool(gray)
+    data = pack(Header(_codec_name(codec), weights_id(codec), W, H, version, gray), out["strings"][0][0],
+                out["strings"][1][0])
     return (data, out["likelihoods"]) if return_likelihoods else data
 
 
@@ -265,15 +305,75 @@ def check_decode_memory(width: int, height: int, padded_pixels: int, synthesis: 
                           "machine with more memory")
 
 
+def decoded_array(x_hat: Tensor, data: bytes):
+    """What ``taskcomp decompress`` writes for :func:`decode`'s output ``x_hat`` of the file ``data``: an (H, W)
+    uint8 array (a one-channel, mode L image) when the file's header says the source was grayscale, else
+    (H, W, 3) uint8 RGB. Raises BitstreamError for bytes :func:`unpack` refuses."""
+    from .io import tensor_to_image
+
+    arr = tensor_to_image(x_hat)
+    return arr[..., 0].copy() if unpack(bytes(data))[0].gray else arr
+
+
+#: rANS slack in bits per coded symbol: CompressAI's coder (ryg_rans Rans64: state >= 2^31, 16-bit CDFs) maps a
+#: state x to floor(x / f) * 2^16 + ..., at least x * 2^16 / f * (1 - 2^-15), so it may emit up to
+#: -log2(1 - 2^-15) = 4.4e-5 bits less than -log2(f / 2^16) per symbol; counted with margin.
+RANS_SLACK_BITS = 1e-4
+
+
+def z_bits_per_position(codec: SFTCodec) -> float:
+    """The fewest bits one position of the z grid can cost in ``codec``'s z stream (all Z channels): the sum over
+    channels of ``-log2(p_max)`` (p_max: the largest symbol frequency of the channel's quantized CDF over 2^16),
+    less :data:`RANS_SLACK_BITS` per symbol. sft-small: 46.2 bits. 0.0 when the codec has no CDF tables."""
+    eb = codec.entropy_bottleneck
+    cdf, length = eb._quantized_cdf, eb._cdf_length
+    if cdf.numel() == 0 or length.numel() != cdf.shape[0]:
+        return 0.0
+    precision = int(getattr(eb, "entropy_coder_precision", 16))
+    freqs = torch.diff(cdf.to(torch.int64), dim=1)
+    valid = torch.arange(freqs.shape[1])[None, :] < (length.to(torch.int64)[:, None] - 1)
+    top = torch.where(valid, freqs, torch.zeros_like(freqs)).amax(1).clamp(min=1, max=1 << precision)
+    bits = precision - torch.log2(top.to(torch.float64)) - RANS_SLACK_BITS
+    return float(bits.clamp(min=0).sum())
+
+
+def min_z_stream_bytes(codec: SFTCodec, width: int, height: int) -> int:
+    """A true lower bound, in bytes, on the z stream of any .tcz file ``codec`` writes for a ``width`` x ``height``
+    image: positions of the z grid (``padded_size`` / 64) times :func:`z_bits_per_position`, over 8, rounded down
+    (the coder's 8-byte final state is not counted, for margin). A blank page meets it with room: its z stream
+    is the part of the file that cannot shrink. sft-small: 23 bytes at 128x96, 11.8 KB at 65536x96."""
+    hp, wp = padded_size(height, width)
+    return int((hp // 64) * (wp // 64) * z_bits_per_position(codec) // 8)
+
+
+def check_claimed_size(codec: SFTCodec, header: Header, z_stream: bytes) -> None:
+    """Refuse a file whose z stream is shorter than any file ``codec`` writes for the image size its header
+    claims (:func:`min_z_stream_bytes`): checked before any synthesis, so a small file cannot make the decoder
+    work for a huge image.
+
+    Raises:
+        BitstreamError: one line with both sizes in bytes.
+    """
+    need = min_z_stream_bytes(codec, header.width, header.height)
+    if len(z_stream) < need:
+        raise BitstreamError(f"corrupted .tcz file: its header claims {header.width}x{header.height} pixels, whose "
+                             f"hyper-latent stream takes at least {need} bytes with {header.codec}, but the file holds "
+                             f"{len(z_stream)}")
+
+
 def decode(codec: SFTCodec, data: bytes, synthesis: str | None = None) -> Tensor:
     """Decode .tcz bytes with ``codec``; returns x_hat (1, 3, H, W) in [0, 1], float32 on the codec's device.
 
     Version 2 decodes with the exact coding path and a float64 synthesis (the same pixels on any thread count
     and, to ~1e-13, any device); version 1 with the float path it was made with. ``synthesis="float32"``
-    trades that pixel identity for 4-5x faster CPU decoding (see :meth:`SFTCodec.decompress`).
+    trades that pixel identity for 4-5x faster CPU decoding (see :meth:`SFTCodec.decompress`). A file whose
+    header says the source was grayscale comes back gray: the luma (:data:`LUMA`) of the decoded RGB in all three
+    channels.
 
     Raises:
-        BitstreamError: bad file, or a file made with other weights than ``codec``'s.
+        BitstreamError: bad file; a file made with other weights than ``codec``'s, or whose header names another
+            codec than ``codec`` (unknown, empty, or another registered one); a file whose z stream is too short
+            for the image size its header claims (:func:`check_claimed_size`, before any synthesis).
         MemoryError: the image would not fit in the memory available (:func:`check_decode_memory`), before any
             allocation.
     """
@@ -297,6 +397,14 @@ def decode(codec: SFTCodec, data: bytes, synthesis: str | None = None) -> Tensor
             f"file was made with codec {header.codec} weights {header.weights.hex()}, but the loaded codec is "
             f"{mine} weights {wid.hex()}; {fix}" + (f" ({hint})" if hint else "")
         )
+    mine = _codec_name(codec)
+    if header.codec != mine:  # same weights id, another name: a corrupted or edited header
+        from .codec.zoo import CODEC_CONFIGS
+
+        what = "another registered codec" if header.codec in CODEC_CONFIGS else "a codec unknown to this taskcomp"
+        raise BitstreamError(f"corrupted .tcz header: it names codec {header.codec!r} ({what}), but its weights id "
+                             f"is that of {mine}, which is decoding it")
+    check_claimed_size(codec, header, z_stream)
     hp, wp = padded_size(header.height, header.width)
     zh, zw = hp // 64, wp // 64
     check_decode_memory(header.width, header.height, hp * wp, synthesis or default_synthesis(header.version >= 2),
@@ -316,4 +424,8 @@ def decode(codec: SFTCodec, data: bytes, synthesis: str | None = None) -> Tensor
     x_hat = out["x_hat"]
     if not torch.isfinite(x_hat).all():
         raise BitstreamError("corrupted .tcz payload (non-finite output)")
+    if header.gray:
+        r, g, b = LUMA
+        x_hat = (r * x_hat[:, 0:1] + g * x_hat[:, 1:2] + b * x_hat[:, 2:3]).clamp_(0, 1).expand(-1, 3, -1, -1)
+        x_hat = x_hat.contiguous()
     return x_hat

@@ -30,7 +30,20 @@ class TargetBppError(ValueError):
     """A target bpp outside what the codec can reach for this image."""
 
 
-def logit(p: Tensor, eps: float = 1e-4) -> Tensor:
+#: Largest weight ``scale * max(1, lam)`` the objective is descended with as written. Beyond it MapOptimizer
+#: descends on the objective divided by ``scale * max(1, lam) / OBJECTIVE_WEIGHT_MAX`` (the same argmin), so
+#: gradients stay in float32's range: as written, lambda 1e20 overflowed the squared gradient norm of the
+#: clipping (inf, so a zero step) within 10 steps, 1e30 at once (the map came back untouched), and 1e39 made
+#: lambda itself inf in float32 (results measured on a 160x120 photo, classification; 1e6 worked as written).
+OBJECTIVE_WEIGHT_MAX = 1e6
+#: Largest learning rate: a step moves the logits by about lr (the map saturates beyond |logit| ~ 17 in float32);
+#: lr 1e39 overflowed float32 inside Adam (a traceback), lr 1e30 gave a 0/1 map in one step.
+MAX_LR = 1e6
+#: The initial map is clamped to [LOGIT_EPS, 1 - LOGIT_EPS] before its logit is taken.
+LOGIT_EPS = 1e-4
+
+
+def logit(p: Tensor, eps: float = LOGIT_EPS) -> Tensor:
     p = p.clamp(eps, 1 - eps)
     return torch.log(p) - torch.log1p(-p)
 
@@ -129,10 +142,13 @@ def check_optimizer_args(lam: float = 1.0, steps: int = 20, lr: float = 0.1, opt
         raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
     if not (integer(downsample) and downsample >= 1):
         raise ValueError(f"downsample must be an integer >= 1, got {downsample!r}")
-    if not (number(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    if not (number(lr) and 0 < lr <= MAX_LR):
+        raise ValueError(f"lr must be a finite number in (0, {MAX_LR:g}], got {lr!r}")
     if not (number(init_q) and 0 < init_q < 1):
         raise ValueError(f"init_q must lie strictly between 0 and 1 (the map is a sigmoid), got {init_q!r}")
+    if not LOGIT_EPS <= init_q <= 1 - LOGIT_EPS:
+        raise ValueError(f"init_q must lie in [{LOGIT_EPS:g}, {1 - LOGIT_EPS:g}] (the map's logits are clamped there), "
+                         f"got {init_q!r}")
     if not (number(alpha) and alpha > 0):
         raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
     if clip is not None and not (number(clip) and clip > 0):
@@ -154,7 +170,8 @@ class MapOptimizer:
     Args:
         codec: a frozen :class:`SFTCodec`.
         objective: the task (see :mod:`taskcomp.objectives`).
-        lam: weight of the task loss against bpp (>= 0).
+        lam: weight of the task loss against bpp (>= 0); any finite value is carried: beyond
+            :data:`OBJECTIVE_WEIGHT_MAX` the objective is descended divided by a constant (same argmin).
         steps: optimisation steps (L-BFGS: outer steps of ``max_iter=1``, as the reference).
         lr: Adam learning rate on the logits (L-BFGS: its step size).
         optimizer: ``"adam"`` or ``"lbfgs"``.
@@ -182,8 +199,8 @@ class MapOptimizer:
             agree across settings up to float noise.
 
     Raises:
-        ValueError: one line for a bad argument (lam < 0, steps < 0 or not an integer, lr <= 0, init_q outside
-            (0, 1), downsample < 1, an unknown optimizer or init, non-finite numbers); :meth:`run` for images
+        ValueError: one line for a bad argument (lam < 0, steps < 0 or not an integer, lr outside (0, 1e6],
+            init_q outside [1e-4, 1 - 1e-4], downsample < 1, an unknown optimizer or init, non-finite numbers); :meth:`run` for images
             or an init map that are not finite float tensors in [0, 1] of matching shapes
             (:mod:`taskcomp.checks`).
     """
@@ -200,6 +217,13 @@ class MapOptimizer:
         self.init, self.init_q, self.alpha = init, float(init_q), float(alpha)
         self.downsample, self.clip, self.scale = int(downsample), clip, float(scale)
         self.keep, self.lr_schedule, self.memory_format = keep, lr_schedule, memory_format
+        # Weights of bpp and task loss in the descended objective (scale, scale * lam unless that is beyond
+        # OBJECTIVE_WEIGHT_MAX; then both divided by the same factor, in logs so that no product overflows).
+        k = max(0.0, math.log(self.scale) + math.log(max(1.0, self.lam)) - math.log(OBJECTIVE_WEIGHT_MAX))
+        self._divisor = math.exp(k)  # the objective as written is the descended one times this (inf for absurd k)
+        self._weights = None if k == 0 else (
+            math.exp(math.log(self.scale) - k),
+            math.exp(math.log(self.scale) + math.log(self.lam) - k) if self.lam > 0 else 0.0)
         for p in codec.parameters():
             p.requires_grad_(False)
 
@@ -259,7 +283,11 @@ class MapOptimizer:
     def objective_terms(self, x: Tensor, qmap: Tensor, ctx: dict[str, Any] | list,
                         sizes: list[tuple[int, int]] | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """(objective, bpp, task loss), each (B,), in straight-through mode. With ``sizes``, ``ctx`` is a list of
-        per-image contexts and each image's bpp and task loss are over its own (H_i, W_i)."""
+        per-image contexts and each image's bpp and task loss are over its own (H_i, W_i).
+
+        The objective is ``scale * (bpp + lam * task)``; where ``scale * max(1, lam)`` exceeds
+        :data:`OBJECTIVE_WEIGHT_MAX` it is divided by ``scale * max(1, lam) / OBJECTIVE_WEIGHT_MAX`` (same argmin,
+        finite gradients in float32)."""
         out = self.codec(x, qmap, quantize="ste")
         bits = bits_from_likelihoods(out["likelihoods"])
         x_hat = out["x_hat"].clamp(0, 1)
@@ -270,7 +298,10 @@ class MapOptimizer:
             bpp = bits / torch.tensor([h * w for h, w in sizes], dtype=bits.dtype, device=bits.device)
             task = torch.cat([self.objective.loss(x_hat[i : i + 1, :, :h, :w], ctx[i]).reshape(1)
                               for i, (h, w) in enumerate(sizes)])
-        return self.scale * (bpp + self.lam * task), bpp, task
+        if self._weights is None:
+            return self.scale * (bpp + self.lam * task), bpp, task
+        w_rate, w_task = self._weights
+        return w_rate * bpp + w_task * task, bpp, task
 
     def run(self, x: Tensor, ctx: dict[str, Any] | list | None = None, progress: bool = False,
             sizes: list[tuple[int, int]] | None = None) -> OptimizeResult:
@@ -317,7 +348,7 @@ class MapOptimizer:
             with torch.no_grad():
                 for i in range(B):
                     log.append({"step": step, "image": i, "bpp": float(bpp[i]), "task_loss": float(task[i]),
-                                "objective": float(obj[i])})
+                                "objective": float(obj[i]) * self._divisor})
                     last = self.keep == "last" and step == self.steps and bool(torch.isfinite(obj[i]))
                     if obj[i] < best_obj[i] or last:
                         best_obj[i] = obj[i]
@@ -328,7 +359,11 @@ class MapOptimizer:
         def clip_grad() -> None:
             if self.clip is not None and logits.grad is not None:
                 g = logits.grad
-                norm = g.flatten(1).norm(dim=1).clamp_min(1e-12)
+                norm = g.flatten(1).norm(dim=1)
+                if not bool(torch.isfinite(norm).all()):  # squares beyond float32 (finite g): norm of g / peak
+                    peak = g.flatten(1).abs().amax(dim=1).clamp_min(1e-30)
+                    norm = (g / peak.view(-1, 1, 1, 1)).flatten(1).norm(dim=1) * peak
+                norm = norm.clamp_min(1e-12)
                 g.mul_((self.clip / norm).clamp(max=1.0).view(-1, 1, 1, 1))
 
         if self.optimizer == "adam":

@@ -197,7 +197,8 @@ def _recipe(tmp_path, text, name="r.yaml"):
     (GOOD.replace("steps: 2", "steps: yes"), ["methods.task_aware.steps", "integer"]),
     (GOOD.replace("lambda: [0.1]", "lambda: ['0.1', high]"), ["methods.task_aware.lambda", "list of numbers"]),
     (GOOD.replace("lambda: [0.1]", "lambda: 0.1"), ["methods.task_aware.lambda", "list of numbers"]),
-    (GOOD.replace("lambda: [0.1]", "steps: 3"), ["methods.task_aware needs lambda"]),
+    (GOOD.replace("lambda: [0.1]", "lr: 0.3"), ["methods.task_aware needs lambda"]),
+    (GOOD.replace("lambda: [0.1]", "steps: 3"), ["duplicate key 'steps'", "line 8"]),  # YAML would keep one
     (GOOD.replace("uniform: {q: [0.1, 0.5]}", "uniform: {q: [0.1, 5]}"), ["methods.uniform.q", "[0, 1]"]),
     (GOOD.replace("uniform: {q: [0.1, 0.5]}", "unifrom: {q: [0.1]}"), ["unknown method 'unifrom'", "uniform"]),
     (GOOD.replace("task: classification", "task: clasification"), ["unknown task", "classification"]),

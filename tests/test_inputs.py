@@ -527,7 +527,9 @@ def test_decode_refuses_what_memory_cannot_hold(codec, tmp_path, capsys, monkeyp
     x = torch.rand(1, 3, 64, 64)
     data = bs.encode(codec, x, torch.full((1, 1, 64, 64), 0.3))
     h, ys, zs = bs.unpack(data)
-    wide = bs.pack(bs.Header(h.codec, h.weights, 20000, 64, h.version), ys, zs)  # under the size limits
+    # under the size limits, z stream as long as a legitimate file's of that size (bitstream.min_z_stream_bytes)
+    wide = bs.pack(bs.Header(h.codec, h.weights, 20000, 64, h.version), ys,
+                   zs + bytes(bs.min_z_stream_bytes(codec, 20000, 64)))
     monkeypatch.setattr(bs, "_available_memory", lambda: int(2e9))
     t0 = time.perf_counter()
     with pytest.raises(MemoryError, match=r"20000x64 image with the float64 synthesis needs about 2.9 GB.*2.0 GB are "

@@ -115,7 +115,7 @@ def test_cli_predicted_and_refined_maps_and_target_bpp(tmp_path, capsys, sample_
     ("stepz: 2\n", "unknown key 'stepz'; allowed: name, task"),
     ("steps: two\n", "steps must be int"),
     ("lambda_min: 2\nlambda_max: 1\n", "lambda_min < lambda_max"),
-    ("steps: [1\n", "not valid YAML"),
+    ("steps: [1\n", "malformed YAML at line 2"),
     ("task: text\nobjective_args: {det_wieght: 0}\n", "objective_args: objective 'text'.*det_wieght"),
     ("task: text\nobjective_args: {model: x}\n", "give the task model as task_model"),
     ("objective_args: [1]\n", "objective_args must be dict"),

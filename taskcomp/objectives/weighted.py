@@ -27,8 +27,7 @@ def parse_task_spec(spec: str) -> list[dict[str, Any]]:
             weight = float(w) if w else 1.0
         except ValueError:
             raise ValueError(f"bad weight {w!r} for task {name!r} (expected name:weight)") from None
-        if weight < 0:
-            raise ValueError(f"task weight must be >= 0, got {weight} for {name}")
+        _check_weight(weight, name)
         parts.append({"name": name, "weight": weight})
     if not parts:
         raise ValueError("empty task list")
@@ -38,7 +37,18 @@ def parse_task_spec(spec: str) -> list[dict[str, Any]]:
 def _split_part(spec: dict[str, Any]) -> tuple[str, float, dict[str, Any]]:
     """A part ``{"name": ..., "weight": w (default 1), **kwargs}`` -> (name, float weight, kwargs)."""
     spec = dict(spec)
-    return spec.pop("name"), float(spec.pop("weight", 1.0)), spec
+    name, weight = spec.pop("name"), spec.pop("weight", 1.0)
+    return name, _check_weight(weight, name), spec
+
+
+def _check_weight(weight, name) -> float:
+    """A task weight: a finite number in [0, MAX_WEIGHT] (one-line ValueError naming the task)."""
+    from ..checks import MAX_WEIGHT, check_number
+
+    try:
+        return check_number(weight, "weight", 0, MAX_WEIGHT)
+    except ValueError as e:
+        raise ValueError(f"task {name}: {e} (raise lambda for a stronger task term)") from None
 
 
 @register_objective("weighted")

@@ -30,7 +30,7 @@ from typing import Any, Callable
 from ..datasets import IMAGE_SUFFIXES
 
 __all__ = ["LayoutError", "LAYOUTS", "DEFAULT_LAYOUT", "register_layout", "data_spec", "list_layout",
-           "list_items", "annotation_file", "imagenet_classes"]
+           "list_items", "annotation_file", "imagenet_classes", "read_coco", "coco_ground_truth"]
 
 
 class LayoutError(ValueError):
@@ -135,7 +135,7 @@ def imagenet_classes(recipe: dict[str, Any] | None = None, options: dict[str, An
         path = _expand(spec)
         if not path.is_file():
             raise LayoutError(f"classes: {spec} is neither a timm ImageNet subset name nor a synset list file")
-        return [ln.split()[0] for ln in path.read_text().splitlines() if ln.strip()]
+        return [ln.split()[0] for ln in path.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
     subset, offset = spec or "imagenet-1k", 0
     name = _model_name(recipe)
     if not spec and name:
@@ -181,11 +181,17 @@ def imagenet_sample(path: Path, options: dict[str, Any], recipe: dict[str, Any] 
     labels, images = path / "labels.csv", path / "images"
     if not labels.is_file() or not images.is_dir():
         raise _fail("imagenet-sample", path)
-    with open(labels, newline="") as f:
-        rows = list(csv.DictReader(f))
+    with open(labels, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is not part of a column name
+        rows = [{(k or "").strip(): v for k, v in r.items()} for r in csv.DictReader(f)]
     if not rows or not {"file", "class_index"} <= set(rows[0]):
         raise _fail("imagenet-sample", path, f"{labels} has columns {', '.join(rows[0]) if rows else '(empty)'}")
-    items = [{"id": r["file"], "path": images / r["file"], "label": int(r["class_index"])} for r in rows]
+    items = []
+    for n, r in enumerate(rows, 2):  # extra columns are ignored; file and class_index must be there
+        name, k = (r.get("file") or "").strip(), (r.get("class_index") or "").strip()
+        if not name or not k.isdigit():
+            raise _fail("imagenet-sample", path, f"{labels} line {n}: file {name!r}, class_index {k!r} (a file name "
+                        "and a class number are needed)")
+        items.append({"id": name, "path": images / name, "label": int(k)})
     missing = [it["id"] for it in items if not it["path"].is_file()]
     if missing:
         raise _fail("imagenet-sample", path, f"{len(missing)} of the {len(items)} files in labels.csv are not in "
@@ -247,7 +253,7 @@ def _devkit_ids_to_synsets(meta: Path) -> dict[int, str]:
 
 def _read_gt(gt: Path, options: dict[str, Any], base: Path) -> dict[str, str]:
     """Ground-truth file -> {image key (file name or stem): synset or class index string}."""
-    lines = [ln.strip() for ln in gt.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in gt.read_text(encoding="utf-8-sig", errors="replace").splitlines() if ln.strip()]
     if not lines:
         raise LayoutError(f"imagenet-flat: ground-truth file {gt} is empty; accepted: {_GT_FORMATS}")
     head = [h.strip().lower() for h in lines[0].split(",")]
@@ -341,14 +347,10 @@ def folder(path: Path, options: dict[str, Any], recipe: dict[str, Any] | None = 
 def coco(path: Path, options: dict[str, Any], recipe: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Any COCO instances JSON plus an image folder; ids are the JSON's ``file_name``s."""
     ann = coco_annotations(path, options)
-    with open(ann) as f:
-        try:
-            d = json.load(f)
-        except json.JSONDecodeError as e:
-            raise LayoutError(f"layout coco: {ann} is not JSON ({e})") from None
-    if not isinstance(d, dict) or not isinstance(d.get("images"), list) or "annotations" not in d:
-        raise LayoutError(f"layout coco expects a COCO instances JSON with 'images' and 'annotations'; "
-                          f"{ann} has {', '.join(d) if isinstance(d, dict) else type(d).__name__}")
+    category = None
+    if recipe is not None and recipe.get("task", "detection") == "detection":
+        category = recipe.get("coco_category", 1)
+    d = read_coco(ann, category)
     images = _under(path, options["images"]) if options.get("images") else (
         path / "images" if (path / "images").is_dir() else path)
     _need_dir("coco", images)
@@ -361,6 +363,97 @@ def coco(path: Path, options: dict[str, Any], recipe: dict[str, Any] | None = No
     if not items:
         raise LayoutError(f"layout coco: {ann} lists no images")
     return items
+
+
+def _coco_field(ann: Path, where: str, problem: str) -> LayoutError:
+    return LayoutError(f"COCO file {ann}: {where} {problem}")
+
+
+def read_coco(ann: str | Path, category: int | None = None) -> dict[str, Any]:
+    """Read and check a COCO instances JSON as exporters write it, before any compute; returns the dataset dict
+    normalised for pycocotools' bbox evaluation.
+
+    Optional fields may be missing: ``info``, ``licenses``, ``annotations`` (a file without ground truth, e.g. a
+    test split: AP is then undefined, reported as NaN), and per annotation ``iscrowd`` (0), ``area`` (box width x
+    height, in pixels^2), ``segmentation`` (not used for boxes) and ``id``. Annotation ids are renumbered 1..n
+    when any is missing, repeated or 0 (pycocotools counts a match with ground-truth id 0 as no match).
+    Crowd-only files are read (crowd boxes are ignored by COCO AP, which is then undefined).
+
+    Args:
+        ann: the JSON file.
+        category: the recipe's ``coco_category``; when given it must be one of the file's categories.
+
+    Raises:
+        LayoutError: one line naming the file and the field: not JSON, no ``images`` list, an image without
+            ``id`` or ``file_name``, an annotation without ``image_id``, ``category_id`` or a ``bbox`` of four
+            finite numbers with non-negative width and height, no ``categories`` or none with id ``category``.
+    """
+    import math
+
+    ann = Path(ann)
+    try:
+        with open(ann, encoding="utf-8-sig") as f:
+            d = json.load(f)
+    except json.JSONDecodeError as e:
+        raise LayoutError(f"layout coco: {ann} is not JSON ({e})") from None
+    except UnicodeDecodeError as e:
+        raise LayoutError(f"layout coco: {ann} is not UTF-8 text ({e.reason})") from None
+    if not isinstance(d, dict) or not isinstance(d.get("images"), list):
+        raise LayoutError(f"layout coco expects a COCO instances JSON with 'images' and 'annotations' lists (the "
+                          "annotations may be empty or absent); "
+                          f"{ann} has {', '.join(d) if isinstance(d, dict) else type(d).__name__}")
+    for i, im in enumerate(d["images"]):
+        for key in ("id", "file_name"):
+            if not isinstance(im, dict) or key not in im:
+                raise _coco_field(ann, f"images[{i}]", f"has no '{key}'")
+    anns = d.get("annotations")
+    if anns is None:
+        anns = []
+    if not isinstance(anns, list):
+        raise _coco_field(ann, "'annotations'", f"is a {type(anns).__name__}, not a list")
+    out = []
+    for i, a in enumerate(anns):
+        if not isinstance(a, dict):
+            raise _coco_field(ann, f"annotations[{i}]", "is not an object")
+        for key in ("image_id", "category_id", "bbox"):
+            if key not in a:
+                raise _coco_field(ann, f"annotations[{i}]", f"has no '{key}'")
+        b = a["bbox"]
+        if (not isinstance(b, list) or len(b) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                              and math.isfinite(v) for v in b) or b[2] < 0 or b[3] < 0):
+            raise _coco_field(ann, f"annotations[{i}].bbox", f"is {b!r}, not [x, y, width, height] (finite, "
+                              "width and height >= 0)")
+        a = {**a, "iscrowd": int(a.get("iscrowd") or 0)}
+        if not isinstance(a.get("area"), (int, float)) or isinstance(a.get("area"), bool):
+            a["area"] = float(b[2] * b[3])
+        out.append(a)
+    ids = [a.get("id") for a in out]
+    if any(not isinstance(i, int) or isinstance(i, bool) or i <= 0 for i in ids) or len(set(ids)) != len(ids):
+        out = [{**a, "id": k} for k, a in enumerate(out, 1)]
+    cats = d.get("categories")
+    if category is not None:
+        if not isinstance(cats, list) or not cats:
+            raise _coco_field(ann, "'categories'", f"is missing or empty (the recipe scores coco_category {category})")
+        known = [c.get("id") for c in cats if isinstance(c, dict)]
+        if category not in known:
+            raise _coco_field(ann, "'categories'", f"has no id {category} (the recipe's coco_category; ids: "
+                              f"{', '.join(map(str, known[:12]))}{', ...' if len(known) > 12 else ''})")
+    return {**d, "annotations": out, "categories": cats if isinstance(cats, list) else []}
+
+
+def coco_ground_truth(ann: str | Path, category: int | None = None):
+    """A pycocotools ``COCO`` object of :func:`read_coco`'s normalised dataset (pycocotools' own loader needs
+    ``iscrowd``, ``area`` and annotation ``id`` in every annotation). Raises LayoutError as :func:`read_coco`."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+
+    gt = COCO()
+    gt.dataset = read_coco(ann, category)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    return gt
 
 
 def coco_annotations(path: Path, options: dict[str, Any]) -> Path:
@@ -425,7 +518,7 @@ def documents(path: Path, options: dict[str, Any], recipe: dict[str, Any] | None
         if boxes_dir is not None:
             box = next((c for c in (boxes_dir / rel.with_suffix(".csv"), boxes_dir / f"{p.stem}.csv") if c.is_file()), None)
         items.append({"id": rel.as_posix(), "path": p, "boxes": box,
-                      "gt_text": txt.read_text(encoding="utf-8", errors="replace") if txt else None})
+                      "gt_text": txt.read_text(encoding="utf-8-sig", errors="replace") if txt else None})
     found = {"text_dir": from_text_dir, "boxes_dir": sum(it["boxes"] is not None for it in items)}
     for name, d in (("text_dir", text_dir), ("boxes_dir", boxes_dir)):
         if d is not None and not found[name]:

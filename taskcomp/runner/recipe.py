@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 __all__ = ["load_recipe", "read_yaml", "check_config_keys", "validate_recipe", "check_objective", "resolve_recipe", "list_recipes", "parse_shard",
            "settings", "is_map_method", "is_optimized", "is_predicted", "MAP_OPTIONS", "RecipeError"]
 
@@ -49,6 +47,8 @@ _KINDS = {
               "a non-empty list of numbers in [0, 1]"),
     "nums>=0": (lambda v: isinstance(v, list) and bool(v) and all(_is_num(x) and x >= 0 for x in v),
                 "a non-empty list of numbers >= 0"),
+    "nums>0": (lambda v: isinstance(v, list) and bool(v) and all(_is_num(x) and x > 0 for x in v),
+               "a non-empty list of numbers > 0"),
     "qualities": (lambda v: isinstance(v, list) and bool(v) and all(_is_int(x) and 0 <= x <= 100 for x in v),
                   "a non-empty list of integers in [0, 100]"),
     "optimizer": (lambda v: v in ("adam", "lbfgs"), "adam or lbfgs"),
@@ -83,7 +83,7 @@ METHOD_KEYS = {
     "jpeg": {"quality": "qualities"},
     "webp": {"quality": "qualities"},
     "task_aware": {"lambda": "nums>=0", "use_label": "bool", "use_gt": "bool", **OPTIMIZER_KEYS},
-    "predicted": {"lambda": "nums>=0", "predictor": "str", "checkpoint": "str", "refine": "int>=0",
+    "predicted": {"lambda": "nums>0", "predictor": "str", "checkpoint": "str", "refine": "int>=0",
                   "use_label": "bool", "use_gt": "bool", **OPTIMIZER_KEYS},
 }
 
@@ -160,7 +160,21 @@ def validate_recipe(r: Any, source: str = "recipe") -> dict[str, Any]:
         sweep = next(iter(allowed), None)
         if sweep is not None and sweep not in spec:
             raise RecipeError(f"{source}: methods.{method} needs {sweep}: (the values it sweeps)")
+        if is_optimized(str(method)) or is_predicted(str(method)):
+            _check_optimizer_ranges(source, str(method), spec)
     return r
+
+
+def _check_optimizer_ranges(source: str, method: str, spec: dict[str, Any]) -> None:
+    """A map method's optimiser keys within the ranges :class:`taskcomp.optimize.MapOptimizer` accepts (e.g.
+    ``lr`` in (0, 1e6], ``init_q`` in [1e-4, 1 - 1e-4], ``alpha`` and ``scale`` > 0), checked before any work."""
+    from ..optimize import check_optimizer_args
+
+    kw = {k: spec[k] for k in OPTIMIZER_KEYS if k in spec and k != "init"}  # init: box_mask is the runner's
+    try:
+        check_optimizer_args(**kw)
+    except ValueError as e:
+        raise RecipeError(f"{source}: methods.{method}.{e}") from None
 
 
 def check_objective(recipe: dict[str, Any], source: str = "recipe") -> None:
@@ -253,18 +267,12 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
 
 
 def read_yaml(path: str | Path, what: str = "recipe") -> Any:
-    """A YAML file's content; malformed YAML or non-UTF-8 text is a one-line :class:`RecipeError` with the line
-    and column (``what`` names the file's role in the message)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = " ".join(str(getattr(e, "problem", None) or e).split())
-        raise RecipeError(f"{what} {path}: malformed YAML{where}: {problem}") from None
-    except UnicodeDecodeError as e:
-        raise RecipeError(f"{what} {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    """A YAML file's content (read by :func:`taskcomp.yamlio.read`: ``1e-2`` is a number); malformed YAML, a key
+    written twice in one mapping, or non-UTF-8 text is a one-line :class:`RecipeError` with the line and column
+    (``what`` names the file's role in the message)."""
+    from ..yamlio import read
+
+    return read(path, what, RecipeError)
 
 
 def check_config_keys(path: str | Path, allowed, what: str = "config") -> None:

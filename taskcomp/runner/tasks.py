@@ -114,7 +114,8 @@ class ClassificationTask:
 def _sroie_lines(csv_path: Path) -> list[tuple[float, float, float, float, str]]:
     """Ground-truth text lines of one SROIE receipt: (x0, y0, x1, y1, transcript) from 4-point boxes."""
     out = []
-    for line in csv_path.read_text(encoding="utf-8", errors="replace").splitlines():
+    # utf-8-sig: a byte-order mark would make the first line's x1 unreadable (and the line silently dropped)
+    for line in csv_path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
         parts = line.split(",", 8)
         if len(parts) < 9:
             continue

@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from ..codec.checkpoint import save_codec
 from ..codec.sft import SFTCodec, bits_from_likelihoods
@@ -115,9 +114,17 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> "TrainConfig":
-        """Read a config file; ``overrides`` that are not None replace its values."""
-        with open(path) as f:
-            d = yaml.safe_load(f) or {}
+        """Read a config file; ``overrides`` that are not None replace its values.
+
+        Raises:
+            ValueError: one line for malformed YAML, a key written twice (:func:`taskcomp.yamlio.read`), or a file
+                that is not a mapping of keys to values.
+        """
+        from ..yamlio import read
+
+        d = read(path, "training config") or {}
+        if not isinstance(d, dict):
+            raise ValueError(f"training config {path} must be a mapping of keys to values, got {type(d).__name__}")
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         extra = {k: v for k, v in d.items() if k not in cls.__dataclass_fields__}
         cfg = cls(**known, extra=extra)
@@ -397,7 +404,9 @@ def _launch_workers(cfg: TrainConfig, resume: bool, data: str | None, device) ->
 
 def _config_yaml(cfg: TrainConfig) -> str:
     """``cfg`` as the YAML :meth:`TrainConfig.from_yaml` reads back (``extra`` keys at the top level)."""
-    return yaml.safe_dump({**{k: v for k, v in cfg.__dict__.items() if k != "extra"}, **cfg.extra}, sort_keys=False)
+    from ..yamlio import dump
+
+    return dump({**{k: v for k, v in cfg.__dict__.items() if k != "extra"}, **cfg.extra}, sort_keys=False)
 
 
 def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) -> Path | None:

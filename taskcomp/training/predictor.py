@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from ..datasets import TrainingPool, open_training_pool
 from ..io import atomic_write
+from ..yamlio import dump as dump_yaml
+from ..yamlio import load as load_yaml
 from .distributed import LAUNCHED_ENV, DistGroup, launch_local, process_group, record_failure
 from .loop import CsvLog, Prefetcher, check_fresh, cosine_lr, progress, save_state
 
@@ -80,13 +81,12 @@ class PredictorTrainConfig:
         Raises:
             ConfigError: unreadable YAML, an unknown key (named, with the keys allowed), a wrong type or range.
         """
+        from ..yamlio import read
+
         try:
-            with open(path) as f:
-                d = yaml.safe_load(f) or {}
+            d = read(path, "config", ConfigError) or {}
         except OSError as e:
             raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(d, dict):
             raise ConfigError(f"{path} must be a mapping of keys to values")
         d.update({k: v for k, v in overrides.items() if v is not None})
@@ -146,7 +146,7 @@ class PredictorTrainConfig:
                 raise ConfigError(f"{where}: {k} must be > 0 minutes, got {v}")
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
+        return dump_yaml(dataclasses.asdict(self), sort_keys=False)
 
 
 def _objective(cfg: PredictorTrainConfig, device: torch.device):
@@ -301,7 +301,7 @@ def _train(cfg: PredictorTrainConfig, resume: bool, data: list[str] | None, log,
     resumed = resume and state_path.is_file()
     if resumed:
         st = torch.load(state_path, map_location=device, weights_only=False)
-        _check_same_model(yaml.safe_load(st.get("config") or "{}") or {}, cfg, state_path)
+        _check_same_model(load_yaml(st.get("config") or "{}") or {}, cfg, state_path)
         model.load_state_dict(st["model"], strict=False)
         opt.load_state_dict(st["optimizer"])
         step, elapsed = st["step"], st["elapsed"]
@@ -397,7 +397,7 @@ def export_predictor(run_dir: str | Path, out: str | Path | None = None) -> Path
     if not (run_dir / "last.pth").is_file():
         raise FileNotFoundError(f"no training state in {run_dir} (last.pth)")
     st = torch.load(run_dir / "last.pth", map_location="cpu", weights_only=False)
-    cfg = PredictorTrainConfig.from_dict(yaml.safe_load(st["config"]), where=str(run_dir / "last.pth"))
+    cfg = PredictorTrainConfig.from_dict(load_yaml(st["config"]), where=str(run_dir / "last.pth"))
     model = FeatureFiLMPredictor(_predictor_config(cfg), pretrained=False)
     model.load_state_dict(st["model"], strict=False)
     path = Path(out) if out else run_dir / "predictor.pth"
