@@ -12,11 +12,48 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["check_image_tensor", "check_map_tensor", "check_codec_inputs", "check_latents", "TOLERANCE",
-           "MAX_LATENT"]
+__all__ = ["check_image_tensor", "check_map_tensor", "check_codec_inputs", "check_latents", "check_number", "TOLERANCE",
+           "MAX_LATENT", "MAX_WEIGHT"]
 
 #: Values this far outside [0, 1] (float rounding) are clamped; anything further is refused.
 TOLERANCE = 1e-6
+
+
+#: Largest relative weight of a task term (``--det-weight``, ``--rec-weight``, ``detection:W`` in a task list): the
+#: optimiser's objective carries any lambda (it rescales), but weights inside the task loss reach float32's range
+#: in the backward pass; 1e6 is the largest lambda measured to work unscaled (taskcomp.optimize).
+MAX_WEIGHT = 1e6
+
+
+def check_number(value, name: str, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+                 high_open: bool = False, integer: bool = False) -> float | int:
+    """A finite real number (an integer with ``integer``) in [low, high] (open ends with ``low_open`` /
+    ``high_open``; None: unbounded); bools and strings are refused.
+
+    Returns:
+        ``value`` as a float (an int with ``integer``).
+
+    Raises:
+        ValueError: one line, ``"{name} must be a finite number in (0, 1e+06], got nan"``.
+    """
+    import math
+    import numbers
+
+    kind = "an integer" if integer else "a finite number"
+    rng = ""
+    if low is not None or high is not None:
+        rng = (f" in {'(' if low_open or low is None else '['}{'-inf' if low is None else f'{low:g}'}, "
+               f"{'inf' if high is None else f'{high:g}'}{')' if high_open or high is None else ']'}")
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and integer:
+        ok = isinstance(value, numbers.Integral)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        raise ValueError(f"{name} must be {kind}{rng}, got {value!r}")
+    return int(value) if integer else float(value)
 
 
 def _range(t: Tensor) -> tuple[float, float]:

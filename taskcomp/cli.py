@@ -39,6 +39,7 @@ def _cmd_train_predictor(a):
 def _cmd_export(a):
     from .train import export
 
+    _apply_threads(a)
     print(export(a.run_dir, a.output, half=a.half, base=a.base))
 
 
@@ -47,6 +48,7 @@ def _cmd_widen(a):
     from .codec.widen import widen_codec
     from .codec.zoo import CODEC_CONFIGS, resolve_name
 
+    _apply_threads(a)
     target = resolve_name(a.to)
     src = _load_codec(a)
     wide = widen_codec(src, CODEC_CONFIGS[target], seed=a.seed)
@@ -58,10 +60,30 @@ def _cmd_widen(a):
     print(f"{a.output}: {target}, {n_wide:,} parameters (from {n_src:,}), weights {digest[:16]}")
 
 
+def _add_threads_arg(p):
+    """``--threads`` for a command that computes (shared by every such subcommand; applied by
+    :func:`_apply_threads`, which :func:`_device` calls)."""
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
+
+
+def _apply_threads(a) -> None:
+    """``--threads N``: checked (>= 1, one-line error) and set with ``torch.set_num_threads``; no-op without it."""
+    n = getattr(a, "threads", None)
+    if n is None:
+        return
+    if n < 1:
+        raise ValueError(f"--threads must be >= 1, got {n}")
+    import torch
+
+    torch.set_num_threads(n)
+
+
 def _device(a):
-    """The command's device (``--device``), announced in the first line the command prints."""
+    """The command's device (``--device``), announced in the first line the command prints; applies
+    ``--threads``."""
     from .devices import describe_device, resolve_device
 
+    _apply_threads(a)
     dev = resolve_device(getattr(a, "device", "auto"))
     print(f"taskcomp {a.command}: device {describe_device(dev)}")
     return dev
@@ -108,21 +130,49 @@ def _cmd_compress(a):
     from .io import atomic_write, image_to_tensor, load_image
     from .maps import check_map, load_map, uniform_map
 
-    img = load_image(a.image)
-    H, W = img.shape[:2]
-    if a.quality is not None:
-        if not 0.0 <= a.quality <= 1.0:
-            raise ValueError(f"--quality must lie in [0, 1], got {a.quality}")
-        qmap = uniform_map(H, W, a.quality)
-    else:
-        qmap = check_map(load_map(a.qmap), size=(H, W))
+    from .outputs import BatchError, OutputPlan, check_suffix
+
+    if a.quality is not None and not 0.0 <= a.quality <= 1.0:
+        raise ValueError(f"--quality must lie in [0, 1], got {a.quality}")
+    one = len(a.image) == 1 and not os.path.isdir(a.image[0])
+    images = [Path(a.image[0])] if one else _image_args(a.image)  # one file: load_image says what is wrong
+    out = Path(a.output)
+    if one and not out.is_dir() and out.suffix:
+        dests = [out]
+    else:  # -o FOLDER (an existing folder, or a name without suffix): FOLDER/STEM.tcz per image
+        dests = [p[0] for p in _outputs(images, a.output, None)]
+    plan = OutputPlan()
+    for p in images:
+        plan.add_input(p, f"the input image {p}")
+    plan.add_input(a.qmap, f"the --qmap file {a.qmap}")
+    if a.checkpoint and os.path.isfile(a.checkpoint):
+        plan.add_input(a.checkpoint, f"the --checkpoint file {a.checkpoint}")
+    for d in dests:
+        plan.add_output(d, "-o")
+    plan.check()  # an output on an input is said first, then a name that contradicts the content
+    if dests == [out]:
+        check_suffix(out, "tcz", "-o")
+    given = None if a.qmap is None else load_map(a.qmap)
     dev = _device(a)
     codec = _load_codec(a, dev)
-    with torch.inference_mode():
-        data = encode(codec, image_to_tensor(img).to(dev), qmap.to(dev))
-    out = Path(a.output)
-    atomic_write(out, data)
-    print(f"{out}: {len(data)} bytes, {8 * len(data) / (H * W):.4f} bpp ({W}x{H})")
+    failures = []
+    for src, dst in zip(images, dests):
+        try:
+            img = load_image(src)
+            H, W = img.shape[:2]
+            qmap = uniform_map(H, W, a.quality) if given is None else check_map(given, size=(H, W))
+            with torch.inference_mode():
+                data = encode(codec, image_to_tensor(img).to(dev), qmap.to(dev))
+            atomic_write(dst, data)
+        except _IMAGE_ERRORS as e:
+            if one or os.environ.get("TASKCOMP_DEBUG"):
+                raise
+            failures.append((str(src), _failure_text(e)))
+            print(f"{src}: failed ({failures[-1][1]}); going on with the other images")
+            continue
+        print(f"{dst}: {len(data)} bytes, {8 * len(data) / (H * W):.4f} bpp ({W}x{H})")
+    if failures:
+        raise BatchError(failures, len(images))
 
 
 def _cmd_decompress(a):
@@ -130,7 +180,7 @@ def _cmd_decompress(a):
 
     import torch
 
-    from .bitstream import BitstreamError, decode, unpack
+    from .bitstream import BitstreamError, decode, decoded_array, unpack
     from .codec import create_codec, list_codecs
     from .codec.zoo import shipped_checkpoint
     from .io import save_image
@@ -140,8 +190,21 @@ def _cmd_decompress(a):
         if not src.is_file():
             raise FileNotFoundError(f"no such file: {src}")
     out = Path(a.output)
-    if len(srcs) > 1 and out.suffix:
+    if len(srcs) > 1 and out.suffix and not out.is_dir():
         raise ValueError("with several inputs, -o must be a folder (a path without a suffix)")
+    from .outputs import BatchError, OutputPlan, check_suffix
+
+    dests = [out / f"{src.stem}.png" if len(srcs) > 1 or out.is_dir() or not out.suffix else out for src in srcs]
+    plan = OutputPlan()
+    for src in srcs:
+        plan.add_input(src, f"the input {src}")
+    if a.checkpoint and os.path.isfile(a.checkpoint):
+        plan.add_input(a.checkpoint, f"the --checkpoint file {a.checkpoint}")
+    for d in dests:
+        plan.add_output(d, "-o")
+    plan.check()
+    if dests[0] == out:
+        check_suffix(out, "image", "-o")
     dev = _device(a)
     codecs: dict = {}
 
@@ -156,17 +219,26 @@ def _cmd_decompress(a):
             codecs[name] = create_codec(name, checkpoint=a.checkpoint, device=dev)
         return codecs[name]
 
-    for src in srcs:
-        dst = out / f"{src.stem}.png" if len(srcs) > 1 or out.is_dir() or not out.suffix else out
+    failures = []
+    for src, dst in zip(srcs, dests):
         try:
-            data = src.read_bytes()
-            codec = codec_for(data)  # made outside inference mode: its buffers must stay ordinary tensors
-            with torch.inference_mode():
-                x_hat = decode(codec, data, synthesis=a.synthesis)
-        except BitstreamError as e:
-            raise BitstreamError(f"{src}: {e}") from None
-        save_image(x_hat, dst)
+            try:
+                data = src.read_bytes()
+                codec = codec_for(data)  # made outside inference mode: its buffers must stay ordinary tensors
+                with torch.inference_mode():
+                    x_hat = decode(codec, data, synthesis=a.synthesis)
+            except BitstreamError as e:
+                raise BitstreamError(f"{src}: {e}") from None
+            save_image(decoded_array(x_hat, data), dst)  # one channel when the source was grayscale
+        except _IMAGE_ERRORS as e:  # several inputs: one bad file does not stop the others
+            if len(srcs) == 1 or os.environ.get("TASKCOMP_DEBUG"):
+                raise
+            failures.append((str(src), _failure_text(e)))
+            print(f"{src}: failed ({failures[-1][1]}); going on with the other files")
+            continue
         print(f"{dst}: {x_hat.shape[-1]}x{x_hat.shape[-2]}")
+    if failures:
+        raise BatchError(failures, len(srcs), what="file")
 
 
 def _cmd_eval_codec(a):
@@ -222,7 +294,8 @@ def _cmd_eval_codec(a):
 
 
 def _cmd_demo(a):
-    """Compress the bundled sample with the shipped codec at a few maps; print real and estimated bpp."""
+    """Compress the bundled sample with the shipped codec at a few maps (real and estimated bpp), then compare
+    task-aware with uniform maps at the same real bpp on the bundled demo images (:func:`taskcomp.demo.demo_task`)."""
     from importlib import resources
     from pathlib import Path
 
@@ -233,6 +306,8 @@ def _cmd_demo(a):
     from .io import atomic_write, image_to_tensor, load_image, save_image, tensor_to_image
     from .maps import half_map, uniform_map
 
+    if a.label is not None and not a.image:
+        raise ValueError("--label is the class of --image; the bundled demo images are classified label-free")
     src = Path(a.image) if a.image else Path(str(resources.files("taskcomp") / "samples" / "parrots_256.png"))
     img = load_image(src)
     H, W = img.shape[:2]
@@ -255,26 +330,9 @@ def _cmd_demo(a):
         save_image(dec, out / f"{stem}.png")
         print(f"{name:<14}{len(data):>8}{bpp_of_bytes(len(data), H, W):>10.4f}{est:>10.4f}{psnr(img, dec):>9.2f}")
     if not a.no_task:
-        import time
+        from .demo import demo_task
 
-        from .objectives import create_objective
-        from .optimize import MapOptimizer, real_bpp
-
-        label = a.label if a.image else 88  # the bundled sample shows macaws (ImageNet class 88)
-        clf = create_objective("classification", device=dev)
-        ctx = clf.prepare(x, label=label) if label is not None else clf.prepare(x)
-        t0 = time.perf_counter()
-        res = MapOptimizer(codec, clf, lam=a.lam, steps=10, lr=0.3, init_q=0.1, downsample=8).run(x, ctx)
-        secs = time.perf_counter() - t0
-        bpp, data = real_bpp(codec, x, res.qmap)
-        atomic_write(out / "task_aware.tcz", data)  # and what a person looks at: decoded image, map, overlay
-        _save_pictures(codec, x, res.qmap, data, out / "task_aware_map.png", True, out / "task_aware_overlay.png",
-                       out / "task_aware.png")
-        q, ubpp, udata = _family_at_bpp(codec, x, lambda s: torch.full((1, 1, H, W), s, device=dev), bpp)
-        print(f"\nclassification with {clf.model_name}" + (f", label {label}" if label is not None else ", label-free")
-              + f": task-aware map (lambda {a.lam:g}, 10 Adam steps, {secs:.1f}s) vs the uniform map of equal bpp")
-        _print_comparison(codec, clf, x, ctx, [("task-aware", f"lambda={a.lam:g}", bpp, data),
-                                               ("uniform", f"q={q:.3f}", ubpp, udata)])
+        demo_task(codec, out, image=src if a.image else None, label=a.label, lam=a.lam)
     print(f"files in {out}/")
 
 
@@ -338,23 +396,25 @@ def _jsonable(v):
 
 
 def _check_writable_parent(path: str, option: str) -> None:
-    """``option``'s file can be written: its folder exists or is made now, and is writable (one-line ValueError)."""
-    parent = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"{option} {path}: cannot make its folder {parent} ({e.strerror})") from None
-    if not os.access(parent, os.W_OK):
-        raise ValueError(f"{option} {path}: its folder {parent} is not writable")
+    """``option``'s file can be written: its nearest existing folder is a writable folder (one-line ValueError).
+    Makes nothing: missing folders are made when the file is written, so a refused command leaves none behind."""
+    from .outputs import check_parent
+
+    check_parent(path, option)
 
 
 def _with_json(cmd):
     """``cmd`` with ``--json FILE``: one result per image (image, output, map, size, lambda, real bpp, bytes,
-    seconds, and with --compare every compared map's bpp, PSNR and task metrics) written to FILE atomically when
-    all images are done; ``--json -`` prints it to stdout and sends the human-readable lines to stderr."""
+    seconds, and with --compare every compared map's bpp, PSNR and task metrics) written to FILE atomically
+    after every image (so the images done are kept after a failure or Ctrl-C), beside the command's settings,
+    the images that failed and a status (done, failed, interrupted, stopped); ``--json -`` prints it to stdout
+    at the end and sends the human-readable lines to stderr. A FILE from an earlier run with the same settings
+    lets the command skip the images it records as done (:func:`_done_before`)."""
     def run(a):
         import contextlib
         import json
+
+        from .outputs import BatchError
 
         dest = getattr(a, "json", None)
         if dest and dest != "-":  # found before minutes of work, not after
@@ -364,21 +424,104 @@ def _with_json(cmd):
             if p and os.path.splitext(p)[1]:  # a file (a folder without suffix is created when needed)
                 _check_writable_parent(p, "--" + opt.replace("_", "-"))
         a.json_rows = [] if dest else None
-        with contextlib.redirect_stdout(sys.stderr) if dest == "-" else contextlib.nullcontext():
-            cmd(a)
-        if dest:
-            text = json.dumps(_jsonable({"command": a.command, "images": a.json_rows}), indent=2)
-            if dest == "-":
-                print(text)
-            else:
-                from pathlib import Path
+        a.json_failed = []
+        a.json_settings = _settings(a)  # as given: a command may fill in defaults (ocr-map's codec) as it runs
+        a.json_previous = _previous_results(a, dest) if dest and dest != "-" else {}
 
-                from .io import atomic_write
+        def document(status: str) -> str:
+            return json.dumps(_jsonable({"command": a.command, "status": status, "settings": a.json_settings,
+                                         "images": a.json_rows, "failed": a.json_failed}), indent=2)
 
-                atomic_write(Path(dest), (text + "\n").encode())
+        def write(status: str) -> None:
+            from pathlib import Path
+
+            from .io import atomic_write
+
+            atomic_write(Path(dest), (document(status) + "\n").encode())
+
+        a.json_flush = (lambda: write("running")) if dest and dest != "-" else None
+        status = "stopped"  # an error that ended the command after some images were done
+        try:
+            with contextlib.redirect_stdout(sys.stderr) if dest == "-" else contextlib.nullcontext():
+                cmd(a)
+            status = "done"
+        except BatchError:
+            status = "failed"
+            raise
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            if dest and (status == "done" or a.json_rows or a.json_failed):  # a refusal before any work writes none
+                if dest == "-":
+                    print(document(status))
+                else:
+                    write(status)
 
     run.__name__ = cmd.__name__
     return run
+
+
+#: Arguments that do not change what a command writes (left out of the settings --json records and compares).
+_NOT_SETTINGS = ("func", "command", "image", "input", "json", "device", "threads", "predictor_model")
+
+
+def _settings(a) -> dict:
+    """The command's settings as --json records them: its arguments, less inputs, device and threads."""
+    import json
+
+    keep = {k: v for k, v in sorted(vars(a).items()) if k not in _NOT_SETTINGS and not k.startswith("json_")
+            and (v is None or isinstance(v, (str, int, float, bool)))}
+    return json.loads(json.dumps(_jsonable(keep)))
+
+
+def _previous_results(a, dest: str) -> dict:
+    """--json FILE of an earlier run of this command: its records by image path when its settings are this run's
+    (else {} and a line saying that every image is redone)."""
+    import json
+
+    if not os.path.isfile(dest):
+        return {}
+    try:
+        with open(dest, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("command") != a.command or not isinstance(doc.get("images"), list):
+        return {}
+    if doc.get("settings") != a.json_settings:
+        print(f"--json {dest} holds results of other settings: every image is done again")
+        return {}
+    return {r["image"]: r for r in doc["images"] if isinstance(r, dict) and isinstance(r.get("image"), str)}
+
+
+def _done_before(a, path, dst, map_dst, sides) -> dict | None:
+    """The --json record of ``path`` from an earlier run with the same settings, when what it wrote is still there
+    unchanged (same input bytes, same .tcz bytes, the map and pictures present); else None."""
+    from pathlib import Path
+
+    from .outputs import file_sha256
+
+    prev = (getattr(a, "json_previous", None) or {}).get(str(path))
+    if not prev or prev.get("output") != str(dst) or prev.get("map") != (str(map_dst) if map_dst else None):
+        return None
+    if not Path(dst).is_file() or prev.get("output_sha256") != file_sha256(dst):
+        return None
+    if prev.get("input_sha256") != file_sha256(path):
+        return None
+    if any(p is not None and not Path(p).is_file() for p in (map_dst, *sides)):
+        return None
+    return prev
+
+
+def _failure_text(e: BaseException) -> str:
+    """One line for an image's failure in a batch."""
+    text = " ".join(str(e).split())
+    return text if isinstance(e, (ValueError, OSError)) and text else f"{type(e).__name__}: {text}"
+
+
+#: Errors of one image that do not stop the other images of a batch.
+_IMAGE_ERRORS = (ValueError, OSError, MemoryError, RuntimeError)
 
 
 def _optimize_map(codec, objective, x, ctx, a, default_lam: float, opt_kwargs: dict):
@@ -556,7 +699,7 @@ def _optimize_map_working(codec, objective, x, ctx, a, full, extra, default_lam,
 
 
 def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: float, opt_kwargs: dict, describe,
-                full=None):
+                full=None, after=None):
     """Optimise and code the maps of ``images`` (paths): batches of ``--batch-size`` images of one padded size at
     ``--lambda``, one image at a time for ``--target-bpp``. Images are loaded as they come (``load(path)`` ->
     (uint8 array, extra)), so only the open batches are held in memory.
@@ -565,7 +708,10 @@ def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: fl
     of its report line. ``full(extra)``, when given, is the input image at its own size where the loaded array is
     a smaller working resolution: the map optimised at the working resolution is upsampled to the input's size
     (:func:`_map_at_input_size`) and the input is coded at its own size, so the .tcz decodes to the input's size
-    and bpp counts the input's pixels. Writes each .tcz (and map) atomically as soon as it is coded."""
+    and bpp counts the input's pixels. Writes each .tcz (and map) atomically as soon as it is coded.
+    ``after(x, qmap, ctx, (h, w), data)``, when given, runs once an image is coded (x and qmap: the coded image and
+    its map, ctx: its context at the working resolution (h, w), data: the .tcz bytes) and returns fields for its --json row (ocr-map: the CER
+    against the original's reading)."""
     import time
 
     from .io import atomic_write, image_to_tensor
@@ -575,13 +721,26 @@ def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: fl
         raise ValueError(f"--lambda must be >= 0, got {a.lam}")
     if a.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
-    dests = dict(zip(images, _outputs(images, a.output, a.save_map)))
-    sides = dict(zip(images, zip(_side_outputs(images, a.save_overlay, "--save-overlay"),
-                                 _side_outputs(images, a.save_decoded, "--save-decoded"))))
-    maps_folder = a.save_map is not None and (len(images) > 1 or os.path.isdir(a.save_map)
-                                              or not os.path.splitext(a.save_map)[1])
+    from .outputs import BatchError, file_sha256
+
+    dests, sides, maps_folder = _map_outputs(a, images)
     bs = 1 if a.target_bpp is not None else a.batch_size
     totals = [0.0, 0]
+    failures: list[tuple[str, str]] = []
+    finished: set = set()
+
+    def failed(paths, e) -> None:
+        """One image's error in a batch of several: noted, said at the end; the others go on."""
+        if len(images) == 1 or os.environ.get("TASKCOMP_DEBUG"):
+            raise e
+        msg = _failure_text(e)
+        for p in paths:
+            failures.append((str(p), msg))
+            if getattr(a, "json_failed", None) is not None:
+                a.json_failed.append({"image": str(p), "error": msg})
+            print(f"{p}: failed ({msg}); going on with the other images")
+        if getattr(a, "json_flush", None):
+            a.json_flush()
 
     def code(batch) -> None:
         xs = [image_to_tensor(arr).to(dev) for _, arr, _ in batch]
@@ -618,25 +777,98 @@ def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: fl
             setting = f"lambda {lam:.4g}" + "".join(f", {k.replace('_', ' ')} {v:+.3f}" for k, v in adjust.items())
             print(f"{describe(path, Ww, Hw, ctxs[j], extra)}: {setting}, {bpp:.4f} bpp, map in {secs:.1f}s "
                   f"-> {dst}" + (f" (map {map_dst})" if map_dst else ""))
-            row = _json_row(a, path, dst, map_dst, W, H, lam, bpp, len(data), secs)
-            row.update(adjust)  # --json: the offset / blend that met --target-bpp beside lambda
+            more = dict(adjust)  # --json: the offset / blend that met --target-bpp beside lambda
+            if after is not None:
+                more.update(after(x, qmap, ctxs[j], (Hw, Ww), data) or {})
             if a.compare:
                 short = {"logit_offset": "offset", "blend": "blend", "input_size_logit_offset": "offset@input"}
                 label = f"lambda={lam:.4g}" + "".join(f",{short[k]}={v:+.2f}" for k, v in adjust.items())
                 rows = [("task-aware", label, bpp, data)] + _comparison_rows(a, codec, objective, x, ctx, bpp)
-                row["compare"] = _print_comparison(codec, objective, x, ctx, rows)
+                more["compare"] = _print_comparison(codec, objective, x, ctx, rows)
+            if getattr(a, "json_rows", None) is not None:  # recorded (and written) once the image is wholly done
+                row = _json_row(a, path, dst, map_dst, W, H, lam, bpp, len(data), secs)
+                row.update(more, input_sha256=file_sha256(path), output_sha256=file_sha256(dst))
+                if getattr(a, "json_flush", None):
+                    a.json_flush()
+            finished.add(path)
+
+    def code_or_note(batch) -> None:
+        try:
+            code(batch)
+        except _IMAGE_ERRORS as e:
+            failed([p for p, _, _ in batch if p not in finished], e)
 
     pending: dict[tuple[int, int], list] = {}
     for path in images:
-        arr, extra = load(path)
+        prev = _done_before(a, path, *dests[path], sides[path])
+        if prev is not None:  # a rerun: this image's outputs and record are from an earlier run, unchanged
+            a.json_rows.append(prev)
+            print(f"{path}: done in an earlier run with the same settings (--json {a.json}): {prev['output']} "
+                  "kept, skipped")
+            continue
+        try:
+            arr, extra = load(path)
+        except _IMAGE_ERRORS as e:
+            failed([path], e)
+            continue
         key = group_key(*arr.shape[:2])
         pending.setdefault(key, []).append((path, arr, extra))
         if len(pending[key]) >= bs:
-            code(pending.pop(key))
+            code_or_note(pending.pop(key))
     for key in list(pending):
-        code(pending.pop(key))
+        code_or_note(pending.pop(key))
     if totals[1] > 1:
         print(f"{totals[1]} maps, {totals[0] / totals[1]:.1f}s per map on average")
+    if failures:
+        raise BatchError(failures, len(images))
+
+
+def _map_outputs(a, images):
+    """Where optimize / ocr-map write for ``images``, checked before any work (:class:`taskcomp.outputs.OutputPlan`):
+    no output on an input (image, checkpoint, predictor, model file) or on another output (.tcz, map picture and
+    exact map, overlay, decoded image, --json), and each file's extension fits what it holds.
+
+    Returns (dests {image: (.tcz path, map path or None)}, sides {image: (overlay or None, decoded or None)},
+    maps_folder (--save-map names a folder: STEM.png and STEM.npy per image)).
+
+    Raises:
+        ValueError: one line (taskcomp.outputs.OutputError for collisions and extensions).
+    """
+    from pathlib import Path
+
+    from .outputs import OutputPlan, check_suffix
+
+    dests = dict(zip(images, _outputs(images, a.output, a.save_map)))
+    sides = dict(zip(images, zip(_side_outputs(images, a.save_overlay, "--save-overlay"),
+                                 _side_outputs(images, a.save_decoded, "--save-decoded"))))
+    maps_folder = a.save_map is not None and (len(images) > 1 or os.path.isdir(a.save_map)
+                                              or not os.path.splitext(a.save_map)[1])
+    plan = OutputPlan()
+    for p in images:
+        plan.add_input(p, f"the input image {p}")
+    for opt in ("checkpoint", "predictor", "model"):
+        p = getattr(a, opt, None)
+        if p and os.path.isfile(p):
+            plan.add_input(p, f"the --{opt} file {p}")
+    for p in images:
+        (dst, m), (ov, dec) = dests[p], sides[p]
+        plan.add_output(dst, "-o")
+        plan.add_output(m, "--save-map")
+        if m is not None and maps_folder and m.suffix.lower() == ".png":
+            plan.add_output(m.with_suffix(".npy"), "--save-map")
+        plan.add_output(ov, "--save-overlay")
+        plan.add_output(dec, "--save-decoded")
+    plan.add_output(getattr(a, "json", None), "--json")
+    plan.check()  # an output on an input is said first, then a name that contradicts the content
+    if len(images) == 1 and dests[images[0]][0] == Path(a.output):
+        check_suffix(a.output, "tcz", "-o")
+    for opt, j in (("--save-overlay", 0), ("--save-decoded", 1)):
+        p = sides[images[0]][j]
+        if len(images) == 1 and p is not None:
+            check_suffix(p, "image", opt)
+    if getattr(a, "json", None) not in (None, "-"):
+        check_suffix(a.json, "json", "--json")
+    return dests, sides, maps_folder
 
 
 def _comparison_rows(a, codec, objective, x, ctx, bpp):
@@ -703,6 +935,7 @@ def _cmd_optimize(a):
             raise ValueError(f"--predictor {a.predictor}: not a registered predictor ({', '.join(list_predictors())}) "
                              "nor a checkpoint file")
     images = _image_args(a.image)
+    _map_outputs(a, images)  # collisions and extensions refused before any model loads
     if a.label is not None and len(images) > 1:
         raise ValueError("--label applies to one image; several images are optimised label-free")
     dev = _device(a)
@@ -730,6 +963,11 @@ def _cmd_optimize(a):
         name = default_predictor(a.task, model_name) if a.predictor == "auto" else a.predictor
         a.predictor_model = create_predictor(name, device=dev)
         check_task_model(a.predictor_model, a.task, model_name)
+        lo, hi = a.predictor_model.config.lambda_min, a.predictor_model.config.lambda_max
+        if a.lam is not None and not a.refine and not lo <= a.lam <= hi:  # its FiLM input is clamped to that range
+            raise ValueError(f"--lambda {a.lam:g} is outside the range predictor {a.predictor_model.name} was trained "
+                             f"on ([{lo:g}, {hi:g}]; it would give the map for {min(max(a.lam, lo), hi):g}): give "
+                             "a lambda in that range, add --refine K, or optimise without --predictor")
         print(f"predictor {a.predictor_model.name} ({a.predictor_model.meta.get('steps', '?')} training steps)"
               + (f", then {a.refine} optimiser steps" if a.refine else ""))
     if a.optimizer == "lbfgs" and a.batch_size > 1:
@@ -742,6 +980,20 @@ def _cmd_optimize(a):
                 lambda p, W, H, ctx, _: f"{p}: {W}x{H}, task {a.task}")
 
 
+#: How the demo's bundled images were chosen (``demo --help``; the same as taskcomp.demo.SELECTION, kept here so
+#: that building the parser imports nothing heavy).
+DEMO_SELECTION_HELP = ("of the 24 Kodak images tried as candidates (each its centred square at 256 px; "
+                       "results/demo/candidates.jsonl), these 4 are every one whose class task-aware maps kept and "
+                       "uniform maps of the same real bpp lost; none went the other way. Over all 24 candidates: "
+                       "class kept by uniform maps 9/24 (38%), by task-aware maps 13/24 (54%).")
+
+#: ocr-map's defaults: the measured best setting for documents (results/documents/README.md, session 32: maps made
+#: at the receipt's own size, recogniser-only loss from the text-box mask, 3 steps, lambda 1, sft-small-doc: 14.3%
+#: fewer bits than its uniform maps at equal CER on 21 SROIE receipts).
+OCR_MAP_DEFAULTS = {"max_side": 0, "init": "box-mask", "init_q": 0.25, "det_weight": 0.0, "rec_weight": 1.0,
+                    "steps": 3, "lambda": 1.0, "codec": "sft-small-doc"}
+
+
 def _cmd_ocr_map(a):
     from .io import load_image
     from .objectives import create_objective
@@ -749,17 +1001,57 @@ def _cmd_ocr_map(a):
 
     _early_checks(a)
     images = _image_args(a.image)
+    _map_outputs(a, images)  # collisions and extensions refused before any model loads
     dev = _device(a)
     if a.init == "box-mask" and a.batch_size > 1:
         raise ValueError("--init box-mask gives each image its own first map: use --batch-size 1 with it")
+    from .checks import MAX_WEIGHT, check_number
+
     for name in ("det_weight", "rec_weight"):
-        v = getattr(a, name)
-        if not (v == v and 0 <= v < float("inf")):
-            raise ValueError(f"--{name.replace('_', '-')} must be a number >= 0, got {v}")
+        check_number(getattr(a, name), f"--{name.replace('_', '-')}", 0, MAX_WEIGHT)
     if a.det_weight == 0 and a.rec_weight == 0:
         raise ValueError("--det-weight and --rec-weight are both 0: the text loss would be empty")
     objective = create_objective("text", device=dev, det_weight=a.det_weight, rec_weight=a.rec_weight)
+    if a.codec is None and a.checkpoint is None:
+        a.codec = OCR_MAP_DEFAULTS["codec"]  # the document codec (results/documents)
     codec = _load_codec(a, dev)
+    say = sys.stderr if getattr(a, "json", None) == "-" else sys.stdout
+
+    def prepare(x, _):  # easyocr's reading of the original: the targets (seconds to a minute at full size)
+        import time
+
+        print(f"reading the original ({x.shape[-1]}x{x.shape[-2]}) with easyocr ...", end=" ", flush=True, file=say)
+        t0 = time.perf_counter()
+        ctx = objective.prepare(x)
+        print(f"{len(ctx['images'][0]['boxes'])} boxes of text in {time.perf_counter() - t0:.1f}s; optimising the map "
+              f"({a.steps} steps)", flush=True, file=say)
+        return ctx
+
+    def after(x, qmap, ctx, hw, data):  # CER of the written file against the original's reading, where the bits go
+        import time
+
+        import torch
+
+        from .bitstream import decode
+
+        if not hasattr(objective, "box_reading_cer"):  # a stand-in objective (tests)
+            return {}
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            x_dec = decode(codec, data, synthesis="float32")
+        scale = (x.shape[-2] / hw[0], x.shape[-1] / hw[1])
+        r = objective.box_reading_cer(x, x_dec, ctx, scale=scale)
+        if r["cer"] is None:
+            print("  CER: no text read on the original", file=say)
+            return {"cer_vs_original": None}
+        print(f"  CER against the original's reading: {r['cer']:.3f} ({100 * r['cer']:.1f}% of the characters of "
+              f"{r['n_boxes']} text boxes; word accuracy {r['word_acc']:.1%}), read in "
+              f"{time.perf_counter() - t0:.1f}s", file=say)
+        split = objective.bit_split(codec, x, qmap, ctx, scale=scale)
+        print(f"  where the bits go: the text boxes cover {split['text_area_share']:.0%} of the page and take "
+              f"{split['text_bits_share']:.0%} of its bits (mean q {split['q_mean_text']:.2f} in the text boxes, "
+              f"{split['q_mean_paper']:.2f} elsewhere)", file=say)
+        return {"cer_vs_original": r["cer"], "word_acc_vs_original": r["word_acc"], **split}
 
     def load(p):  # the map is optimised at the working resolution; the input is coded at its own size
         img = load_image(p)
@@ -774,8 +1066,8 @@ def _cmd_ocr_map(a):
         return (f"{p}: {W0}x{H0}{work}"
                 + f", {len(ctx['images'][0]['boxes'])} text boxes read on the original")
 
-    _map_images(a, objective, codec, dev, images, load, lambda x, _: objective.prepare(x), 10.0, opt_kwargs, describe,
-                full=lambda img: img)
+    _map_images(a, objective, codec, dev, images, load, prepare, OCR_MAP_DEFAULTS["lambda"], opt_kwargs, describe,
+                full=lambda img: img, after=after)
 
 
 def _add_picture_args(p):
@@ -803,7 +1095,7 @@ def _add_iterate_args(p):
                    help="layout of the models during the steps: auto (default: channels_last on the CPU: 1.2-1.7x "
                         "faster steps for classification and detection, within noise for text; results/map_speed), "
                         "channels_last or contiguous")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
+    _add_threads_arg(p)
 
 
 def _add_codec_args(p):
@@ -848,9 +1140,54 @@ def _cmd_run(a):
 
         torch.set_num_threads(a.threads)
     out = Path(a.out or recipe.get("out", f"runs/{recipe['name']}"))
+    _check_run_outputs(a, out)
     n = run_recipe(recipe, out, data_root(a.data_root), limit=a.limit, shard=a.shard, batch_size=a.batch_size,
                    device=a.device)
     print(f"{n} new records in {out}; tables: taskcomp report {out}")
+
+
+def _check_run_outputs(a, out) -> None:
+    """``run``: the run folder is a folder, and the files the run writes there (recipe.yaml, run.json) are not the
+    recipe or checkpoint it reads (``taskcomp run OUT/recipe.yaml --out OUT`` would rewrite the recipe it runs).
+
+    Raises:
+        ValueError: one line (taskcomp.outputs.OutputError) naming the paths; nothing is written.
+    """
+    from .outputs import OutputError, OutputPlan
+    from .runner.recipe import resolve_recipe
+
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file; the run folder must be a folder")
+    plan = OutputPlan()
+    plan.add_input(resolve_recipe(a.recipe), f"the recipe {a.recipe}")
+    if a.checkpoint and os.path.isfile(a.checkpoint):
+        plan.add_input(a.checkpoint, f"the --checkpoint file {a.checkpoint}")
+    for name in ("recipe.yaml", "run.json"):
+        plan.add_output(out / name, "--out")
+    try:
+        plan.check()
+    except OutputError as e:
+        raise OutputError(f"{e}; run the recipe you started from (or a copy of it outside {out})") from None
+
+
+def _check_report_outputs(a) -> None:
+    """``report``: the output folder is a folder, and the files written there are none of the run's files read."""
+    from pathlib import Path
+
+    from .outputs import OutputError, OutputPlan
+
+    out = Path(a.out) if a.out else Path(a.run_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file; the report goes to a folder")
+    run_dir = Path(a.run_dir)
+    plan = OutputPlan()
+    if run_dir.is_dir():
+        for p in sorted(run_dir.glob("*.jsonl")) + [run_dir / "run.json", run_dir / "recipe.yaml"]:
+            if p.is_file():
+                plan.add_input(p, f"the run's file {p}")
+    for name in ("table.csv", "table.md", "metrics_vs_bpp.png", "summary.json", "gallery.png"):
+        plan.add_output(out / name, "--out")
+    plan.check()
 
 
 def _cmd_report(a):
@@ -858,6 +1195,8 @@ def _cmd_report(a):
 
     from .report import report
 
+    _apply_threads(a)
+    _check_report_outputs(a)
     s = report(a.run_dir, a.out, max_bpp=a.max_bpp, data_root=a.data_root)
     print(json.dumps({k: v for k, v in s.items() if k not in ("comparisons", "definitions")}, indent=2))
     print("Mean curve: the setting's metric and bpp averaged over the images, against uniform's mean curve (gain at "
@@ -869,10 +1208,17 @@ def _cmd_report(a):
     for name, c in s["comparisons"].items():
         gain_key = next(k for k in c if k.startswith("mean_curve_best_gain_points"))
         g, sv = c[gain_key], c["mean_curve_best_bpp_saving_percent"]
+
+        def ci(key, fmt):  # the headline's bootstrap 95% interval over images (report.bootstrap_interval)
+            iv = c.get(key)
+            return "" if not iv else f" [95% CI {iv['low']:{fmt}} to {iv['high']:{fmt}} over {iv['n_images']} images]"
+
         print(f"{name}: mean curve, best setting: "
-              + (f"{g:+.2f} points at equal bpp ({c['mean_curve_best_gain_setting']}, <= {a.max_bpp} bpp)"
+              + (f"{g:+.2f} points{ci('mean_curve_best_gain_points_ci95', '+.2f')} at equal bpp "
+                 f"({c['mean_curve_best_gain_setting']}, <= {a.max_bpp} bpp)"
                  if g is not None else f"no setting at or below {a.max_bpp} bpp inside uniform's range")
-              + ", " + (f"{pct(sv)} at equal {c['metric']} ({c['mean_curve_best_bpp_saving_setting']})"
+              + ", " + (f"{pct(sv)}{ci('mean_curve_best_bpp_saving_percent_ci95', '+.1f')} at equal {c['metric']} "
+                        f"({c['mean_curve_best_bpp_saving_setting']})"
                         if sv is not None else "no saving measurable (outside uniform's range)"))
         per_image = c.get("per_image") or {}
         for p in c["points"]:
@@ -887,6 +1233,8 @@ def _cmd_report(a):
             print(line)
     for k, n in (s.get("incomplete_settings") or {}).items():
         print(f"warning: {k} has {n} of {s['n_images']} images: its means are not comparable with the others")
+    if s.get("few_images_note"):
+        print(s["few_images_note"])
     if s.get("records_outside_run"):
         print(f"{s['records_outside_run']} records of images outside the run's {s['n_images_planned']} were left out")
 
@@ -913,14 +1261,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("compress", help="compress an image to a .tcz file")
-    c.add_argument("image", help="image to compress (PNG, JPEG, ...; EXIF orientation applied)")
+    c.add_argument("image", nargs="+", help="image(s) to compress (PNG, JPEG, ...; EXIF orientation applied), or "
+                   "folders (searched recursively); one that fails does not stop the others (listed at the end, "
+                   "exit 1)")
     g = c.add_mutually_exclusive_group(required=True)
     g.add_argument("--quality", "-q", type=float, help="uniform quality level in [0, 1] (one of --quality / --qmap "
                    "is required; no default)")
     g.add_argument("--qmap", help="quality map: .npy (floats in [0, 1]) or an image (8/16-bit, scaled to [0, 1]) "
                    "(no default)")
-    c.add_argument("-o", "--output", required=True, help="output .tcz file")
+    c.add_argument("-o", "--output", required=True, help="output .tcz file, or a folder (an existing one or a "
+                   "name without suffix) for STEM.tcz per image")
     _add_codec_args(c)
+    _add_threads_arg(c)
     c.set_defaults(func=_cmd_compress)
 
     d = sub.add_parser("decompress", help="decode a .tcz file to an image (with the codec its header names, "
@@ -931,17 +1283,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthesis arithmetic: float64 (default for current files: the same pixels on any thread "
                         "count) or float32 (4-5x faster on the CPU; the forward pass's arithmetic)")
     _add_codec_args(d)
+    _add_threads_arg(d)
     d.set_defaults(func=_cmd_decompress)
 
-    dm = sub.add_parser("demo", help="compress the bundled sample image at a few maps and print the results")
-    dm.add_argument("--image", help="another image (default: the bundled sample, parrots_256.png)")
+    dm = sub.add_parser("demo", help="what the tool is for, on bundled images: task-aware against uniform quality "
+                        "maps at the same real bpp (classification), with a gallery picture",
+                        description="1. Codes the bundled sample (parrots_256.png, or --image) with the shipped codec "
+                        "under uniform maps q = 0..1 and a half/half map: real and estimated bpp, PSNR. 2. On the "
+                        "bundled demo images (256-px crops of Kodak images, the codec's RD benchmark, used here as "
+                        "pictures), optimises a label-free EfficientNet-Lite0 quality map per image (lambda 0.1, 10 "
+                        "Adam steps: optimize's defaults) and codes it; codes the uniform map of the same real bpp "
+                        "(file size); prints the top-1 class of each decoded image against the original's, per "
+                        "image and the mean over the bundled set; writes the example's files and demo_gallery.png "
+                        "(original | uniform | task-aware | map, with bpp, PSNR and class under each). How the "
+                        "bundled images were chosen: " + DEMO_SELECTION_HELP + " About 40 s on one thread of a 2-core CPU beside a training run.")
+    dm.add_argument("--image", help="another image (default: the bundled sample, parrots_256.png, for the codec "
+                    "table, and the bundled demo images for the task part)")
     dm.add_argument("--out", default="taskcomp-demo", help="folder for the .tcz files and their decoded images "
-                    "(NAME.tcz and NAME.png for each map; the task-aware part adds task_aware.png, its map as a "
-                    "picture task_aware_map.png and exactly task_aware_map.npy, and task_aware_overlay.png)")
+                    "(NAME.tcz and NAME.png for each map; the task-aware part adds the example's task_aware.tcz, "
+                    "task_aware.png, its map as a picture task_aware_map.png and exactly task_aware_map.npy, "
+                    "task_aware_overlay.png, the uniform map's decoded image of the same bpp uniform_same_bpp.png, "
+                    "and demo_gallery.png)")
     dm.add_argument("--label", type=int, help="class of --image for the classification part (default: label-free)")
-    dm.add_argument("--lambda", dest="lam", type=float, default=0.1, help="task weight of the classification part")
+    dm.add_argument("--lambda", dest="lam", type=float, default=None,
+                    help="task weight of the classification part (default 0.1)")
     dm.add_argument("--no-task", action="store_true", help="skip the task-aware classification part")
     _add_codec_args(dm)
+    _add_threads_arg(dm)
+    for act in dm._actions:  # one thread by default: measured beside one busy process on 2 cores, a map took 80 s
+        if act.dest == "threads":  # with 2 threads and 5 s with 1 (256-px images gain little from a second thread)
+            act.default = 1
+            act.help = ("torch threads (default 1: on a 2-core machine with one other busy process a demo map took "
+                        "80 s with 2 threads and 5 s with 1)")
     dm.set_defaults(func=_cmd_demo)
 
     ev = sub.add_parser("eval-codec", help="rate-distortion benchmark on Kodak or other images (resumable)")
@@ -959,6 +1332,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "uses the 0.5 point)")
     ev.add_argument("--no-maps", action="store_true", help="skip the four non-uniform maps (half, gradient, blobs, "
                     "regions)")
+    _add_threads_arg(ev)
     ev.set_defaults(func=_cmd_eval_codec)
 
     o = sub.add_parser("optimize", help="optimise task-aware quality maps for images and compress with them")
@@ -1030,25 +1404,37 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--max-bpp", type=float, default=0.3, help="low-rate range for the gain summary")
     rp.add_argument("--data-root", help="data root (detection runs read COCO ground truth from it; default: "
                     "$TASKCOMP_DATA or ../shared/data)")
+    _add_threads_arg(rp)
     rp.set_defaults(func=_cmd_report)
 
-    oc = sub.add_parser("ocr-map", help="OCR-preserving quality maps for document photos, and compress with them")
+    oc = sub.add_parser("ocr-map", help="OCR-preserving quality maps for document photos, and compress with them",
+                        description="OCR-preserving quality maps for documents. The defaults are the measured best "
+                        "setting for receipts (results/documents): the map made at the input's own size, starting "
+                        "from the mask of the text boxes easyocr reads on the original (q 0.25 inside, 0.02 "
+                        "outside), 3 Adam steps of a recogniser-only text loss at lambda 1, coded with sft-small-doc; "
+                        "prints the CER of the written file against the original's reading (the same boxes read "
+                        "on both) and where the bits go. A receipt took 44 s (463x797) and 80 s (748x1574) on one CPU "
+                        "thread; --max-side 768 makes the map at 768 px (about 3x faster on large pages, about half "
+                        "the saving).")
     oc.add_argument("image", nargs="+", help="image files or folders (searched recursively)")
     lg = oc.add_mutually_exclusive_group()
-    lg.add_argument("--lambda", dest="lam", type=float, help="text-loss weight against bpp (default 10)")
+    lg.add_argument("--lambda", dest="lam", type=float, help="text-loss weight against bpp (default 1)")
     lg.add_argument("--target-bpp", type=float, help="find lambda so the real bpp meets this within 3%% (default: "
                     "none, use --lambda)")
-    oc.add_argument("--max-side", type=int, default=1024, help="working resolution: longest side in px (0: as is)")
-    oc.add_argument("--steps", type=int, default=10, help="optimiser steps")
+    oc.add_argument("--max-side", type=int, default=OCR_MAP_DEFAULTS["max_side"],
+                    help="working resolution of the map: longest side in px, the map then upsampled to the input's "
+                         "size (default 0: the input's own size, the measured best)")
+    oc.add_argument("--steps", type=int, default=OCR_MAP_DEFAULTS["steps"], help="optimiser steps")
     oc.add_argument("--lr", type=float, default=0.3, help="Adam learning rate on the map logits")
-    oc.add_argument("--init", choices=["constant", "box-mask"], default="constant",
+    oc.add_argument("--init", choices=["constant", "box-mask"], default=OCR_MAP_DEFAULTS["init"],
                     help="first map: constant (level --init-q everywhere) or box-mask (--init-q inside the text boxes "
-                         "read on the original, 0.02 elsewhere; default constant)")
-    oc.add_argument("--init-q", type=float, default=0.1, help="level of the constant initial map, or inside the "
-                    "boxes with --init box-mask")
-    oc.add_argument("--det-weight", type=float, default=1.0, help="weight of the CRAFT heat-map term of the text "
-                    "loss (0: recogniser only, about half the time per step)")
-    oc.add_argument("--rec-weight", type=float, default=0.1, help="weight of the recogniser's CTC term")
+                         "read on the original, 0.02 elsewhere; default box-mask)")
+    oc.add_argument("--init-q", type=float, default=OCR_MAP_DEFAULTS["init_q"], help="level of the constant initial "
+                    "map, or inside the boxes with --init box-mask")
+    oc.add_argument("--det-weight", type=float, default=OCR_MAP_DEFAULTS["det_weight"], help="weight of the CRAFT "
+                    "heat-map term of the text loss (0: recogniser only, about half the time per step)")
+    oc.add_argument("--rec-weight", type=float, default=OCR_MAP_DEFAULTS["rec_weight"],
+                    help="weight of the recogniser's CTC term")
     oc.add_argument("--downsample", type=int, default=8,
                     help="map logits on a grid this many times coarser than the image")
     _add_iterate_args(oc)
@@ -1057,6 +1443,10 @@ def build_parser() -> argparse.ArgumentParser:
     oc.add_argument("-o", "--output", required=True, help="output .tcz, or a folder for several images")
     _add_picture_args(oc)
     _add_codec_args(oc)
+    for act in oc._actions:
+        if act.dest == "codec":
+            act.help = ("codec name (default: the --checkpoint's codec, else sft-small-doc, sft-small fine-tuned on "
+                        "documents)")
     oc.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-': stdout, the "
                     "progress lines then go to stderr; default: none)")
     oc.set_defaults(func=_with_json(_cmd_ocr_map))
@@ -1113,6 +1503,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--base", help="a registered codec with shipped weights the run trained over (e.g. sft-small for a "
                    "context codec with frozen transforms): store only the tensors that differ from it (default: "
                    "store every tensor)")
+    _add_threads_arg(e)
     e.set_defaults(func=_cmd_export)
 
     wc = sub.add_parser("widen-codec", help="widen a trained codec to a larger registered config, computing the "
@@ -1121,6 +1512,7 @@ def build_parser() -> argparse.ArgumentParser:
     wc.add_argument("-o", "--output", required=True, help="output codec file")
     wc.add_argument("--seed", type=int, default=0, help="seed of the random weights that read new channels")
     _add_codec_args(wc)
+    _add_threads_arg(wc)
     wc.set_defaults(func=_cmd_widen)
     for sp in sub.choices.values():
         sp.formatter_class = _HelpFormatter
@@ -1128,12 +1520,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .outputs import BatchError
+
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BatchError as e:  # some inputs failed, the others are done: one line per failure, exit 1
+        for line in e.lines():
+            print(f"taskcomp {args.command}: error: {' '.join(line.split())}", file=sys.stderr)
+        print(f"taskcomp {args.command}: {e}", file=sys.stderr)
+        return 1
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as e:
         if os.environ.get("TASKCOMP_DEBUG"):
             raise

@@ -22,10 +22,31 @@ class ImageError(ValueError):
 def atomic_write(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
 
-    A reader never sees a half-written file, and an interrupted write leaves any old file intact.
+    A reader never sees a half-written file, and an interrupted write leaves any old file intact. Missing
+    folders are made.
+
+    Raises:
+        OSError: one line naming ``path`` (never the temporary file) and the cause, e.g. "cannot write
+            x.tcz: No space left on device"; its ``errno`` is the cause's.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _atomic_write(path, data)
+    except OSError as e:
+        if getattr(e, "taskcomp_named", False):
+            raise
+        err = OSError(f"cannot write {path}: {e.strerror or e}")  # str(err) is the message alone
+        err.errno, err.taskcomp_named = e.errno, True
+        raise err from e
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OSError(f"a file stands where its folder {path.parent} should be") from None
+    if path.is_dir():
+        raise IsADirectoryError(21, "it is a folder")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp creates 0600; give the file the mode a plain open() would (0666 minus the umask).

@@ -9,7 +9,8 @@ import numpy as np
 
 from .io import atomic_write, save_csv, save_figure
 
-__all__ = ["run_items", "load_records", "curves", "compare_to_uniform", "per_image_comparison", "report"]
+__all__ = ["run_items", "load_records", "curves", "compare_to_uniform", "per_image_comparison", "report",
+           "bootstrap_interval", "add_bootstrap_intervals", "few_images_note"]
 
 
 def run_items(run_dir: str | Path) -> list[str] | None:
@@ -98,6 +99,9 @@ DEFINITIONS = {
     "(mean curve; its setting in mean_curve_best_gain_setting)",
     "mean_curve_best_bpp_saving_percent": "the largest bpp_saving_percent among the settings (mean curve; its "
     "setting in mean_curve_best_bpp_saving_setting)",
+    "mean_curve_best_*_ci95": "bootstrap 95% percentile interval over images of the headline figure at its "
+    "setting: images resampled with replacement (1000 resamples, seed 0), mean curves and the figure recomputed on "
+    "each; 'defined' counts the resamples where the figure exists (inside uniform's range)",
     "per_image.SETTING.bpp_saving_median_percent": "per image: the median over images of the bits saved at equal "
     "metric against each image's own uniform curve (a different figure from the mean curve's: with a 0/1 metric "
     "such as top-1, an image that uniform already gets right at its lowest q counts as a loss)",
@@ -190,24 +194,138 @@ def per_image_comparison(df, metric: str, method: str = "task_aware", tol: float
     return out
 
 
+#: Below this many images a report's tables carry :func:`few_images_note`.
+FEW_IMAGES = 30
+#: Bootstrap of the headline figures: resamples of the images (with replacement) and the generator's seed.
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+
+
+def few_images_note(n_images: int) -> str | None:
+    """The note a table over fewer than :data:`FEW_IMAGES` images carries (None from that many on)."""
+    if n_images >= FEW_IMAGES:
+        return None
+    return (f"Note: only {n_images} image{'s' if n_images != 1 else ''}. Means over so few images are noisy: "
+            "read the headline figures with their bootstrap 95% intervals (summary.json, *_ci95), and do not "
+            f"compare them with results over hundreds of images; {FEW_IMAGES} or more are needed before this note "
+            "goes away.")
+
+
+def _point_figures(ub: np.ndarray, um: np.ndarray, bpp: float, val: float) -> tuple[float | None, float | None]:
+    """(gain in points at equal bpp, bpp saving in % at equal metric) of one point (bpp, sign * metric) against a
+    monotone uniform curve (ub, um), as :func:`compare_to_uniform` computes them; None outside uniform's range."""
+    gain = 100 * (val - float(np.interp(bpp, ub, um))) if ub[0] <= bpp <= ub[-1] else None
+    b_eq = _uniform_bpp_at(ub, um, val)
+    return gain, (100 * (1 - bpp / b_eq) if b_eq is not None and b_eq > 0 else None)
+
+
+def bootstrap_interval(df, metric: str, method: str, setting: str, figure: str = "gain_points",
+                       n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                       level: float = 0.95) -> dict | None:
+    """Bootstrap interval over images of one mean-curve figure of ``method``'s ``setting`` against uniform maps.
+
+    The images are resampled with replacement ``n_resamples`` times (numpy generator seeded with ``seed``); on each
+    resample the mean curves (metric and bpp averaged over the resampled images, per method and setting) are
+    formed and the figure is computed as :func:`compare_to_uniform` does: ``gain_points`` (metric points gained at
+    equal bpp) or ``bpp_saving_percent`` (bits saved at equal metric). The setting stays fixed (the headline's), so
+    the interval is that of the figure reported, not of a best-of over resamples.
+
+    Args:
+        df: per-image records (:func:`load_records`): columns image, method, setting, bpp and ``metric``.
+
+    Returns:
+        ``{"low", "high", "level", "resamples", "defined", "seed", "n_images"}`` (percentile interval over the
+        resamples where the figure is defined, ``defined`` of them), or None when it is undefined on every
+        resample or the records lack the metric per image.
+    """
+    if metric not in df:
+        return None
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    d = df[df["method"].isin(["uniform", method])]
+    images = sorted(d["image"].astype(str).unique())
+    if not images:
+        return None
+    pos = {img: i for i, img in enumerate(images)}
+    u_settings = sorted(d.loc[d["method"] == "uniform", "setting"].astype(str).unique())
+    cols = [("uniform", st) for st in u_settings] + [(method, setting)]
+    col_of = {c: j for j, c in enumerate(cols)}
+    n, k = len(images), len(cols)
+    M, B = np.full((n, k), np.nan), np.full((n, k), np.nan)
+    for img, m, st, b, v in zip(d["image"].astype(str), d["method"], d["setting"].astype(str), d["bpp"], d[metric]):
+        j = col_of.get((m, st))
+        if j is not None:
+            M[pos[img], j], B[pos[img], j] = sign * float(v), float(b)
+    if np.isnan(M[:, -1]).all():
+        return None
+    rng = np.random.default_rng(seed)
+    key = 0 if figure == "gain_points" else 1
+    vals = []
+    for _ in range(n_resamples):
+        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)[:, None]
+        ok = ~np.isnan(M)
+        cnt = (w * ok).sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mm = np.where(ok, M, 0).T @ w[:, 0] / cnt
+            bb = np.where(ok, B, 0).T @ w[:, 0] / cnt
+        good = np.isfinite(mm[:-1]) & np.isfinite(bb[:-1])
+        if good.sum() < 2 or not (np.isfinite(mm[-1]) and np.isfinite(bb[-1])):
+            continue
+        ub, um = _monotone(bb[:-1][good], mm[:-1][good])
+        v = _point_figures(ub, um, float(bb[-1]), float(mm[-1]))[key]
+        if v is not None:
+            vals.append(v)
+    if not vals:
+        return None
+    a = (1 - level) / 2
+    lo, hi = np.quantile(vals, [a, 1 - a])
+    return {"low": float(lo), "high": float(hi), "level": level, "resamples": n_resamples, "defined": len(vals),
+            "seed": seed, "n_images": n}
+
+
+def add_bootstrap_intervals(comparison: dict, df, method: str, **kw) -> dict:
+    """Add ``mean_curve_best_gain_points_ci95`` and ``mean_curve_best_bpp_saving_percent_ci95`` (each
+    :func:`bootstrap_interval`'s dict, or None) to a :func:`compare_to_uniform` result, for its headline settings.
+    Returns ``comparison``."""
+    metric = comparison.get("metric")
+    for fig, setting_key, out_key in (("gain_points", "mean_curve_best_gain_setting", "mean_curve_best_gain_points_ci95"),
+                                      ("bpp_saving_percent", "mean_curve_best_bpp_saving_setting",
+                                       "mean_curve_best_bpp_saving_percent_ci95")):
+        st = comparison.get(setting_key)
+        comparison[out_key] = (bootstrap_interval(df, metric, method, st, figure=fig, **kw)
+                               if st is not None and metric else None)
+    return comparison
+
+
+#: The note of a table whose AP is undefined (NaN) for some rows.
+AP_UNDEFINED_NOTE = ("Note: AP is undefined (NaN) where the images scored hold no non-crowd ground-truth box of the "
+                     "category: there is nothing to recall (pycocotools returns -1). It is not 0.")
+
+
 def coco_ap(df, annotations: Path, category: int):
-    """AP@[.5:.95] and AP@0.5 (pycocotools) per (method, setting) from records with ``detections``: a DataFrame."""
+    """AP@[.5:.95] and AP@0.5 (pycocotools) per (method, setting) from records with ``detections``: a DataFrame.
+
+    AP is NaN (undefined, never 0) where the (method, setting)'s images hold no non-crowd ground truth of
+    ``category``; the DataFrame's ``attrs["note"]`` is then :data:`AP_UNDEFINED_NOTE`. The annotations are read
+    with :func:`taskcomp.runner.layouts.read_coco` (exporters' files without ``iscrowd``, ``area``, ... work;
+    LayoutError names the file and field of one that cannot be scored)."""
     import contextlib
     import io
 
     import pandas as pd
-    from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(annotations))
+    from .runner.layouts import coco_ground_truth
+
+    gt = coco_ground_truth(annotations, category)
     name = gt.loadCats([category])[0]["name"]
     rows = []
     for (method, setting), g in df.groupby(["method", "setting"]):
         res = [{"image_id": int(r.coco_id), "category_id": category, "bbox": d[:4], "score": d[4]}
                for r in g.itertuples() for d in r.detections]
-        ap = ap50 = 0.0
-        if res:
+        img_ids = sorted({int(i) for i in g["coco_id"]})
+        has_gt = bool(gt.getAnnIds(imgIds=img_ids, catIds=[category], iscrowd=False))
+        ap = ap50 = 0.0 if has_gt else float("nan")  # no detections: 0 against ground truth, else undefined
+        if res and has_gt:
             with contextlib.redirect_stdout(io.StringIO()):
                 ev = COCOeval(gt, gt.loadRes(res), "bbox")
                 ev.params.imgIds = sorted(int(i) for i in g["coco_id"])
@@ -215,9 +333,13 @@ def coco_ap(df, annotations: Path, category: int):
                 ev.evaluate()
                 ev.accumulate()
                 ev.summarize()
-            ap, ap50 = float(max(ev.stats[0], 0)), float(max(ev.stats[1], 0))
+            # pycocotools' -1 means undefined (no ground truth to recall), not 0
+            ap, ap50 = (float(v) if v >= 0 else float("nan") for v in ev.stats[:2])
         rows.append({"method": method, "setting": setting, f"ap/{name}": ap, f"ap50/{name}": ap50})
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if len(out) and out[[f"ap/{name}", f"ap50/{name}"]].isna().any().any():
+        out.attrs["note"] = AP_UNDEFINED_NOTE
+    return out
 
 
 def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: float = 0.3,
@@ -235,19 +357,23 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
     df = load_records(run_dir)
     metric_cols = sorted(c for c in df.columns if "/" in c and not c.startswith("pred/"))  # pred/: class ids
     table = curves(df, metric_cols)
+    ap_note = None
     if "detections" in df:
-        import yaml
-
         from .datasets import data_root as _root
         from .runner.layouts import annotation_file
+        from .yamlio import load as load_yaml
 
-        recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+        recipe = load_yaml((run_dir / "recipe.yaml").read_text())
         ann = annotation_file(recipe, _root(data_root))  # the data layout's COCO JSON
         ap = coco_ap(df, ann, int(recipe.get("coco_category", 1)))
+        ap_note = ap.attrs.get("note")  # AP undefined on these images: NaN, said so under the table
         table = table.merge(ap, on=["method", "setting"], how="left")
         metric_cols += [c for c in ap.columns if "/" in c]
     save_csv(table, out / "table.csv")
-    atomic_write(out / "table.md", (table.to_markdown(index=False, floatfmt=".4f") + "\n").encode())
+    note = few_images_note(int(df["image"].nunique()))  # a table over few images says so
+    atomic_write(out / "table.md", (table.to_markdown(index=False, floatfmt=".4f") + "\n"
+                                    + (f"\n{note}\n" if note else "")
+                                    + (f"\n{ap_note}\n" if ap_note else "")).encode())
 
     shown = [c for c in metric_cols if not c.startswith("top5/")]
     fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4.5), squeeze=False)
@@ -259,6 +385,10 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
              if n < summary["n_images"]}
     if short:  # a mean over fewer images than the others is not comparable with them
         summary["incomplete_settings"] = short
+    if note:
+        summary["few_images_note"] = note
+    if ap_note:
+        summary["ap_note"] = ap_note
     summary["definitions"] = DEFINITIONS
     if "weights" in df:  # codec weights ids of the codec points (records written before session 10 lack them)
         summary["codec_weights"] = sorted(df["weights"].dropna().unique().tolist())
@@ -286,6 +416,7 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
             if c:
                 if col in df:  # per-image metrics (not AP, which exists only over the whole set)
                     c["per_image"] = per_image_comparison(df, col, method)
+                    add_bootstrap_intervals(c, df, method)  # headline figures' 95% interval over images
                 summary["comparisons"][f"{method} vs uniform, {col}"] = c
     fig.suptitle(f"{run_dir.name}: {summary['n_images']} images")
     fig.tight_layout()
@@ -311,30 +442,23 @@ def _gallery_inputs(run_dir: Path, df, data_root=None):
     the runner for the recipe's ``examples`` first images): per-image AP50 and the ground truth's box count for
     detection panels (None for other tasks). Computed once per report, whatever number of galleries it draws.
     None when the run kept no examples."""
-    import yaml
-
     from .pictures import example_dir
+    from .yamlio import load as load_yaml
 
     ids = [i for i in df["image"].astype(str).unique() if (example_dir(run_dir, i) / "original.png").is_file()]
     if not ids:
         return None
-    recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text()) if (run_dir / "recipe.yaml").is_file() else {}
+    recipe = load_yaml((run_dir / "recipe.yaml").read_text()) if (run_dir / "recipe.yaml").is_file() else {}
     task = recipe.get("task", "classification")
     per_ap = None
     if task == "detection" and "detections" in df:
-        import contextlib
-        import io
-
-        from pycocotools.coco import COCO
-
         from .datasets import data_root as _root
-        from .runner.layouts import annotation_file
+        from .runner.layouts import annotation_file, coco_ground_truth
 
         ann = annotation_file(recipe, _root(data_root))
         cat = int(recipe.get("coco_category", 1))
         d = df[df["image"].astype(str).isin(ids)].copy()
-        with contextlib.redirect_stdout(io.StringIO()):
-            gt = COCO(str(ann))
+        gt = coco_ground_truth(ann, cat)
         n_gt = {str(i): len(gt.getAnnIds(imgIds=[int(c)], catIds=[cat], iscrowd=False))
                 for i, c in zip(d["image"].astype(str), d["coco_id"])}
         d["method"] = d["method"] + "\t@\t" + d["image"].astype(str)  # one AP per image and point

@@ -178,7 +178,9 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
         done, folder_weights = _done_points(out)
         _check_run_folder(out, recipe, items, limit, {k[0] for k in done}, log)
         if si == 0:
-            atomic_write(out / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False).encode())
+            from ..yamlio import dump as dump_yaml
+
+            atomic_write(out / "recipe.yaml", dump_yaml(recipe, sort_keys=False).encode())
         todo = [(it, s) for it in mine for s in points if (it["id"], s[0], s[1]) not in done]
         log(f"{recipe['name']}: device {describe_device(dev)}; shard {si}/{sn} ({env.source}); "
             f"{len(mine)} of {len(items)} images x {len(points)} points: {len(todo)} to do, "
@@ -314,7 +316,9 @@ def _check_same_settings(out: Path, recipe: dict[str, Any], skip: tuple[str, ...
     if not p.is_file():
         return
     try:
-        old = yaml.safe_load(p.read_text()) or {}
+        from ..yamlio import load as load_yaml
+
+        old = load_yaml(p.read_text()) or {}
     except yaml.YAMLError:
         return
     if not isinstance(old, dict):

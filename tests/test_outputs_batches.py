@@ -1,0 +1,288 @@
+"""Issue 34, kinds 1 and 5: no command writes over its own inputs or two outputs over each other (one line, exit 2,
+nothing touched); output extensions say what is written; write errors name the user's file; batches keep finished
+work (one bad image does not stop the others, --json kept after failures and Ctrl-C, a rerun skips what is done)."""
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from taskcomp.cli import main
+from taskcomp.outputs import BatchError, OutputError, OutputPlan, check_suffix
+
+CASE08 = Path(__file__).resolve().parents[2] / "shared" / "cases" / "08-output-is-input"
+
+
+def run(args, capsys):
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_line_error(rc, err, *words):
+    assert rc == 2, err
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def sha(p) -> str:
+    return hashlib.sha256(Path(p).read_bytes()).hexdigest()
+
+
+def listing(folder) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*"))
+
+
+@pytest.fixture
+def small(tmp_path, sample_128):
+    """Two 64x64 crops of the sample as PNGs in tmp_path/imgs."""
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i, name in enumerate(("a.png", "b.png")):
+        Image.fromarray(np.ascontiguousarray(sample_128[i * 32:i * 32 + 64, :64])).save(d / name)
+    return d
+
+
+def test_case_08_compress_never_writes_over_its_input(tmp_path, capsys):
+    """../shared/cases/08-output-is-input: -o naming the input photo, by any spelling, link or hard link."""
+    if not (CASE08 / "photo.png").is_file():
+        pytest.skip("../shared/cases/08-output-is-input not available")
+    photo = tmp_path / "photo.png"
+    shutil.copyfile(CASE08 / "photo.png", photo)  # a copy: the case's file is never touched
+    before = sha(photo)
+    (tmp_path / "link.tcz").symlink_to(photo)
+    os.link(photo, tmp_path / "hard.tcz")
+    files = listing(tmp_path)
+    for out in (photo, tmp_path / "sub" / ".." / "photo.png", f"{tmp_path}//./photo.png", tmp_path / "link.tcz",
+                tmp_path / "hard.tcz"):
+        rc, _, err = run(["compress", photo, "-q", 0.5, "-o", out], capsys)
+        one_line_error(rc, err, "would overwrite the input image", str(photo), "nothing was written")
+        assert sha(photo) == before and listing(tmp_path) == files  # no folder "sub" made either
+
+
+def test_decompress_never_writes_over_the_file_it_reads(tmp_path, small, capsys):
+    tcz = tmp_path / "x.tcz"
+    assert run(["compress", small / "a.png", "-q", 0.5, "-o", tcz], capsys)[0] == 0
+    before, files = sha(tcz), listing(tmp_path)
+    rc, _, err = run(["decompress", tcz, "-o", tcz], capsys)
+    one_line_error(rc, err, "would overwrite the input", str(tcz))
+    assert sha(tcz) == before and listing(tmp_path) == files
+
+
+@pytest.mark.parametrize("command, out, words", [
+    ("compress", "x.png", ["compressed .tcz file", "x.png", "name it .tcz"]),
+    ("compress", "x.npy", ["compressed .tcz file", "x.npy"]),
+    ("decompress", "x.xyz", [".xyz is not an image format", "x.xyz"]),
+    ("decompress", "y.tcz", ["compressed format", "y.tcz"]),
+])
+def test_output_extension_that_contradicts_the_content_is_refused(tmp_path, small, capsys, command, out, words):
+    src = small / "a.png"
+    if command == "decompress":
+        src = tmp_path / "a.tcz"
+        assert run(["compress", small / "a.png", "-q", 0.5, "-o", src], capsys)[0] == 0
+    files = listing(tmp_path)
+    args = [command, src, "-o", tmp_path / out] + (["-q", 0.5] if command == "compress" else [])
+    rc, _, err = run(args, capsys)
+    one_line_error(rc, err, *words)
+    assert listing(tmp_path) == files
+
+
+def test_two_inputs_with_one_stem_into_one_folder_are_refused(tmp_path, small, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copyfile(small / "a.png", tmp_path / "a" / "x.png")
+    Image.open(small / "b.png").convert("RGB").save(tmp_path / "b" / "x.jpg")
+    rc, _, err = run(["compress", tmp_path / "a" / "x.png", tmp_path / "b" / "x.jpg", "-q", 0.5,
+                      "-o", tmp_path / "out"], capsys)
+    one_line_error(rc, err, "x")
+    for d in ("a", "b"):
+        tcz = tmp_path / d / "x.tcz"
+        assert run(["compress", small / "a.png", "-q", 0.5, "-o", tcz], capsys)[0] == 0
+    files = listing(tmp_path)
+    rc, _, err = run(["decompress", tmp_path / "a" / "x.tcz", tmp_path / "b" / "x.tcz", "-o", tmp_path / "out"],
+                     capsys)
+    one_line_error(rc, err, "two outputs", str(tmp_path / "out" / "x.png"))
+    assert listing(tmp_path) == files
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--save-overlay", "{d}/o.png", "--save-decoded", "{d}/o.png"], ["--save-overlay and --save-decoded", "o.png"]),
+    (["--save-map", "{d}/imgs/a.png"], ["--save-map", "would overwrite the input image"]),
+    (["--json", "{d}/imgs/a.png"], ["--json", "would overwrite the input image"]),
+    (["--save-decoded", "{d}/new/deep/o.tcz"], ["-o and --save-decoded would both write"]),
+    (["--save-overlay", "{d}/o.xyz"], ["--save-overlay", ".xyz is not an image format"]),
+    (["--json", "{d}/r.png"], ["--json", "the output is JSON"]),
+])
+@pytest.mark.parametrize("command", ["optimize", "ocr-map"])
+def test_map_command_outputs_colliding_are_refused_before_any_model_loads(tmp_path, small, capsys, command, extra,
+                                                                          words):
+    files = listing(tmp_path)
+    args = [command, small / "a.png", "--steps", 1, "-o", tmp_path / "new" / "deep" / "o.tcz"]
+    rc, out, err = run(args + [e.format(d=tmp_path) for e in extra], capsys)
+    one_line_error(rc, err, *words)
+    assert "device" not in out  # refused before the device line, i.e. before any model
+    assert listing(tmp_path) == files  # and no folder made for -o
+
+
+def test_map_command_folders_colliding_for_several_images(tmp_path, small, capsys):
+    rc, _, err = run(["optimize", small, "--steps", 1, "-o", tmp_path / "out", "--save-map", tmp_path / "pics",
+                      "--save-overlay", tmp_path / "pics"], capsys)
+    one_line_error(rc, err, "--save-map and --save-overlay would both write", "a.png")
+
+
+def test_run_refuses_to_rewrite_the_recipe_it_reads(tmp_path, capsys):
+    from importlib import resources
+
+    out = tmp_path / "run"
+    out.mkdir()
+    recipe = out / "recipe.yaml"
+    recipe.write_text(Path(str(resources.files("taskcomp") / "recipes" / "imagenet_classification.yaml")).read_text()
+                      + "# my notes\n")
+    before = sha(recipe)
+    rc, _, err = run(["run", recipe, "--out", out, "--limit", 1], capsys)
+    one_line_error(rc, err, "would overwrite the recipe", str(recipe))
+    assert sha(recipe) == before and listing(out) == ["recipe.yaml"]
+
+
+def test_report_out_that_is_a_file_is_refused(tmp_path, capsys):
+    f = tmp_path / "summary.txt"
+    f.write_text("mine")
+    rc, _, err = run(["report", tmp_path, "--out", f], capsys)
+    one_line_error(rc, err, "--out", "is a file")
+    assert f.read_text() == "mine"
+
+
+def test_full_disk_names_the_file_not_a_temp_file(tmp_path, small, capsys, monkeypatch):
+    from taskcomp import io as tio
+    from taskcomp.io import atomic_write
+
+    def full(*_):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tio.os, "fsync", full)
+    with pytest.raises(OSError) as e:
+        atomic_write(tmp_path / "x.bin", b"123")
+    assert e.value.errno == errno.ENOSPC and str(e.value) == f"cannot write {tmp_path / 'x.bin'}: No space left on device"
+    rc, _, err = run(["compress", small / "a.png", "-q", 0.5, "-o", tmp_path / "y.tcz"], capsys)
+    one_line_error(rc, err, f"cannot write {tmp_path / 'y.tcz'}: No space left on device")
+    assert ".tmp" not in err and not list(tmp_path.glob(".*")) and not (tmp_path / "y.tcz").exists()
+
+
+def test_output_plan_and_suffix_checks_in_the_library(tmp_path):
+    a = tmp_path / "a.png"
+    a.write_bytes(b"x")
+    plan = OutputPlan()
+    plan.add_input(a, "the input image a.png")
+    plan.add_output(tmp_path / "a.tcz", "-o")
+    plan.add_output(tmp_path / "m.png", "--save-map")
+    plan.check()
+    plan.add_output(tmp_path / "." / "m.png", "--save-overlay")
+    with pytest.raises(OutputError, match="--save-map and --save-overlay would both write"):
+        plan.check()
+    check_suffix("x.tcz", "tcz")
+    check_suffix("x", "tcz")
+    check_suffix("r.json", "json")
+    with pytest.raises(OutputError, match="name it .tcz"):
+        check_suffix("x.JPG", "tcz")
+    e = BatchError([("b.png", "not a readable image: b.png"), ("c.png", "too small")], 3)
+    assert e.lines() == ["not a readable image: b.png", "c.png: too small"] and "2 of 3 images failed" in str(e)
+
+
+def _bad_image(folder: Path, name: str = "bad.png") -> Path:
+    p = folder / name
+    p.write_bytes(b"not an image at all")
+    return p
+
+
+def test_compress_and_decompress_batches_go_on_past_a_bad_file(tmp_path, small, capsys):
+    _bad_image(small)
+    rc, out, err = run(["compress", small, "-q", 0.5, "-o", tmp_path / "tcz"], capsys)
+    assert rc == 1, err
+    assert sorted(p.name for p in (tmp_path / "tcz").iterdir()) == ["a.tcz", "b.tcz"]
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "bad.png" in errors[0] and "not a readable image" in errors[0]
+    assert "1 of 3 images failed" in err
+    (tmp_path / "tcz" / "c.tcz").write_bytes(b"")
+    rc, _, err = run(["decompress", *sorted((tmp_path / "tcz").iterdir()), "-o", tmp_path / "dec"], capsys)
+    assert rc == 1 and "1 of 3 files failed" in err and "c.tcz" in err
+    assert sorted(p.name for p in (tmp_path / "dec").iterdir()) == ["a.png", "b.png"]
+
+
+def test_optimize_batch_keeps_finished_work_and_a_rerun_skips_it(tmp_path, small, capsys):
+    _bad_image(small, "c.png")
+    res = tmp_path / "r.json"
+    args = ["optimize", small, "--steps", 1, "--downsample", 16, "--device", "cpu", "-o", tmp_path / "out",
+            "--json", res]
+    rc, out, err = run(args, capsys)
+    assert rc == 1, err
+    doc = json.loads(res.read_text())
+    assert doc["status"] == "failed" and [r["image"] for r in doc["images"]] == [str(small / "a.png"),
+                                                                                str(small / "b.png")]
+    assert [f["image"] for f in doc["failed"]] == [str(small / "c.png")] and "c.png" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.tcz", "b.tcz"]
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
+
+    rc, out, err = run(args, capsys)  # the same settings: the two done images are skipped, the bad one fails again
+    assert rc == 1
+    assert out.count("done in an earlier run with the same settings") == 2
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()} == stamps
+    assert len(json.loads(res.read_text())["images"]) == 2
+
+
+def test_optimize_keeps_the_json_of_finished_images_after_ctrl_c(tmp_path, small, capsys, monkeypatch):
+    from taskcomp import cli
+
+    real, calls = cli._optimize_map_working, []
+
+    def interrupted_on_second(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(cli, "_optimize_map_working", interrupted_on_second)
+    res = tmp_path / "r.json"
+    rc, _, err = run(["optimize", small, "--steps", 1, "--downsample", 16, "--device", "cpu",
+                      "-o", tmp_path / "out", "--json", res], capsys)
+    assert rc == 130 and "interrupted" in err
+    doc = json.loads(res.read_text())
+    assert doc["status"] == "interrupted" and [r["image"] for r in doc["images"]] == [str(small / "a.png")]
+    assert (tmp_path / "out" / "a.tcz").is_file() and not (tmp_path / "out" / "b.tcz").exists()
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+def test_json_records_the_settings_as_given_and_a_rerun_finds_its_records(tmp_path, capsys):
+    """The settings a rerun compares are the command line's, not defaults the command fills in as it runs (ocr-map
+    sets its document codec); other settings redo every image, and say so."""
+    import argparse
+
+    from taskcomp.cli import _json_row, _with_json
+
+    dest, seen = tmp_path / "r.json", []
+
+    def fake(a):
+        a.codec = a.codec or "sft-small-doc"
+        if a.json_previous:
+            seen.append(sorted(a.json_previous))
+        else:
+            _json_row(a, "x.png", "x.tcz", None, 4, 2, 1, 0.5, 1, 0.1)
+
+    def args(steps):
+        return argparse.Namespace(json=str(dest), command="ocr-map", codec=None, steps=steps, device="cpu")
+
+    _with_json(fake)(args(1))
+    doc = json.loads(dest.read_text())
+    assert doc["status"] == "done" and doc["settings"] == {"codec": None, "steps": 1}
+    _with_json(fake)(args(1))
+    assert seen == [["x.png"]]
+    capsys.readouterr()
+    _with_json(fake)(args(2))
+    assert seen == [["x.png"]] and "other settings" in capsys.readouterr().out
