@@ -123,7 +123,12 @@ class SFTConfig:
         return lambda_of_q(q, self.lambda_min, self.lambda_max)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as a dict; the lambda range only where it is not the published one, so that checkpoints of
+        codecs trained with it still load in taskcomp versions from before the field existed."""
+        d = asdict(self)
+        if (self.lambda_min, self.lambda_max) == (LAMBDA_MIN, LAMBDA_MAX):
+            del d["lambda_min"], d["lambda_max"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SFTConfig":
@@ -361,11 +366,23 @@ class SFTCodec(CompressionModel):
         x, qmap = pad_to_multiple(x), pad_to_multiple(qmap)
         # Under an autocast (bf16 training, taskcomp.training.codec), only the analysis and synthesis run in low
         # precision: everything from y to the likelihoods runs in float32, so the rate the loss sees is exact.
+        amp = self._autocast_dtype(x)
+        y = self.g_a(x, qmap)
+        with torch.autocast(x.device.type, enabled=False):
+            return self._forward_latent(y.float() if amp is not None else y, qmap, quantize, H, W, amp)
+
+    @staticmethod
+    def _autocast_dtype(x: Tensor) -> torch.dtype | None:
+        """The low-precision dtype of an autocast active on ``x``'s device, or None."""
         dev = x.device.type
-        amp = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
-        y = self.g_a(x, qmap).float()
-        with torch.autocast(dev, enabled=False):
-            return self._forward_latent(y, qmap, quantize, H, W, amp)
+        return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+
+    def _g_s_under(self, y_hat: Tensor, z_hat: Tensor, amp: torch.dtype | None) -> Tensor:
+        """g_s, back under the caller's autocast (``amp``) when :meth:`forward` ran the rate model without it."""
+        if amp is None:
+            return self.g_s(y_hat, z_hat)
+        with torch.autocast(y_hat.device.type, dtype=amp):
+            return self.g_s(y_hat, z_hat).float()
 
     def _forward_latent(self, y: Tensor, qmap: Tensor, quantize: str, H: int, W: int,
                         amp: torch.dtype | None) -> dict[str, Any]:
@@ -392,11 +409,7 @@ class SFTCodec(CompressionModel):
             y_hat = torch.round(y - means) + means
             y_lik = self._y_likelihood(y_hat, scales, means)
 
-        if amp is not None:  # the synthesis back in the caller's low precision
-            with torch.autocast(y.device.type, dtype=amp):
-                x_hat = self.g_s(y_hat, z_hat).float()[..., :H, :W]
-        else:
-            x_hat = self.g_s(y_hat, z_hat)[..., :H, :W]
+        x_hat = self._g_s_under(y_hat, z_hat, amp)[..., :H, :W]
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
 
     # ------------------------------------------------------------------ bitstream

@@ -175,9 +175,11 @@ class SFTContextCodec(SFTCodec):
         quantize = self._quantize_mode(quantize)
         H, W = x.shape[-2:]
         x, qmap = pad_to_multiple(x), pad_to_multiple(qmap)
+        amp = self._autocast_dtype(x)  # as SFTCodec.forward: under an autocast the rate model stays float32
         y = self.g_a(x, qmap)
-        y_hat, z_hat, likelihoods = self.code_latent(y, qmap, quantize)
-        x_hat = self.g_s(y_hat, z_hat)[..., :H, :W] if decode else None
+        with torch.autocast(x.device.type, enabled=False):
+            y_hat, z_hat, likelihoods = self.code_latent(y.float() if amp is not None else y, qmap, quantize)
+            x_hat = self._g_s_under(y_hat, z_hat, amp)[..., :H, :W] if decode else None
         return {"x_hat": x_hat, "likelihoods": likelihoods}
 
     def code_latent(self, y: Tensor, qmap: Tensor, quantize: str):
