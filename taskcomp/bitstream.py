@@ -77,7 +77,7 @@ from torch import Tensor
 from .codec.sft import DECODE_TILE, G_S_TAIL_HALO, SFTCodec, default_synthesis, padded_size
 
 __all__ = ["BitstreamError", "Header", "pack", "unpack", "encode", "decode", "MAGIC", "VERSION",
-           "SUPPORTED_VERSIONS", "min_z_stream_bytes", "is_gray", "decoded_array"]
+           "SUPPORTED_VERSIONS", "min_z_stream_bytes", "is_gray", "decoded_array", "luma"]
 
 MAGIC = b"TCZ\x89"
 VERSION = 2
@@ -305,6 +305,15 @@ def check_decode_memory(width: int, height: int, padded_pixels: int, synthesis: 
                           "machine with more memory")
 
 
+def luma(x: Tensor) -> Tensor:
+    """What :func:`decode` returns for a grayscale file from the decoded RGB ``x`` (B, 3, H, W): its luma
+    (:data:`LUMA`, ITU-R BT.601) clamped to [0, 1], in all three channels (a new contiguous tensor). Also for
+    comparing another reconstruction of a gray file (the forward pass's) with the decode."""
+    r, g, b = LUMA
+    y = (r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3]).clamp_(0, 1)
+    return y.expand(-1, 3, -1, -1).contiguous()
+
+
 def decoded_array(x_hat: Tensor, data: bytes):
     """What ``taskcomp decompress`` writes for :func:`decode`'s output ``x_hat`` of the file ``data``: an (H, W)
     uint8 array (a one-channel, mode L image) when the file's header says the source was grayscale, else
@@ -425,7 +434,5 @@ def decode(codec: SFTCodec, data: bytes, synthesis: str | None = None) -> Tensor
     if not torch.isfinite(x_hat).all():
         raise BitstreamError("corrupted .tcz payload (non-finite output)")
     if header.gray:
-        r, g, b = LUMA
-        x_hat = (r * x_hat[:, 0:1] + g * x_hat[:, 1:2] + b * x_hat[:, 2:3]).clamp_(0, 1).expand(-1, 3, -1, -1)
-        x_hat = x_hat.contiguous()
+        x_hat = luma(x_hat)
     return x_hat

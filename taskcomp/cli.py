@@ -37,6 +37,16 @@ def _cmd_train_predictor(a):
 
 
 def _cmd_export(a):
+    from pathlib import Path
+
+    from .outputs import OutputPlan
+
+    run_dir = Path(a.run_dir)
+    plan = OutputPlan()  # -o RUN_DIR/last.pth would replace the training state it exports
+    for name in ("last.pth", "config.yaml"):
+        plan.add_input(run_dir / name, f"the run's {name} ({run_dir / name})")
+    plan.add_output(a.output or run_dir / "codec.pth", "-o")
+    plan.check()
     from .train import export
 
     _apply_threads(a)
@@ -48,6 +58,13 @@ def _cmd_widen(a):
     from .codec.widen import widen_codec
     from .codec.zoo import CODEC_CONFIGS, resolve_name
 
+    from .outputs import OutputPlan
+
+    plan = OutputPlan()  # -o equal to the codec it widens would replace it
+    if a.checkpoint and os.path.isfile(a.checkpoint):
+        plan.add_input(a.checkpoint, f"the --checkpoint file {a.checkpoint}")
+    plan.add_output(a.output, "-o")
+    plan.check()
     _apply_threads(a)
     target = resolve_name(a.to)
     src = _load_codec(a)
@@ -130,7 +147,7 @@ def _cmd_compress(a):
     from .io import atomic_write, image_to_tensor, load_image
     from .maps import check_map, load_map, uniform_map
 
-    from .outputs import BatchError, OutputPlan, check_suffix
+    from .outputs import BatchFailures, OutputPlan, check_suffix
 
     if a.quality is not None and not 0.0 <= a.quality <= 1.0:
         raise ValueError(f"--quality must lie in [0, 1], got {a.quality}")
@@ -155,7 +172,7 @@ def _cmd_compress(a):
     given = None if a.qmap is None else load_map(a.qmap)
     dev = _device(a)
     codec = _load_codec(a, dev)
-    failures = []
+    failures = BatchFailures(len(images), single=one)
     for src, dst in zip(images, dests):
         try:
             img = load_image(src)
@@ -165,14 +182,10 @@ def _cmd_compress(a):
                 data = encode(codec, image_to_tensor(img).to(dev), qmap.to(dev))
             atomic_write(dst, data)
         except _IMAGE_ERRORS as e:
-            if one or os.environ.get("TASKCOMP_DEBUG"):
-                raise
-            failures.append((str(src), _failure_text(e)))
-            print(f"{src}: failed ({failures[-1][1]}); going on with the other images")
+            failures.note(src, e)
             continue
         print(f"{dst}: {len(data)} bytes, {8 * len(data) / (H * W):.4f} bpp ({W}x{H})")
-    if failures:
-        raise BatchError(failures, len(images))
+    failures.raise_if_any()
 
 
 def _cmd_decompress(a):
@@ -192,7 +205,7 @@ def _cmd_decompress(a):
     out = Path(a.output)
     if len(srcs) > 1 and out.suffix and not out.is_dir():
         raise ValueError("with several inputs, -o must be a folder (a path without a suffix)")
-    from .outputs import BatchError, OutputPlan, check_suffix
+    from .outputs import BatchFailures, OutputPlan, check_suffix
 
     dests = [out / f"{src.stem}.png" if len(srcs) > 1 or out.is_dir() or not out.suffix else out for src in srcs]
     plan = OutputPlan()
@@ -219,7 +232,7 @@ def _cmd_decompress(a):
             codecs[name] = create_codec(name, checkpoint=a.checkpoint, device=dev)
         return codecs[name]
 
-    failures = []
+    failures = BatchFailures(len(srcs), what="file", single=len(srcs) == 1)
     for src, dst in zip(srcs, dests):
         try:
             try:
@@ -231,14 +244,10 @@ def _cmd_decompress(a):
                 raise BitstreamError(f"{src}: {e}") from None
             save_image(decoded_array(x_hat, data), dst)  # one channel when the source was grayscale
         except _IMAGE_ERRORS as e:  # several inputs: one bad file does not stop the others
-            if len(srcs) == 1 or os.environ.get("TASKCOMP_DEBUG"):
-                raise
-            failures.append((str(src), _failure_text(e)))
-            print(f"{src}: failed ({failures[-1][1]}); going on with the other files")
+            failures.note(src, e)
             continue
         print(f"{dst}: {x_hat.shape[-1]}x{x_hat.shape[-2]}")
-    if failures:
-        raise BatchError(failures, len(srcs), what="file")
+    failures.raise_if_any()
 
 
 def _cmd_eval_codec(a):
@@ -293,6 +302,15 @@ def _cmd_eval_codec(a):
     print(json.dumps(s, indent=2))
 
 
+#: The demo's codec table: uniform maps q = 0..1 and a half/half map (each written as NAME.tcz and NAME.png).
+_DEMO_MAPS = ("q=0.00", "q=0.25", "q=0.50", "q=0.75", "q=1.00", "left1-right0")
+
+
+def _demo_stem(name: str) -> str:
+    """The file stem of a demo map's files ("q=0.25" -> "q025")."""
+    return name.replace("=", "").replace(".", "")
+
+
 def _cmd_demo(a):
     """Compress the bundled sample with the shipped codec at a few maps (real and estimated bpp), then compare
     task-aware with uniform maps at the same real bpp on the bundled demo images (:func:`taskcomp.demo.demo_task`)."""
@@ -309,23 +327,38 @@ def _cmd_demo(a):
     if a.label is not None and not a.image:
         raise ValueError("--label is the class of --image; the bundled demo images are classified label-free")
     src = Path(a.image) if a.image else Path(str(resources.files("taskcomp") / "samples" / "parrots_256.png"))
+    out = Path(a.out)
+    from .outputs import OutputPlan
+
+    plan = OutputPlan()  # e.g. demo --image taskcomp-demo/task_aware.png would be overwritten by the demo
+    plan.add_input(src, f"the --image file {src}")
+    if a.checkpoint and os.path.isfile(a.checkpoint):
+        plan.add_input(a.checkpoint, f"the --checkpoint file {a.checkpoint}")
+    for name in _DEMO_MAPS:
+        plan.add_output(out / f"{_demo_stem(name)}.tcz", "--out")
+        plan.add_output(out / f"{_demo_stem(name)}.png", "--out")
+    if not a.no_task:
+        from .demo import TASK_FILES
+
+        for name in TASK_FILES:
+            plan.add_output(out / name, "--out")
+    plan.check()
     img = load_image(src)
     H, W = img.shape[:2]
     dev = _device(a)
     codec = _load_codec(a, dev)
-    out = Path(a.out)
     info = codec.checkpoint_info
     print(f"codec {info.get('codec')} (weights {str(info.get('hash'))[:16]}), image {src.name} {W}x{H}")
     print(f"{'map':<14}{'bytes':>8}{'real bpp':>10}{'est bpp':>10}{'PSNR dB':>9}")
     x = image_to_tensor(img).to(dev)
-    maps = {f"q={q:.2f}": uniform_map(H, W, q).to(dev) for q in (0.0, 0.25, 0.5, 0.75, 1.0)}
-    maps["left1-right0"] = half_map(H, W, 1.0, 0.0).to(dev)
+    maps = {name: (half_map(H, W, 1.0, 0.0) if name == "left1-right0" else uniform_map(H, W, float(name[2:]))).to(dev)
+            for name in _DEMO_MAPS}
     for name, qmap in maps.items():
         with torch.inference_mode():
             data, lik = encode(codec, x, qmap, return_likelihoods=True)
             dec = tensor_to_image(decode(codec, data))
         est = sum(float((-torch.log2(l)).sum()) for l in lik.values()) / (H * W)
-        stem = name.replace("=", "").replace(".", "")
+        stem = _demo_stem(name)
         atomic_write(out / f"{stem}.tcz", data)
         save_image(dec, out / f"{stem}.png")
         print(f"{name:<14}{len(data):>8}{bpp_of_bytes(len(data), H, W):>10.4f}{est:>10.4f}{psnr(img, dec):>9.2f}")
@@ -409,6 +442,7 @@ def _with_json(cmd):
     after every image (so the images done are kept after a failure or Ctrl-C), beside the command's settings,
     the images that failed and a status (done, failed, interrupted, stopped); ``--json -`` prints it to stdout
     at the end and sends the human-readable lines to stderr. A FILE from an earlier run with the same settings
+    (the arguments, and the codec's and predictor's weights and the taskcomp version: :func:`_record_weights`)
     lets the command skip the images it records as done (:func:`_done_before`)."""
     def run(a):
         import contextlib
@@ -475,9 +509,22 @@ def _settings(a) -> dict:
     return json.loads(json.dumps(_jsonable(keep)))
 
 
+#: Settings --json records once the command has loaded its models (:func:`_record_weights`): what the arguments
+#: alone do not say (a --checkpoint path whose file was replaced, another predictor, another taskcomp).
+_LOADED_SETTINGS = ("codec_weights", "predictor_weights", "taskcomp_version")
+
+
+def _differing(old: dict, new: dict) -> str:
+    """The settings that differ between two settings dicts, as ``key old -> new`` (for the rerun's line)."""
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return "; ".join(f"{k} {old.get(k, 'not recorded')} -> {new.get(k, 'not recorded')}" for k in keys[:4]) + (
+        f"; and {len(keys) - 4} more" if len(keys) > 4 else "")
+
+
 def _previous_results(a, dest: str) -> dict:
-    """--json FILE of an earlier run of this command: its records by image path when its settings are this run's
-    (else {} and a line saying that every image is redone)."""
+    """--json FILE of an earlier run of this command: its records by image path when its settings as given are this
+    run's (else {} and a line saying which setting differs and that every image is redone). The settings of the
+    loaded models are compared once they are loaded (:func:`_record_weights`)."""
     import json
 
     if not os.path.isfile(dest):
@@ -489,10 +536,34 @@ def _previous_results(a, dest: str) -> dict:
         return {}
     if not isinstance(doc, dict) or doc.get("command") != a.command or not isinstance(doc.get("images"), list):
         return {}
-    if doc.get("settings") != a.json_settings:
-        print(f"--json {dest} holds results of other settings: every image is done again")
+    was = doc.get("settings") if isinstance(doc.get("settings"), dict) else {}
+    a.json_previous_settings = was
+    given = {k: v for k, v in was.items() if k not in _LOADED_SETTINGS}
+    if given != a.json_settings:
+        print(f"--json {dest} holds results of other settings ({_differing(given, a.json_settings)}): every image "
+              "is done again")
         return {}
     return {r["image"]: r for r in doc["images"] if isinstance(r, dict) and isinstance(r.get("image"), str)}
+
+
+def _record_weights(a, codec, predictor=None) -> None:
+    """Add to the --json settings what the arguments do not say: the codec's weights id (``checkpoint_info``'s
+    hash, 16 hex digits), the predictor's weights hash when one makes the maps, and the taskcomp version; records of
+    an earlier run that differ in one of them are not reused (a line says which). No-op without --json."""
+    from . import __version__
+
+    settings = getattr(a, "json_settings", None)
+    if settings is None:
+        return
+    settings["codec_weights"] = str(codec.checkpoint_info.get("hash") or "")[:16] or None
+    if predictor is not None:
+        settings["predictor_weights"] = str(getattr(predictor, "digest", "") or "")[:16] or None
+    settings["taskcomp_version"] = __version__
+    was = getattr(a, "json_previous_settings", None)
+    if getattr(a, "json_previous", None) and was is not None and was != settings:
+        print(f"--json {a.json} holds results of other settings ({_differing(was, settings)}): every image is done "
+              "again")
+        a.json_previous = {}
 
 
 def _done_before(a, path, dst, map_dst, sides) -> dict | None:
@@ -512,12 +583,6 @@ def _done_before(a, path, dst, map_dst, sides) -> dict | None:
     if any(p is not None and not Path(p).is_file() for p in (map_dst, *sides)):
         return None
     return prev
-
-
-def _failure_text(e: BaseException) -> str:
-    """One line for an image's failure in a batch."""
-    text = " ".join(str(e).split())
-    return text if isinstance(e, (ValueError, OSError)) and text else f"{type(e).__name__}: {text}"
 
 
 #: Errors of one image that do not stop the other images of a batch.
@@ -633,11 +698,11 @@ def _save_pictures(codec, x, qmap, data, map_dst, also_exact, overlay_dst, decod
     if decoded_dst is not None:
         import torch
 
-        from .bitstream import decode
+        from .bitstream import decode, decoded_array
         from .io import save_image
 
-        with torch.inference_mode():
-            save_image(decode(codec, data), decoded_dst)
+        with torch.inference_mode():  # as decompress writes it: one channel (mode L) when the source was gray
+            save_image(decoded_array(decode(codec, data), data), decoded_dst)
 
 
 def _map_at_input_size(codec, qmap, x_full, target_bpp):
@@ -721,24 +786,24 @@ def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: fl
         raise ValueError(f"--lambda must be >= 0, got {a.lam}")
     if a.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
-    from .outputs import BatchError, file_sha256
+    from .outputs import BatchFailures, file_sha256
 
     dests, sides, maps_folder = _map_outputs(a, images)
+    _record_weights(a, codec, getattr(a, "predictor_model", None))  # a rerun with other weights redoes the images
     bs = 1 if a.target_bpp is not None else a.batch_size
     totals = [0.0, 0]
-    failures: list[tuple[str, str]] = []
     finished: set = set()
+
+    def keep_in_json(path: str, msg: str) -> None:
+        if getattr(a, "json_failed", None) is not None:
+            a.json_failed.append({"image": path, "error": msg})
+
+    failures = BatchFailures(len(images), single=len(images) == 1, on_note=keep_in_json)
 
     def failed(paths, e) -> None:
         """One image's error in a batch of several: noted, said at the end; the others go on."""
-        if len(images) == 1 or os.environ.get("TASKCOMP_DEBUG"):
-            raise e
-        msg = _failure_text(e)
         for p in paths:
-            failures.append((str(p), msg))
-            if getattr(a, "json_failed", None) is not None:
-                a.json_failed.append({"image": str(p), "error": msg})
-            print(f"{p}: failed ({msg}); going on with the other images")
+            failures.note(p, e)
         if getattr(a, "json_flush", None):
             a.json_flush()
 
@@ -819,8 +884,7 @@ def _map_images(a, objective, codec, dev, images, load, prepare, default_lam: fl
         code_or_note(pending.pop(key))
     if totals[1] > 1:
         print(f"{totals[1]} maps, {totals[0] / totals[1]:.1f}s per map on average")
-    if failures:
-        raise BatchError(failures, len(images))
+    failures.raise_if_any()
 
 
 def _map_outputs(a, images):
@@ -989,17 +1053,36 @@ DEMO_SELECTION_HELP = ("of the 24 Kodak images tried as candidates (each its cen
 
 #: ocr-map's defaults: the measured best setting for documents (results/documents/README.md, session 32: maps made
 #: at the receipt's own size, recogniser-only loss from the text-box mask, 3 steps, lambda 1, sft-small-doc: 14.3%
-#: fewer bits than its uniform maps at equal CER on 21 SROIE receipts).
-OCR_MAP_DEFAULTS = {"max_side": 0, "init": "box-mask", "init_q": 0.25, "det_weight": 0.0, "rec_weight": 1.0,
+#: fewer bits than its uniform maps at equal CER on 21 SROIE receipts). ``max_side``: maps at the input's own size
+#: up to a 2600-px long side (every receipt of the 50-receipt benchmark: the longest is 2594 px), larger inputs' maps
+#: at 2600 px
+#: with a note (:func:`_ocr_working_image`), so a 12-MP phone photo does not run everything at full size.
+OCR_MAP_DEFAULTS = {"max_side": 2600, "init": "box-mask", "init_q": 0.25, "det_weight": 0.0, "rec_weight": 1.0,
                     "steps": 3, "lambda": 1.0, "codec": "sft-small-doc"}
+
+
+def _ocr_working_image(img, max_side: int, path, say=None):
+    """ocr-map's working resolution of ``img`` (H, W, 3): shrunk so its long side is at most ``max_side`` (0: as it
+    is). At the default (:data:`OCR_MAP_DEFAULTS`), an image that is shrunk gets a one-line note saying so and how
+    to keep its own size."""
+    from .runner.tasks import preprocess_image
+
+    work = preprocess_image(img, max_side=max_side or None)[0]
+    if max_side == OCR_MAP_DEFAULTS["max_side"] and work.shape[:2] != img.shape[:2]:
+        (H0, W0), (h, w) = img.shape[:2], work.shape[:2]
+        print(f"note: {path} is {W0}x{H0}, larger than the default working size ({max_side} px on the long side): "
+              f"its map is made at {w}x{h} and upsampled, the image is coded at its own size; --max-side 0 makes the "
+              "map at full size (more time and memory)", file=say or sys.stdout)
+    return work
 
 
 def _cmd_ocr_map(a):
     from .io import load_image
     from .objectives import create_objective
-    from .runner.tasks import preprocess_image
 
     _early_checks(a)
+    if a.max_side is not None and a.max_side < 0:
+        raise ValueError(f"--max-side must be >= 0 (0: the input's own size), got {a.max_side}")
     images = _image_args(a.image)
     _map_outputs(a, images)  # collisions and extensions refused before any model loads
     dev = _device(a)
@@ -1055,7 +1138,7 @@ def _cmd_ocr_map(a):
 
     def load(p):  # the map is optimised at the working resolution; the input is coded at its own size
         img = load_image(p)
-        return preprocess_image(img, max_side=a.max_side or None)[0], img
+        return _ocr_working_image(img, a.max_side, p, say), img
 
     opt_kwargs = dict(steps=a.steps, lr=a.lr, init=a.init, init_q=a.init_q, downsample=a.downsample,
                       keep=a.keep, lr_schedule=a.lr_schedule, memory_format=a.memory_format)
@@ -1409,7 +1492,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     oc = sub.add_parser("ocr-map", help="OCR-preserving quality maps for document photos, and compress with them",
                         description="OCR-preserving quality maps for documents. The defaults are the measured best "
-                        "setting for receipts (results/documents): the map made at the input's own size, starting "
+                        "setting for receipts (results/documents): the map made at the input's own size (up to "
+                        "2600 px on the long side; larger inputs: at 2600 px, with a note), starting "
                         "from the mask of the text boxes easyocr reads on the original (q 0.25 inside, 0.02 "
                         "outside), 3 Adam steps of a recogniser-only text loss at lambda 1, coded with sft-small-doc; "
                         "prints the CER of the written file against the original's reading (the same boxes read "
@@ -1423,7 +1507,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "none, use --lambda)")
     oc.add_argument("--max-side", type=int, default=OCR_MAP_DEFAULTS["max_side"],
                     help="working resolution of the map: longest side in px, the map then upsampled to the input's "
-                         "size (default 0: the input's own size, the measured best)")
+                         "size; 0: always the input's own size (default 2600: the input's own size, the measured "
+                         "best, up to a 2600-px long side; larger inputs' maps are made at 2600 px, with a note)")
     oc.add_argument("--steps", type=int, default=OCR_MAP_DEFAULTS["steps"], help="optimiser steps")
     oc.add_argument("--lr", type=float, default=0.3, help="Adam learning rate on the map logits")
     oc.add_argument("--init", choices=["constant", "box-mask"], default=OCR_MAP_DEFAULTS["init"],

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEMO_IMAGES", "DEMO_LAMBDA", "DEMO_SETTINGS", "SELECTION", "DemoResult", "bundled_images",
+__all__ = ["DEMO_IMAGES", "DEMO_LAMBDA", "DEMO_SETTINGS", "TASK_FILES", "SELECTION", "DemoResult", "bundled_images",
            "kodak_candidate", "run_demo_image", "summarize", "demo_gallery"]
 
 #: Bundled demo images (``taskcomp/samples/``): Kodak crops (see :func:`kodak_candidate`), chosen as
@@ -28,6 +28,9 @@ DEMO_IMAGES: tuple[str, ...] = ("kodim03_256.png", "kodim10_256.png", "kodim13_2
 DEMO_LAMBDA = 0.1
 #: MapOptimizer settings of the demo: `taskcomp optimize`'s defaults (the ImageNet recipe's measured settings).
 DEMO_SETTINGS: dict[str, Any] = {"steps": 10, "lr": 0.3, "init_q": 0.1, "downsample": 8}
+#: The files :func:`demo_task` writes in its folder (``taskcomp demo`` checks them against its inputs first).
+TASK_FILES = ("task_aware.tcz", "task_aware.png", "uniform_same_bpp.png", "task_aware_map.png", "task_aware_map.npy",
+              "task_aware_overlay.png", "demo_gallery.png")
 #: How the bundled images were chosen (printed by ``taskcomp demo --help`` and the demo; README).
 SELECTION = ("Of the 24 Kodak images tried as candidates (each its centred square at 256 px; "
              "results/demo/candidates.jsonl), these 4 are every one whose class (Lite0's top-1 on the original) "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -26,8 +27,9 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     folders are made.
 
     Raises:
-        OSError: one line naming ``path`` (never the temporary file) and the cause, e.g. "cannot write
-            x.tcz: No space left on device"; its ``errno`` is the cause's.
+        OSError: the cause's class (PermissionError, IsADirectoryError, ...; the same ``errno`` and ``strerror``)
+            with ``filename`` = ``path``, whose message is one line naming ``path`` (never the temporary file)
+            and the cause, e.g. "cannot write x.tcz: No space left on device".
     """
     path = Path(path)
     try:
@@ -35,16 +37,43 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     except OSError as e:
         if getattr(e, "taskcomp_named", False):
             raise
-        err = OSError(f"cannot write {path}: {e.strerror or e}")  # str(err) is the message alone
-        err.errno, err.taskcomp_named = e.errno, True
-        raise err from e
+        raise _named_error(e, path, f"cannot write {path}: {e.strerror or e}") from e
+
+
+#: Per OSError class, its subclass whose str() is the one-line message alone (:func:`_named_error`).
+_NAMED_ERRORS: dict = {}
+
+
+def _named_error(e: OSError, path, message: str) -> OSError:
+    """An error of ``e``'s class (``except PermissionError`` still catches it) with ``e``'s errno and strerror,
+    ``filename`` = ``path`` and str() = ``message`` (OSError's own str() would put the errno and the file name
+    around the strerror). Pickles as the plain class."""
+    base = type(e)
+    cls = _NAMED_ERRORS.get(base)
+    if cls is None:
+        def __str__(self):
+            return str(self.args[0]) if self.args else ""
+
+        def __reduce__(self):
+            return (base, (self.errno, self.strerror, self.filename))
+
+        cls = type(base.__name__, (base,), {"__str__": __str__, "__reduce__": __reduce__, "taskcomp_named": True,
+                                            "__module__": base.__module__, "__qualname__": base.__qualname__})
+        _NAMED_ERRORS[base] = cls
+    try:
+        err = cls(message)
+    except Exception:  # an OSError subclass with its own constructor: a plain OSError with the same errno
+        err = _named_error(OSError(e.errno, e.strerror), path, message)
+        return err
+    err.errno, err.strerror, err.filename = e.errno, e.strerror, os.fspath(path)
+    return err
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise OSError(f"a file stands where its folder {path.parent} should be") from None
+        raise NotADirectoryError(errno.ENOTDIR, f"a file stands where its folder {path.parent} should be") from None
     if path.is_dir():
         raise IsADirectoryError(21, "it is a folder")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

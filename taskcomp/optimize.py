@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,8 @@ class TargetBppError(ValueError):
 #: clipping (inf, so a zero step) within 10 steps, 1e30 at once (the map came back untouched), and 1e39 made
 #: lambda itself inf in float32 (results measured on a 160x120 photo, classification; 1e6 worked as written).
 OBJECTIVE_WEIGHT_MAX = 1e6
+#: log of the largest float64 (math.exp overflows beyond it).
+_LOG_FLOAT_MAX = math.log(sys.float_info.max)
 #: Largest learning rate: a step moves the logits by about lr (the map saturates beyond |logit| ~ 17 in float32);
 #: lr 1e39 overflowed float32 inside Adam (a traceback), lr 1e30 gave a 0/1 map in one step.
 MAX_LR = 1e6
@@ -220,7 +223,9 @@ class MapOptimizer:
         # Weights of bpp and task loss in the descended objective (scale, scale * lam unless that is beyond
         # OBJECTIVE_WEIGHT_MAX; then both divided by the same factor, in logs so that no product overflows).
         k = max(0.0, math.log(self.scale) + math.log(max(1.0, self.lam)) - math.log(OBJECTIVE_WEIGHT_MAX))
-        self._divisor = math.exp(k)  # the objective as written is the descended one times this (inf for absurd k)
+        # the objective as written is the descended one times this: inf where it is beyond float64 (scale * lam
+        # near 1e308 * 1e308; math.exp would raise OverflowError), the descended weights stay finite
+        self._divisor = math.exp(k) if k < _LOG_FLOAT_MAX else math.inf
         self._weights = None if k == 0 else (
             math.exp(math.log(self.scale) - k),
             math.exp(math.log(self.scale) + math.log(self.lam) - k) if self.lam > 0 else 0.0)
@@ -347,8 +352,9 @@ class MapOptimizer:
             obj, bpp, task = self.objective_terms(x, self.to_map(logits, (H, W), sizes), ctx, sizes)
             with torch.no_grad():
                 for i in range(B):
+                    o = float(obj[i])
                     log.append({"step": step, "image": i, "bpp": float(bpp[i]), "task_loss": float(task[i]),
-                                "objective": float(obj[i]) * self._divisor})
+                                "objective": o * self._divisor if o else o})  # 0 * inf: 0, not NaN
                     last = self.keep == "last" and step == self.steps and bool(torch.isfinite(obj[i]))
                     if obj[i] < best_obj[i] or last:
                         best_obj[i] = obj[i]

@@ -15,8 +15,8 @@ import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["OutputError", "OutputPlan", "BatchError", "file_key", "check_suffix", "check_parent",
-           "IMAGE_SUFFIXES", "file_sha256"]
+__all__ = ["OutputError", "OutputPlan", "BatchError", "BatchFailures", "failure_text", "file_key", "check_suffix",
+           "check_parent", "IMAGE_SUFFIXES", "file_sha256"]
 
 
 class OutputError(ValueError):
@@ -42,6 +42,60 @@ class BatchError(ValueError):
     def lines(self) -> list[str]:
         """One line per failure (``PATH: message``, the path not repeated when the message names it)."""
         return [msg if str(path) in msg else f"{path}: {msg}" for path, msg in self.failures]
+
+
+def failure_text(e: BaseException) -> str:
+    """One line for an item's failure in a batch (the message; the error's class too where it is not a
+    ValueError or OSError, or the message is empty)."""
+    text = " ".join(str(e).split())
+    return text if isinstance(e, (ValueError, OSError)) and text else f"{type(e).__name__}: {text}"
+
+
+class BatchFailures:
+    """The failures of a batch's items, noted as they happen (the other items go on) and raised at the end.
+
+    Example::
+
+        failures = BatchFailures(len(images), single=len(images) == 1)
+        for p in images:
+            try:
+                work(p)
+            except ValueError as e:
+                failures.note(p, e)   # says "p: failed (...); going on with the other images"
+        failures.raise_if_any()       # BatchError listing every failure
+
+    Args:
+        n_total: the number of items in the batch.
+        what: what an item is, for the messages ("image", "file").
+        single: the batch is one item given alone: :meth:`note` re-raises its error as it is (so is every error
+            under ``TASKCOMP_DEBUG``).
+        log: where :meth:`note` says each failure (print).
+        on_note: called as ``on_note(path, message)`` after each failure is noted (e.g. to keep a --json file).
+    """
+
+    def __init__(self, n_total: int, what: str = "image", single: bool = False, log=print, on_note=None):
+        self.n_total, self.what, self.single, self.log, self.on_note = int(n_total), what, bool(single), log, on_note
+        self.failures: list[tuple[str, str]] = []
+
+    def note(self, path, exc: BaseException) -> str:
+        """Note that ``path`` failed with ``exc`` and say so in one line; returns the line's message. Raises ``exc``
+        itself for a single item (or under ``TASKCOMP_DEBUG``)."""
+        if self.single or os.environ.get("TASKCOMP_DEBUG"):
+            raise exc
+        msg = failure_text(exc)
+        self.failures.append((str(path), msg))
+        self.log(f"{path}: failed ({msg}); going on with the other {self.what}s")
+        if self.on_note is not None:
+            self.on_note(str(path), msg)
+        return msg
+
+    def __bool__(self) -> bool:
+        return bool(self.failures)
+
+    def raise_if_any(self) -> None:
+        """Raises :class:`BatchError` with every noted failure (nothing when none was noted)."""
+        if self.failures:
+            raise BatchError(self.failures, self.n_total, what=self.what)
 
 
 #: Extensions of the image formats taskcomp writes (Pillow's writers of RGB images), lower case.

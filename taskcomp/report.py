@@ -225,10 +225,11 @@ def bootstrap_interval(df, metric: str, method: str, setting: str, figure: str =
     """Bootstrap interval over images of one mean-curve figure of ``method``'s ``setting`` against uniform maps.
 
     The images are resampled with replacement ``n_resamples`` times (numpy generator seeded with ``seed``); on each
-    resample the mean curves (metric and bpp averaged over the resampled images, per method and setting) are
-    formed and the figure is computed as :func:`compare_to_uniform` does: ``gain_points`` (metric points gained at
-    equal bpp) or ``bpp_saving_percent`` (bits saved at equal metric). The setting stays fixed (the headline's), so
-    the interval is that of the figure reported, not of a best-of over resamples.
+    resample the mean curves (metric and bpp averaged over the resampled images, per method and setting, as
+    :func:`curves` averages them for the headline: the metric over the images where it is defined, bpp over every
+    image) are formed and the figure is computed as :func:`compare_to_uniform` does: ``gain_points`` (metric
+    points gained at equal bpp) or ``bpp_saving_percent`` (bits saved at equal metric). The setting stays fixed
+    (the headline's), so the interval is that of the figure reported, not of a best-of over resamples.
 
     Args:
         df: per-image records (:func:`load_records`): columns image, method, setting, bpp and ``metric``.
@@ -260,13 +261,15 @@ def bootstrap_interval(df, metric: str, method: str, setting: str, figure: str =
     rng = np.random.default_rng(seed)
     key = 0 if figure == "gain_points" else 1
     vals = []
+    # The headline's own statistic on each resample (curves(): pandas means per method and setting): the metric
+    # averaged over the records where it is defined, bpp over every record, NaN metric or not.
+    ok_m, ok_b = ~np.isnan(M), ~np.isnan(B)
+    M0, B0 = np.where(ok_m, M, 0), np.where(ok_b, B, 0)
     for _ in range(n_resamples):
-        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)[:, None]
-        ok = ~np.isnan(M)
-        cnt = (w * ok).sum(0)
+        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mm = np.where(ok, M, 0).T @ w[:, 0] / cnt
-            bb = np.where(ok, B, 0).T @ w[:, 0] / cnt
+            mm = M0.T @ w / (ok_m.T @ w)
+            bb = B0.T @ w / (ok_b.T @ w)
         good = np.isfinite(mm[:-1]) & np.isfinite(bb[:-1])
         if good.sum() < 2 or not (np.isfinite(mm[-1]) and np.isfinite(bb[-1])):
             continue

@@ -132,6 +132,11 @@ def test_coco_files_as_exporters_write_them_are_read(tmp_path, data):
     ({"images": IMAGES, "annotations": []}, ["'categories'", "coco_category 1"]),
     ({"images": IMAGES, "annotations": [], "categories": [{"id": 3, "name": "car"}]}, ["'categories'", "no id 1"]),
     ({"annotations": []}, ["'images'"]),
+    ({"images": IMAGES, "annotations": [{"image_id": 0, "category_id": 1, "bbox": [1, 1, 2, 2], "iscrowd": "yes"}],
+      "categories": CATS}, ["annotations[0].iscrowd", "'yes'"]),
+    ({"images": IMAGES, "annotations": [{"image_id": 0, "category_id": 1, "bbox": [1, 1, 2, 2], "iscrowd": [1]}],
+      "categories": CATS}, ["annotations[0].iscrowd", "[1]"]),
+    ({"images": [{"id": "a", "file_name": "a.jpg"}], "annotations": [], "categories": CATS}, ["images[0].id", "'a'"]),
 ])
 def test_coco_files_that_cannot_be_scored_are_refused_up_front(tmp_path, data, words):
     rec = _coco_dir(tmp_path, data)
@@ -317,3 +322,49 @@ def test_colour_files_unchanged_and_rgb_gray_detected(codec):
     plain = encode(codec, gray_x, q, gray=False)  # the flag is the only difference: same streams, same rate
     assert plain[4] == 2 and plain[5:-4] == gray[5:-4] and len(plain) == len(gray)
     assert decoded_array(decode(codec, gray), gray).shape == (64, 64)
+
+
+def test_gray_forward_pass_is_compared_as_the_decoder_converts_it(codec, tmp_path):
+    """codec_eval's fwd_vs_dec_max_abs on a gray source compares the forward pass converted to luma (as decode
+    does), not the RGB forward pass against the luma decode; the kept forward picture is gray too."""
+    from taskcomp.bench.codec_eval import _sft_record
+    from taskcomp.maps import uniform_map
+
+    g = _gray_image()[:64, :64]
+    rgb = np.repeat(g[..., None], 3, axis=2)
+    rec = _sft_record(codec, rgb, uniform_map(64, 64, 0.5), tmp_path / "rt", "g")
+    # float32 forward against float64 synthesis, luma of unclamped RGB on both sides: a few levels at most (the RGB
+    # forward pass against the luma decode differed by 22 levels on this image)
+    assert rec["fwd_vs_dec_max_abs"] <= 4, rec["fwd_vs_dec_max_abs"]
+    fwd = np.asarray(Image.open(tmp_path / "rt" / "g.forward.png").convert("RGB"))
+    assert (fwd[..., 0] == fwd[..., 1]).all() and (fwd[..., 1] == fwd[..., 2]).all()
+
+
+def test_run_records_of_gray_sources_say_gray(tmp_path):
+    """A recipe's records of a gray-flagged file carry "gray": true (colour images' records have no such key)."""
+    from taskcomp.runner import run_recipe
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    g = _gray_image()[:64, :64]
+    Image.fromarray(g, "L").save(folder / "g.png")
+    Image.fromarray(np.stack([g, g[::-1], g[:, ::-1]], axis=2)).save(folder / "c.png")
+    recipe = {"name": "gray", "task": "classification", "data": {"path": str(folder), "layout": "folder"},
+              "preprocess": {"resize": 64, "crop": 64}, "methods": {"uniform": {"q": [0.5]}}}
+    out = tmp_path / "run"
+    assert run_recipe(recipe, out, tmp_path, log=lambda *a: None, report=False) == 2
+    recs = {r["image"]: r for f in out.glob("records*.jsonl") for r in map(json.loads, f.read_text().splitlines())}
+    assert recs["g.png"].get("gray") is True and "gray" not in recs["c.png"]
+
+
+def test_save_decoded_of_a_gray_file_is_one_channel(tmp_path, capsys):
+    """optimize --save-decoded writes what decompress writes: mode L for a gray-flagged file."""
+    g = _gray_image()[:64, :64]
+    src = tmp_path / "g.png"
+    Image.fromarray(g, "L").save(src)
+    assert _run_cli("optimize", src, "--steps", 1, "--downsample", 16, "--device", "cpu", "-o", tmp_path / "g.tcz",
+                    "--save-decoded", tmp_path / "dec.png") == 0
+    assert unpack((tmp_path / "g.tcz").read_bytes())[0].gray
+    assert Image.open(tmp_path / "dec.png").mode == "L"
+    assert _run_cli("decompress", tmp_path / "g.tcz", "-o", tmp_path / "d2.png", "--device", "cpu") == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "dec.png")), np.asarray(Image.open(tmp_path / "d2.png")))

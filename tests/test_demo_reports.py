@@ -58,6 +58,32 @@ def test_bootstrap_is_reproducible_and_undefined_without_the_metric():
     assert bootstrap_interval(df, "ap50/person", "task_aware", "lambda=1") is None  # not a per-image column
 
 
+def test_bootstrap_interval_holds_its_headline_when_metrics_are_nan():
+    """NaN metrics (undefined on an image): the headline averages bpp over every record and the metric over the
+    defined ones; the interval computes that same statistic on each resample, so it holds the headline (it used
+    to average bpp over the defined images only: an interval about another point, far from the headline)."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(40):
+        img = f"img{i:03d}.png"
+        for q in (0.1, 0.2, 0.3, 0.4, 0.5):
+            b = q + rng.normal(0, 0.005)
+            rows.append({"image": img, "method": "uniform", "setting": f"q={q:.2f}", "bpp": b, "psnr": 30.0,
+                         "top1/lite0": float("nan") if i % 7 == 0 else b + rng.normal(0, 0.02)})
+        undefined = i % 2 == 0  # half the images: metric undefined, and coded at a higher rate
+        rows.append({"image": img, "method": "task_aware", "setting": "lambda=1", "psnr": 30.0,
+                     "bpp": (0.4 if undefined else 0.1) + rng.normal(0, 0.005),
+                     "top1/lite0": float("nan") if undefined else 0.3 + rng.normal(0, 0.02)})
+    df = pd.DataFrame(rows)
+    c = compare_to_uniform(curves(df, ["top1/lite0"]), "top1/lite0", "task_aware", 0.3)
+    add_bootstrap_intervals(c, df, "task_aware")
+    g, iv = c["mean_curve_best_gain_points_at_or_below_0.3_bpp"], c["mean_curve_best_gain_points_ci95"]
+    assert g is not None and iv is not None
+    assert iv["low"] <= g <= iv["high"], (g, iv)
+    s, ivs = c["mean_curve_best_bpp_saving_percent"], c["mean_curve_best_bpp_saving_percent_ci95"]
+    assert s is not None and ivs is not None and ivs["low"] <= s <= ivs["high"], (s, ivs)
+
+
 def test_few_images_note():
     assert few_images_note(FEW_IMAGES) is None and few_images_note(200) is None
     note = few_images_note(12)
@@ -161,10 +187,29 @@ def test_demo_selection_statement_matches_the_candidate_run():
 
 def test_ocr_map_defaults_are_the_documented_setting():
     a = build_parser().parse_args(["ocr-map", "r.jpg", "-o", "r.tcz"])
-    assert (a.max_side, a.init, a.init_q, a.det_weight, a.rec_weight, a.steps) == (0, "box-mask", 0.25, 0.0, 1.0, 3)
+    assert (a.max_side, a.init, a.init_q, a.det_weight, a.rec_weight, a.steps) == (2600, "box-mask", 0.25, 0.0, 1.0, 3)
     assert a.lam is None and OCR_MAP_DEFAULTS["lambda"] == 1.0  # --lambda's default, applied by the command
     assert a.codec is None and OCR_MAP_DEFAULTS["codec"] == "sft-small-doc"  # without --checkpoint
     assert a.max_side == OCR_MAP_DEFAULTS["max_side"] and a.init_q == OCR_MAP_DEFAULTS["init_q"]
+
+
+def test_ocr_map_default_working_size_is_bounded_with_a_note(capsys):
+    """Inputs up to 2600 px on the long side are worked on at their own size (the measured setting), larger ones at
+    2600 px with a one-line note naming --max-side 0; --max-side 0 keeps any size, an explicit size says nothing."""
+    from taskcomp.cli import _ocr_working_image
+
+    small, big = np.zeros((2594, 1080, 3), np.uint8), np.zeros((3000, 4000, 3), np.uint8)
+    assert _ocr_working_image(small, 2600, "s.jpg").shape == small.shape
+    assert capsys.readouterr().out == ""
+    assert _ocr_working_image(big, 2600, "b.jpg").shape == (1950, 2600, 3)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "b.jpg" in lines[0] and "4000x3000" in lines[0] and "--max-side 0" in lines[0]
+    assert _ocr_working_image(big, 0, "b.jpg").shape == big.shape
+    assert _ocr_working_image(big, 768, "b.jpg").shape == (576, 768, 3)
+    assert capsys.readouterr().out == ""
+    a = build_parser().parse_args(["ocr-map", "r.jpg", "-o", "r.tcz", "--max-side", "-1"])
+    assert main(["ocr-map", "r.jpg", "-o", "r.tcz", "--max-side", "-1"]) == 2 and a.max_side == -1
+    assert "--max-side must be >= 0" in capsys.readouterr().err
 
 
 def test_demo_task_on_one_small_image(tmp_path, codec, sample_128):

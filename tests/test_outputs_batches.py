@@ -286,3 +286,112 @@ def test_json_records_the_settings_as_given_and_a_rerun_finds_its_records(tmp_pa
     capsys.readouterr()
     _with_json(fake)(args(2))
     assert seen == [["x.png"]] and "other settings" in capsys.readouterr().out
+
+
+def test_rerun_with_other_codec_weights_redoes_the_images(tmp_path, small, capsys):
+    """The --json settings hold the codec's weights id and the taskcomp version: a rerun whose --checkpoint file now
+    holds other weights (the same path) redoes every image and says which setting differs."""
+    import torch
+
+    import taskcomp
+    from taskcomp.codec import create_codec, save_codec
+
+    ck = tmp_path / "ck.pth"
+
+    def save(seed):
+        torch.manual_seed(seed)
+        return save_codec(create_codec("sft-small", pretrained=False), ck, "sft-small")
+
+    h1 = save(1)
+    img = tmp_path / "t.png"
+    Image.fromarray(np.ascontiguousarray(np.asarray(Image.open(small / "a.png"))[:32, :32])).save(img)
+    res = tmp_path / "r.json"
+    args = ["optimize", img, "--steps", 1, "--downsample", 16, "--device", "cpu", "--checkpoint", ck,
+            "-o", tmp_path / "t.tcz", "--json", res]
+    rc, out, err = run(args, capsys)
+    assert rc == 0, err
+    settings = json.loads(res.read_text())["settings"]
+    assert settings["codec_weights"] == h1[:16] and settings["taskcomp_version"] == taskcomp.__version__
+    rc, out, err = run(args, capsys)
+    assert rc == 0 and "done in an earlier run with the same settings" in out
+    h2 = save(2)
+    assert h2 != h1
+    rc, out, err = run(args, capsys)
+    assert rc == 0 and "done in an earlier run" not in out, out
+    assert f"codec_weights {h1[:16]} -> {h2[:16]}" in out
+    assert json.loads(res.read_text())["settings"]["codec_weights"] == h2[:16]
+
+
+@pytest.mark.parametrize("name, extra", [("task_aware.png", []), ("q050.png", ["--no-task"]),
+                                         ("demo_gallery.png", [])])
+def test_demo_never_writes_over_its_image(tmp_path, small, capsys, name, extra):
+    out = tmp_path / "taskcomp-demo"
+    out.mkdir()
+    img = out / name
+    shutil.copyfile(small / "a.png", img)
+    before = sha(img)
+    rc, _, err = run(["demo", "--image", img, "--out", out, "--device", "cpu", *extra], capsys)
+    one_line_error(rc, err, "--out", str(img), "would overwrite the --image file")
+    assert sha(img) == before and listing(out) == [name]
+
+
+def test_widen_and_export_never_write_over_their_input(tmp_path, capsys):
+    ck = tmp_path / "ck.pth"
+    ck.write_bytes(b"weights")
+    rc, _, err = run(["widen-codec", "--to", "sft-medium", "--checkpoint", ck, "-o", tmp_path / "." / "ck.pth"], capsys)
+    one_line_error(rc, err, "-o", "would overwrite the --checkpoint file")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "last.pth").write_bytes(b"state")
+    rc, _, err = run(["export-codec", run_dir, "-o", run_dir / "last.pth"], capsys)
+    one_line_error(rc, err, "-o", "would overwrite the run's last.pth")
+    assert ck.read_bytes() == b"weights" and (run_dir / "last.pth").read_bytes() == b"state"
+
+
+def test_write_errors_keep_their_class_for_library_callers(tmp_path, monkeypatch):
+    """atomic_write re-raises the cause's class (PermissionError, IsADirectoryError, ...) with its errno, the user's
+    path as ``filename`` and a message naming that path, never the temporary file."""
+    import pickle
+
+    from taskcomp import io as tio
+    from taskcomp.io import atomic_write
+
+    (tmp_path / "d.bin").mkdir()
+    with pytest.raises(IsADirectoryError) as e:
+        atomic_write(tmp_path / "d.bin", b"x")
+    assert e.value.errno == errno.EISDIR and e.value.filename == str(tmp_path / "d.bin")
+    assert str(e.value) == f"cannot write {tmp_path / 'd.bin'}: it is a folder"
+
+    def denied(*_, **__):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(tmp_path / ".x.bin.abc.tmp"))
+
+    monkeypatch.setattr(tio.tempfile, "mkstemp", denied)
+    with pytest.raises(PermissionError) as e:
+        atomic_write(tmp_path / "x.bin", b"x")
+    err = e.value
+    assert type(err).__name__ == "PermissionError" and err.errno == errno.EACCES
+    assert err.filename == str(tmp_path / "x.bin")
+    assert str(err) == f"cannot write {tmp_path / 'x.bin'}: Permission denied"
+    assert ".tmp" not in str(err) and isinstance(pickle.loads(pickle.dumps(err)), PermissionError)
+
+
+def test_batch_failures_helper(monkeypatch):
+    """One helper for the per-image failures of compress, decompress and the map commands (taskcomp.outputs)."""
+    from taskcomp.outputs import BatchFailures
+
+    monkeypatch.delenv("TASKCOMP_DEBUG", raising=False)
+    said, kept = [], []
+    f = BatchFailures(3, log=said.append, on_note=lambda p, m: kept.append((p, m)))
+    f.raise_if_any()  # nothing noted: nothing raised
+    assert f.note("b.png", ValueError("not a readable image: b.png")) == "not a readable image: b.png"
+    f.note("c.png", RuntimeError("boom\nsecond line"))
+    assert said == ["b.png: failed (not a readable image: b.png); going on with the other images",
+                    "c.png: failed (RuntimeError: boom second line); going on with the other images"]
+    assert kept == f.failures == [("b.png", "not a readable image: b.png"), ("c.png", "RuntimeError: boom second line")]
+    with pytest.raises(BatchError) as e:
+        f.raise_if_any()
+    assert e.value.failures == f.failures and "2 of 3 images failed" in str(e.value)
+    one = BatchFailures(1, what="file", single=True, log=said.append)
+    with pytest.raises(ValueError, match="alone"):
+        one.note("a.tcz", ValueError("alone"))
+    assert not one.failures

@@ -7,6 +7,7 @@ when that folder is there.
 import math
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +223,26 @@ def test_objective_is_as_written_up_to_the_weight_limit(codec, sample_128):
     obj, bpp, task = MapOptimizer(codec, sal, lam=1e30).objective_terms(x, q, ctx)
     assert torch.isfinite(obj).all()
     assert torch.allclose(obj, bpp * (OBJECTIVE_WEIGHT_MAX / 1e30) + OBJECTIVE_WEIGHT_MAX * task)
+
+
+def test_huge_scale_times_lambda_does_not_overflow(codec, sample_128):
+    """scale * lambda beyond float64 (a recipe's scale 1e300 with lambda 1e300): math.exp(k) raised OverflowError;
+    now the descended weights stay finite and the logged objective is inf, never a traceback."""
+    from taskcomp.io import image_to_tensor
+    from taskcomp.objectives import create_objective
+    from taskcomp.optimize import OBJECTIVE_WEIGHT_MAX, MapOptimizer
+
+    x = image_to_tensor(sample_128[:32, :32])
+    sal = create_objective("saliency", pretrained=False)
+    ctx = sal.prepare(x)
+    for scale, lam in ((1e300, 1e300), (sys.float_info.max, sys.float_info.max), (1e300, 0.0)):
+        opt = MapOptimizer(codec, sal, lam=lam, scale=scale, steps=1, downsample=8)
+        obj, bpp, task = opt.objective_terms(x, torch.full((1, 1, 32, 32), 0.3), ctx)
+        assert torch.isfinite(obj).all(), (scale, lam)
+        if lam:
+            assert torch.allclose(obj, OBJECTIVE_WEIGHT_MAX * task, rtol=1e-4)
+        r = opt.run(x, ctx)
+        assert torch.isfinite(r.qmap).all() and not math.isnan(r.log[-1]["objective"])
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..bitstream import decode, encode, unpack, weights_id
+from ..bitstream import decode, encode, luma, unpack, weights_id
 from ..codec.sft import SFTCodec
 from ..io import atomic_write, image_to_tensor, load_image, save_csv, save_figure, save_image, tensor_to_image
 from ..maps import blob_map, gradient_map, half_map, region_map, uniform_map
@@ -71,8 +71,13 @@ def _sft_record(codec: SFTCodec, img: np.ndarray, qmap: torch.Tensor, keep_files
         t1 = time.perf_counter()
         x_dec = decode(codec, data)
         t2 = time.perf_counter()
-        # The differentiable pass, only where its reconstruction is kept for the round-trip check.
-        fwd_img = tensor_to_image(codec(x, qmap, quantize="round")["x_hat"]) if keep_files is not None else None
+        # The differentiable pass, only where its reconstruction is kept for the round-trip check; for a gray
+        # source (the header's flag) converted as the decoder converts it (bitstream.luma), so the comparison
+        # measures the arithmetic, not RGB against luma.
+        fwd_img = None
+        if keep_files is not None:
+            fwd = codec(x, qmap, quantize="round")["x_hat"]
+            fwd_img = tensor_to_image(luma(fwd) if unpack(data)[0].gray else fwd)
     bits_y, bits_z = -torch.log2(lik["y"]), -torch.log2(lik["z"])
     est_bits = float(bits_y.sum() + bits_z.sum())
     dec = tensor_to_image(x_dec)

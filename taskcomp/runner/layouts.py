@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -369,6 +370,17 @@ def _coco_field(ann: Path, where: str, problem: str) -> LayoutError:
     return LayoutError(f"COCO file {ann}: {where} {problem}")
 
 
+def _coco_int(ann: Path, where: str, value: Any, what: str) -> int:
+    """``value`` of the field ``where`` as an integer (``int()`` of a number or a numeric string), else the one-line
+    LayoutError naming the file and the field (``what``: what the field must be)."""
+    try:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise _coco_field(ann, where, f"is {value!r}, not {what}") from None
+
+
 def read_coco(ann: str | Path, category: int | None = None) -> dict[str, Any]:
     """Read and check a COCO instances JSON as exporters write it, before any compute; returns the dataset dict
     normalised for pycocotools' bbox evaluation.
@@ -406,6 +418,7 @@ def read_coco(ann: str | Path, category: int | None = None) -> dict[str, Any]:
         for key in ("id", "file_name"):
             if not isinstance(im, dict) or key not in im:
                 raise _coco_field(ann, f"images[{i}]", f"has no '{key}'")
+        _coco_int(ann, f"images[{i}].id", im["id"], "an integer id")  # the report scores by int(id)
     anns = d.get("annotations")
     if anns is None:
         anns = []
@@ -423,9 +436,10 @@ def read_coco(ann: str | Path, category: int | None = None) -> dict[str, Any]:
                                                               and math.isfinite(v) for v in b) or b[2] < 0 or b[3] < 0):
             raise _coco_field(ann, f"annotations[{i}].bbox", f"is {b!r}, not [x, y, width, height] (finite, "
                               "width and height >= 0)")
-        a = {**a, "iscrowd": int(a.get("iscrowd") or 0)}
-        if not isinstance(a.get("area"), (int, float)) or isinstance(a.get("area"), bool):
-            a["area"] = float(b[2] * b[3])
+        a = {**a, "iscrowd": _coco_int(ann, f"annotations[{i}].iscrowd", a.get("iscrowd") or 0, "0 or 1")}
+        area = a.get("area")
+        if not isinstance(area, (int, float)) or isinstance(area, bool) or not math.isfinite(area):
+            a["area"] = float(b[2] * b[3])  # missing (exporters leave it out) or unusable: the box's
         out.append(a)
     ids = [a.get("id") for a in out]
     if any(not isinstance(i, int) or isinstance(i, bool) or i <= 0 for i in ids) or len(set(ids)) != len(ids):

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import yaml
 
-from ..bitstream import decode, weights_id
+from ..bitstream import decode, unpack, weights_id
 from ..bench.baselines import pillow_roundtrip
 from ..bench.metrics import psnr
 from ..io import atomic_write, image_to_tensor, tensor_to_image
@@ -558,6 +558,8 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
                 dec_arr = tensor_to_image(x_dec)
                 extra["weights"] = wid  # every point this codec coded names its weights
                 extra["tcz_sha256"] = hashlib.sha256(data).hexdigest()[:16]  # compare files across runs
+                if unpack(data)[0].gray:  # a gray source: decoded as luma in all channels (bitstream.GRAY_FLAG)
+                    extra["gray"] = True
             rec = {"image": b["id"], "method": method, "setting": setting, **params, "width": W, "height": H,
                    "bpp": bpp, "psnr": psnr(arr, dec_arr), **task.metrics(arr, dec_arr, x_dec, state, it),
                    "seconds": opt_seconds + time.perf_counter() - t0, **extra}
