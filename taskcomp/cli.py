@@ -443,7 +443,8 @@ def _with_json(cmd):
     the images that failed and a status (done, failed, interrupted, stopped); ``--json -`` prints it to stdout
     at the end and sends the human-readable lines to stderr. A FILE from an earlier run with the same settings
     (the arguments, and the codec's and predictor's weights and the taskcomp version: :func:`_record_weights`)
-    lets the command skip the images it records as done (:func:`_done_before`)."""
+    lets the command skip the images it records as done (:func:`_done_before`). An existing FILE that is not a
+    taskcomp results file (a user's settings.json, notes) is refused before any work, never replaced."""
     def run(a):
         import contextlib
         import json
@@ -524,8 +525,11 @@ def _differing(old: dict, new: dict) -> str:
 def _previous_results(a, dest: str) -> dict:
     """--json FILE of an earlier run of this command: its records by image path when its settings as given are this
     run's (else {} and a line saying which setting differs and that every image is redone). The settings of the
-    loaded models are compared once they are loaded (:func:`_record_weights`)."""
+    loaded models are compared once they are loaded (:func:`_record_weights`). A file that is not a taskcomp results
+    file gives {} here and is refused, before any work, by the command's output plan (:func:`_map_outputs`)."""
     import json
+
+    from .outputs import is_results_file
 
     if not os.path.isfile(dest):
         return {}
@@ -534,7 +538,11 @@ def _previous_results(a, dest: str) -> dict:
             doc = json.load(f)
     except (OSError, ValueError):
         return {}
-    if not isinstance(doc, dict) or doc.get("command") != a.command or not isinstance(doc.get("images"), list):
+    if not is_results_file(dest):
+        return {}  # not a results file: the command's output plan refuses to write over it (_map_outputs)
+    if doc.get("command") != a.command:
+        was_cmd = f"taskcomp {doc['command']}" if isinstance(doc.get("command"), str) else "another command"
+        print(f"--json {dest} holds results of {was_cmd}: every image is done again and the file replaced")
         return {}
     was = doc.get("settings") if isinstance(doc.get("settings"), dict) else {}
     a.json_previous_settings = was
@@ -922,7 +930,7 @@ def _map_outputs(a, images):
             plan.add_output(m.with_suffix(".npy"), "--save-map")
         plan.add_output(ov, "--save-overlay")
         plan.add_output(dec, "--save-decoded")
-    plan.add_output(getattr(a, "json", None), "--json")
+    plan.add_output(getattr(a, "json", None), "--json", results_file=True)  # replaces only a taskcomp results file
     plan.check()  # an output on an input is said first, then a name that contradicts the content
     if len(images) == 1 and dests[images[0]][0] == Path(a.output):
         check_suffix(a.output, "tcz", "-o")
@@ -1226,7 +1234,28 @@ def _cmd_run(a):
     _check_run_outputs(a, out)
     n = run_recipe(recipe, out, data_root(a.data_root), limit=a.limit, shard=a.shard, batch_size=a.batch_size,
                    device=a.device)
-    print(f"{n} new records in {out}; tables: taskcomp report {out}")
+    print(f"{n} new records in {out}; tables: {_report_command(out, a.data_root)}")
+
+
+def _report_command(out, given_root=None) -> str:
+    """The ``taskcomp report`` command ``run`` prints for its folder ``out``: with ``--data-root DIR`` when the run was
+    given a data root other than the default one (report reads a detection run's COCO ground truth from it, and
+    without it would look under the default root). Paths are shell-quoted."""
+    import shlex
+    from pathlib import Path
+
+    from .datasets import data_root
+
+    cmd = f"taskcomp report {shlex.quote(str(out))}"
+    if given_root is None or str(given_root) == "":
+        return cmd
+    try:
+        default = data_root(None).resolve()
+    except (OSError, ValueError):  # no default data root: report needs the option
+        default = None
+    if default != Path(given_root).resolve():
+        cmd += f" --data-root {shlex.quote(str(given_root))}"
+    return cmd
 
 
 def _check_run_outputs(a, out) -> None:
@@ -1273,6 +1302,22 @@ def _check_report_outputs(a) -> None:
     plan.check()
 
 
+def _bits_text(v) -> str:
+    """A bpp saving against uniform at equal metric (signed %: positive = fewer bits) in words: ``X% fewer bits`` or,
+    for a negative saving, ``X% more bits``."""
+    return "n/a" if v is None else f"{v:.1f}% fewer bits" if v >= 0 else f"{-v:.1f}% more bits"
+
+
+def _interval_text(iv, fmt: str, negate: bool = False) -> str:
+    """`` [95% CI LOW to HIGH over N images]`` of a :func:`taskcomp.report.bootstrap_interval` dict ('' for None), in
+    the convention of the words beside it: ``negate`` for a saving worded as ``X% more bits``, whose interval is then
+    that of the extra bits (the saving's bounds negated, in ascending order)."""
+    if not iv:
+        return ""
+    lo, hi = (-iv["high"], -iv["low"]) if negate else (iv["low"], iv["high"])
+    return f" [95% CI {lo:{fmt}} to {hi:{fmt}} over {iv['n_images']} images]"
+
+
 def _cmd_report(a):
     import json
 
@@ -1285,22 +1330,21 @@ def _cmd_report(a):
     print("Mean curve: the setting's metric and bpp averaged over the images, against uniform's mean curve (gain at "
           "equal bpp, bits saved at equal metric). Per image: against each image's own uniform curve (median).")
 
-    def pct(v):  # a bpp saving against uniform at equal metric
-        return "n/a" if v is None else f"{v:.1f}% fewer bits" if v >= 0 else f"{-v:.1f}% more bits"
+    pct = _bits_text  # a bpp saving against uniform at equal metric, in words
 
     for name, c in s["comparisons"].items():
         gain_key = next(k for k in c if k.startswith("mean_curve_best_gain_points"))
         g, sv = c[gain_key], c["mean_curve_best_bpp_saving_percent"]
 
-        def ci(key, fmt):  # the headline's bootstrap 95% interval over images (report.bootstrap_interval)
-            iv = c.get(key)
-            return "" if not iv else f" [95% CI {iv['low']:{fmt}} to {iv['high']:{fmt}} over {iv['n_images']} images]"
+        def ci(key, fmt, negate=False):  # the headline's bootstrap 95% interval over images (bootstrap_interval)
+            return _interval_text(c.get(key), fmt, negate)
 
         print(f"{name}: mean curve, best setting: "
               + (f"{g:+.2f} points{ci('mean_curve_best_gain_points_ci95', '+.2f')} at equal bpp "
                  f"({c['mean_curve_best_gain_setting']}, <= {a.max_bpp} bpp)"
                  if g is not None else f"no setting at or below {a.max_bpp} bpp inside uniform's range")
-              + ", " + (f"{pct(sv)}{ci('mean_curve_best_bpp_saving_percent_ci95', '+.1f')} at equal {c['metric']} "
+              + ", " + (f"{pct(sv)}{ci('mean_curve_best_bpp_saving_percent_ci95', '+.1f', sv < 0)} at equal "
+                        f"{c['metric']} "
                         f"({c['mean_curve_best_bpp_saving_setting']})"
                         if sv is not None else "no saving measurable (outside uniform's range)"))
         per_image = c.get("per_image") or {}

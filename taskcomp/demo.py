@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEMO_IMAGES", "DEMO_LAMBDA", "DEMO_SETTINGS", "TASK_FILES", "SELECTION", "DemoResult", "bundled_images",
-           "kodak_candidate", "run_demo_image", "summarize", "demo_gallery"]
+__all__ = ["DEMO_IMAGES", "DEMO_LAMBDA", "DEMO_SETTINGS", "TASK_FILES", "SELECTION", "SELECTION_COUNTS",
+           "selection_note", "DemoResult", "bundled_images", "kodak_candidate", "run_demo_image", "summarize",
+           "demo_gallery"]
 
 #: Bundled demo images (``taskcomp/samples/``): Kodak crops (see :func:`kodak_candidate`), chosen as
 #: :data:`SELECTION` says.
@@ -31,12 +32,26 @@ DEMO_SETTINGS: dict[str, Any] = {"steps": 10, "lr": 0.3, "init_q": 0.1, "downsam
 #: The files :func:`demo_task` writes in its folder (``taskcomp demo`` checks them against its inputs first).
 TASK_FILES = ("task_aware.tcz", "task_aware.png", "uniform_same_bpp.png", "task_aware_map.png", "task_aware_map.npy",
               "task_aware_overlay.png", "demo_gallery.png")
+#: The candidate run the bundled images were chosen from (results/demo/candidates.jsonl at :data:`DEMO_LAMBDA`):
+#: the candidates tried and how many kept their class (Lite0's top-1 on the original) under each map. The one
+#: source of these figures for :data:`SELECTION` and the gallery's note (:func:`selection_note`).
+SELECTION_COUNTS: dict[str, int] = {"candidates": 24, "uniform_kept": 9, "task_aware_kept": 13}
+_N, _KU, _KT = (SELECTION_COUNTS[k] for k in ("candidates", "uniform_kept", "task_aware_kept"))
 #: How the bundled images were chosen (printed by ``taskcomp demo --help`` and the demo; README).
-SELECTION = ("Of the 24 Kodak images tried as candidates (each its centred square at 256 px; "
-             "results/demo/candidates.jsonl), these 4 are every one whose class (Lite0's top-1 on the original) "
-             "task-aware maps kept and uniform maps of the same real bpp lost; no candidate went the other way. Over "
-             "all 24 candidates (lambda 0.1, mean 0.223 bpp): class kept by uniform maps 9/24 (38%), by task-aware "
-             "maps 13/24 (54%).")
+SELECTION = (f"Of the {_N} Kodak images tried as candidates (each its centred square at 256 px; "
+             f"results/demo/candidates.jsonl), these {len(DEMO_IMAGES)} are every one whose class (Lite0's top-1 on "
+             "the original) task-aware maps kept and uniform maps of the same real bpp lost; no candidate went the "
+             f"other way. Over all {_N} candidates (lambda {DEMO_LAMBDA:g}, mean 0.223 bpp): class kept by uniform "
+             f"maps {_KU}/{_N} ({_KU / _N:.0%}), by task-aware maps {_KT}/{_N} ({_KT / _N:.0%}).")
+
+
+def selection_note() -> str:
+    """The gallery's note on the bundled images (two lines, from :data:`SELECTION_COUNTS`): they were picked, and the
+    rates over every candidate."""
+    return (f"Picked, not typical: these are the {len(DEMO_IMAGES)} of {_N} Kodak crops where uniform maps lost "
+            "Lite0's class (the original's top-1) and task-aware maps kept it.\n"
+            f"Over all {_N}: class kept by uniform maps {_KU}/{_N}, by task-aware maps {_KT}/{_N} "
+            "(results/demo/candidates.jsonl).")
 
 
 def kodak_candidate(arr: np.ndarray, side: int = 256) -> np.ndarray:
@@ -144,9 +159,12 @@ def class_name(i: int) -> str:
     return _class_name(i)
 
 
-def demo_gallery(results: list[DemoResult], path: str | Path, title: str = "") -> Path:
+def demo_gallery(results: list[DemoResult], path: str | Path, title: str = "", note: str = "",
+                 reference: str = "the original's top-1") -> Path:
     """The demo's picture: one row per image, original | uniform | task-aware (same real bpp) | the task-aware
-    map (inferno, fixed scale q 0..1), with bpp, PSNR and the predicted class under each. Written atomically."""
+    map (inferno, fixed scale q 0..1), with bpp, PSNR and the predicted class under each, and whether it kept
+    ``reference`` (what "keeps" compares with: the original's top-1 when label-free, else the label). ``note``
+    (e.g. :func:`selection_note`) goes under the title. Written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,7 +185,7 @@ def demo_gallery(results: list[DemoResult], path: str | Path, title: str = "") -
             row = r.rows[key]
             mark = "kept" if row["keeps"] else "LOST"
             panels.append((row["decoded"], f"{key}: {row['bpp']:.3f} bpp\n{setting}",
-                           f"PSNR {row['psnr']:.1f} dB\ntop-1: {class_name(row['pred'])} ({mark})"))
+                           f"PSNR {row['psnr']:.1f} dB\ntop-1: {class_name(row['pred'])}\n{mark} {reference}"))
         q = r.qmap[0, 0].numpy()
         panels.append((colorize(q), "task-aware map\n(bright: more bits)",
                        f"q mean {q.mean():.2f}, range {q.min():.2f}-{q.max():.2f}"))
@@ -180,8 +198,8 @@ def demo_gallery(results: list[DemoResult], path: str | Path, title: str = "") -
         cb = fig.colorbar(ScalarMappable(Normalize(0, 1), colormaps[CMAP]), ax=axes[i, 3], fraction=0.05, pad=0.02)
         cb.set_label("q (0: fewest bits, 1: most)", fontsize=7)
         cb.ax.tick_params(labelsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
+    if title or note:
+        fig.suptitle("\n".join(t for t in (title, note) if t), fontsize=10)
     save_figure(fig, path, dpi=90)
     plt.close(fig)
     return Path(path)
@@ -241,8 +259,9 @@ def demo_task(codec, out: str | Path, image: str | Path | None = None, label: in
     n = s["n_images"]
     ku = sum(r.rows["uniform"]["keeps"] for r in results)
     kt = sum(r.rows["task-aware"]["keeps"] for r in results)
-    log(f"mean over {'the ' + str(n) + ' bundled images' if image is None else 'the image'}: class kept by uniform "
-        f"maps {ku}/{n} ({ku / n:.0%}), by task-aware maps {kt}/{n} ({kt / n:.0%}); real bpp "
+    reference = "the original's top-1" if label is None else f"label {label}"  # what "kept" compares with
+    log(f"mean over {'the ' + str(n) + ' bundled images' if image is None else 'the image'}: {reference} kept by "
+        f"uniform maps {ku}/{n} ({ku / n:.0%}), by task-aware maps {kt}/{n} ({kt / n:.0%}); real bpp "
         f"{s['uniform']['bpp']:.3f} vs {s['task-aware']['bpp']:.3f}; PSNR {s['uniform']['psnr']:.2f} vs "
         f"{s['task-aware']['psnr']:.2f} dB (task-aware maps spend bits where the classifier looks, not where PSNR "
         "counts them)")
@@ -256,9 +275,10 @@ def demo_task(codec, out: str | Path, image: str | Path | None = None, label: in
     save_image(ex.rows["uniform"]["decoded"], out / "uniform_same_bpp.png")
     save_map_output(ex.qmap, out / "task_aware_map.png", also_exact=True)
     save_overlay(ex.image, ex.qmap, out / "task_aware_overlay.png")
-    title = (f"uniform vs task-aware maps at the same real bpp (label-free {clf.model_name}, lambda {lam:g}); "
-             f"class kept: uniform {ku}/{n}, task-aware {kt}/{n}")
-    gal = demo_gallery(results, out / "demo_gallery.png", title=title)
+    title = (f"uniform vs task-aware maps at the same real bpp ({'label-free ' if label is None else ''}"
+             f"{clf.model_name}, lambda {lam:g}); {reference} kept: uniform {ku}/{n}, task-aware {kt}/{n}")
+    gal = demo_gallery(results, out / "demo_gallery.png", title=title,
+                       note=selection_note() if image is None else "", reference=reference)
     secs = time.perf_counter() - t0
     log(f"example ({ex.name}): task_aware.png (its map: task_aware_map.png, .npy; over the image: "
         f"task_aware_overlay.png), uniform_same_bpp.png; {secs:.0f}s for the task part")

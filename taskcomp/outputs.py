@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 __all__ = ["OutputError", "OutputPlan", "BatchError", "BatchFailures", "failure_text", "file_key", "check_suffix",
-           "check_parent", "IMAGE_SUFFIXES", "file_sha256"]
+           "check_parent", "IMAGE_SUFFIXES", "file_sha256", "is_results_file", "check_results_file"]
 
 
 class OutputError(ValueError):
@@ -176,6 +176,7 @@ class OutputPlan:
     def __init__(self) -> None:
         self.inputs: list[tuple[str, str]] = []
         self.outputs: list[tuple[str, str]] = []
+        self.results_files: list[tuple[str, str]] = []
 
     def add_input(self, path: str | Path | None, role: str = "input") -> None:
         """Record a file the command reads (None: ignored); ``role`` names it in messages ("the input image
@@ -183,10 +184,14 @@ class OutputPlan:
         if path is not None and str(path) != "-":
             self.inputs.append((str(path), role))
 
-    def add_output(self, path: str | Path | None, option: str = "-o") -> None:
-        """Record a file the command writes (None or ``-``: ignored); ``option`` names where it comes from."""
+    def add_output(self, path: str | Path | None, option: str = "-o", results_file: bool = False) -> None:
+        """Record a file the command writes (None or ``-``: ignored); ``option`` names where it comes from.
+        ``results_file``: the file is a --json results file, and an existing file there is only replaced when it is
+        one (:func:`check_results_file`)."""
         if path is not None and str(path) != "-":
             self.outputs.append((str(path), option))
+            if results_file:
+                self.results_files.append((str(path), option))
 
     def check(self) -> None:
         """Every output is a new place: not an input, not another output, not an existing folder; and its
@@ -221,8 +226,41 @@ class OutputPlan:
                                   "written)")
             for k in keys:
                 seen[k] = (path, option)
+        for path, option in self.results_files:  # a --json file replaces only an earlier taskcomp results file
+            check_results_file(path, option)
         for path, option in self.outputs:  # and each can be written (checked without making any folder)
             check_parent(path, option)
+
+
+def is_results_file(path: str | Path) -> bool:
+    """``path`` holds a taskcomp results file: the JSON object ``--json FILE`` writes (optimize, ocr-map:
+    ``{"command", "status", "settings", "images", "failed"}``), i.e. an ``images`` list beside a ``settings``
+    object (or, as taskcomp wrote it before settings were recorded, beside a ``command`` name). False for anything
+    else: another JSON document, text that is not JSON, a file that cannot be read."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            if f.read(64).lstrip()[:1] != "{":  # not a JSON object: not read further
+                return False
+            f.seek(0)
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return (isinstance(doc, dict) and isinstance(doc.get("images"), list)
+            and (isinstance(doc.get("settings"), dict) or isinstance(doc.get("command"), str)))
+
+
+def check_results_file(path: str | Path, option: str = "--json") -> None:
+    """An existing ``path`` may be replaced by a results file only when it is one (:func:`is_results_file`): a
+    user's ``settings.json`` or notes are never written over. A missing file passes.
+
+    Raises:
+        OutputError: one line naming ``path``.
+    """
+    if os.path.lexists(path) and not os.path.isdir(path) and not is_results_file(path):
+        raise OutputError(f"{option} {path} exists and is not a taskcomp results file; choose another name or "
+                          "remove it (nothing was written)")
 
 
 def check_parent(path: str | Path, option: str) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from .io import atomic_write, save_csv, save_figure
 
 __all__ = ["run_items", "load_records", "curves", "compare_to_uniform", "per_image_comparison", "report",
-           "bootstrap_interval", "add_bootstrap_intervals", "few_images_note"]
+           "bootstrap_interval", "add_bootstrap_intervals", "few_images_note", "run_annotations"]
 
 
 def run_items(run_dir: str | Path) -> list[str] | None:
@@ -101,7 +101,10 @@ DEFINITIONS = {
     "setting in mean_curve_best_bpp_saving_setting)",
     "mean_curve_best_*_ci95": "bootstrap 95% percentile interval over images of the headline figure at its "
     "setting: images resampled with replacement (1000 resamples, seed 0), mean curves and the figure recomputed on "
-    "each; 'defined' counts the resamples where the figure exists (inside uniform's range)",
+    "each; 'defined' counts the resamples where the figure exists (inside uniform's range). Signed as the figure: "
+    "gain in points (positive: better than uniform), bpp saving in % (positive: fewer bits, negative: more bits); "
+    "`taskcomp report` prints a saving worded as 'X% more bits' with the interval of the extra bits (the bounds "
+    "negated)",
     "per_image.SETTING.bpp_saving_median_percent": "per image: the median over images of the bits saved at equal "
     "metric against each image's own uniform curve (a different figure from the mean curve's: with a 0/1 metric "
     "such as top-1, an image that uniform already gets right at its lowest q counts as a loss)",
@@ -345,6 +348,27 @@ def coco_ap(df, annotations: Path, category: int):
     return out
 
 
+def run_annotations(recipe: dict, data_root: str | Path | None = None) -> Path:
+    """The COCO instances JSON a detection run's records are scored against: the recipe's data under ``data_root``
+    (None: the default data root, :func:`taskcomp.datasets.data_root`).
+
+    Raises:
+        LayoutError: one line; without ``data_root`` it adds that the run's data root may differ from the default
+            one and to pass ``--data-root`` (``taskcomp run RECIPE --data-root DIR`` reads the data elsewhere).
+    """
+    from .datasets import data_root as _root
+    from .runner.layouts import LayoutError, annotation_file
+
+    root = _root(data_root)
+    try:
+        return annotation_file(recipe, root)
+    except LayoutError as e:
+        if data_root is not None and str(data_root) != "":
+            raise
+        raise LayoutError(f"{e}; the run's data root may differ from {root}: pass --data-root DIR, the "
+                          "folder given to taskcomp run") from None
+
+
 def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: float = 0.3,
            data_root: str | Path | None = None) -> dict:
     """Write ``table.csv``, ``table.md``, ``metrics_vs_bpp.png``, ``summary.json`` and, when the run kept examples,
@@ -362,12 +386,10 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
     table = curves(df, metric_cols)
     ap_note = None
     if "detections" in df:
-        from .datasets import data_root as _root
-        from .runner.layouts import annotation_file
         from .yamlio import load as load_yaml
 
         recipe = load_yaml((run_dir / "recipe.yaml").read_text())
-        ann = annotation_file(recipe, _root(data_root))  # the data layout's COCO JSON
+        ann = run_annotations(recipe, data_root)  # the data layout's COCO JSON
         ap = coco_ap(df, ann, int(recipe.get("coco_category", 1)))
         ap_note = ap.attrs.get("note")  # AP undefined on these images: NaN, said so under the table
         table = table.merge(ap, on=["method", "setting"], how="left")
@@ -455,10 +477,9 @@ def _gallery_inputs(run_dir: Path, df, data_root=None):
     task = recipe.get("task", "classification")
     per_ap = None
     if task == "detection" and "detections" in df:
-        from .datasets import data_root as _root
-        from .runner.layouts import annotation_file, coco_ground_truth
+        from .runner.layouts import coco_ground_truth
 
-        ann = annotation_file(recipe, _root(data_root))
+        ann = run_annotations(recipe, data_root)
         cat = int(recipe.get("coco_category", 1))
         d = df[df["image"].astype(str).isin(ids)].copy()
         gt = coco_ground_truth(ann, cat)

@@ -203,6 +203,38 @@ def test_case_11_report_says_ap_undefined(tmp_path, which):
     assert summary["ap_note"] == AP_UNDEFINED_NOTE
 
 
+@pytest.mark.skipif(not (CASES / "11-coco-no-ground-truth").is_dir(), reason="needs ../shared/cases")
+def test_run_prints_a_report_command_that_works_with_its_data_root(tmp_path, capsys, monkeypatch):
+    """``run RECIPE --data-root DIR`` prints ``taskcomp report OUT --data-root DIR`` (a detection report reads its
+    ground truth there); without it, report's error says the run's data root may differ and to pass --data-root.
+    Case 11's recipe, without the detector (records made here)."""
+    from taskcomp.cli import _report_command, main
+    from taskcomp.report import run_annotations
+    from taskcomp.yamlio import load as load_yaml
+
+    case = CASES / "11-coco-no-ground-truth"
+    default = tmp_path / "data"  # the default data root here: one without the case's folder
+    default.mkdir()
+    monkeypatch.setenv("TASKCOMP_DATA", str(default))
+    assert _report_command(tmp_path / "R", case) == f"taskcomp report {tmp_path / 'R'} --data-root {case}"
+    assert _report_command("R", None) == "taskcomp report R"
+    assert _report_command("R", default) == "taskcomp report R"  # the default root needs no option
+    assert _report_command("my run", case) == f"taskcomp report 'my run' --data-root {case}"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "recipe.yaml").write_text((case / "empty.yaml").read_text())
+    (run / "records.jsonl").write_text("".join(json.dumps(
+        {"image": "000000005001.jpg", "coco_id": 5001, "method": m, "setting": st, "bpp": b, "psnr": 30.0,
+         "detections": []}) + "\n" for m, st, b in (("original", "-", 24.0), ("uniform", "q=0.3", 0.3))))
+    assert main(["report", str(run), "--out", str(tmp_path / "o"), "--threads", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{default / 'empty'} does not exist" in err, err
+    assert "the run's data root may differ" in err and "pass --data-root" in err
+    assert run_annotations(load_yaml((case / "empty.yaml").read_text()), case) == case / "empty" / "instances.json"
+    capsys.readouterr()
+    assert main(["report", str(run), "--out", str(tmp_path / "o"), "--data-root", str(case), "--threads", "1"]) == 0
+
+
 # ---------------------------------------------------------------------------------------------- .tcz claims
 def _with_width(data: bytes, width: int) -> bytes:
     """``data`` with the header's width varint replaced and the CRC recomputed (as the case-12 bomb was made)."""

@@ -115,6 +115,20 @@ def test_report_command_prints_the_interval(tmp_path, capsys):
     assert "95% CI" in out and "only 12 images" in out
 
 
+def test_printed_interval_follows_the_words_beside_it():
+    """A saving worded "X% more bits" carries the interval of the extra bits (the signed saving's bounds negated, in
+    ascending order); "X% fewer bits" the saving's own; summary.json keeps the signed saving."""
+    from taskcomp.cli import _bits_text, _interval_text
+
+    iv = {"low": -17.4, "high": -4.1, "n_images": 12}
+    assert _bits_text(-11.2) + _interval_text(iv, "+.1f", -11.2 < 0) == (
+        "11.2% more bits [95% CI +4.1 to +17.4 over 12 images]")
+    iv = {"low": -17.4, "high": 79.2, "n_images": 12}
+    assert _bits_text(76.7) + _interval_text(iv, "+.1f", 76.7 < 0) == (
+        "76.7% fewer bits [95% CI -17.4 to +79.2 over 12 images]")
+    assert _interval_text(None, "+.1f", True) == "" and _bits_text(None) == "n/a"
+
+
 # --------------------------------------------------------------------------------- --threads everywhere
 
 #: Subcommands that compute nothing with torch (they read logs and plot).
@@ -183,6 +197,44 @@ def test_demo_selection_statement_matches_the_candidate_run():
     ku, kt = (sum(r[k]["keeps"] for r in rows) for k in ("uniform", "task-aware"))
     for text in (SELECTION, DEMO_SELECTION_HELP):
         assert f"uniform maps {ku}/24" in text and f"task-aware maps {kt}/24" in text
+
+
+def test_demo_gallery_says_the_images_were_picked_and_what_kept_means(tmp_path, monkeypatch):
+    """The gallery's picture carries the selection (4 of 24 picked; the rates over all 24, from SELECTION_COUNTS,
+    which match candidates.jsonl) and says decoded classes are compared with the original's top-1."""
+    from pathlib import Path
+
+    import torch
+
+    import taskcomp.io
+    from taskcomp.demo import DEMO_IMAGES, DEMO_LAMBDA, SELECTION, SELECTION_COUNTS, DemoResult, demo_gallery, \
+        selection_note
+
+    f = Path(__file__).resolve().parents[1] / "results" / "demo" / "candidates.jsonl"
+    rows = [r for r in map(json.loads, f.read_text().splitlines()) if r["lambda"] == DEMO_LAMBDA]
+    ku, kt = (sum(r[k]["keeps"] for r in rows) for k in ("uniform", "task-aware"))
+    assert SELECTION_COUNTS == {"candidates": len(rows), "uniform_kept": ku, "task_aware_kept": kt}
+    n = len(rows)
+    note = selection_note()
+    for words in (f"{len(DEMO_IMAGES)} of {n}", f"uniform maps {ku}/{n}", f"task-aware maps {kt}/{n}",
+                  "the original's top-1"):
+        assert words in note, words
+    assert f"uniform maps {ku}/{n}" in SELECTION  # the printed text and the picture share the figures
+    img = np.zeros((8, 8, 3), np.uint8)
+    r = DemoResult("kodim03_256", img, 1, torch.full((1, 1, 8, 8), 0.3), 0.2)
+    for key, keeps in (("uniform", False), ("task-aware", True)):
+        r.rows[key] = {"bpp": 0.2, "psnr": 30.0, "pred": 1 if keeps else 2, "keeps": keeps, "decoded": img}
+    texts = []
+
+    def capture(fig, path, **kw):
+        texts.append(fig._suptitle.get_text() if fig._suptitle else "")
+        texts.extend(ax.get_xlabel() for ax in fig.axes)
+
+    monkeypatch.setattr(taskcomp.io, "save_figure", capture)
+    demo_gallery([r], tmp_path / "g.png", title="T", note=note)
+    assert texts[0] == "T\n" + note
+    assert any("kept the original's top-1" in t for t in texts) and any("LOST the original's top-1" in t
+                                                                          for t in texts)
 
 
 def test_ocr_map_defaults_are_the_documented_setting():

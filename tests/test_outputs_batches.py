@@ -132,6 +132,32 @@ def test_map_command_outputs_colliding_are_refused_before_any_model_loads(tmp_pa
     assert listing(tmp_path) == files  # and no folder made for -o
 
 
+@pytest.mark.parametrize("name, content", [
+    ("settings.json", '{"theme": "dark", "images": ["a.png"]}\n'),  # a user's JSON, even with an images list
+    ("notes.json", "shopping: milk, eggs\n"),  # not JSON at all
+    ("empty.json", ""),
+])
+@pytest.mark.parametrize("command", ["optimize", "ocr-map"])
+def test_json_never_replaces_a_file_that_is_not_a_taskcomp_results_file(tmp_path, small, capsys, command, name,
+                                                                         content):
+    """--json FILE over an existing unrelated file is refused in one line naming it, before any work; the file keeps
+    its bytes. A taskcomp results file (what --json writes: settings and images) may be replaced."""
+    from taskcomp.outputs import check_results_file, is_results_file
+
+    dest = tmp_path / name
+    dest.write_text(content)
+    files = listing(tmp_path)
+    rc, out, err = run([command, small / "a.png", "--steps", 1, "-o", tmp_path / "o.tcz", "--json", dest], capsys)
+    one_line_error(rc, err, f"--json {dest} exists and is not a taskcomp results file", "choose another name")
+    assert "device" not in out and dest.read_text() == content and listing(tmp_path) == files
+    ours = tmp_path / "r.json"
+    ours.write_text(json.dumps({"command": command, "status": "done", "settings": {"steps": 3}, "images": [],
+                                "failed": []}))
+    assert is_results_file(ours) and not is_results_file(dest)
+    check_results_file(ours)  # passes: a results file of other settings is redone and replaced
+    check_results_file(tmp_path / "missing.json")
+
+
 def test_map_command_folders_colliding_for_several_images(tmp_path, small, capsys):
     rc, _, err = run(["optimize", small, "--steps", 1, "-o", tmp_path / "out", "--save-map", tmp_path / "pics",
                       "--save-overlay", tmp_path / "pics"], capsys)
