@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -369,6 +370,20 @@ def run_annotations(recipe: dict, data_root: str | Path | None = None) -> Path:
                           "folder given to taskcomp run") from None
 
 
+
+def _json_safe(value):
+    """``value`` with every non-finite float as None: summary.json stays strict JSON (an undefined metric, e.g. AP
+    without ground truth, is null there and NaN in the tables)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy scalars
+        return _json_safe(value.item())
+    return value
+
 def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: float = 0.3,
            data_root: str | Path | None = None) -> dict:
     """Write ``table.csv``, ``table.md``, ``metrics_vs_bpp.png``, ``summary.json`` and, when the run kept examples,
@@ -458,7 +473,7 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, max_bpp: floa
             for m in sorted(m for m in df["method"].unique() if is_predicted(m)):  # predicted maps get their own
                 if gallery(run_dir, df, task, out / f"gallery_{m}.png", per_image_ap=per_ap, method=m) is not None:
                     summary.setdefault("galleries", {})[m] = f"gallery_{m}.png"
-    atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
+    atomic_write(out / "summary.json", json.dumps(_json_safe(summary), indent=2, allow_nan=False).encode())
     return summary
 
 

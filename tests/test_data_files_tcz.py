@@ -201,6 +201,9 @@ def test_case_11_report_says_ap_undefined(tmp_path, which):
     assert table["ap/person"].isna().all() and table["ap50/person"].isna().all()
     assert AP_UNDEFINED_NOTE in (run / "table.md").read_text()
     assert summary["ap_note"] == AP_UNDEFINED_NOTE
+    # summary.json stays strict JSON: the undefined AP is null there, never NaN (nor 0).
+    stored = json.loads((run / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert stored["ap_note"] == AP_UNDEFINED_NOTE
 
 
 @pytest.mark.skipif(not (CASES / "11-coco-no-ground-truth").is_dir(), reason="needs ../shared/cases")
