@@ -91,3 +91,21 @@ def test_checkpoints_with_the_published_range_do_not_write_it(tmp_path):
     model = create_codec("sft-small", pretrained=False)
     save_codec(model, tmp_path / "s.pth", "sft-small")
     assert "lambda_min" not in torch.load(tmp_path / "s.pth", weights_only=False)["config"]
+
+
+def test_shipped_lowrate_codec_codes_lower_at_q0_and_its_files_name_it(sample_128):
+    from taskcomp.bitstream import BitstreamError, decode, encode
+    from taskcomp.io import image_to_tensor
+
+    low, small = create_codec("sft-small-lowrate"), create_codec("sft-small")
+    assert low.config.lambda_min == 1.25e-4 and low.checkpoint_info["codec"] == "sft-small-lowrate"
+    x = image_to_tensor(sample_128)
+    q0 = torch.zeros_like(x[:, :1])
+    with torch.inference_mode():
+        data_low, data_small = encode(low, x, q0), encode(small, x, q0)
+        assert len(data_low) < len(data_small)  # q = 0 reaches a lower rate
+        assert decode(low, data_low).shape == x.shape
+        with pytest.raises(BitstreamError, match="sft-small-lowrate"):
+            decode(small, data_low)  # never silently decoded by another codec, which is named
+        with pytest.raises(BitstreamError, match="sft-small"):
+            decode(low, data_small)
