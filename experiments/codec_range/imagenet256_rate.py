@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,6 +40,11 @@ def main() -> None:
     crops = [image_to_tensor(preprocess_image(load_image(p), 280, 256)[0]) for p in paths]
     result = {"images": [p.name for p in paths], "preprocess": "resize 280 (short side), centre crop 256",
               "qualities": qs, "codecs": {}}
+    out = Path(a.out)
+    if out.is_file():  # codecs measured earlier on the same images and q grid are kept
+        old = json.loads(out.read_text())
+        if (old["images"], old["qualities"]) == (result["images"], qs):
+            result["codecs"] = old["codecs"]
     for name in a.codecs:
         codec = create_codec(name)
         t0 = time.time()
