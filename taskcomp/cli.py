@@ -428,14 +428,6 @@ def _jsonable(v):
     return v
 
 
-def _check_writable_parent(path: str, option: str) -> None:
-    """``option``'s file can be written: its nearest existing folder is a writable folder (one-line ValueError).
-    Makes nothing: missing folders are made when the file is written, so a refused command leaves none behind."""
-    from .outputs import check_parent
-
-    check_parent(path, option)
-
-
 def _with_json(cmd):
     """``cmd`` with ``--json FILE``: one result per image (image, output, map, size, lambda, real bpp, bytes,
     seconds, and with --compare every compared map's bpp, PSNR and task metrics) written to FILE atomically
@@ -449,15 +441,15 @@ def _with_json(cmd):
         import contextlib
         import json
 
-        from .outputs import BatchError
+        from .outputs import BatchError, check_parent
 
         dest = getattr(a, "json", None)
         if dest and dest != "-":  # found before minutes of work, not after
-            _check_writable_parent(dest, "--json")
+            check_parent(dest, "--json")
         for opt in ("save_map", "save_overlay", "save_decoded"):
             p = getattr(a, opt, None)
             if p and os.path.splitext(p)[1]:  # a file (a folder without suffix is created when needed)
-                _check_writable_parent(p, "--" + opt.replace("_", "-"))
+                check_parent(p, "--" + opt.replace("_", "-"))
         a.json_rows = [] if dest else None
         a.json_failed = []
         a.json_settings = _settings(a)  # as given: a command may fill in defaults (ocr-map's codec) as it runs
@@ -962,13 +954,7 @@ def _early_checks(a):
     --threads."""
     from .optimize import check_optimizer_args
 
-    if a.threads is not None:
-        if a.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {a.threads}")
-        import torch
-
-        torch.set_num_threads(a.threads)
-
+    _apply_threads(a)
     try:
         check_optimizer_args(steps=a.steps, lr=a.lr, init_q=a.init_q, downsample=a.downsample,
                              **({"lam": a.lam} if a.lam is not None else {}))
@@ -1226,10 +1212,7 @@ def _cmd_run(a):
     for opt, v in (("--threads", a.threads), ("--batch-size", a.batch_size), ("--limit", a.limit)):
         if v is not None and v < 1:
             raise ValueError(f"{opt} must be >= 1, got {v}")
-    if a.threads:
-        import torch
-
-        torch.set_num_threads(a.threads)
+    _apply_threads(a)
     out = Path(a.out or recipe.get("out", f"runs/{recipe['name']}"))
     _check_run_outputs(a, out)
     n = run_recipe(recipe, out, data_root(a.data_root), limit=a.limit, shard=a.shard, batch_size=a.batch_size,
