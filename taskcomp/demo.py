@@ -152,13 +152,6 @@ def summarize(results: list[DemoResult]) -> dict[str, Any]:
     return s
 
 
-def class_name(i: int) -> str:
-    """ImageNet class description (first synonym) of index ``i``, else ``class i``."""
-    from .pictures import _class_name
-
-    return _class_name(i)
-
-
 def demo_gallery(results: list[DemoResult], path: str | Path, title: str = "", note: str = "",
                  reference: str = "the original's top-1") -> Path:
     """The demo's picture: one row per image, original | uniform | task-aware (same real bpp) | the task-aware
@@ -174,7 +167,7 @@ def demo_gallery(results: list[DemoResult], path: str | Path, title: str = "", n
     from matplotlib.colors import Normalize
 
     from .io import save_figure
-    from .pictures import CMAP, colorize
+    from .pictures import CMAP, class_name, colorize
 
     n = len(results)
     fig, axes = plt.subplots(n, 4, figsize=(4 * 3.0 + 0.8, n * 3.9 + 0.5), squeeze=False, layout="constrained")
@@ -206,6 +199,8 @@ def demo_gallery(results: list[DemoResult], path: str | Path, title: str = "", n
 
 
 def _fmt_class(i: int, width: int = 18) -> str:
+    from .pictures import class_name
+
     name = class_name(i)
     return name if len(name) <= width else name[: width - 1] + "~"
 

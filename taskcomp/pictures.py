@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CMAP", "colorize", "map_picture", "overlay", "save_map_picture", "save_map_output", "save_overlay",
+__all__ = ["CMAP", "class_name", "colorize", "map_picture", "overlay", "save_map_picture", "save_map_output", "save_overlay",
            "draw_boxes", "example_dir", "save_example", "gallery", "PICTURE_SUFFIXES", "EXACT_SUFFIXES"]
 
 #: The colormap of every map picture and overlay (matplotlib name; OpenCV has the same table).
@@ -236,7 +236,8 @@ def save_example(folder: str | Path, arr: np.ndarray, method: str, setting: str,
 
 # --- gallery -------------------------------------------------------------------------------------------------
 
-def _class_name(i) -> str:
+def class_name(i) -> str:
+    """ImageNet class description (first synonym) of index ``i`` (timm's ImageNetInfo), else ``class i``."""
     try:
         from timm.data import ImageNetInfo
 
@@ -254,7 +255,7 @@ def _result_text(r: dict[str, Any], task: str) -> str:
         p = r[preds[0]]
         ok = r.get("label") is not None and r.get("label") == r.get("label") and int(p) == int(r["label"])
         mark = "" if r.get("label") is None or r.get("label") != r.get("label") else (" (right)" if ok else " (wrong)")
-        return f"top-1: {_class_name(p)}{mark}"
+        return f"top-1: {class_name(p)}{mark}"
     if task == "detection":
         n = sum(1 for d in r.get("detections") or [] if d[4] >= BOX_CONF)
         f1 = r.get("f1/original")

@@ -331,8 +331,8 @@ class TextObjective(Objective):
                   scale: tuple[float, float] = (1.0, 1.0)) -> dict[str, float] | None:
         """Where the bits of x (1, 3, H, W) coded under qmap (1, 1, H, W) go: the share of the page inside the text
         boxes of ``ctx`` (scaled by ``scale`` = (sy, sx) into x's pixels), the share of the coded bits there
-        (the latents' likelihoods: each 16x16 block gets its y element bits, the hyper-latent's bits spread over
-        their blocks) and the mean q inside and outside. None when there is no text box."""
+        (the latents' likelihoods: each 16x16 block gets its y elements' bits; the hyper-latent's bits are spread
+        evenly over the page) and the mean q inside and outside. None when there is no text box."""
         from ..bitstream import encode
 
         H, W = x.shape[-2:]
