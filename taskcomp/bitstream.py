@@ -65,7 +65,6 @@ one float bit). Encoding always writes version 2.
 
 from __future__ import annotations
 
-import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -76,8 +75,21 @@ from torch import Tensor
 
 from .codec.sft import DECODE_TILE, G_S_TAIL_HALO, SFTCodec, default_synthesis, padded_size
 
-__all__ = ["BitstreamError", "Header", "pack", "unpack", "encode", "decode", "MAGIC", "VERSION",
-           "SUPPORTED_VERSIONS", "min_z_stream_bytes", "is_gray", "decoded_array", "luma"]
+__all__ = [
+    "BitstreamError",
+    "Header",
+    "pack",
+    "unpack",
+    "encode",
+    "decode",
+    "MAGIC",
+    "VERSION",
+    "SUPPORTED_VERSIONS",
+    "min_z_stream_bytes",
+    "is_gray",
+    "decoded_array",
+    "luma",
+]
 
 MAGIC = b"TCZ\x89"
 VERSION = 2
@@ -142,11 +154,20 @@ def pack(header: Header, y_stream: bytes, z_stream: bytes) -> bytes:
         raise ValueError("codec name must be 1 to 255 ASCII bytes and weights id 8 bytes")
     if header.version not in SUPPORTED_VERSIONS:
         raise ValueError(f"unsupported .tcz version {header.version}")
-    body = b"".join([
-        MAGIC, bytes([header.version | (GRAY_FLAG if header.gray else 0), len(name)]), name, header.weights,
-        _varint(header.width), _varint(header.height), _varint(len(y_stream)), _varint(len(z_stream)),
-        y_stream, z_stream,
-    ])
+    body = b"".join(
+        [
+            MAGIC,
+            bytes([header.version | (GRAY_FLAG if header.gray else 0), len(name)]),
+            name,
+            header.weights,
+            _varint(header.width),
+            _varint(header.height),
+            _varint(len(y_stream)),
+            _varint(len(z_stream)),
+            y_stream,
+            z_stream,
+        ]
+    )
     return body + struct.pack(">I", zlib.crc32(body))
 
 
@@ -164,8 +185,10 @@ def unpack(data: bytes) -> tuple[Header, bytes, bytes]:
         raise BitstreamError(f"truncated .tcz file ({len(data)} bytes)")
     version, gray = data[4] & ~GRAY_FLAG, bool(data[4] & GRAY_FLAG)
     if version not in SUPPORTED_VERSIONS:
-        raise BitstreamError(f"unsupported .tcz version {version} (this taskcomp reads versions "
-                             f"{', '.join(map(str, SUPPORTED_VERSIONS))})")
+        raise BitstreamError(
+            f"unsupported .tcz version {version} (this taskcomp reads versions "
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))})"
+        )
     pos = 6 + data[5]
     try:
         name = data[6:pos].decode("ascii")
@@ -189,8 +212,10 @@ def unpack(data: bytes) -> tuple[Header, bytes, bytes]:
     if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
         raise BitstreamError(f"corrupted .tcz header (image size {width}x{height})")
     if width * height > MAX_PIXELS:  # the encoder's limit, checked before the decoder allocates anything
-        raise BitstreamError(f".tcz header claims {width}x{height} pixels, above the {MAX_PIXELS // 10**6} MP this "
-                             "codec codes in one piece (no encoder writes such a file)")
+        raise BitstreamError(
+            f".tcz header claims {width}x{height} pixels, above the {MAX_PIXELS // 10**6} MP this "
+            "codec codes in one piece (no encoder writes such a file)"
+        )
     y_stream, z_stream = body[pos : pos + y_len], body[pos + y_len :]
     return Header(name, weights, width, height, version, gray), y_stream, z_stream
 
@@ -214,12 +239,19 @@ def _codec_name(codec) -> str:
 def is_gray(x: Tensor) -> bool:
     """Whether an image tensor (B, 3, H, W) is grayscale: its three channels are exactly equal (a mode L image
     loaded as RGB, or an RGB file with R = G = B)."""
-    return x.shape[-3] == 3 and bool(torch.equal(x[..., 0, :, :], x[..., 1, :, :])
-                                     and torch.equal(x[..., 1, :, :], x[..., 2, :, :]))
+    return x.shape[-3] == 3 and bool(
+        torch.equal(x[..., 0, :, :], x[..., 1, :, :]) and torch.equal(x[..., 1, :, :], x[..., 2, :, :])
+    )
 
 
-def encode(codec: SFTCodec, x: Tensor, qmap: Tensor, return_likelihoods: bool = False, version: int = VERSION,
-           gray: bool | None = None):
+def encode(
+    codec: SFTCodec,
+    x: Tensor,
+    qmap: Tensor,
+    return_likelihoods: bool = False,
+    version: int = VERSION,
+    gray: bool | None = None,
+):
     """Code one image x (1, 3, H, W) in [0, 1] under qmap (1, 1, H, W) in [0, 1] into .tcz bytes.
 
     ``gray``: record in the header that the source is grayscale, so :func:`decode` returns gray pixels (the luma
@@ -242,12 +274,15 @@ def encode(codec: SFTCodec, x: Tensor, qmap: Tensor, return_likelihoods: bool = 
     x, qmap = check_codec_inputs(codec, x, qmap, batch=1)
     H, W = x.shape[-2:]
     if H > MAX_SIDE or W > MAX_SIDE or H * W > MAX_PIXELS:
-        raise ValueError(f"image {W}x{H} is too large (limits: {MAX_SIDE} px per side, {MAX_PIXELS // 10**6} MP); "
-                         "downscale or tile it")
+        raise ValueError(
+            f"image {W}x{H} is too large (limits: {MAX_SIDE} px per side, {MAX_PIXELS // 10**6} MP); "
+            "downscale or tile it"
+        )
     out = codec.compress(x, qmap, exact=version >= 2)
     gray = is_gray(x) if gray is None else bool(gray)
-    data = pack(Header(_codec_name(codec), weights_id(codec), W, H, version, gray), out["strings"][0][0],
-                out["strings"][1][0])
+    data = pack(
+        Header(_codec_name(codec), weights_id(codec), W, H, version, gray), out["strings"][0][0], out["strings"][1][0]
+    )
     return (data, out["likelihoods"]) if return_likelihoods else data
 
 
@@ -278,8 +313,11 @@ def decode_memory(padded_pixels: int, synthesis: str) -> float:
     """Estimated peak bytes of a CPU decode of an image of ``padded_pixels`` (padded to a multiple of 64) with the
     ``"float64"`` or ``"float32"`` synthesis: a 12 MP photo needs ~4.3 GB in float64 (tiled synthesis)."""
     tile_pixels = (4 * (DECODE_TILE + 2 * G_S_TAIL_HALO)) ** 2
-    return (DECODE_BASE_BYTES + DECODE_BYTES_PER_IMAGE_PIXEL * padded_pixels
-            + DECODE_BYTES_PER_PIXEL[synthesis] * min(padded_pixels, tile_pixels))
+    return (
+        DECODE_BASE_BYTES
+        + DECODE_BYTES_PER_IMAGE_PIXEL * padded_pixels
+        + DECODE_BYTES_PER_PIXEL[synthesis] * min(padded_pixels, tile_pixels)
+    )
 
 
 def check_decode_memory(width: int, height: int, padded_pixels: int, synthesis: str, codec=None) -> None:
@@ -298,11 +336,16 @@ def check_decode_memory(width: int, height: int, padded_pixels: int, synthesis: 
     avail = _available_memory()
     need = decode_memory(padded_pixels, synthesis)
     if avail is not None and need > avail:
-        hint = ("use --synthesis float32 (less memory; its pixels are not bit-identical across machines), "
-                if synthesis == "float64" and decode_memory(padded_pixels, "float32") < avail else "")
-        raise MemoryError(f"decoding this {width}x{height} image with the {synthesis} synthesis needs about "
-                          f"{need / 1e9:.1f} GB of memory, {avail / 1e9:.1f} GB are available: {hint}decode on a "
-                          "machine with more memory")
+        hint = (
+            "use --synthesis float32 (less memory; its pixels are not bit-identical across machines), "
+            if synthesis == "float64" and decode_memory(padded_pixels, "float32") < avail
+            else ""
+        )
+        raise MemoryError(
+            f"decoding this {width}x{height} image with the {synthesis} synthesis needs about "
+            f"{need / 1e9:.1f} GB of memory, {avail / 1e9:.1f} GB are available: {hint}decode on a "
+            "machine with more memory"
+        )
 
 
 def luma(x: Tensor) -> Tensor:
@@ -365,9 +408,11 @@ def check_claimed_size(codec: SFTCodec, header: Header, z_stream: bytes) -> None
     """
     need = min_z_stream_bytes(codec, header.width, header.height)
     if len(z_stream) < need:
-        raise BitstreamError(f"corrupted .tcz file: its header claims {header.width}x{header.height} pixels, whose "
-                             f"hyper-latent stream takes at least {need} bytes with {header.codec}, but the file holds "
-                             f"{len(z_stream)}")
+        raise BitstreamError(
+            f"corrupted .tcz file: its header claims {header.width}x{header.height} pixels, whose "
+            f"hyper-latent stream takes at least {need} bytes with {header.codec}, but the file holds "
+            f"{len(z_stream)}"
+        )
 
 
 def decode(codec: SFTCodec, data: bytes, synthesis: str | None = None) -> Tensor:
@@ -389,19 +434,22 @@ def decode(codec: SFTCodec, data: bytes, synthesis: str | None = None) -> Tensor
     if synthesis not in (None, "float64", "float32"):
         raise ValueError(f"synthesis must be 'float64' or 'float32', got {synthesis!r}")
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ValueError(f"decode takes the .tcz file's bytes, got {type(data).__name__}"
-                         + (" (read it first: Path(p).read_bytes())" if isinstance(data, (str, PurePath)) else ""))
+        raise ValueError(
+            f"decode takes the .tcz file's bytes, got {type(data).__name__}"
+            + (" (read it first: Path(p).read_bytes())" if isinstance(data, (str, PurePath)) else "")
+        )
     header, y_stream, z_stream = unpack(bytes(data))
     wid = weights_id(codec)
     if header.weights != wid:
-        from .codec.zoo import RETIRED_WEIGHTS
-
-        from .codec.zoo import CODEC_CONFIGS
+        from .codec.zoo import CODEC_CONFIGS, RETIRED_WEIGHTS
 
         mine = getattr(codec, "checkpoint_info", {}).get("codec", "?")
         hint = RETIRED_WEIGHTS.get(header.weights.hex())
-        fix = (f"decode with --codec {header.codec}" if header.codec != mine and header.codec in CODEC_CONFIGS
-               else "pass the matching --checkpoint")
+        fix = (
+            f"decode with --codec {header.codec}"
+            if header.codec != mine and header.codec in CODEC_CONFIGS
+            else "pass the matching --checkpoint"
+        )
         raise BitstreamError(
             f"file was made with codec {header.codec} weights {header.weights.hex()}, but the loaded codec is "
             f"{mine} weights {wid.hex()}; {fix}" + (f" ({hint})" if hint else "")
@@ -411,24 +459,34 @@ def decode(codec: SFTCodec, data: bytes, synthesis: str | None = None) -> Tensor
         from .codec.zoo import CODEC_CONFIGS
 
         what = "another registered codec" if header.codec in CODEC_CONFIGS else "a codec unknown to this taskcomp"
-        raise BitstreamError(f"corrupted .tcz header: it names codec {header.codec!r} ({what}), but its weights id "
-                             f"is that of {mine}, which is decoding it")
+        raise BitstreamError(
+            f"corrupted .tcz header: it names codec {header.codec!r} ({what}), but its weights id "
+            f"is that of {mine}, which is decoding it"
+        )
     check_claimed_size(codec, header, z_stream)
     hp, wp = padded_size(header.height, header.width)
     zh, zw = hp // 64, wp // 64
-    check_decode_memory(header.width, header.height, hp * wp, synthesis or default_synthesis(header.version >= 2),
-                        codec)
+    check_decode_memory(
+        header.width, header.height, hp * wp, synthesis or default_synthesis(header.version >= 2), codec
+    )
     try:
-        out = codec.decompress([[y_stream], [z_stream]], (zh, zw), size=(header.height, header.width),
-                               exact=header.version >= 2, synthesis=synthesis)
+        out = codec.decompress(
+            [[y_stream], [z_stream]],
+            (zh, zw),
+            size=(header.height, header.width),
+            exact=header.version >= 2,
+            synthesis=synthesis,
+        )
     except (MemoryError, torch.cuda.OutOfMemoryError):
         raise  # not the file's fault
     except (RuntimeError, ValueError, IndexError, OverflowError) as e:  # what the rANS decoder and the
         # transforms raise on malformed streams; a TypeError or AttributeError is a bug and stays one
         if isinstance(e, RuntimeError) and "can't allocate memory" in str(e):  # PyTorch's CPU allocator: not
             # the file's fault either
-            raise MemoryError(f"decoding this {header.width}x{header.height} image ran out of memory (PyTorch's "
-                              "CPU allocator could not allocate)") from None
+            raise MemoryError(
+                f"decoding this {header.width}x{header.height} image ran out of memory (PyTorch's "
+                "CPU allocator could not allocate)"
+            ) from None
         raise BitstreamError(f"corrupted .tcz payload ({type(e).__name__})") from None
     x_hat = out["x_hat"]
     if not torch.isfinite(x_hat).all():

@@ -12,8 +12,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["check_image_tensor", "check_map_tensor", "check_codec_inputs", "check_latents", "check_number", "TOLERANCE",
-           "MAX_LATENT", "MAX_WEIGHT"]
+__all__ = [
+    "check_image_tensor",
+    "check_map_tensor",
+    "check_codec_inputs",
+    "check_latents",
+    "check_number",
+    "TOLERANCE",
+    "MAX_LATENT",
+    "MAX_WEIGHT",
+]
 
 #: Values this far outside [0, 1] (float rounding) are clamped; anything further is refused.
 TOLERANCE = 1e-6
@@ -25,8 +33,16 @@ TOLERANCE = 1e-6
 MAX_WEIGHT = 1e6
 
 
-def check_number(value, name: str, low: float | None = None, high: float | None = None, *, low_open: bool = False,
-                 high_open: bool = False, integer: bool = False) -> float | int:
+def check_number(
+    value,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+) -> float | int:
     """A finite real number (an integer with ``integer``) in [low, high] (open ends with ``low_open`` /
     ``high_open``; None: unbounded); bools and strings are refused.
 
@@ -42,8 +58,10 @@ def check_number(value, name: str, low: float | None = None, high: float | None 
     kind = "an integer" if integer else "a finite number"
     rng = ""
     if low is not None or high is not None:
-        rng = (f" in {'(' if low_open or low is None else '['}{'-inf' if low is None else f'{low:g}'}, "
-               f"{'inf' if high is None else f'{high:g}'}{')' if high_open or high is None else ']'}")
+        rng = (
+            f" in {'(' if low_open or low is None else '['}{'-inf' if low is None else f'{low:g}'}, "
+            f"{'inf' if high is None else f'{high:g}'}{')' if high_open or high is None else ']'}"
+        )
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok and integer:
         ok = isinstance(value, numbers.Integral)
@@ -77,17 +95,24 @@ def check_image_tensor(x, name: str = "image", batch: int | None = None, dtype: 
             NaN or infinite values, values outside [0, 1] (0..255 data gets the hint to divide by 255).
     """
     if not isinstance(x, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor (B, 3, H, W) in [0, 1], got {type(x).__name__}"
-                         + (" (taskcomp.io.image_to_tensor converts an (H, W, 3) uint8 array)"
-                            if type(x).__name__ == "ndarray" else ""))
+        raise ValueError(
+            f"{name} must be a torch.Tensor (B, 3, H, W) in [0, 1], got {type(x).__name__}"
+            + (
+                " (taskcomp.io.image_to_tensor converts an (H, W, 3) uint8 array)"
+                if type(x).__name__ == "ndarray"
+                else ""
+            )
+        )
     if not x.is_floating_point():
         hint = " (divide by 255: x.float() / 255)" if x.dtype == torch.uint8 else ""
         raise ValueError(f"{name} must be a float tensor in [0, 1], got dtype {x.dtype}{hint}")
     if x.dim() != 4 or x.size(1) != 3:
         raise ValueError(f"{name} must have shape (B, 3, H, W), got {tuple(x.shape)}")
     if batch is not None and x.size(0) != batch:
-        raise ValueError(f"{name} must hold {batch} image{'s' if batch != 1 else ''} (shape ({batch}, 3, H, W)), "
-                         f"got {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must hold {batch} image{'s' if batch != 1 else ''} (shape ({batch}, 3, H, W)), "
+            f"got {tuple(x.shape)}"
+        )
     if x.numel() == 0:
         raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
     finite = torch.isfinite(x)
@@ -162,8 +187,9 @@ def check_codec_inputs(codec, x, qmap, batch: int | None = None) -> tuple[Tensor
     x = check_image_tensor(x, "image", batch=batch, dtype=dtype)
     qmap = check_map_tensor(qmap, x)
     if p is not None and x.device != p.device:
-        raise ValueError(f"image and map are on {x.device} but the codec on {p.device}; move them with "
-                         f".to({str(p.device)!r})")
+        raise ValueError(
+            f"image and map are on {x.device} but the codec on {p.device}; move them with .to({str(p.device)!r})"
+        )
     return x, qmap
 
 
@@ -186,5 +212,7 @@ def check_latents(**tensors: Tensor) -> None:
             raise ValueError(f"the codec produced non-finite latents {name} (are its weights intact?)")
         peak = float(t.abs().max()) if t.numel() else 0.0
         if peak > MAX_LATENT:
-            raise ValueError(f"the codec produced latents {name} of magnitude {peak:.3g} (> {MAX_LATENT:g}); "
-                             "refusing to entropy-code them (are its weights intact?)")
+            raise ValueError(
+                f"the codec produced latents {name} of magnitude {peak:.3g} (> {MAX_LATENT:g}); "
+                "refusing to entropy-code them (are its weights intact?)"
+            )

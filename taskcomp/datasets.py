@@ -43,8 +43,10 @@ def data_root(root: str | Path | None = None) -> Path:
     for c in candidates:
         if c and Path(c).is_dir():
             return Path(c)
-    raise DataError("data root not found (tried ../shared/data beside the project and the working folder); "
-                    "pass --data-root or set TASKCOMP_DATA")
+    raise DataError(
+        "data root not found (tried ../shared/data beside the project and the working folder); "
+        "pass --data-root or set TASKCOMP_DATA"
+    )
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -53,8 +55,11 @@ def list_images(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         raise DataError(f"image folder not found: {folder}")
     # Hidden files (macOS "._x.jpg" resource forks and the like) are not images.
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-                  and p.is_file())
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
 
 
 def kodak_paths(root: str | Path | None = None) -> list[Path]:
@@ -72,8 +77,13 @@ class TrainingPool:
     Images smaller than the crop are skipped.
     """
 
-    def __init__(self, folder: str | Path | list, crop: int, exclude: tuple[str, ...] = ("kodak",),
-                 exclude_files: tuple[str | Path, ...] = ()):
+    def __init__(
+        self,
+        folder: str | Path | list,
+        crop: int,
+        exclude: tuple[str, ...] = ("kodak",),
+        exclude_files: tuple[str | Path, ...] = (),
+    ):
         """Args:
             folder: an image folder (searched recursively), or a list of them (pooled).
             crop: crop side in px; smaller images are skipped.
@@ -145,12 +155,16 @@ def open_training_pool(folders, crop: int, exclude_files=(), each_folder: bool =
     """
     if isinstance(folders, (str, Path)):
         folders = [folders]
-    if not folders or not isinstance(folders, (list, tuple)) or not all(isinstance(f, (str, Path)) and str(f)
-                                                                         for f in folders):
+    if (
+        not folders
+        or not isinstance(folders, (list, tuple))
+        or not all(isinstance(f, (str, Path)) and str(f) for f in folders)
+    ):
         raise ValueError(f"data must be a folder or a non-empty list of folders, got {folders!r}")
     if not isinstance(exclude_files, (list, tuple)) or not all(isinstance(e, (str, Path)) for e in exclude_files):
-        raise ValueError(f"exclude must be a list of image paths (under the data root, or absolute), got "
-                         f"{exclude_files!r}")
+        raise ValueError(
+            f"exclude must be a list of image paths (under the data root, or absolute), got {exclude_files!r}"
+        )
     root = None
     resolved = []
     for f in list(folders) + list(exclude_files):
@@ -160,7 +174,7 @@ def open_training_pool(folders, crop: int, exclude_files=(), each_folder: bool =
             p = root / p
         resolved.append(p)
     dirs = resolved[: len(folders)]
-    excluded = list({p.resolve(): p for p in resolved[len(folders):]}.values())  # one entry per file
+    excluded = list({p.resolve(): p for p in resolved[len(folders) :]}.values())  # one entry per file
     missing = [str(f) for f in excluded if not f.is_file()]
     if missing:
         raise DataError(f"exclude: {len(missing)} listed file(s) not found, e.g. {missing[0]}")
@@ -183,7 +197,9 @@ def open_training_pool(folders, crop: int, exclude_files=(), each_folder: bool =
     if pool.excluded < len(excluded):  # e.g. another data root: the list no longer names the images it should
         found = found if found is not None else {q.resolve() for d in dirs for q in list_images(d)}
         stray = next(str(p) for p in excluded if p.resolve() not in found)
-        raise DataError(f"exclude: {len(excluded) - pool.excluded} of the {len(excluded)} listed files are not among "
-                        f"the training images of {', '.join(str(d) for d in dirs)}, e.g. {stray}")
+        raise DataError(
+            f"exclude: {len(excluded) - pool.excluded} of the {len(excluded)} listed files are not among "
+            f"the training images of {', '.join(str(d) for d in dirs)}, e.g. {stray}"
+        )
     pool.folders = dirs
     return pool

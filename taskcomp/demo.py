@@ -18,9 +18,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEMO_IMAGES", "DEMO_LAMBDA", "DEMO_SETTINGS", "TASK_FILES", "SELECTION", "SELECTION_COUNTS",
-           "selection_note", "DemoResult", "bundled_images", "kodak_candidate", "run_demo_image", "summarize",
-           "demo_gallery"]
+__all__ = [
+    "DEMO_IMAGES",
+    "DEMO_LAMBDA",
+    "DEMO_SETTINGS",
+    "TASK_FILES",
+    "SELECTION",
+    "SELECTION_COUNTS",
+    "selection_note",
+    "DemoResult",
+    "bundled_images",
+    "kodak_candidate",
+    "run_demo_image",
+    "summarize",
+    "demo_gallery",
+]
 
 #: Bundled demo images (``taskcomp/samples/``): Kodak crops (see :func:`kodak_candidate`), chosen as
 #: :data:`SELECTION` says.
@@ -30,28 +42,39 @@ DEMO_LAMBDA = 0.1
 #: MapOptimizer settings of the demo: `taskcomp optimize`'s defaults (the ImageNet recipe's measured settings).
 DEMO_SETTINGS: dict[str, Any] = {"steps": 10, "lr": 0.3, "init_q": 0.1, "downsample": 8}
 #: The files :func:`demo_task` writes in its folder (``taskcomp demo`` checks them against its inputs first).
-TASK_FILES = ("task_aware.tcz", "task_aware.png", "uniform_same_bpp.png", "task_aware_map.png", "task_aware_map.npy",
-              "task_aware_overlay.png", "demo_gallery.png")
+TASK_FILES = (
+    "task_aware.tcz",
+    "task_aware.png",
+    "uniform_same_bpp.png",
+    "task_aware_map.png",
+    "task_aware_map.npy",
+    "task_aware_overlay.png",
+    "demo_gallery.png",
+)
 #: The candidate run the bundled images were chosen from (results/demo/candidates.jsonl at :data:`DEMO_LAMBDA`):
 #: the candidates tried and how many kept their class (Lite0's top-1 on the original) under each map. The one
 #: source of these figures for :data:`SELECTION` and the gallery's note (:func:`selection_note`).
 SELECTION_COUNTS: dict[str, int] = {"candidates": 24, "uniform_kept": 9, "task_aware_kept": 13}
 _N, _KU, _KT = (SELECTION_COUNTS[k] for k in ("candidates", "uniform_kept", "task_aware_kept"))
 #: How the bundled images were chosen (printed by ``taskcomp demo --help`` and the demo; README).
-SELECTION = (f"Of the {_N} Kodak images tried as candidates (each its centred square at 256 px; "
-             f"results/demo/candidates.jsonl), these {len(DEMO_IMAGES)} are every one whose class (Lite0's top-1 on "
-             "the original) task-aware maps kept and uniform maps of the same real bpp lost; no candidate went the "
-             f"other way. Over all {_N} candidates (lambda {DEMO_LAMBDA:g}, mean 0.223 bpp): class kept by uniform "
-             f"maps {_KU}/{_N} ({_KU / _N:.0%}), by task-aware maps {_KT}/{_N} ({_KT / _N:.0%}).")
+SELECTION = (
+    f"Of the {_N} Kodak images tried as candidates (each its centred square at 256 px; "
+    f"results/demo/candidates.jsonl), these {len(DEMO_IMAGES)} are every one whose class (Lite0's top-1 on "
+    "the original) task-aware maps kept and uniform maps of the same real bpp lost; no candidate went the "
+    f"other way. Over all {_N} candidates (lambda {DEMO_LAMBDA:g}, mean 0.223 bpp): class kept by uniform "
+    f"maps {_KU}/{_N} ({_KU / _N:.0%}), by task-aware maps {_KT}/{_N} ({_KT / _N:.0%})."
+)
 
 
 def selection_note() -> str:
     """The gallery's note on the bundled images (two lines, from :data:`SELECTION_COUNTS`): they were picked, and the
     rates over every candidate."""
-    return (f"Picked, not typical: these are the {len(DEMO_IMAGES)} of {_N} Kodak crops where uniform maps lost "
-            "Lite0's class (the original's top-1) and task-aware maps kept it.\n"
-            f"Over all {_N}: class kept by uniform maps {_KU}/{_N}, by task-aware maps {_KT}/{_N} "
-            "(results/demo/candidates.jsonl).")
+    return (
+        f"Picked, not typical: these are the {len(DEMO_IMAGES)} of {_N} Kodak crops where uniform maps lost "
+        "Lite0's class (the original's top-1) and task-aware maps kept it.\n"
+        f"Over all {_N}: class kept by uniform maps {_KU}/{_N}, by task-aware maps {_KT}/{_N} "
+        "(results/demo/candidates.jsonl)."
+    )
 
 
 def kodak_candidate(arr: np.ndarray, side: int = 256) -> np.ndarray:
@@ -62,7 +85,7 @@ def kodak_candidate(arr: np.ndarray, side: int = 256) -> np.ndarray:
     H, W = arr.shape[:2]
     s = min(H, W)
     top, left = (H - s) // 2, (W - s) // 2
-    im = Image.fromarray(arr[top:top + s, left:left + s])
+    im = Image.fromarray(arr[top : top + s, left : left + s])
     return np.asarray(im.resize((side, side), Image.LANCZOS))
 
 
@@ -102,8 +125,9 @@ class DemoResult:
     bpp_met: bool = True
 
 
-def run_demo_image(codec, objective, img: np.ndarray, name: str, lam: float = DEMO_LAMBDA,
-                   label: int | None = None, **settings: Any) -> DemoResult:
+def run_demo_image(
+    codec, objective, img: np.ndarray, name: str, lam: float = DEMO_LAMBDA, label: int | None = None, **settings: Any
+) -> DemoResult:
     """Optimise a label-free (or, with ``label``, label cross-entropy) classification map for one image
     (H, W, 3) uint8, code it, find the uniform map of the same real bpp and classify both decoded images.
 
@@ -130,15 +154,29 @@ def run_demo_image(codec, objective, img: np.ndarray, name: str, lam: float = DE
     secs = time.perf_counter() - t0
     bpp, data = real_bpp(codec, x, res.qmap)
     found = uniform_bpp_search(codec, x, bpp)
-    out = DemoResult(name, img, int(ctx["ref_logits"].argmax(1)[0]), res.qmap.detach().cpu(), float(found.s),
-                     seconds=secs, bpp_met=bool(found.met))
+    out = DemoResult(
+        name,
+        img,
+        int(ctx["ref_logits"].argmax(1)[0]),
+        res.qmap.detach().cpu(),
+        float(found.s),
+        seconds=secs,
+        bpp_met=bool(found.met),
+    )
     for key, (b, d) in (("task-aware", (bpp, data)), ("uniform", (found.bpp, found.data))):
         with torch.inference_mode():
             x_dec = decode(codec, d)
         pred = int(objective.evaluate(x_dec, ctx)[0]["pred"])
         dec = tensor_to_image(x_dec)
-        out.rows[key] = {"data": d, "bytes": len(d), "bpp": float(b), "psnr": float(psnr(img, dec)), "pred": pred,
-                         "keeps": pred == target, "decoded": dec}
+        out.rows[key] = {
+            "data": d,
+            "bytes": len(d),
+            "bpp": float(b),
+            "psnr": float(psnr(img, dec)),
+            "pred": pred,
+            "keeps": pred == target,
+            "decoded": dec,
+        }
     return out
 
 
@@ -147,13 +185,20 @@ def summarize(results: list[DemoResult]) -> dict[str, Any]:
     n = len(results)
     s: dict[str, Any] = {"n_images": n}
     for key in ("task-aware", "uniform"):
-        s[key] = {k: float(np.mean([r.rows[key][v] for r in results])) if n else float("nan")
-                  for k, v in (("top1_kept", "keeps"), ("bpp", "bpp"), ("psnr", "psnr"))}
+        s[key] = {
+            k: float(np.mean([r.rows[key][v] for r in results])) if n else float("nan")
+            for k, v in (("top1_kept", "keeps"), ("bpp", "bpp"), ("psnr", "psnr"))
+        }
     return s
 
 
-def demo_gallery(results: list[DemoResult], path: str | Path, title: str = "", note: str = "",
-                 reference: str = "the original's top-1") -> Path:
+def demo_gallery(
+    results: list[DemoResult],
+    path: str | Path,
+    title: str = "",
+    note: str = "",
+    reference: str = "the original's top-1",
+) -> Path:
     """The demo's picture: one row per image, original | uniform | task-aware (same real bpp) | the task-aware
     map (inferno, fixed scale q 0..1), with bpp, PSNR and the predicted class under each, and whether it kept
     ``reference`` (what "keeps" compares with: the original's top-1 when label-free, else the label). ``note``
@@ -177,11 +222,21 @@ def demo_gallery(results: list[DemoResult], path: str | Path, title: str = "", n
         for key, setting in (("uniform", f"q = {r.uniform_q:.3f} everywhere"), ("task-aware", "label-free Lite0 map")):
             row = r.rows[key]
             mark = "kept" if row["keeps"] else "LOST"
-            panels.append((row["decoded"], f"{key}: {row['bpp']:.3f} bpp\n{setting}",
-                           f"PSNR {row['psnr']:.1f} dB\ntop-1: {class_name(row['pred'])}\n{mark} {reference}"))
+            panels.append(
+                (
+                    row["decoded"],
+                    f"{key}: {row['bpp']:.3f} bpp\n{setting}",
+                    f"PSNR {row['psnr']:.1f} dB\ntop-1: {class_name(row['pred'])}\n{mark} {reference}",
+                )
+            )
         q = r.qmap[0, 0].numpy()
-        panels.append((colorize(q), "task-aware map\n(bright: more bits)",
-                       f"q mean {q.mean():.2f}, range {q.min():.2f}-{q.max():.2f}"))
+        panels.append(
+            (
+                colorize(q),
+                "task-aware map\n(bright: more bits)",
+                f"q mean {q.mean():.2f}, range {q.min():.2f}-{q.max():.2f}",
+            )
+        )
         for ax, (arr, t, cap) in zip(axes[i], panels):
             ax.imshow(arr)
             ax.set_xticks([])
@@ -205,8 +260,14 @@ def _fmt_class(i: int, width: int = 18) -> str:
     return name if len(name) <= width else name[: width - 1] + "~"
 
 
-def demo_task(codec, out: str | Path, image: str | Path | None = None, label: int | None = None,
-              lam: float | None = None, log=print) -> dict[str, Any]:
+def demo_task(
+    codec,
+    out: str | Path,
+    image: str | Path | None = None,
+    label: int | None = None,
+    lam: float | None = None,
+    log=print,
+) -> dict[str, Any]:
     """The task part of ``taskcomp demo``: :func:`run_demo_image` on the bundled images (:data:`DEMO_IMAGES`) or
     on ``image``, a table per image and the means (:func:`summarize`), the example's files (``task_aware.tcz``,
     ``task_aware.png``, ``task_aware_map.png`` / ``.npy``, ``task_aware_overlay.png``, ``uniform_same_bpp.png``)
@@ -232,34 +293,45 @@ def demo_task(codec, out: str | Path, image: str | Path | None = None, label: in
     dev = next(codec.parameters()).device
     clf = create_objective("classification", device=dev)
     sources = [Path(image)] if image is not None else bundled_images()
-    what = (f"label {label}" if label is not None else
-            "label-free: an image keeps its class when the decoded image's top-1 equals the original's")
+    what = (
+        f"label {label}"
+        if label is not None
+        else "label-free: an image keeps its class when the decoded image's top-1 equals the original's"
+    )
     log(f"\nclassification with {clf.model_name} ({what})")
-    log(f"task-aware maps (lambda {lam:g}, {DEMO_SETTINGS['steps']} Adam steps from q = {DEMO_SETTINGS['init_q']}) "
+    log(
+        f"task-aware maps (lambda {lam:g}, {DEMO_SETTINGS['steps']} Adam steps from q = {DEMO_SETTINGS['init_q']}) "
         f"against the uniform map of the same real bpp (whole .tcz file), on "
-        + (f"{sources[0].name}" if image is not None else f"the {len(sources)} bundled demo images (Kodak crops)"))
-    log(f"{'image':<14}{'original top-1':<20}{'uniform q':>10}{'bpp':>7}{'PSNR':>6}  {'top-1':<20}"
-        f"{'task-aware bpp':>15}{'PSNR':>6}  {'top-1':<20}{'map s':>6}")
+        + (f"{sources[0].name}" if image is not None else f"the {len(sources)} bundled demo images (Kodak crops)")
+    )
+    log(
+        f"{'image':<14}{'original top-1':<20}{'uniform q':>10}{'bpp':>7}{'PSNR':>6}  {'top-1':<20}"
+        f"{'task-aware bpp':>15}{'PSNR':>6}  {'top-1':<20}{'map s':>6}"
+    )
     t0 = time.perf_counter()
     results = []
     for p in sources:
         r = run_demo_image(codec, clf, load_image(p), p.stem, lam=lam, label=label)
         u, t = r.rows["uniform"], r.rows["task-aware"]
-        log(f"{r.name:<14}{_fmt_class(r.pred_original):<20}{r.uniform_q:>10.3f}{u['bpp']:>7.3f}{u['psnr']:>6.1f}  "
+        log(
+            f"{r.name:<14}{_fmt_class(r.pred_original):<20}{r.uniform_q:>10.3f}{u['bpp']:>7.3f}{u['psnr']:>6.1f}  "
             f"{_fmt_class(u['pred']) + (' ok' if u['keeps'] else ' LOST'):<20}{t['bpp']:>15.3f}{t['psnr']:>6.1f}  "
             f"{_fmt_class(t['pred']) + (' ok' if t['keeps'] else ' LOST'):<20}{r.seconds:>6.1f}"
-            + ("" if r.bpp_met else "  (no uniform q meets this bpp within 0.5%: the closest shown)"))
+            + ("" if r.bpp_met else "  (no uniform q meets this bpp within 0.5%: the closest shown)")
+        )
         results.append(r)
     s = summarize(results)
     n = s["n_images"]
     ku = sum(r.rows["uniform"]["keeps"] for r in results)
     kt = sum(r.rows["task-aware"]["keeps"] for r in results)
     reference = "the original's top-1" if label is None else f"label {label}"  # what "kept" compares with
-    log(f"mean over {'the ' + str(n) + ' bundled images' if image is None else 'the image'}: {reference} kept by "
+    log(
+        f"mean over {'the ' + str(n) + ' bundled images' if image is None else 'the image'}: {reference} kept by "
         f"uniform maps {ku}/{n} ({ku / n:.0%}), by task-aware maps {kt}/{n} ({kt / n:.0%}); real bpp "
         f"{s['uniform']['bpp']:.3f} vs {s['task-aware']['bpp']:.3f}; PSNR {s['uniform']['psnr']:.2f} vs "
         f"{s['task-aware']['psnr']:.2f} dB (task-aware maps spend bits where the classifier looks, not where PSNR "
-        "counts them)")
+        "counts them)"
+    )
     if image is None:
         log(SELECTION)
     # the example's files: the first image that uniform loses and task-aware keeps (else the first)
@@ -270,12 +342,21 @@ def demo_task(codec, out: str | Path, image: str | Path | None = None, label: in
     save_image(ex.rows["uniform"]["decoded"], out / "uniform_same_bpp.png")
     save_map_output(ex.qmap, out / "task_aware_map.png", also_exact=True)
     save_overlay(ex.image, ex.qmap, out / "task_aware_overlay.png")
-    title = (f"uniform vs task-aware maps at the same real bpp ({'label-free ' if label is None else ''}"
-             f"{clf.model_name}, lambda {lam:g}); {reference} kept: uniform {ku}/{n}, task-aware {kt}/{n}")
-    gal = demo_gallery(results, out / "demo_gallery.png", title=title,
-                       note=selection_note() if image is None else "", reference=reference)
+    title = (
+        f"uniform vs task-aware maps at the same real bpp ({'label-free ' if label is None else ''}"
+        f"{clf.model_name}, lambda {lam:g}); {reference} kept: uniform {ku}/{n}, task-aware {kt}/{n}"
+    )
+    gal = demo_gallery(
+        results,
+        out / "demo_gallery.png",
+        title=title,
+        note=selection_note() if image is None else "",
+        reference=reference,
+    )
     secs = time.perf_counter() - t0
-    log(f"example ({ex.name}): task_aware.png (its map: task_aware_map.png, .npy; over the image: "
-        f"task_aware_overlay.png), uniform_same_bpp.png; {secs:.0f}s for the task part")
+    log(
+        f"example ({ex.name}): task_aware.png (its map: task_aware_map.png, .npy; over the image: "
+        f"task_aware_overlay.png), uniform_same_bpp.png; {secs:.0f}s for the task part"
+    )
     log(f"gallery (original | uniform | task-aware | map, per image): {gal}")
     return {**s, "gallery": str(gal), "example": ex.name, "seconds": secs}

@@ -15,8 +15,16 @@ from typing import Iterable, Iterator
 
 import torch
 
-__all__ = ["DeviceError", "resolve_device", "ProcessGroupEnv", "process_group_env", "describe_device",
-           "MEMORY_FORMATS", "resolve_memory_format", "use_memory_format"]
+__all__ = [
+    "DeviceError",
+    "resolve_device",
+    "ProcessGroupEnv",
+    "process_group_env",
+    "describe_device",
+    "MEMORY_FORMATS",
+    "resolve_memory_format",
+    "use_memory_format",
+]
 
 
 class DeviceError(ValueError):
@@ -112,8 +120,10 @@ def process_group_env(environ: dict[str, str] | None = None, slurm_array: bool =
             first, step = int(env.get("SLURM_ARRAY_TASK_MIN", "0")), int(env.get("SLURM_ARRAY_TASK_STEP", "1") or 1)
             pos, count = (int(env["SLURM_ARRAY_TASK_ID"]) - first), int(env["SLURM_ARRAY_TASK_COUNT"])
             if pos % step or not 0 <= pos // step < count:
-                raise ValueError(f"Slurm array task {env['SLURM_ARRAY_TASK_ID']} is not in a regular array of "
-                                 f"{count} tasks from {first} by {step}: use --array=A-B[:S], or --shard i/n")
+                raise ValueError(
+                    f"Slurm array task {env['SLURM_ARRAY_TASK_ID']} is not in a regular array of "
+                    f"{count} tasks from {first} by {step}: use --array=A-B[:S], or --shard i/n"
+                )
             rank, world = (pos // step) * world + rank, count * world
             source = "slurm-array" if source == "single" else "slurm-array+torchrun"
     except ValueError as e:

@@ -12,8 +12,18 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-__all__ = ["ImageError", "atomic_write", "save_csv", "save_figure", "load_image", "upright", "full_scale", "image_to_tensor",
-           "tensor_to_image", "save_image"]
+__all__ = [
+    "ImageError",
+    "atomic_write",
+    "save_csv",
+    "save_figure",
+    "load_image",
+    "upright",
+    "full_scale",
+    "image_to_tensor",
+    "tensor_to_image",
+    "save_image",
+]
 
 
 class ImageError(ValueError):
@@ -51,14 +61,24 @@ def _named_error(e: OSError, path, message: str) -> OSError:
     base = type(e)
     cls = _NAMED_ERRORS.get(base)
     if cls is None:
+
         def __str__(self):
             return str(self.args[0]) if self.args else ""
 
         def __reduce__(self):
             return (base, (self.errno, self.strerror, self.filename))
 
-        cls = type(base.__name__, (base,), {"__str__": __str__, "__reduce__": __reduce__, "taskcomp_named": True,
-                                            "__module__": base.__module__, "__qualname__": base.__qualname__})
+        cls = type(
+            base.__name__,
+            (base,),
+            {
+                "__str__": __str__,
+                "__reduce__": __reduce__,
+                "taskcomp_named": True,
+                "__module__": base.__module__,
+                "__qualname__": base.__qualname__,
+            },
+        )
         _NAMED_ERRORS[base] = cls
     try:
         err = cls(message)
@@ -154,8 +174,9 @@ def _to_rgb(im: Image.Image, scale: float | None = None) -> np.ndarray:
             raise ValueError("float image holds NaN or infinite values")
         lo, hi = float(arr.min()), float(arr.max())
         if lo < -1e-6 or hi > 1 + 1e-6:
-            raise ValueError(f"float image values lie in [{lo:.4g}, {hi:.4g}]; a float image must hold "
-                             "intensities in [0, 1]")
+            raise ValueError(
+                f"float image values lie in [{lo:.4g}, {hi:.4g}]; a float image must hold intensities in [0, 1]"
+            )
         arr = np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
         return np.repeat(arr[..., None], 3, axis=2)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):

@@ -17,14 +17,30 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm import tqdm
 
-from .codec.sft import SFTCodec, bits_from_likelihoods
+from .bitstream import encode
+from .checks import check_image_tensor, check_map_tensor
+from .codec.sft import SFTCodec, bits_from_likelihoods, padded_size
 from .devices import resolve_memory_format, use_memory_format
 from .objectives.base import Objective
 
-__all__ = ["MapOptimizer", "check_optimizer_args", "OptimizeResult", "BppSearch", "search_bpp", "uniform_bpp_search",
-           "check_target_reachable", "TargetBppError", "logit", "real_bpp", "optimize_to_target_bpp",
-           "collate_contexts", "pad_batch", "optimize_images", "group_key"]
+__all__ = [
+    "MapOptimizer",
+    "check_optimizer_args",
+    "OptimizeResult",
+    "BppSearch",
+    "search_bpp",
+    "uniform_bpp_search",
+    "check_target_reachable",
+    "TargetBppError",
+    "logit",
+    "real_bpp",
+    "collate_contexts",
+    "pad_batch",
+    "optimize_images",
+    "group_key",
+]
 
 
 class TargetBppError(ValueError):
@@ -67,8 +83,7 @@ def collate_contexts(ctxs: list[Any]) -> Any:
             raise ValueError("contexts of a batch have different keys")
         return {k: collate_contexts([c[k] for c in ctxs]) for k in first}
     if isinstance(first, Tensor):
-        if not all(isinstance(c, Tensor) and c.dim() == first.dim() and c.dim() > 0 and c.size(0) == 1
-                   for c in ctxs):
+        if not all(isinstance(c, Tensor) and c.dim() == first.dim() and c.dim() > 0 and c.size(0) == 1 for c in ctxs):
             raise ValueError("cannot batch these contexts: per-image tensors must have a leading dimension of 1")
         return torch.cat(ctxs)
     if isinstance(first, list):
@@ -88,8 +103,10 @@ def pad_batch(images: list[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
     float noise, when all share one :func:`~taskcomp.codec.sft.padded_size`). Returns (batch, [(H_i, W_i), ...])."""
     sizes = [tuple(x.shape[-2:]) for x in images]
     H, W = max(s[0] for s in sizes), max(s[1] for s in sizes)
-    padded = [x if tuple(x.shape[-2:]) == (H, W) else F.pad(x, (0, W - x.shape[-1], 0, H - x.shape[-2]), mode="replicate")
-              for x in images]
+    padded = [
+        x if tuple(x.shape[-2:]) == (H, W) else F.pad(x, (0, W - x.shape[-1], 0, H - x.shape[-2]), mode="replicate")
+        for x in images
+    ]
     return torch.cat(padded), sizes
 
 
@@ -118,18 +135,27 @@ class OptimizeResult:
         return m[..., :h, :w]
 
 
-def check_optimizer_args(lam: float = 1.0, steps: int = 20, lr: float = 0.1, optimizer: str = "adam",
-                         init: "str | Tensor" = "constant", init_q: float = 0.3, alpha: float = 1.0, downsample: int = 1,
-                         clip: float | None = 10.0, scale: float = 1.0, keep: str = "best",
-                         lr_schedule: str = "constant", memory_format: str = "auto") -> None:
+def check_optimizer_args(
+    lam: float = 1.0,
+    steps: int = 20,
+    lr: float = 0.1,
+    optimizer: str = "adam",
+    init: "str | Tensor" = "constant",
+    init_q: float = 0.3,
+    alpha: float = 1.0,
+    downsample: int = 1,
+    clip: float | None = 10.0,
+    scale: float = 1.0,
+    keep: str = "best",
+    lr_schedule: str = "constant",
+    memory_format: str = "auto",
+) -> None:
     """Validate :class:`MapOptimizer`'s arguments (the same names and meanings) without a codec, e.g. before a
     command loads its models.
 
     Raises:
         ValueError: one line naming the first bad argument.
     """
-
-    import numbers
 
     def number(v) -> bool:
         return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
@@ -150,8 +176,10 @@ def check_optimizer_args(lam: float = 1.0, steps: int = 20, lr: float = 0.1, opt
     if not (number(init_q) and 0 < init_q < 1):
         raise ValueError(f"init_q must lie strictly between 0 and 1 (the map is a sigmoid), got {init_q!r}")
     if not LOGIT_EPS <= init_q <= 1 - LOGIT_EPS:
-        raise ValueError(f"init_q must lie in [{LOGIT_EPS:g}, {1 - LOGIT_EPS:g}] (the map's logits are clamped there), "
-                         f"got {init_q!r}")
+        raise ValueError(
+            f"init_q must lie in [{LOGIT_EPS:g}, {1 - LOGIT_EPS:g}] (the map's logits are clamped there), "
+            f"got {init_q!r}"
+        )
     if not (number(alpha) and alpha > 0):
         raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
     if clip is not None and not (number(clip) and clip > 0):
@@ -208,13 +236,39 @@ class MapOptimizer:
             (:mod:`taskcomp.checks`).
     """
 
-    def __init__(self, codec: SFTCodec, objective: Objective, lam: float = 1.0, steps: int = 20, lr: float = 0.1,
-                 optimizer: str = "adam", init: str | Tensor = "constant", init_q: float = 0.3, alpha: float = 1.0,
-                 downsample: int = 1, clip: float | None = 10.0, scale: float = 1.0, keep: str = "best",
-                 lr_schedule: str = "constant", memory_format: str = "auto"):
-        check_optimizer_args(lam=lam, steps=steps, lr=lr, optimizer=optimizer, init=init, init_q=init_q,
-                             alpha=alpha, downsample=downsample, clip=clip, scale=scale, keep=keep,
-                             lr_schedule=lr_schedule, memory_format=memory_format)
+    def __init__(
+        self,
+        codec: SFTCodec,
+        objective: Objective,
+        lam: float = 1.0,
+        steps: int = 20,
+        lr: float = 0.1,
+        optimizer: str = "adam",
+        init: str | Tensor = "constant",
+        init_q: float = 0.3,
+        alpha: float = 1.0,
+        downsample: int = 1,
+        clip: float | None = 10.0,
+        scale: float = 1.0,
+        keep: str = "best",
+        lr_schedule: str = "constant",
+        memory_format: str = "auto",
+    ):
+        check_optimizer_args(
+            lam=lam,
+            steps=steps,
+            lr=lr,
+            optimizer=optimizer,
+            init=init,
+            init_q=init_q,
+            alpha=alpha,
+            downsample=downsample,
+            clip=clip,
+            scale=scale,
+            keep=keep,
+            lr_schedule=lr_schedule,
+            memory_format=memory_format,
+        )
         self.codec, self.objective = codec, objective
         self.lam, self.steps, self.lr, self.optimizer = float(lam), int(steps), float(lr), optimizer
         self.init, self.init_q, self.alpha = init, float(init_q), float(alpha)
@@ -226,9 +280,14 @@ class MapOptimizer:
         # the objective as written is the descended one times this: inf where it is beyond float64 (scale * lam
         # near 1e308 * 1e308; math.exp would raise OverflowError), the descended weights stay finite
         self._divisor = math.exp(k) if k < _LOG_FLOAT_MAX else math.inf
-        self._weights = None if k == 0 else (
-            math.exp(math.log(self.scale) - k),
-            math.exp(math.log(self.scale) + math.log(self.lam) - k) if self.lam > 0 else 0.0)
+        self._weights = (
+            None
+            if k == 0
+            else (
+                math.exp(math.log(self.scale) - k),
+                math.exp(math.log(self.scale) + math.log(self.lam) - k) if self.lam > 0 else 0.0,
+            )
+        )
         for p in codec.parameters():
             p.requires_grad_(False)
 
@@ -256,7 +315,9 @@ class MapOptimizer:
             out.append(m)
         return torch.cat(out)
 
-    def initial_logits(self, x: Tensor, ctx: dict[str, Any] | list, sizes: list[tuple[int, int]] | None = None) -> Tensor:
+    def initial_logits(
+        self, x: Tensor, ctx: dict[str, Any] | list, sizes: list[tuple[int, int]] | None = None
+    ) -> Tensor:
         B, _, H, W = x.shape
         gh, gw = self._grid(H, W)
         if sizes is not None and self.init not in ("constant", "random"):
@@ -266,16 +327,10 @@ class MapOptimizer:
             m0 = init.expand(B, 1, H, W)
         elif init == "constant":
             m0 = torch.full((B, 1, H, W), self.init_q, device=x.device)
-        elif init == "gradcam":
-            from .objectives.saliency import image_cam
-
-            cls = getattr(self.objective, "cls", self.objective)
-            if not hasattr(cls, "preprocess"):
+        elif init == "gradcam":  # the objective's own start: alpha * Grad-CAM (Objective.initial_map)
+            m0 = self.objective.initial_map("gradcam", x, ctx, self.alpha)
+            if m0 is None:
                 raise ValueError("init='gradcam' needs a classification or saliency objective")
-            cam = ctx.get("cam")
-            if cam is None:
-                cam, _ = image_cam(cls, x)
-            m0 = (self.alpha * cam).clamp(0, 1)
         elif init == "random":
             return torch.randn(B, 1, gh, gw, device=x.device) - 2.0
         else:
@@ -285,8 +340,9 @@ class MapOptimizer:
         return logit(m0.detach().clone())
 
     # ------------------------------------------------------------------ objective
-    def objective_terms(self, x: Tensor, qmap: Tensor, ctx: dict[str, Any] | list,
-                        sizes: list[tuple[int, int]] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def objective_terms(
+        self, x: Tensor, qmap: Tensor, ctx: dict[str, Any] | list, sizes: list[tuple[int, int]] | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """(objective, bpp, task loss), each (B,), in straight-through mode. With ``sizes``, ``ctx`` is a list of
         per-image contexts and each image's bpp and task loss are over its own (H_i, W_i).
 
@@ -301,15 +357,21 @@ class MapOptimizer:
             task = self.objective.loss(x_hat, ctx)
         else:
             bpp = bits / torch.tensor([h * w for h, w in sizes], dtype=bits.dtype, device=bits.device)
-            task = torch.cat([self.objective.loss(x_hat[i : i + 1, :, :h, :w], ctx[i]).reshape(1)
-                              for i, (h, w) in enumerate(sizes)])
+            task = torch.cat(
+                [self.objective.loss(x_hat[i : i + 1, :, :h, :w], ctx[i]).reshape(1) for i, (h, w) in enumerate(sizes)]
+            )
         if self._weights is None:
             return self.scale * (bpp + self.lam * task), bpp, task
         w_rate, w_task = self._weights
         return w_rate * bpp + w_task * task, bpp, task
 
-    def run(self, x: Tensor, ctx: dict[str, Any] | list | None = None, progress: bool = False,
-            sizes: list[tuple[int, int]] | None = None) -> OptimizeResult:
+    def run(
+        self,
+        x: Tensor,
+        ctx: dict[str, Any] | list | None = None,
+        progress: bool = False,
+        sizes: list[tuple[int, int]] | None = None,
+    ) -> OptimizeResult:
         """Optimise the maps of images x (B, 3, H, W) in [0, 1], each independently of the others.
 
         Args:
@@ -320,8 +382,6 @@ class MapOptimizer:
                 :func:`collate_contexts`); with ``sizes``, a list of per-image contexts.
             sizes: per-image (H_i, W_i) for a padded batch of different sizes.
         """
-        from .checks import check_image_tensor, check_map_tensor
-
         x = check_image_tensor(x, "image")
         if isinstance(self.init, Tensor):
             check_map_tensor(self.init, x, "initial map")
@@ -338,8 +398,9 @@ class MapOptimizer:
         with use_memory_format([self.codec, *models], fmt):
             return self._descend(x.contiguous(memory_format=fmt), ctx, sizes, progress)
 
-    def _descend(self, x: Tensor, ctx: dict[str, Any] | list, sizes: list[tuple[int, int]] | None,
-                 progress: bool) -> OptimizeResult:
+    def _descend(
+        self, x: Tensor, ctx: dict[str, Any] | list, sizes: list[tuple[int, int]] | None, progress: bool
+    ) -> OptimizeResult:
         """The optimisation steps of :meth:`run` on checked images and their contexts."""
         B, _, H, W = x.shape
         logits = self.initial_logits(x, ctx, sizes).requires_grad_(True)
@@ -353,8 +414,15 @@ class MapOptimizer:
             with torch.no_grad():
                 for i in range(B):
                     o = float(obj[i])
-                    log.append({"step": step, "image": i, "bpp": float(bpp[i]), "task_loss": float(task[i]),
-                                "objective": o * self._divisor if o else o})  # 0 * inf: 0, not NaN
+                    log.append(
+                        {
+                            "step": step,
+                            "image": i,
+                            "bpp": float(bpp[i]),
+                            "task_loss": float(task[i]),
+                            "objective": o * self._divisor if o else o,
+                        }
+                    )  # 0 * inf: 0, not NaN
                     last = self.keep == "last" and step == self.steps and bool(torch.isfinite(obj[i]))
                     if obj[i] < best_obj[i] or last:
                         best_obj[i] = obj[i]
@@ -379,8 +447,6 @@ class MapOptimizer:
 
         it = range(1, self.steps + 1)
         if progress:
-            from tqdm import tqdm
-
             it = tqdm(it, desc="optimize map", leave=False)
         for step in it:
             if self.lr_schedule == "cosine":
@@ -403,8 +469,9 @@ class MapOptimizer:
 
                 opt.step(closure)
         evaluate(self.steps)  # the last update has not been scored yet
-        return OptimizeResult(qmap=self.to_map(best_logits, (H, W), sizes).detach(), log=log, best_step=best_step,
-                              sizes=sizes)
+        return OptimizeResult(
+            qmap=self.to_map(best_logits, (H, W), sizes).detach(), log=log, best_step=best_step, sizes=sizes
+        )
 
 
 def optimize_images(opt: "MapOptimizer", xs: list[Tensor], ctxs: list[Any]) -> OptimizeResult:
@@ -422,25 +489,26 @@ def optimize_images(opt: "MapOptimizer", xs: list[Tensor], ctxs: list[Any]) -> O
     if opt.init not in ("constant", "random"):  # a CAM init is computed on the batch tensor
         parts = [opt.run(x, c) for x, c in zip(xs, ctxs)]
         H, W = max(x.shape[-2] for x in xs), max(x.shape[-1] for x in xs)
-        maps = torch.cat([F.pad(p.qmap, (0, W - p.qmap.shape[-1], 0, H - p.qmap.shape[-2]), mode="replicate")
-                          for p in parts])
-        return OptimizeResult(qmap=maps, log=[{**l, "image": i} for i, p in enumerate(parts) for l in p.log],
-                              best_step=[p.best_step[0] for p in parts], sizes=[tuple(x.shape[-2:]) for x in xs])
+        maps = torch.cat(
+            [F.pad(p.qmap, (0, W - p.qmap.shape[-1], 0, H - p.qmap.shape[-2]), mode="replicate") for p in parts]
+        )
+        return OptimizeResult(
+            qmap=maps,
+            log=[{**l, "image": i} for i, p in enumerate(parts) for l in p.log],
+            best_step=[p.best_step[0] for p in parts],
+            sizes=[tuple(x.shape[-2:]) for x in xs],
+        )
     xb, sizes = pad_batch(xs)
     return opt.run(xb, ctxs, sizes=sizes)
 
 
 def group_key(height: int, width: int) -> tuple[int, int]:
     """Images with the same key batch together: the codec's padded size (see :func:`pad_batch`)."""
-    from .codec.sft import padded_size
-
     return padded_size(height, width)
 
 
 def real_bpp(codec: SFTCodec, x: Tensor, qmap: Tensor) -> tuple[float, bytes]:
     """Real bits per pixel of one image (1, 3, H, W) coded under ``qmap``: the whole .tcz file."""
-    from .bitstream import encode
-
     with torch.inference_mode():
         data = encode(codec, x, qmap)
     return 8.0 * len(data) / (x.shape[-2] * x.shape[-1]), data
@@ -467,12 +535,23 @@ class BppSearch:
     def measured(self, name: str = "q") -> str:
         """One line of what was measured, e.g. ``measured 0.0238..0.0487 bpp over q in [0, 1] (19 points)``."""
         ss, bs = [p[0] for p in self.samples], [p[1] for p in self.samples]
-        return (f"measured {min(bs):.4f}..{max(bs):.4f} bpp over {name} in [{min(ss):.3g}, {max(ss):.3g}] "
-                f"({len(bs)} points)")
+        return (
+            f"measured {min(bs):.4f}..{max(bs):.4f} bpp over {name} in [{min(ss):.3g}, {max(ss):.3g}] "
+            f"({len(bs)} points)"
+        )
 
 
-def search_bpp(measure, target: float, lo: float = 0.0, hi: float = 1.0, tol: float = 0.005, grid: int = 11,
-               refine: int = 10, prefer: float | None = None, max_brackets: int = 3) -> BppSearch:
+def search_bpp(
+    measure,
+    target: float,
+    lo: float = 0.0,
+    hi: float = 1.0,
+    tol: float = 0.005,
+    grid: int = 11,
+    refine: int = 10,
+    prefer: float | None = None,
+    max_brackets: int = 3,
+) -> BppSearch:
     """Find a setting s in [lo, hi] whose real bpp ``measure(s)`` meets ``target`` (relative ``tol``), without
     assuming that rate is monotonic in s.
 
@@ -539,8 +618,11 @@ def search_bpp(measure, target: float, lo: float = 0.0, hi: float = 1.0, tol: fl
             prev = (s, b)
         return result(None)
     bpps = [take(s)[0] for s in points]
-    brackets = [(points[i], bpps[i], points[i + 1]) for i in range(len(points) - 1)
-                if (bpps[i] - target) * (bpps[i + 1] - target) < 0]
+    brackets = [
+        (points[i], bpps[i], points[i + 1])
+        for i in range(len(points) - 1)
+        if (bpps[i] - target) * (bpps[i + 1] - target) < 0
+    ]
     brackets.sort(key=lambda br: abs((br[0] + br[2]) / 2 - prefer))
     for a, fa, c in brackets[:max_brackets]:
         nearest = min(met_found, key=lambda h: abs(h[0] - prefer), default=None)
@@ -554,8 +636,9 @@ def uniform_bpp_search(codec: SFTCodec, x: Tensor, target: float, tol: float = 0
     """The uniform level q in [0, 1] whose real bpp for image x (1, 3, H, W) meets ``target`` (:func:`search_bpp`,
     so a target reachable by some q is found although rate need not be monotonic in q)."""
     H, W = x.shape[-2:]
-    return search_bpp(lambda q: real_bpp(codec, x, torch.full((1, 1, H, W), q, device=x.device)), target, 0.0, 1.0,
-                      tol=tol, **kw)
+    return search_bpp(
+        lambda q: real_bpp(codec, x, torch.full((1, 1, H, W), q, device=x.device)), target, 0.0, 1.0, tol=tol, **kw
+    )
 
 
 def check_target_reachable(codec: SFTCodec, x: Tensor, target: float, tol: float = 0.03) -> None:
@@ -581,76 +664,3 @@ def check_target_reachable(codec: SFTCodec, x: Tensor, target: float, tol: float
         return  # inside what was measured: reachable up to a jump in rate, left to the caller's search
     side = "below the lowest" if target < min(bs) else "above the highest"
     raise TargetBppError(f"target {target:g} bpp is unreachable, {side} this image reaches: {found.measured('q')}")
-
-
-def optimize_to_target_bpp(codec: SFTCodec, objective: Objective, x: Tensor, target: float, tol: float = 0.03,
-                           lam_range: tuple[float, float] = (1e-4, 1e4), max_lambda_iters: int = 7,
-                           ctx: dict[str, Any] | None = None, log=None, **opt_kwargs) -> dict[str, Any]:
-    """Find lambda whose optimised map codes ``x`` (1, 3, H, W) at ``target`` real bpp (+-``tol``, relative).
-
-    No step relies on rate being monotonic in lambda or q. (1) The target must be reachable by some uniform map
-    (:func:`check_target_reachable`). (2) Lambda is bisected in log space (``max_lambda_iters`` optimisations;
-    a guess that rate rises with lambda, usually right); the closest map is kept. (3) If none met the tolerance,
-    that map's logits are shifted by a global offset in [-12, 12] (:func:`search_bpp`: a grid scan, then the
-    bracket nearest offset 0 refined). (4) If still not met (rate can jump), the map is blended towards the
-    uniform map that meets the target, ``(1 - t) * map + t * q``, with the smallest t found that meets it
-    (t = 1 always does).
-
-    Returns:
-        dict with ``qmap`` (1, 1, H, W), ``data`` (the .tcz bytes), ``bpp``, ``lam``, ``offset`` (logit shift, 0 if
-        none), ``blend`` (t, 0 if none), ``result`` (the kept optimiser run).
-    Raises:
-        ValueError: more than one image, a target that is not a positive number, bad images or optimiser
-            arguments.
-        TargetBppError: no uniform map of this image reaches the target (the message gives the measured range).
-    """
-    from .checks import check_image_tensor
-
-    x = check_image_tensor(x, "image")
-    if x.size(0) != 1:
-        raise ValueError("target-bpp search works on one image at a time")
-    if not (isinstance(target, numbers.Real) and math.isfinite(target) and target > 0):
-        raise ValueError(f"target bpp must be a positive number, got {target}")
-    check_optimizer_args(**opt_kwargs)
-    check_target_reachable(codec, x, target, tol)
-    if ctx is None:
-        ctx = objective.prepare(x)
-    say = log or (lambda *a: None)
-    lo, hi = math.log10(lam_range[0]), math.log10(lam_range[1])
-    best = None
-    for _ in range(max_lambda_iters):
-        mid = (lo + hi) / 2
-        lam = 10**mid
-        res = MapOptimizer(codec, objective, lam=lam, **opt_kwargs).run(x, ctx)
-        bpp, data = real_bpp(codec, x, res.qmap)
-        say(f"lambda {lam:.4g}: {bpp:.4f} bpp")
-        cand = {"qmap": res.qmap, "data": data, "bpp": bpp, "lam": lam, "offset": 0.0, "blend": 0.0, "result": res}
-        if best is None or abs(bpp - target) < abs(best["bpp"] - target):
-            best = cand
-        if abs(bpp / target - 1) <= tol:
-            return cand
-        if bpp > target:
-            hi = mid
-        else:
-            lo = mid
-    # Shift all logits of the closest map.
-    base = logit(best["qmap"])
-    shifted = search_bpp(lambda off: real_bpp(codec, x, torch.sigmoid(base + off)), target, -12.0, 12.0, tol=tol,
-                         grid=13, prefer=0.0)
-    if shifted.met:
-        say(f"logit offset {shifted.s:+.3f}: {shifted.bpp:.4f} bpp")
-        return {**best, "qmap": torch.sigmoid(base + shifted.s), "data": shifted.data, "bpp": shifted.bpp,
-                "offset": shifted.s}
-    # Blend towards the uniform map that meets the target.
-    uni = uniform_bpp_search(codec, x, target, tol=tol)
-    if not uni.met:
-        raise TargetBppError(f"could not meet {target:g} bpp within {100 * tol:g}%: optimised maps "
-                             f"{shifted.measured('logit offset')}; uniform maps {uni.measured('q')}")
-    q = torch.full_like(best["qmap"], uni.s)
-    blended = search_bpp(lambda t: real_bpp(codec, x, (1 - t) * best["qmap"] + t * q), target, 0.0, 1.0, tol=tol,
-                         grid=11, prefer=0.0)
-    if not blended.met:  # t = 1 is the uniform map itself; only a non-deterministic encoder could get here
-        raise TargetBppError(f"could not meet {target:g} bpp within {100 * tol:g}%: {blended.measured('blend')}")
-    say(f"blended {blended.s:.2f} of the way to uniform q={uni.s:.3f}: {blended.bpp:.4f} bpp")
-    return {**best, "qmap": (1 - blended.s) * best["qmap"] + blended.s * q, "data": blended.data,
-            "bpp": blended.bpp, "blend": blended.s}

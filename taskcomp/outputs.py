@@ -15,8 +15,20 @@ import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["OutputError", "OutputPlan", "BatchError", "BatchFailures", "failure_text", "file_key", "check_suffix",
-           "check_parent", "IMAGE_SUFFIXES", "file_sha256", "is_results_file", "check_results_file"]
+__all__ = [
+    "OutputError",
+    "OutputPlan",
+    "BatchError",
+    "BatchFailures",
+    "failure_text",
+    "file_key",
+    "check_suffix",
+    "check_parent",
+    "IMAGE_SUFFIXES",
+    "file_sha256",
+    "is_results_file",
+    "check_results_file",
+]
 
 
 class OutputError(ValueError):
@@ -36,8 +48,10 @@ class BatchError(ValueError):
         self.failures = list(failures)
         self.n_total = int(n_total)
         n = len(self.failures)
-        super().__init__(f"{n} of {n_total} {what}{'s' if n_total != 1 else ''} failed; "
-                         f"the other {n_total - n} {'is' if n_total - n == 1 else 'are'} done")
+        super().__init__(
+            f"{n} of {n_total} {what}{'s' if n_total != 1 else ''} failed; "
+            f"the other {n_total - n} {'is' if n_total - n == 1 else 'are'} done"
+        )
 
     def lines(self) -> list[str]:
         """One line per failure (``PATH: message``, the path not repeated when the message names it)."""
@@ -101,9 +115,18 @@ class BatchFailures:
 #: Extensions of the image formats taskcomp writes (Pillow's writers of RGB images), lower case.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".tga")
 #: Extensions that name something other than an image (what a .json file, a map or a .tcz must not be called).
-_OTHER_SUFFIXES = {".tcz": "a compressed .tcz file", ".npy": "a NumPy array", ".json": "JSON",
-                   ".yaml": "YAML", ".yml": "YAML", ".pth": "a checkpoint", ".pt": "a checkpoint",
-                   ".csv": "CSV", ".txt": "text", ".jsonl": "JSON lines"}
+_OTHER_SUFFIXES = {
+    ".tcz": "a compressed .tcz file",
+    ".npy": "a NumPy array",
+    ".json": "JSON",
+    ".yaml": "YAML",
+    ".yml": "YAML",
+    ".pth": "a checkpoint",
+    ".pt": "a checkpoint",
+    ".csv": "CSV",
+    ".txt": "text",
+    ".jsonl": "JSON lines",
+}
 
 
 def _kind_of(suffix: str) -> str:
@@ -133,17 +156,20 @@ def check_suffix(path: str | Path, kind: str, option: str = "-o") -> None:
     s = suffix.lower()
     if kind == "tcz":
         if s != ".tcz":
-            raise OutputError(f"{option} {path}: the output is a compressed .tcz file, but the name says "
-                              f"{_kind_of(s)}; name it .tcz (decompress makes images)")
+            raise OutputError(
+                f"{option} {path}: the output is a compressed .tcz file, but the name says "
+                f"{_kind_of(s)}; name it .tcz (decompress makes images)"
+            )
     elif kind == "image":
         if s not in IMAGE_SUFFIXES:
             hint = " (that is the compressed format: compress writes it)" if s == ".tcz" else ""
-            raise OutputError(f"{option} {path}: {s} is not an image format taskcomp writes{hint}; use one of "
-                              f"{', '.join(IMAGE_SUFFIXES)} (.png keeps the decoded pixels exactly)")
+            raise OutputError(
+                f"{option} {path}: {s} is not an image format taskcomp writes{hint}; use one of "
+                f"{', '.join(IMAGE_SUFFIXES)} (.png keeps the decoded pixels exactly)"
+            )
     elif kind == "json":
         if s in IMAGE_SUFFIXES or (s in _OTHER_SUFFIXES and s not in (".json", ".txt")):
-            raise OutputError(f"{option} {path}: the output is JSON, but the name says {_kind_of(s)}; name it "
-                              ".json")
+            raise OutputError(f"{option} {path}: the output is JSON, but the name says {_kind_of(s)}; name it .json")
     else:
         raise ValueError(f"unknown output kind {kind!r}")
 
@@ -207,23 +233,25 @@ class OutputPlan:
         seen: dict = {}
         for path, option in self.outputs:
             if os.path.isdir(path):
-                raise OutputError(f"{option} {path} is a folder; name a file (or give several inputs to fill a "
-                                  "folder)")
+                raise OutputError(f"{option} {path} is a folder; name a file (or give several inputs to fill a folder)")
             keys = file_key(path)
             hit = next((k for k in keys if k in ins), None)
             if hit is not None:
                 _, role = ins[hit]
-                raise OutputError(f"{option} {path} would overwrite {role}; write the output elsewhere "
-                                  "(nothing was written)")
+                raise OutputError(
+                    f"{option} {path} would overwrite {role}; write the output elsewhere (nothing was written)"
+                )
             hit = next((k for k in keys if k in seen), None)
             if hit is not None:
                 other, other_opt = seen[hit]
                 both = path if other == path else f"{other} and {path}"
-                raise OutputError(f"{other_opt} and {option} would both write {both}; give them different "
-                                  "names (nothing was written)" if other_opt != option else
-                                  f"{option}: two outputs would be written to {both} (inputs with one file name "
-                                  "stem into one folder); rename the inputs or run them separately (nothing was "
-                                  "written)")
+                raise OutputError(
+                    f"{other_opt} and {option} would both write {both}; give them different names (nothing was written)"
+                    if other_opt != option
+                    else f"{option}: two outputs would be written to {both} (inputs with one file name "
+                    "stem into one folder); rename the inputs or run them separately (nothing was "
+                    "written)"
+                )
             for k in keys:
                 seen[k] = (path, option)
         for path, option in self.results_files:  # a --json file replaces only an earlier taskcomp results file
@@ -247,8 +275,11 @@ def is_results_file(path: str | Path) -> bool:
             doc = json.load(f)
     except (OSError, ValueError):
         return False
-    return (isinstance(doc, dict) and isinstance(doc.get("images"), list)
-            and (isinstance(doc.get("settings"), dict) or isinstance(doc.get("command"), str)))
+    return (
+        isinstance(doc, dict)
+        and isinstance(doc.get("images"), list)
+        and (isinstance(doc.get("settings"), dict) or isinstance(doc.get("command"), str))
+    )
 
 
 def check_results_file(path: str | Path, option: str = "--json") -> None:
@@ -259,8 +290,10 @@ def check_results_file(path: str | Path, option: str = "--json") -> None:
         OutputError: one line naming ``path``.
     """
     if os.path.lexists(path) and not os.path.isdir(path) and not is_results_file(path):
-        raise OutputError(f"{option} {path} exists and is not a taskcomp results file; choose another name or "
-                          "remove it (nothing was written)")
+        raise OutputError(
+            f"{option} {path} exists and is not a taskcomp results file; choose another name or "
+            "remove it (nothing was written)"
+        )
 
 
 def check_parent(path: str | Path, option: str) -> None:

@@ -2,17 +2,15 @@
 shares with other trainers (torchrun / DistributedDataParallel, the loop pieces) in :mod:`taskcomp.training`;
 this module keeps the names scripts import from ``taskcomp.train``."""
 
-from .training.codec import (  # noqa: F401
+# Private names the test suite (tests/test_maps_train_eval.py) still imports from here; the package's own code
+# uses the public ones (taskcomp.training.distributed.free_port / worker_group).
+from .training.codec import (  # noqa: F401  # noqa: F401
     AUX_PARAM_SUFFIX,
     NewChannelBoost,
     TrainConfig,
-    _export_codec,
     _Prefetcher,
     _read_logs,
     _read_val,
-    _state,
-    _train,
-    _val_images,
     export,
     lr_at,
     optimizer_step,
@@ -22,11 +20,19 @@ from .training.codec import (  # noqa: F401
     train,
     validate,
 )
-from .training.distributed import DistGroup as _Workers  # noqa: F401
 from .training.distributed import free_port as _free_port  # noqa: F401
 from .training.distributed import worker_group as _worker_group  # noqa: F401
-from .training.loop import check_fresh as _check_fresh  # noqa: F401
-from .training.loop import save_state as _save_state  # noqa: F401
 
-__all__ = ["TrainConfig", "train", "rd_loss", "optimizer_step", "split_params", "NewChannelBoost", "validate",
-           "export", "plot_training", "lr_at"]
+__all__ = [
+    "TrainConfig",
+    "train",
+    "rd_loss",
+    "optimizer_step",
+    "split_params",
+    "NewChannelBoost",
+    "validate",
+    "export",
+    "plot_training",
+    "lr_at",
+    "AUX_PARAM_SUFFIX",
+]

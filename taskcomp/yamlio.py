@@ -25,12 +25,15 @@ from yaml.constructor import ConstructorError
 __all__ = ["StrictLoader", "StrictDumper", "load", "dump", "read", "describe_error"]
 
 # YAML 1.1's float pattern with the exponent's dot and sign made optional (YAML 1.2 / Python spelling).
-_FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
     |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
     |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
     |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""", re.X)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
 _FLOAT_TAG = "tag:yaml.org,2002:float"
 
 
@@ -50,16 +53,20 @@ class StrictLoader(yaml.SafeLoader):
                     continue
                 if first is not key_node:
                     raise ConstructorError(
-                        "while constructing a mapping", node.start_mark,
+                        "while constructing a mapping",
+                        node.start_mark,
                         f"duplicate key {key!r} (first at line {first.start_mark.line + 1}); YAML would keep only "
-                        "the last value: merge the two or rename one", key_node.start_mark)
+                        "the last value: merge the two or rename one",
+                        key_node.start_mark,
+                    )
         return super().construct_mapping(node, deep=deep)
 
 
 # The resolvers are class-level: give StrictLoader its own copy with the float pattern replaced.
 StrictLoader.yaml_implicit_resolvers = {
     first: [(tag, _FLOAT if tag == _FLOAT_TAG else rx) for tag, rx in resolvers]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 for _c in "-+0123456789.":  # a float may now start with any of these (e.g. '+.5', '-1e3')
     _lst = StrictLoader.yaml_implicit_resolvers.setdefault(_c, [])
     if not any(tag == _FLOAT_TAG for tag, _ in _lst):

@@ -38,7 +38,8 @@ def sample_128(sample_rgb):
 
 @pytest.fixture(scope="session")
 def data_root():
-    from taskcomp.datasets import DataError, data_root as _root
+    from taskcomp.datasets import DataError
+    from taskcomp.datasets import data_root as _root
 
     try:
         return _root(os.environ.get("TASKCOMP_DATA"))

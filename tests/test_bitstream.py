@@ -227,8 +227,16 @@ _WORKER = textwrap.dedent("""
 
 
 def _workers(threads: list[int], extra: list[str] = ()) -> list[subprocess.Popen]:
-    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(t), *extra], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for t in threads]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(t), *extra],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for t in threads
+    ]
     for p, t in zip(procs, threads):
         line = p.stdout.readline()
         assert line.split() == ["ready", str(t)], p.stderr.read()[-2000:]
@@ -294,6 +302,8 @@ def test_gpu_check_script_dry_run_on_the_cpu(sample_128, tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("gpu_check", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.main(["--device", "cpu", "--images", str(tmp_path / "crop.png"), "--q", "0.5", "--shard-images", "0"]) == 0
+    assert (
+        mod.main(["--device", "cpu", "--images", str(tmp_path / "crop.png"), "--q", "0.5", "--shard-images", "0"]) == 0
+    )
     out = capsys.readouterr().out
     assert "OK, identical images" in out and out.count("crop.png") == 4  # 2 versions x 2 encoding sides

@@ -62,7 +62,7 @@ def test_compress_with_qmap_files(tmp_path, png, capsys):
 def test_any_mode_compresses(tmp_path, sample_128, mode, capsys):
     im = Image.fromarray(sample_128)
     if mode == "I;16":
-        arr = (np.asarray(im.convert("L")).astype(np.uint16) * 257)
+        arr = np.asarray(im.convert("L")).astype(np.uint16) * 257
         im = Image.fromarray(arr)
         assert im.mode.startswith("I;16")
         path = tmp_path / "img16.png"
@@ -76,7 +76,13 @@ def test_any_mode_compresses(tmp_path, sample_128, mode, capsys):
     loaded = load_image(path)
     assert loaded.shape == (128, 128, 3) and loaded.dtype == np.uint8
     if mode == "I;16":  # 16-bit is scaled to 8-bit, not clipped
-        assert abs(int(loaded[..., 0].astype(int).mean()) - int(np.asarray(Image.fromarray(sample_128).convert("L")).mean())) <= 1
+        assert (
+            abs(
+                int(loaded[..., 0].astype(int).mean())
+                - int(np.asarray(Image.fromarray(sample_128).convert("L")).mean())
+            )
+            <= 1
+        )
     rc, _, err = run(["compress", path, "-q", 0.3, "-o", tmp_path / "o.tcz"], capsys)
     assert rc == 0, err
 
@@ -100,8 +106,12 @@ def test_bad_images(tmp_path, capsys):
     buf = io.BytesIO()
     Image.new("RGB", (300, 300), (1, 2, 3)).save(buf, format="PNG")
     trunc.write_bytes(buf.getvalue()[:60])
-    for path, word in [(empty, "empty"), (text, "not a readable image"), (trunc, "image"),
-                       (tmp_path / "missing.png", "not found")]:
+    for path, word in [
+        (empty, "empty"),
+        (text, "not a readable image"),
+        (trunc, "image"),
+        (tmp_path / "missing.png", "not found"),
+    ]:
         rc, _, err = run(["compress", path, "-q", 0.5, "-o", tmp_path / "x.tcz"], capsys)
         assert_one_line_error(rc, err, word)
         assert not (tmp_path / "x.tcz").exists()
@@ -126,8 +136,12 @@ def test_bad_bitstreams(tmp_path, png, capsys):
     data = good.read_bytes()
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0x10
-    cases = {"empty.tcz": (b"", "empty"), "trunc.tcz": (data[: len(data) // 2], "truncated"),
-             "flip.tcz": (bytes(flipped), "checksum"), "foreign.tcz": (png.read_bytes(), "not a taskcomp")}
+    cases = {
+        "empty.tcz": (b"", "empty"),
+        "trunc.tcz": (data[: len(data) // 2], "truncated"),
+        "flip.tcz": (bytes(flipped), "checksum"),
+        "foreign.tcz": (png.read_bytes(), "not a taskcomp"),
+    }
     for name, (content, word) in cases.items():
         (tmp_path / name).write_bytes(content)
         rc, _, err = run(["decompress", tmp_path / name, "-o", tmp_path / "r.png"], capsys)
@@ -164,18 +178,41 @@ def test_file_from_another_checkpoint(tmp_path, png, capsys):
 
 def test_console_script_fresh_process(tmp_path, png):
     """The installed entry point runs in a fresh process and exits non-zero on bad input."""
-    r = subprocess.run([sys.executable, "-m", "taskcomp.cli", "decompress", str(png), "-o", str(tmp_path / "r.png")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "taskcomp.cli", "decompress", str(png), "-o", str(tmp_path / "r.png")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "not a taskcomp" in r.stderr
 
 
 def test_optimize_command_and_its_errors(tmp_path, png, capsys):
-    rc, out, err = run(["optimize", png, "--label", 88, "--steps", 2, "--downsample", 16, "--compare",
-                        "-o", tmp_path / "o.tcz", "--save-map", tmp_path / "m.npy"], capsys)
+    rc, out, err = run(
+        [
+            "optimize",
+            png,
+            "--label",
+            88,
+            "--steps",
+            2,
+            "--downsample",
+            16,
+            "--compare",
+            "-o",
+            tmp_path / "o.tcz",
+            "--save-map",
+            tmp_path / "m.npy",
+        ],
+        capsys,
+    )
     assert rc == 0, err
     assert "task-aware" in out and "uniform" in out and (tmp_path / "m.npy").is_file()
-    for args, word in [(["--label", 1000], "out of range"), (["--model", "no_such_net"], "unknown classifier"),
-                       (["--lambda", -1], "--lambda"), (["--target-bpp", 50], "unreachable")]:
+    for args, word in [
+        (["--label", 1000], "out of range"),
+        (["--model", "no_such_net"], "unknown classifier"),
+        (["--lambda", -1], "--lambda"),
+        (["--target-bpp", 50], "unreachable"),
+    ]:
         rc, _, err = run(["optimize", png, *args, "--steps", 1, "-o", tmp_path / "x.tcz"], capsys)
         assert_one_line_error(rc, err, word)
 
@@ -187,8 +224,9 @@ def test_eval_codec_on_own_images_and_its_errors(tmp_path, png, capsys):
     (tmp_path / "sub" / "img.png").write_bytes(png.read_bytes())
     rc, _, err = run(["eval-codec", "--images", png, tmp_path / "sub", "--out", tmp_path / "ev"], capsys)
     assert_one_line_error(rc, err, "distinct file names", "img.png")
-    rc, out, err = run(["eval-codec", "--images", tmp_path / "sub", "--methods", "sft,webp", "--out", tmp_path / "ev"],
-                       capsys)
+    rc, out, err = run(
+        ["eval-codec", "--images", tmp_path / "sub", "--methods", "sft,webp", "--out", tmp_path / "ev"], capsys
+    )
     assert rc == 0, err
     s = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert s["images"] == f"{tmp_path.name}/sub (1 images)" and s["roundtrip_fresh_process"]["all_equal"]

@@ -4,7 +4,6 @@ reports and JSON output."""
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 
@@ -34,6 +33,7 @@ def _subparsers(p):
 
 
 # ------------------------------------------------------------------------------------------------ item 1
+
 
 def test_version(capsys):
     from importlib.metadata import version
@@ -89,40 +89,45 @@ def test_limit_means_the_same_everywhere():
 
 def test_cli_import_and_help_stay_light():
     """`taskcomp --help` must not import torch, timm, ... (it took ~11 s on a loaded 2-core machine)."""
-    code = ("import sys, contextlib, io\n"
-            "import taskcomp, taskcomp.cli\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            "    for argv in (['--help'], ['run', '--help'], ['optimize', '--help'], ['--version']):\n"
-            "        try:\n"
-            "            taskcomp.cli.main(argv)\n"
-            "        except SystemExit:\n"
-            "            pass\n"
-            "heavy = sorted(m for m in ('torch', 'timm', 'numpy', 'compressai', 'ultralytics', 'easyocr', 'cv2', "
-            "'pandas', 'matplotlib', 'yaml') if m in sys.modules)\n"
-            "assert not heavy, heavy\n"
-            "print(taskcomp.__version__)\n")
+    code = (
+        "import sys, contextlib, io\n"
+        "import taskcomp, taskcomp.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    for argv in (['--help'], ['run', '--help'], ['optimize', '--help'], ['--version']):\n"
+        "        try:\n"
+        "            taskcomp.cli.main(argv)\n"
+        "        except SystemExit:\n"
+        "            pass\n"
+        "heavy = sorted(m for m in ('torch', 'timm', 'numpy', 'compressai', 'ultralytics', 'easyocr', 'cv2', "
+        "'pandas', 'matplotlib', 'yaml') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "print(taskcomp.__version__)\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip()
 
 
 def test_package_names_load_on_use():
-    code = ("import sys, taskcomp\n"
-            "assert 'torch' not in sys.modules\n"
-            "f = taskcomp.create_codec\n"
-            "assert 'torch' in sys.modules and callable(f)\n"
-            "assert 'create_codec' in dir(taskcomp)\n"
-            "try:\n"
-            "    taskcomp.nope\n"
-            "except AttributeError:\n"
-            "    pass\n"
-            "else:\n"
-            "    raise SystemExit('no AttributeError')\n")
+    code = (
+        "import sys, taskcomp\n"
+        "assert 'torch' not in sys.modules\n"
+        "f = taskcomp.create_codec\n"
+        "assert 'torch' in sys.modules and callable(f)\n"
+        "assert 'create_codec' in dir(taskcomp)\n"
+        "try:\n"
+        "    taskcomp.nope\n"
+        "except AttributeError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise SystemExit('no AttributeError')\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
 
 
 # ------------------------------------------------------------------------------------------------ item 2
+
 
 def test_recipes_ship_in_the_package_and_resolve_by_name(tmp_path, monkeypatch):
     import tomllib
@@ -133,25 +138,39 @@ def test_recipes_ship_in_the_package_and_resolve_by_name(tmp_path, monkeypatch):
 
     pkg = Path(taskcomp.__file__).parent
     names = list_recipes()
-    assert {"imagenet_classification", "coco_detection", "sroie_text", "predictor_classification",
-            "train_sft_small"} <= set(names)
-    meta = tomllib.loads((pkg.parent / "pyproject.toml").read_text()) if (pkg.parent / "pyproject.toml").is_file() \
+    assert {
+        "imagenet_classification",
+        "coco_detection",
+        "sroie_text",
+        "predictor_classification",
+        "train_sft_small",
+    } <= set(names)
+    # an installed wheel holds them in taskcomp/recipes/; an editable install or a checkout reads the repository's
+    # top-level recipes/, which the wheel installs as taskcomp/recipes/
+    shipped = pkg / "recipes" if (pkg / "recipes").is_dir() else pkg.parent / "recipes"
+    meta = (
+        tomllib.loads((pkg.parent / "pyproject.toml").read_text())
+        if (pkg.parent / "pyproject.toml").is_file()
         else None
-    if meta is not None:  # a source checkout: the wheel's package data takes the recipes
-        assert "recipes/*.yaml" in meta["tool"]["setuptools"]["package-data"]["taskcomp"]
+    )
+    if meta is not None:  # a source checkout: the wheel takes recipes/ as the package taskcomp.recipes
+        st = meta["tool"]["setuptools"]
+        assert st["package-dir"]["taskcomp.recipes"] == "recipes" and "*.yaml" in st["package-data"]["taskcomp.recipes"]
+        assert '"taskcomp.recipes"' in (pkg.parent / "setup.py").read_text()  # added to the packages found
     monkeypatch.chdir(tmp_path)  # from any folder
     for name in ("imagenet_classification", "imagenet_classification.yaml", "recipes/imagenet_classification.yaml"):
-        assert resolve_recipe(name) == pkg / "recipes" / "imagenet_classification.yaml"
+        assert resolve_recipe(name) == shipped / "imagenet_classification.yaml"
         assert load_recipe(name)["name"] == "imagenet_classification"
     own = tmp_path / "imagenet_classification.yaml"  # a path wins over a shipped name
-    own.write_text((pkg / "recipes" / "imagenet_classification.yaml").read_text().replace(
-        "name: imagenet_classification", "name: mine"))
+    own.write_text(
+        (shipped / "imagenet_classification.yaml").read_text().replace("name: imagenet_classification", "name: mine")
+    )
     assert load_recipe("imagenet_classification.yaml")["name"] == "mine"
     assert load_recipe(str(own))["name"] == "mine"
     with pytest.raises(FileNotFoundError, match="shipped recipe"):
         resolve_recipe("imagenet_clasification")
     with pytest.raises(FileNotFoundError):
-        resolve_recipe("elsewhere/imagenet_classification.yaml")  # only the old recipes/ folder falls back
+        resolve_recipe("elsewhere/imagenet_classification.yaml")  # only the recipes/ folder falls back
 
 
 def test_training_configs_resolve_by_name(tmp_path, monkeypatch):
@@ -188,31 +207,38 @@ def _recipe(tmp_path, text, name="r.yaml"):
     return p
 
 
-@pytest.mark.parametrize("text, words", [
-    (GOOD.replace("task: classification", "task: classification\npreprocss: {resize: 280}"),
-     ["'preprocss'", "allowed:", "preprocess", "methods"]),
-    (GOOD.replace("steps: 2", "stepz: 2"), ["methods.task_aware", "'stepz'", "allowed:", "steps", "lr"]),
-    (GOOD.replace("steps: 2", "steps: two"), ["methods.task_aware.steps", "integer", "'two'"]),
-    (GOOD.replace("steps: 2", "steps: '2'"), ["methods.task_aware.steps", "integer"]),
-    (GOOD.replace("steps: 2", "steps: yes"), ["methods.task_aware.steps", "integer"]),
-    (GOOD.replace("lambda: [0.1]", "lambda: ['0.1', high]"), ["methods.task_aware.lambda", "list of numbers"]),
-    (GOOD.replace("lambda: [0.1]", "lambda: 0.1"), ["methods.task_aware.lambda", "list of numbers"]),
-    (GOOD.replace("lambda: [0.1]", "lr: 0.3"), ["methods.task_aware needs lambda"]),
-    (GOOD.replace("lambda: [0.1]", "steps: 3"), ["duplicate key 'steps'", "line 8"]),  # YAML would keep one
-    (GOOD.replace("uniform: {q: [0.1, 0.5]}", "uniform: {q: [0.1, 5]}"), ["methods.uniform.q", "[0, 1]"]),
-    (GOOD.replace("uniform: {q: [0.1, 0.5]}", "unifrom: {q: [0.1]}"), ["unknown method 'unifrom'", "uniform"]),
-    (GOOD.replace("task: classification", "task: clasification"), ["unknown task", "classification"]),
-    (GOOD + "  task_aware_free: {lambda: [1], use_label: maybe}\n", ["task_aware_free.use_label", "true or false"]),
-    (GOOD + "  predicted_r: {lambda: [1], refine: -1}\n", ["predicted_r.refine", ">= 0"]),
-    (GOOD + "  predicted: {lambda: [1], predictor: lite0-classification, steps: 2, lr: 0.1, optimizer: sgd}\n",
-     ["predicted.optimizer", "adam or lbfgs"]),
-    (GOOD + "batch_size: 0\n", ["batch_size", ">= 1"]),
-    ("name: t\ndata: x\nmethods: {uniform: {q: [0.1]}\n", ["malformed YAML", "line"]),
-    ("name: t\n  data: x\n", ["malformed YAML", "line 2"]),
-    ("- a\n- b\n", ["mapping"]),
-    ("", ["mapping"]),
-    (GOOD.replace("name: t\n", ""), ["lacks 'name'"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (
+            GOOD.replace("task: classification", "task: classification\npreprocss: {resize: 280}"),
+            ["'preprocss'", "allowed:", "preprocess", "methods"],
+        ),
+        (GOOD.replace("steps: 2", "stepz: 2"), ["methods.task_aware", "'stepz'", "allowed:", "steps", "lr"]),
+        (GOOD.replace("steps: 2", "steps: two"), ["methods.task_aware.steps", "integer", "'two'"]),
+        (GOOD.replace("steps: 2", "steps: '2'"), ["methods.task_aware.steps", "integer"]),
+        (GOOD.replace("steps: 2", "steps: yes"), ["methods.task_aware.steps", "integer"]),
+        (GOOD.replace("lambda: [0.1]", "lambda: ['0.1', high]"), ["methods.task_aware.lambda", "list of numbers"]),
+        (GOOD.replace("lambda: [0.1]", "lambda: 0.1"), ["methods.task_aware.lambda", "list of numbers"]),
+        (GOOD.replace("lambda: [0.1]", "lr: 0.3"), ["methods.task_aware needs lambda"]),
+        (GOOD.replace("lambda: [0.1]", "steps: 3"), ["duplicate key 'steps'", "line 8"]),  # YAML would keep one
+        (GOOD.replace("uniform: {q: [0.1, 0.5]}", "uniform: {q: [0.1, 5]}"), ["methods.uniform.q", "[0, 1]"]),
+        (GOOD.replace("uniform: {q: [0.1, 0.5]}", "unifrom: {q: [0.1]}"), ["unknown method 'unifrom'", "uniform"]),
+        (GOOD.replace("task: classification", "task: clasification"), ["unknown task", "classification"]),
+        (GOOD + "  task_aware_free: {lambda: [1], use_label: maybe}\n", ["task_aware_free.use_label", "true or false"]),
+        (GOOD + "  predicted_r: {lambda: [1], refine: -1}\n", ["predicted_r.refine", ">= 0"]),
+        (
+            GOOD + "  predicted: {lambda: [1], predictor: lite0-classification, steps: 2, lr: 0.1, optimizer: sgd}\n",
+            ["predicted.optimizer", "adam or lbfgs"],
+        ),
+        (GOOD + "batch_size: 0\n", ["batch_size", ">= 1"]),
+        ("name: t\ndata: x\nmethods: {uniform: {q: [0.1]}\n", ["malformed YAML", "line"]),
+        ("name: t\n  data: x\n", ["malformed YAML", "line 2"]),
+        ("- a\n- b\n", ["mapping"]),
+        ("", ["mapping"]),
+        (GOOD.replace("name: t\n", ""), ["lacks 'name'"]),
+    ],
+)
 def test_bad_recipe_is_one_line_error_before_work(tmp_path, capsys, text, words):
     from taskcomp.runner.recipe import load_recipe
 
@@ -278,11 +304,14 @@ def test_optimizer_keys_match_map_optimizer():
     assert params == set(OPTIMIZER_KEYS)
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--batch-size", "0"], ["--batch-size must be >= 1, got 0"]),
-    (["--threads", "-1"], ["--threads must be >= 1, got -1"]),
-    (["--limit", "0"], ["--limit must be >= 1, got 0"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--batch-size", "0"], ["--batch-size must be >= 1, got 0"]),
+        (["--threads", "-1"], ["--threads must be >= 1, got -1"]),
+        (["--limit", "0"], ["--limit must be >= 1, got 0"]),
+    ],
+)
 def test_run_bad_numbers_are_one_line_errors(tmp_path, capsys, args, words):
     p = _recipe(tmp_path, GOOD)
     rc, _, err = run(["run", p, "--out", tmp_path / "out", "--data-root", tmp_path, *args], capsys)
@@ -297,6 +326,7 @@ def test_run_recipe_api_refuses_batch_size_zero(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ item 4
+
 
 def _items(*ids):
     return [{"id": i} for i in ids]
@@ -337,15 +367,25 @@ def test_run_folder_keeps_its_settings(tmp_path):
 
     out = tmp_path / "run"
     out.mkdir()
-    old = {"name": "t", "preprocess": {"resize": 280, "crop": 256},
-           "methods": {"uniform": {"q": [0.1]}, "task_aware": {"lambda": [0.1], "steps": 10}}}
+    old = {
+        "name": "t",
+        "preprocess": {"resize": 280, "crop": 256},
+        "methods": {"uniform": {"q": [0.1]}, "task_aware": {"lambda": [0.1], "steps": 10}},
+    }
     (out / "recipe.yaml").write_text(yaml.safe_dump(old))
-    grown = {**old, "methods": {"uniform": {"q": [0.1, 0.2]}, "task_aware": {"lambda": [0.1, 1], "steps": 10},
-                                "jpeg": {"quality": [5]}}}
+    grown = {
+        **old,
+        "methods": {
+            "uniform": {"q": [0.1, 0.2]},
+            "task_aware": {"lambda": [0.1, 1], "steps": 10},
+            "jpeg": {"quality": [5]},
+        },
+    }
     _check_run_folder(out, grown, _items("a"), None, set())  # sweeps may grow, methods may be added
     with pytest.raises(ValueError, match=r"methods.task_aware.steps: 10; this recipe has 20"):
-        _check_run_folder(out, {**old, "methods": {"task_aware": {"lambda": [0.1], "steps": 20}}}, _items("a"),
-                          None, set())
+        _check_run_folder(
+            out, {**old, "methods": {"task_aware": {"lambda": [0.1], "steps": 20}}}, _items("a"), None, set()
+        )
     with pytest.raises(ValueError, match="preprocess"):
         _check_run_folder(out, {**old, "preprocess": {"resize": 146, "crop": 128}}, _items("a"), None, set())
     # another codec (e.g. run --codec X into a folder of sft-small points) is refused even when nothing is left to do
@@ -403,8 +443,9 @@ def test_run_folder_records_objective_with_defaults(tmp_path):
     from taskcomp.runner.run import objective_record
 
     w = {"objective": {"name": "weighted", "objectives": [{"name": "detection"}]}}
-    assert objective_record(w) == objective_record({"objective": {"name": "weighted", "objectives": [
-        {"name": "detection", "weight": 1.0, "conf": 0.25}]}})
+    assert objective_record(w) == objective_record(
+        {"objective": {"name": "weighted", "objectives": [{"name": "detection", "weight": 1.0, "conf": 0.25}]}}
+    )
     # no objective key: the task's default objective, resolved
     cls = {"name": "t", "task": "classification", "methods": {}}
     (tmp_path / "c").mkdir()
@@ -413,8 +454,8 @@ def test_run_folder_records_objective_with_defaults(tmp_path):
 
 
 def test_run_with_another_limit_is_refused_before_work(tmp_path, data_root, capsys):
-    from taskcomp.runner.run import spread
     from taskcomp.runner.layouts import list_items
+    from taskcomp.runner.run import spread
 
     recipe = _recipe(tmp_path, GOOD)
     out = tmp_path / "run"
@@ -437,11 +478,11 @@ def _fake_run(tmp_path, items, images, metric="top1/m", values=None):
     rows = []
     for k, img in enumerate(images):
         for q, bpp, m in ((0.0, 0.1, 0.2), (0.5, 0.3, 0.6), (1.0, 0.9, 0.9)):
-            rows.append({"image": img, "method": "uniform", "setting": f"q={q:.2f}", "bpp": bpp, "psnr": 30.0,
-                         metric: m})
+            rows.append(
+                {"image": img, "method": "uniform", "setting": f"q={q:.2f}", "bpp": bpp, "psnr": 30.0, metric: m}
+            )
         v = values[k] if values else 0.6
-        rows.append({"image": img, "method": "task_aware", "setting": "lambda=1", "bpp": 0.2, "psnr": 29.0,
-                     metric: v})
+        rows.append({"image": img, "method": "task_aware", "setting": "lambda=1", "bpp": 0.2, "psnr": 29.0, metric: v})
     _write_records(out / "records.shard0of1.jsonl", rows)
     if items is not None:
         (out / "run.json").write_text(json.dumps({"limit": len(items), "items": items}))
@@ -449,7 +490,7 @@ def _fake_run(tmp_path, items, images, metric="top1/m", values=None):
 
 
 def test_report_reports_only_the_runs_items(tmp_path):
-    from taskcomp.report import report
+    from taskcomp.runner.report import report
 
     out = _fake_run(tmp_path, ["a", "b"], ["a", "b", "stray"], values=[0.6, 0.6, 0.0])
     s = report(out)
@@ -460,8 +501,9 @@ def test_report_reports_only_the_runs_items(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ item 5
 
+
 def test_report_headline_is_one_settings_figure(tmp_path, capsys):
-    from taskcomp.report import report
+    from taskcomp.runner.report import report
 
     out = _fake_run(tmp_path, None, ["a", "b", "c"], values=[0.6, 0.3, 0.3])
     s = report(out)
@@ -487,11 +529,14 @@ def test_undefined_agreement_f1_is_nan_and_left_out(tmp_path):
     import torch
 
     from taskcomp.objectives.detection import DetectionObjective
-    from taskcomp.report import report
+    from taskcomp.runner.report import report
 
     none, one = torch.zeros(0, 6), torch.tensor([[10.0, 10, 50, 50, 0.9, 0]])
-    ev = DetectionObjective.evaluate.__wrapped__ if hasattr(DetectionObjective.evaluate, "__wrapped__") \
+    ev = (
+        DetectionObjective.evaluate.__wrapped__
+        if hasattr(DetectionObjective.evaluate, "__wrapped__")
         else DetectionObjective.evaluate
+    )
     m = ev(None, None, {"original": [none]}, detections=[none])[0]
     assert all(math.isnan(m[k]) for k in ("f1_vs_original", "recall_vs_original", "precision_vs_original"))
     m = ev(None, None, {"original": [one]}, detections=[none])[0]
@@ -510,14 +555,34 @@ def test_undefined_agreement_f1_is_nan_and_left_out(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ item 6
 
+
 def test_optimize_json_to_stdout(tmp_path, sample_128, capsys):
     from PIL import Image
 
     img = tmp_path / "img.png"
     Image.fromarray(sample_128).save(img)
-    rc, out, err = run(["optimize", img, "--lambda", "1", "--steps", "1", "--downsample", "16", "--compare",
-                        "--device", "cpu", "-o", tmp_path / "o.tcz", "--save-map", tmp_path / "m.npy",
-                        "--json", "-"], capsys)
+    rc, out, err = run(
+        [
+            "optimize",
+            img,
+            "--lambda",
+            "1",
+            "--steps",
+            "1",
+            "--downsample",
+            "16",
+            "--compare",
+            "--device",
+            "cpu",
+            "-o",
+            tmp_path / "o.tcz",
+            "--save-map",
+            tmp_path / "m.npy",
+            "--json",
+            "-",
+        ],
+        capsys,
+    )
     assert rc == 0, err
     res = json.loads(out)  # stdout holds the JSON alone; the progress lines went to stderr
     assert "device" in err and res["command"] == "optimize"
@@ -527,13 +592,16 @@ def test_optimize_json_to_stdout(tmp_path, sample_128, capsys):
     assert r["bytes"] == (tmp_path / "o.tcz").stat().st_size
     assert r["bpp"] == pytest.approx(8 * r["bytes"] / (128 * 128))
     assert [c["map"] for c in r["compare"]] == ["task-aware", "uniform"]
-    assert r["compare"][0]["bpp"] == pytest.approx(r["bpp"]) and "top1" in r["compare"][0] and r["compare"][0]["psnr"] > 10
+    assert (
+        r["compare"][0]["bpp"] == pytest.approx(r["bpp"]) and "top1" in r["compare"][0] and r["compare"][0]["psnr"] > 10
+    )
 
 
 def test_json_file_is_written_atomically_and_is_strict_json(tmp_path):
     import argparse as ap
 
-    from taskcomp.cli import _json_row, _with_json
+    from taskcomp.batch import json_row as _json_row
+    from taskcomp.batch import with_json_results as _with_json
 
     def fake(a):
         print("progress")
@@ -546,11 +614,14 @@ def test_json_file_is_written_atomically_and_is_strict_json(tmp_path):
     assert "NaN" not in dest.read_text()
 
 
-@pytest.mark.parametrize("text, words", [
-    ("stpes: 5\n", ["training config", "'stpes'", "allowed:", "steps"]),
-    ("steps: [\n", ["training config", "malformed YAML", "line 2"]),
-    ("- 1\n", ["must be a mapping"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("stpes: 5\n", ["training config", "'stpes'", "allowed:", "steps"]),
+        ("steps: [\n", ["training config", "malformed YAML", "line 2"]),
+        ("- 1\n", ["must be a mapping"]),
+    ],
+)
 def test_train_config_typo_and_malformed_yaml_are_one_line(tmp_path, capsys, text, words):
     p = _recipe(tmp_path, text, "train.yaml")
     rc, _, err = run(["train", "--config", p, "--out", tmp_path / "out"], capsys)

@@ -138,8 +138,8 @@ def test_widening_keeps_the_function_and_lets_new_channels_learn(codec, sample_1
     wide.train()
     out = wide(x, torch.full((1, 1, 128, 128), 0.8), quantize="mixed")
     ((out["x_hat"] - x) ** 2).mean().backward()
-    assert wide.g_a0.weight.grad[codec.g_a0.out_channels:].abs().sum() > 0
-    assert wide.g_a12.weight.grad[codec.config.M:].abs().sum() > 0
+    assert wide.g_a0.weight.grad[codec.g_a0.out_channels :].abs().sum() > 0
+    assert wide.g_a12.weight.grad[codec.config.M :].abs().sum() > 0
 
     with pytest.raises(ValueError, match="shrink"):
         widen_codec(codec, dataclasses.replace(codec.config, M=codec.config.M - 1))

@@ -13,7 +13,9 @@ from taskcomp.training.codec import rd_loss
 def test_lowrate_codec_has_its_own_lambda_range():
     low, small = CODEC_CONFIGS["sft-small-lowrate"], CODEC_CONFIGS["sft-small"]
     assert (small.lambda_min, small.lambda_max) == (LAMBDA_MIN, LAMBDA_MAX)
-    assert low.lambda_of_q(0.0) == pytest.approx(1.25e-4) and low.lambda_of_q(1.0) == pytest.approx(small.lambda_of_q(1.0))
+    assert low.lambda_of_q(0.0) == pytest.approx(1.25e-4) and low.lambda_of_q(1.0) == pytest.approx(
+        small.lambda_of_q(1.0)
+    )
     q = torch.linspace(0, 1, 11)
     assert torch.all(low.lambda_of_q(q)[1:] > low.lambda_of_q(q)[:-1])  # still rises with q
     assert torch.allclose(small.lambda_of_q(q), lambda_of_q(q))  # the published 1e-3 * exp(4.382 q)

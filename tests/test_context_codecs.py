@@ -47,7 +47,7 @@ def test_context_is_causal(name):
     rank = _decode_rank(name, h, w)
     with torch.no_grad():
         base = m.y_likelihoods(y_hat, hyper)
-        for (c, i, j) in [(0, 2, 3), (5, 3, 3), (M - 1, 0, 0), (7, 5, 6)]:
+        for c, i, j in [(0, 2, 3), (5, 3, 3), (M - 1, 0, 0), (7, 5, 6)]:
             moved = y_hat.clone()
             moved[0, c, i, j] += 5
             lik = m.y_likelihoods(moved, hyper)
@@ -92,7 +92,7 @@ def test_batch_compress_matches_single_images():
     q = torch.rand(2, 1, 64, 64)
     both = m.compress(x, q)
     for b in range(2):
-        one = m.compress(x[b:b + 1], q[b:b + 1])
+        one = m.compress(x[b : b + 1], q[b : b + 1])
         assert one["strings"][0][0] == both["strings"][0][b]
     out = m.decompress(both["strings"], both["shape"], size=(64, 64), synthesis="float32")["x_hat"]
     with torch.no_grad():
@@ -112,8 +112,12 @@ def test_mixture_tables_round_trip_with_escapes_and_match_the_estimate():
     half = n // 2
     data = encode_mixture(y, mixture_tables(mu, s, wts))
     dec = MixtureStreamDecoder(data)
-    out = torch.cat([dec.decode(mixture_tables(mu[:half], s[:half], wts[:half])),
-                     dec.decode(mixture_tables(mu[half:], s[half:], wts[half:]))])
+    out = torch.cat(
+        [
+            dec.decode(mixture_tables(mu[:half], s[:half], wts[:half])),
+            dec.decode(mixture_tables(mu[half:], s[half:], wts[half:])),
+        ]
+    )
     assert torch.equal(out, y.long())
     sc = s.clamp(min=0.11)
     normal = torch.distributions.Normal(mu[3:], sc[3:])
@@ -139,8 +143,10 @@ def test_init_from_the_hyperprior_codes_like_it():
     x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(4))
     q = torch.full((1, 1, 128, 128), 0.5)
     with torch.no_grad():
-        rate = {k: sum(float(-torch.log2(v).sum()) for v in c(x, q)["likelihoods"].values()) for k, c in
-                (("ckbd", m), ("base", base))}
+        rate = {
+            k: sum(float(-torch.log2(v).sum()) for v in c(x, q)["likelihoods"].values())
+            for k, c in (("ckbd", m), ("base", base))
+        }
     # Zero corrections: the hyperprior's Gaussian, only with y_hat = round(y) instead of round(y - mean) + mean.
     assert abs(rate["ckbd"] - rate["base"]) / rate["base"] < 0.05
 

@@ -20,9 +20,18 @@ import pytest
 import torch
 from PIL import Image
 
-from taskcomp.bitstream import (BitstreamError, Header, decode, decoded_array, encode, min_z_stream_bytes, pack,
-                                unpack, z_bits_per_position)
-from taskcomp.runner.layouts import LayoutError, coco_ground_truth, list_items, read_coco
+from taskcomp.bitstream import (
+    BitstreamError,
+    Header,
+    decode,
+    decoded_array,
+    encode,
+    min_z_stream_bytes,
+    pack,
+    unpack,
+    z_bits_per_position,
+)
+from taskcomp.runner.layouts import LayoutError, coco_ground_truth, list_items
 
 CASES = Path(os.environ.get("TASKCOMP_CASES", Path(__file__).resolve().parents[2] / "shared" / "cases"))
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -49,8 +58,9 @@ def test_imagenet_labels_csv_with_bom_crlf_and_extra_columns(tmp_path, bom, eol)
     d = tmp_path / "sample"
     for f in ("a.jpg", "b.jpg"):
         _img(d / "images" / f)
-    text = eol.join(["file,synset,class_index,name,notes", "a.jpg,n01440764,0,tench,first,extra",
-                     "b.jpg,n01443537,1,goldfish,", ""])
+    text = eol.join(
+        ["file,synset,class_index,name,notes", "a.jpg,n01440764,0,tench,first,extra", "b.jpg,n01443537,1,goldfish,", ""]
+    )
     (d / "labels.csv").write_bytes(("\ufeff" if bom else "").encode() + text.encode())
     items = list_items(_recipe({"path": "sample", "layout": "imagenet-sample"}), tmp_path)
     assert [(i["id"], i["label"]) for i in items] == [("a.jpg", 0), ("b.jpg", 1)]
@@ -61,20 +71,23 @@ def test_imagenet_flat_gt_with_bom_and_crlf(tmp_path):
     for f in ("x1.JPEG", "x2.JPEG"):
         _img(d / f)
     (d / "LOC_val_solution.csv").write_bytes(
-        b"\xef\xbb\xbfImageId,PredictionString\r\nx1,n01440764 1 2 3 4\r\nx2,n01443537 1 2 3 4\r\n")
+        b"\xef\xbb\xbfImageId,PredictionString\r\nx1,n01440764 1 2 3 4\r\nx2,n01443537 1 2 3 4\r\n"
+    )
     items = list_items(_recipe({"path": "flat", "layout": "imagenet-flat"}), tmp_path)
     assert [i["label"] for i in items] == [0, 1]
 
 
 def test_sroie_boxes_csv_with_bom_and_crlf():
-    from taskcomp.runner.tasks import _sroie_lines
-
     import tempfile
+
+    from taskcomp.runner.tasks import _sroie_lines
 
     with tempfile.TemporaryDirectory() as t:
         p = Path(t) / "r.csv"
-        p.write_bytes(b"\xef\xbb\xbf72,25,326,25,326,64,72,64,TAN WOON YANN\r\n"
-                      b"50,82,440,82,440,121,50,121,BOOK TA .K(TAMAN DAYA) SDN BHD, extra\r\n")
+        p.write_bytes(
+            b"\xef\xbb\xbf72,25,326,25,326,64,72,64,TAN WOON YANN\r\n"
+            b"50,82,440,82,440,121,50,121,BOOK TA .K(TAMAN DAYA) SDN BHD, extra\r\n"
+        )
         lines = _sroie_lines(p)
     assert [ln[4] for ln in lines] == ["TAN WOON YANN", "BOOK TA .K(TAMAN DAYA) SDN BHD, extra"]
     assert lines[0][:4] == (72, 25, 326, 64)
@@ -100,16 +113,29 @@ IMAGES = [{"id": 0, "file_name": "a.jpg"}]
 CATS = [{"id": 1, "name": "person"}]
 
 
-@pytest.mark.parametrize("data", [
-    # exporters' minimal files: no info/licenses, no iscrowd/area/segmentation/id, ids from 0
-    {"images": IMAGES, "annotations": [{"image_id": 0, "category_id": 1, "bbox": [1, 2, 10, 20]}], "categories": CATS},
-    {"images": IMAGES, "annotations": [{"id": 0, "image_id": 0, "category_id": 1, "bbox": [1, 2, 10, 20],
-                                        "segmentation": []}], "categories": CATS},
-    {"images": IMAGES, "annotations": [], "categories": CATS},  # no annotations at all
-    {"images": IMAGES, "categories": CATS},  # a test split: no annotations key
-    {"images": IMAGES, "annotations": [{"id": 5, "image_id": 0, "category_id": 1, "bbox": [1, 2, 10, 20],
-                                        "iscrowd": 1}], "categories": CATS},  # crowd only
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        # exporters' minimal files: no info/licenses, no iscrowd/area/segmentation/id, ids from 0
+        {
+            "images": IMAGES,
+            "annotations": [{"image_id": 0, "category_id": 1, "bbox": [1, 2, 10, 20]}],
+            "categories": CATS,
+        },
+        {
+            "images": IMAGES,
+            "annotations": [{"id": 0, "image_id": 0, "category_id": 1, "bbox": [1, 2, 10, 20], "segmentation": []}],
+            "categories": CATS,
+        },
+        {"images": IMAGES, "annotations": [], "categories": CATS},  # no annotations at all
+        {"images": IMAGES, "categories": CATS},  # a test split: no annotations key
+        {
+            "images": IMAGES,
+            "annotations": [{"id": 5, "image_id": 0, "category_id": 1, "bbox": [1, 2, 10, 20], "iscrowd": 1}],
+            "categories": CATS,
+        },  # crowd only
+    ],
+)
 def test_coco_files_as_exporters_write_them_are_read(tmp_path, data):
     rec = _coco_dir(tmp_path, data)
     items = list_items(rec, tmp_path)
@@ -119,25 +145,59 @@ def test_coco_files_as_exporters_write_them_are_read(tmp_path, data):
         assert a["id"] >= 1 and a["iscrowd"] in (0, 1) and a["area"] == 200.0
 
 
-@pytest.mark.parametrize("data, words", [
-    ({"images": [{"id": 0}], "annotations": [], "categories": CATS}, ["images[0]", "'file_name'"]),
-    ({"images": IMAGES, "annotations": [{"image_id": 0, "bbox": [1, 1, 2, 2]}], "categories": CATS},
-     ["annotations[0]", "'category_id'"]),
-    ({"images": IMAGES, "annotations": [{"image_id": 0, "category_id": 1}], "categories": CATS},
-     ["annotations[0]", "'bbox'"]),
-    ({"images": IMAGES, "annotations": [{"image_id": 0, "category_id": 1, "bbox": [1, 1, -2, 2]}],
-      "categories": CATS}, ["annotations[0].bbox"]),
-    ({"images": IMAGES, "annotations": [{"image_id": 0, "category_id": 1, "bbox": [1, 1, 2]}],
-      "categories": CATS}, ["annotations[0].bbox"]),
-    ({"images": IMAGES, "annotations": []}, ["'categories'", "coco_category 1"]),
-    ({"images": IMAGES, "annotations": [], "categories": [{"id": 3, "name": "car"}]}, ["'categories'", "no id 1"]),
-    ({"annotations": []}, ["'images'"]),
-    ({"images": IMAGES, "annotations": [{"image_id": 0, "category_id": 1, "bbox": [1, 1, 2, 2], "iscrowd": "yes"}],
-      "categories": CATS}, ["annotations[0].iscrowd", "'yes'"]),
-    ({"images": IMAGES, "annotations": [{"image_id": 0, "category_id": 1, "bbox": [1, 1, 2, 2], "iscrowd": [1]}],
-      "categories": CATS}, ["annotations[0].iscrowd", "[1]"]),
-    ({"images": [{"id": "a", "file_name": "a.jpg"}], "annotations": [], "categories": CATS}, ["images[0].id", "'a'"]),
-])
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        ({"images": [{"id": 0}], "annotations": [], "categories": CATS}, ["images[0]", "'file_name'"]),
+        (
+            {"images": IMAGES, "annotations": [{"image_id": 0, "bbox": [1, 1, 2, 2]}], "categories": CATS},
+            ["annotations[0]", "'category_id'"],
+        ),
+        (
+            {"images": IMAGES, "annotations": [{"image_id": 0, "category_id": 1}], "categories": CATS},
+            ["annotations[0]", "'bbox'"],
+        ),
+        (
+            {
+                "images": IMAGES,
+                "annotations": [{"image_id": 0, "category_id": 1, "bbox": [1, 1, -2, 2]}],
+                "categories": CATS,
+            },
+            ["annotations[0].bbox"],
+        ),
+        (
+            {
+                "images": IMAGES,
+                "annotations": [{"image_id": 0, "category_id": 1, "bbox": [1, 1, 2]}],
+                "categories": CATS,
+            },
+            ["annotations[0].bbox"],
+        ),
+        ({"images": IMAGES, "annotations": []}, ["'categories'", "coco_category 1"]),
+        ({"images": IMAGES, "annotations": [], "categories": [{"id": 3, "name": "car"}]}, ["'categories'", "no id 1"]),
+        ({"annotations": []}, ["'images'"]),
+        (
+            {
+                "images": IMAGES,
+                "annotations": [{"image_id": 0, "category_id": 1, "bbox": [1, 1, 2, 2], "iscrowd": "yes"}],
+                "categories": CATS,
+            },
+            ["annotations[0].iscrowd", "'yes'"],
+        ),
+        (
+            {
+                "images": IMAGES,
+                "annotations": [{"image_id": 0, "category_id": 1, "bbox": [1, 1, 2, 2], "iscrowd": [1]}],
+                "categories": CATS,
+            },
+            ["annotations[0].iscrowd", "[1]"],
+        ),
+        (
+            {"images": [{"id": "a", "file_name": "a.jpg"}], "annotations": [], "categories": CATS},
+            ["images[0].id", "'a'"],
+        ),
+    ],
+)
 def test_coco_files_that_cannot_be_scored_are_refused_up_front(tmp_path, data, words):
     rec = _coco_dir(tmp_path, data)
     with pytest.raises(LayoutError) as e:
@@ -149,17 +209,24 @@ def test_coco_files_that_cannot_be_scored_are_refused_up_front(tmp_path, data, w
 
 
 def _records(coco_id=0, dets=((1.0, 2.0, 10.0, 20.0, 0.9),)):
-    return pd.DataFrame([{"method": m, "setting": s, "image": "a.jpg", "coco_id": coco_id,
-                          "detections": [list(d) for d in dets]} for m, s in (("original", "-"), ("uniform", "q=0.3"))])
+    return pd.DataFrame(
+        [
+            {"method": m, "setting": s, "image": "a.jpg", "coco_id": coco_id, "detections": [list(d) for d in dets]}
+            for m, s in (("original", "-"), ("uniform", "q=0.3"))
+        ]
+    )
 
 
-@pytest.mark.parametrize("annotations, expect", [
-    ([], None),  # no ground truth: undefined
-    ([{"image_id": 0, "category_id": 1, "bbox": [1, 2, 10, 20], "iscrowd": 1}], None),  # crowd only: undefined
-    ([{"image_id": 0, "category_id": 1, "bbox": [1, 2, 10, 20]}], 1.0),  # a perfect detection, fields missing
-])
+@pytest.mark.parametrize(
+    "annotations, expect",
+    [
+        ([], None),  # no ground truth: undefined
+        ([{"image_id": 0, "category_id": 1, "bbox": [1, 2, 10, 20], "iscrowd": 1}], None),  # crowd only: undefined
+        ([{"image_id": 0, "category_id": 1, "bbox": [1, 2, 10, 20]}], 1.0),  # a perfect detection, fields missing
+    ],
+)
 def test_ap_undefined_is_nan_with_a_note_never_zero(tmp_path, annotations, expect):
-    from taskcomp.report import AP_UNDEFINED_NOTE, coco_ap
+    from taskcomp.runner.report import AP_UNDEFINED_NOTE, coco_ap
 
     ann = tmp_path / "instances.json"
     ann.write_text(json.dumps({"images": IMAGES, "annotations": annotations, "categories": CATS}))
@@ -181,7 +248,7 @@ def test_case_11_report_says_ap_undefined(tmp_path, which):
     NaN AP with the note in table.md and summary.json (records made here, as the runner writes them)."""
     import shutil
 
-    from taskcomp.report import AP_UNDEFINED_NOTE, report
+    from taskcomp.runner.report import AP_UNDEFINED_NOTE, report
     from taskcomp.yamlio import load as load_yaml
 
     case = CASES / "11-coco-no-ground-truth"
@@ -191,10 +258,23 @@ def test_case_11_report_says_ap_undefined(tmp_path, which):
     run = tmp_path / "R"
     run.mkdir()
     shutil.copy(case / f"{which}.yaml", run / "recipe.yaml")
-    recs = [{"image": "000000005001.jpg", "method": m, "setting": s, "width": 640, "height": 480, "bpp": b,
-             "psnr": 30.0, "seconds": 1.0, "coco_id": 5001,
-             "detections": [[10.0, 20.0, 100.0, 200.0, 0.8]], "f1/original": 1.0, "recall/original": 1.0}
-            for m, s, b in (("original", "-", 24.0), ("uniform", "q=0.3", 0.2))]
+    recs = [
+        {
+            "image": "000000005001.jpg",
+            "method": m,
+            "setting": s,
+            "width": 640,
+            "height": 480,
+            "bpp": b,
+            "psnr": 30.0,
+            "seconds": 1.0,
+            "coco_id": 5001,
+            "detections": [[10.0, 20.0, 100.0, 200.0, 0.8]],
+            "f1/original": 1.0,
+            "recall/original": 1.0,
+        }
+        for m, s, b in (("original", "-", 24.0), ("uniform", "q=0.3", 0.2))
+    ]
     (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     summary = report(run, data_root=case)
     table = pd.read_csv(run / "table.csv")
@@ -211,8 +291,9 @@ def test_run_prints_a_report_command_that_works_with_its_data_root(tmp_path, cap
     """``run RECIPE --data-root DIR`` prints ``taskcomp report OUT --data-root DIR`` (a detection report reads its
     ground truth there); without it, report's error says the run's data root may differ and to pass --data-root.
     Case 11's recipe, without the detector (records made here)."""
-    from taskcomp.cli import _report_command, main
-    from taskcomp.report import run_annotations
+    from taskcomp.cli import main
+    from taskcomp.cli.running import report_command as _report_command
+    from taskcomp.runner.report import run_annotations
     from taskcomp.yamlio import load as load_yaml
 
     case = CASES / "11-coco-no-ground-truth"
@@ -226,9 +307,23 @@ def test_run_prints_a_report_command_that_works_with_its_data_root(tmp_path, cap
     run = tmp_path / "run"
     run.mkdir()
     (run / "recipe.yaml").write_text((case / "empty.yaml").read_text())
-    (run / "records.jsonl").write_text("".join(json.dumps(
-        {"image": "000000005001.jpg", "coco_id": 5001, "method": m, "setting": st, "bpp": b, "psnr": 30.0,
-         "detections": []}) + "\n" for m, st, b in (("original", "-", 24.0), ("uniform", "q=0.3", 0.3))))
+    (run / "records.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "image": "000000005001.jpg",
+                    "coco_id": 5001,
+                    "method": m,
+                    "setting": st,
+                    "bpp": b,
+                    "psnr": 30.0,
+                    "detections": [],
+                }
+            )
+            + "\n"
+            for m, st, b in (("original", "-", 24.0), ("uniform", "q=0.3", 0.3))
+        )
+    )
     assert main(["report", str(run), "--out", str(tmp_path / "o"), "--threads", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{default / 'empty'} does not exist" in err, err
@@ -275,7 +370,7 @@ def test_header_claiming_far_more_pixels_is_refused_at_once(codec, small_tcz, tm
     # the same refusal by hand: width varint rewritten in place, CRC-32 recomputed
     h, y, z = unpack(small_tcz)
     pos = 6 + len(h.codec) + 8
-    body = small_tcz[:pos] + bytes([0x80, 0x80, 0x04]) + small_tcz[pos + 1: -4]
+    body = small_tcz[:pos] + bytes([0x80, 0x80, 0x04]) + small_tcz[pos + 1 : -4]
     with pytest.raises(BitstreamError, match="65536x64"):
         decode(codec, body + struct.pack(">I", zlib.crc32(body)))
 
@@ -291,7 +386,7 @@ def test_header_naming_another_codec_is_refused(codec, small_tcz, name, words):
 
 def test_empty_codec_name_is_refused(small_tcz):
     h, y, z = unpack(small_tcz)
-    body = small_tcz[:5] + b"\x00" + small_tcz[6 + len(h.codec):-4]
+    body = small_tcz[:5] + b"\x00" + small_tcz[6 + len(h.codec) : -4]
     with pytest.raises(BitstreamError, match="empty codec name"):
         unpack(body + struct.pack(">I", zlib.crc32(body)))
     with pytest.raises(ValueError):
@@ -384,8 +479,13 @@ def test_run_records_of_gray_sources_say_gray(tmp_path):
     g = _gray_image()[:64, :64]
     Image.fromarray(g, "L").save(folder / "g.png")
     Image.fromarray(np.stack([g, g[::-1], g[:, ::-1]], axis=2)).save(folder / "c.png")
-    recipe = {"name": "gray", "task": "classification", "data": {"path": str(folder), "layout": "folder"},
-              "preprocess": {"resize": 64, "crop": 64}, "methods": {"uniform": {"q": [0.5]}}}
+    recipe = {
+        "name": "gray",
+        "task": "classification",
+        "data": {"path": str(folder), "layout": "folder"},
+        "preprocess": {"resize": 64, "crop": 64},
+        "methods": {"uniform": {"q": [0.5]}},
+    }
     out = tmp_path / "run"
     assert run_recipe(recipe, out, tmp_path, log=lambda *a: None, report=False) == 2
     recs = {r["image"]: r for f in out.glob("records*.jsonl") for r in map(json.loads, f.read_text().splitlines())}
@@ -397,8 +497,23 @@ def test_save_decoded_of_a_gray_file_is_one_channel(tmp_path, capsys):
     g = _gray_image()[:64, :64]
     src = tmp_path / "g.png"
     Image.fromarray(g, "L").save(src)
-    assert _run_cli("optimize", src, "--steps", 1, "--downsample", 16, "--device", "cpu", "-o", tmp_path / "g.tcz",
-                    "--save-decoded", tmp_path / "dec.png") == 0
+    assert (
+        _run_cli(
+            "optimize",
+            src,
+            "--steps",
+            1,
+            "--downsample",
+            16,
+            "--device",
+            "cpu",
+            "-o",
+            tmp_path / "g.tcz",
+            "--save-decoded",
+            tmp_path / "dec.png",
+        )
+        == 0
+    )
     assert unpack((tmp_path / "g.tcz").read_bytes())[0].gray
     assert Image.open(tmp_path / "dec.png").mode == "L"
     assert _run_cli("decompress", tmp_path / "g.tcz", "-o", tmp_path / "d2.png", "--device", "cpu") == 0

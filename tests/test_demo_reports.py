@@ -12,8 +12,15 @@ import pandas as pd
 import pytest
 
 from taskcomp.cli import OCR_MAP_DEFAULTS, build_parser, main
-from taskcomp.report import (FEW_IMAGES, add_bootstrap_intervals, bootstrap_interval, compare_to_uniform, curves,
-                             few_images_note, report)
+from taskcomp.runner.report import (
+    FEW_IMAGES,
+    add_bootstrap_intervals,
+    bootstrap_interval,
+    compare_to_uniform,
+    curves,
+    few_images_note,
+    report,
+)
 
 
 def _synthetic(n: int, seed: int = 1, gain: float = 0.25) -> pd.DataFrame:
@@ -22,12 +29,26 @@ def _synthetic(n: int, seed: int = 1, gain: float = 0.25) -> pd.DataFrame:
     rows = []
     for i in range(n):
         for q in (0.0, 0.2, 0.4, 0.6):
-            rows.append({"image": f"img{i:03d}.png", "method": "uniform", "setting": f"q={q:.2f}",
-                         "bpp": 0.1 + 0.3 * q + rng.normal(0, 0.01), "psnr": 28 + 5 * q,
-                         "top1/lite0": float(rng.random() < 0.3 + q)})
-        rows.append({"image": f"img{i:03d}.png", "method": "task_aware", "setting": "lambda=1",
-                     "bpp": 0.2 + rng.normal(0, 0.01), "psnr": 29.0,
-                     "top1/lite0": float(rng.random() < 0.3 + 0.5 * 0.1 / 0.3 * 0.3 + gain)})
+            rows.append(
+                {
+                    "image": f"img{i:03d}.png",
+                    "method": "uniform",
+                    "setting": f"q={q:.2f}",
+                    "bpp": 0.1 + 0.3 * q + rng.normal(0, 0.01),
+                    "psnr": 28 + 5 * q,
+                    "top1/lite0": float(rng.random() < 0.3 + q),
+                }
+            )
+        rows.append(
+            {
+                "image": f"img{i:03d}.png",
+                "method": "task_aware",
+                "setting": "lambda=1",
+                "bpp": 0.2 + rng.normal(0, 0.01),
+                "psnr": 29.0,
+                "top1/lite0": float(rng.random() < 0.3 + 0.5 * 0.1 / 0.3 * 0.3 + gain),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -68,12 +89,27 @@ def test_bootstrap_interval_holds_its_headline_when_metrics_are_nan():
         img = f"img{i:03d}.png"
         for q in (0.1, 0.2, 0.3, 0.4, 0.5):
             b = q + rng.normal(0, 0.005)
-            rows.append({"image": img, "method": "uniform", "setting": f"q={q:.2f}", "bpp": b, "psnr": 30.0,
-                         "top1/lite0": float("nan") if i % 7 == 0 else b + rng.normal(0, 0.02)})
+            rows.append(
+                {
+                    "image": img,
+                    "method": "uniform",
+                    "setting": f"q={q:.2f}",
+                    "bpp": b,
+                    "psnr": 30.0,
+                    "top1/lite0": float("nan") if i % 7 == 0 else b + rng.normal(0, 0.02),
+                }
+            )
         undefined = i % 2 == 0  # half the images: metric undefined, and coded at a higher rate
-        rows.append({"image": img, "method": "task_aware", "setting": "lambda=1", "psnr": 30.0,
-                     "bpp": (0.4 if undefined else 0.1) + rng.normal(0, 0.005),
-                     "top1/lite0": float("nan") if undefined else 0.3 + rng.normal(0, 0.02)})
+        rows.append(
+            {
+                "image": img,
+                "method": "task_aware",
+                "setting": "lambda=1",
+                "psnr": 30.0,
+                "bpp": (0.4 if undefined else 0.1) + rng.normal(0, 0.005),
+                "top1/lite0": float("nan") if undefined else 0.3 + rng.normal(0, 0.02),
+            }
+        )
     df = pd.DataFrame(rows)
     c = compare_to_uniform(curves(df, ["top1/lite0"]), "top1/lite0", "task_aware", 0.3)
     add_bootstrap_intervals(c, df, "task_aware")
@@ -118,14 +154,17 @@ def test_report_command_prints_the_interval(tmp_path, capsys):
 def test_printed_interval_follows_the_words_beside_it():
     """A saving worded "X% more bits" carries the interval of the extra bits (the signed saving's bounds negated, in
     ascending order); "X% fewer bits" the saving's own; summary.json keeps the signed saving."""
-    from taskcomp.cli import _bits_text, _interval_text
+    from taskcomp.cli.running import bits_text as _bits_text
+    from taskcomp.cli.running import interval_text as _interval_text
 
     iv = {"low": -17.4, "high": -4.1, "n_images": 12}
     assert _bits_text(-11.2) + _interval_text(iv, "+.1f", -11.2 < 0) == (
-        "11.2% more bits [95% CI +4.1 to +17.4 over 12 images]")
+        "11.2% more bits [95% CI +4.1 to +17.4 over 12 images]"
+    )
     iv = {"low": -17.4, "high": 79.2, "n_images": 12}
     assert _bits_text(76.7) + _interval_text(iv, "+.1f", 76.7 < 0) == (
-        "76.7% fewer bits [95% CI -17.4 to +79.2 over 12 images]")
+        "76.7% fewer bits [95% CI -17.4 to +79.2 over 12 images]"
+    )
     assert _interval_text(None, "+.1f", True) == "" and _bits_text(None) == "n/a"
 
 
@@ -135,10 +174,18 @@ def test_printed_interval_follows_the_words_beside_it():
 NOT_COMPUTING = {"plot-training"}
 
 #: The smallest arguments each subcommand parses with.
-REQUIRED = {"compress": ["x.png", "-q", "0.5", "-o", "x.tcz"], "decompress": ["x.tcz", "-o", "x.png"],
-            "optimize": ["x.png", "-o", "x.tcz"], "ocr-map": ["x.png", "-o", "x.tcz"], "run": ["r"],
-            "report": ["d"], "train": ["--config", "c"], "train-predictor": ["--config", "c"],
-            "export-codec": ["d"], "widen-codec": ["--to", "sft-medium", "-o", "w.pth"]}
+REQUIRED = {
+    "compress": ["x.png", "-q", "0.5", "-o", "x.tcz"],
+    "decompress": ["x.tcz", "-o", "x.png"],
+    "optimize": ["x.png", "-o", "x.tcz"],
+    "ocr-map": ["x.png", "-o", "x.tcz"],
+    "run": ["r"],
+    "report": ["d"],
+    "train": ["--config", "c"],
+    "train-predictor": ["--config", "c"],
+    "export-codec": ["d"],
+    "widen-codec": ["--to", "sft-medium", "-o", "w.pth"],
+}
 
 
 def test_threads_on_every_computing_command():
@@ -157,6 +204,7 @@ def test_threads_zero_is_a_one_line_error(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------------- demo and ocr-map
+
 
 def test_demo_help_says_what_it_does(capsys):
     with pytest.raises(SystemExit):
@@ -191,8 +239,9 @@ def test_demo_selection_statement_matches_the_candidate_run():
     rows = [json.loads(line) for line in f.read_text().splitlines()]
     rows = [r for r in rows if r["lambda"] == DEMO_LAMBDA]
     assert len(rows) == 24
-    chosen = sorted(r["image"].replace(".png", "_256.png") for r in rows
-                    if r["task-aware"]["keeps"] and not r["uniform"]["keeps"])
+    chosen = sorted(
+        r["image"].replace(".png", "_256.png") for r in rows if r["task-aware"]["keeps"] and not r["uniform"]["keeps"]
+    )
     assert chosen == sorted(DEMO_IMAGES)
     ku, kt = (sum(r[k]["keeps"] for r in rows) for k in ("uniform", "task-aware"))
     for text in (SELECTION, DEMO_SELECTION_HELP):
@@ -207,8 +256,15 @@ def test_demo_gallery_says_the_images_were_picked_and_what_kept_means(tmp_path, 
     import torch
 
     import taskcomp.io
-    from taskcomp.demo import DEMO_IMAGES, DEMO_LAMBDA, SELECTION, SELECTION_COUNTS, DemoResult, demo_gallery, \
-        selection_note
+    from taskcomp.demo import (
+        DEMO_IMAGES,
+        DEMO_LAMBDA,
+        SELECTION,
+        SELECTION_COUNTS,
+        DemoResult,
+        demo_gallery,
+        selection_note,
+    )
 
     f = Path(__file__).resolve().parents[1] / "results" / "demo" / "candidates.jsonl"
     rows = [r for r in map(json.loads, f.read_text().splitlines()) if r["lambda"] == DEMO_LAMBDA]
@@ -216,8 +272,12 @@ def test_demo_gallery_says_the_images_were_picked_and_what_kept_means(tmp_path, 
     assert SELECTION_COUNTS == {"candidates": len(rows), "uniform_kept": ku, "task_aware_kept": kt}
     n = len(rows)
     note = selection_note()
-    for words in (f"{len(DEMO_IMAGES)} of {n}", f"uniform maps {ku}/{n}", f"task-aware maps {kt}/{n}",
-                  "the original's top-1"):
+    for words in (
+        f"{len(DEMO_IMAGES)} of {n}",
+        f"uniform maps {ku}/{n}",
+        f"task-aware maps {kt}/{n}",
+        "the original's top-1",
+    ):
         assert words in note, words
     assert f"uniform maps {ku}/{n}" in SELECTION  # the printed text and the picture share the figures
     img = np.zeros((8, 8, 3), np.uint8)
@@ -233,8 +293,7 @@ def test_demo_gallery_says_the_images_were_picked_and_what_kept_means(tmp_path, 
     monkeypatch.setattr(taskcomp.io, "save_figure", capture)
     demo_gallery([r], tmp_path / "g.png", title="T", note=note)
     assert texts[0] == "T\n" + note
-    assert any("kept the original's top-1" in t for t in texts) and any("LOST the original's top-1" in t
-                                                                          for t in texts)
+    assert any("kept the original's top-1" in t for t in texts) and any("LOST the original's top-1" in t for t in texts)
 
 
 def test_ocr_map_defaults_are_the_documented_setting():
@@ -248,7 +307,7 @@ def test_ocr_map_defaults_are_the_documented_setting():
 def test_ocr_map_default_working_size_is_bounded_with_a_note(capsys):
     """Inputs up to 2600 px on the long side are worked on at their own size (the measured setting), larger ones at
     2600 px with a one-line note naming --max-side 0; --max-side 0 keeps any size, an explicit size says nothing."""
-    from taskcomp.cli import _ocr_working_image
+    from taskcomp.cli.mapping import ocr_working_image as _ocr_working_image
 
     small, big = np.zeros((2594, 1080, 3), np.uint8), np.zeros((3000, 4000, 3), np.uint8)
     assert _ocr_working_image(small, 2600, "s.jpg").shape == small.shape
@@ -277,7 +336,14 @@ def test_demo_task_on_one_small_image(tmp_path, codec, sample_128):
     text = "\n".join(lines)
     assert "same real bpp" in text and "mean over the image" in text and "gallery" in text
     assert s["n_images"] == 1 and abs(s["uniform"]["bpp"] / s["task-aware"]["bpp"] - 1) < 0.05
-    for name in ("task_aware.tcz", "task_aware.png", "task_aware_map.png", "task_aware_map.npy",
-                 "task_aware_overlay.png", "uniform_same_bpp.png", "demo_gallery.png"):
+    for name in (
+        "task_aware.tcz",
+        "task_aware.png",
+        "task_aware_map.png",
+        "task_aware_map.npy",
+        "task_aware_overlay.png",
+        "uniform_same_bpp.png",
+        "demo_gallery.png",
+    ):
         assert (tmp_path / "out" / name).is_file(), name
     assert Image.open(tmp_path / "out" / "demo_gallery.png").size[0] > 400

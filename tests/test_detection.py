@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from taskcomp.io import image_to_tensor, load_image
 from taskcomp.objectives import create_objective
-from taskcomp.weights import ModelError
+from taskcomp.task_models import ModelError
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +75,15 @@ def test_eigencam_and_weighted(det, people):
 
     m = detector_eigencam(det, people)
     assert m.shape == (1, 1, *people.shape[-2:]) and 0 <= float(m.min()) <= float(m.max()) <= 1
-    assert parse_task_spec("detection:1,text:0.5") == [{"name": "detection", "weight": 1.0},
-                                                        {"name": "text", "weight": 0.5}]
+    assert parse_task_spec("detection:1,text:0.5") == [
+        {"name": "detection", "weight": 1.0},
+        {"name": "text", "weight": 0.5},
+    ]
     with pytest.raises(ValueError):
         parse_task_spec("detection:-1")
-    w = create_objective("weighted", objectives=[{"name": "detection", "weight": 1.0},
-                                                 {"name": "saliency", "weight": 2.0}])
+    w = create_objective(
+        "weighted", objectives=[{"name": "detection", "weight": 1.0}, {"name": "saliency", "weight": 2.0}]
+    )
     x = people[..., :192, :256]
     ctx = w.prepare(x)
     loss = w.loss(x, ctx)
@@ -90,12 +93,22 @@ def test_eigencam_and_weighted(det, people):
 
 def test_coco_recipe_tiny_with_ap(tmp_path, data_root):
     from taskcomp.runner import run_recipe
-    from taskcomp.report import report
+    from taskcomp.runner.report import report
 
-    recipe = {"name": "tiny_coco", "task": "detection", "data": "coco-val", "coco_category": 1,
-              "preprocess": {"max_side": 256}, "objective": {"name": "detection", "imgsz": 256},
-              "methods": {"uniform": {"q": [0.0, 1.0]}, "saliency": {"alpha": [1.0]},
-                          "task_aware": {"lambda": [1.0], "steps": 1, "downsample": 16}, "webp": {"quality": [50]}}}
+    recipe = {
+        "name": "tiny_coco",
+        "task": "detection",
+        "data": "coco-val",
+        "coco_category": 1,
+        "preprocess": {"max_side": 256},
+        "objective": {"name": "detection", "imgsz": 256},
+        "methods": {
+            "uniform": {"q": [0.0, 1.0]},
+            "saliency": {"alpha": [1.0]},
+            "task_aware": {"lambda": [1.0], "steps": 1, "downsample": 16},
+            "webp": {"quality": [50]},
+        },
+    }
     out = tmp_path / "run"
     assert run_recipe(recipe, out, data_root, limit=2, log=lambda *a: None) == 10
     s = report(out, data_root=data_root)

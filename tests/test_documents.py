@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from taskcomp.cli import main
@@ -90,11 +89,20 @@ def test_read_boxes_keeps_order_and_marks_boxes_outside(text_obj):
 def test_recipe_at_working_side_codes_and_reads_full_size(tmp_path, data_root):
     from taskcomp.runner import run_recipe
 
-    recipe = {"name": "tiny_full", "task": "text", "data": "sroie", "preprocess": {"working_side": 400},
-              "reading": "boxes", "synthesis": "float32", "objective": {"name": "text", "det_weight": 0.0},
-              "methods": {"uniform": {"q": [0.0]}, "box_mask": {"q_in": [0.5]},
-                          "task_aware": {"lambda": [1], "steps": 1, "downsample": 16, "init": "box_mask",
-                                         "init_q": 0.3}}}
+    recipe = {
+        "name": "tiny_full",
+        "task": "text",
+        "data": "sroie",
+        "preprocess": {"working_side": 400},
+        "reading": "boxes",
+        "synthesis": "float32",
+        "objective": {"name": "text", "det_weight": 0.0},
+        "methods": {
+            "uniform": {"q": [0.0]},
+            "box_mask": {"q_in": [0.5]},
+            "task_aware": {"lambda": [1], "steps": 1, "downsample": 16, "init": "box_mask", "init_q": 0.3},
+        },
+    }
     out = tmp_path / "run"
     assert run_recipe(recipe, out, data_root, limit=1, log=lambda *a: None, report=False) == 3
     recs = [json.loads(l) for l in (out / "records.shard0of1.jsonl").read_text().splitlines()]
@@ -105,13 +113,16 @@ def test_recipe_at_working_side_codes_and_reads_full_size(tmp_path, data_root):
     assert by["box_mask"]["bpp"] > by["uniform"]["bpp"]  # text boxes at q 0.5 cost more than q = 0 everywhere
 
 
-@pytest.mark.parametrize("recipe, words", [
-    ({"preprocess": {"working_side": 500, "max_side": 500}}, "give one"),
-    ({"task": "classification", "preprocess": {"working_side": 500}}, "apply to task text"),
-    ({"reading": "lines"}, "page or boxes"),
-    ({"synthesis": "float16"}, "float64 or float32"),
-    ({"task": "classification", "methods": {"task_aware": {"lambda": [1], "init": "box_mask"}}}, "needs task text"),
-])
+@pytest.mark.parametrize(
+    "recipe, words",
+    [
+        ({"preprocess": {"working_side": 500, "max_side": 500}}, "give one"),
+        ({"task": "classification", "preprocess": {"working_side": 500}}, "apply to task text"),
+        ({"reading": "lines"}, "page or boxes"),
+        ({"synthesis": "float16"}, "float64 or float32"),
+        ({"task": "classification", "methods": {"task_aware": {"lambda": [1], "init": "box_mask"}}}, "needs task text"),
+    ],
+)
 def test_document_recipe_keys_are_checked(recipe, words):
     from taskcomp.runner.recipe import RecipeError, validate_recipe
 
@@ -122,22 +133,19 @@ def test_document_recipe_keys_are_checked(recipe, words):
 
 def test_document_codec_never_trains_on_the_benchmark_receipts(data_root):
     """train_sft_small_doc's exclude list is exactly what `taskcomp run sroie_text_full --limit 50` evaluates."""
-    from taskcomp.runner.recipe import load_recipe
     from taskcomp.runner.layouts import list_items
+    from taskcomp.runner.recipe import load_recipe, resolve_recipe
     from taskcomp.runner.run import spread
-    from pathlib import Path
-
-    import taskcomp
     from taskcomp.training.codec import TrainConfig
 
-    cfg = TrainConfig.from_yaml(Path(taskcomp.__file__).parent / "recipes" / "train_sft_small_doc.yaml")
+    cfg = TrainConfig.from_yaml(resolve_recipe("train_sft_small_doc"))
     for name in ("sroie_text_full", "sroie_text"):
         evaluated = spread(list_items(load_recipe(name), data_root), 50)
         assert sorted(f"sroie/images/{it['path'].name}" for it in evaluated) == sorted(cfg.exclude)
     assert "sroie/images" in cfg.data and cfg.codec == "sft-small-doc"
     from taskcomp.training.predictor import PredictorTrainConfig
 
-    text = PredictorTrainConfig.from_yaml(Path(taskcomp.__file__).parent / "recipes" / "predictor_text.yaml")
+    text = PredictorTrainConfig.from_yaml(resolve_recipe("predictor_text"))
     assert sorted(text.exclude) == sorted(cfg.exclude) and "sroie/images" in text.data
 
 
@@ -152,19 +160,30 @@ def test_training_pool_skips_excluded_files(tmp_path):
         TrainingPool(tmp_path, 32, exclude_files=[tmp_path / f"{i}.png" for i in range(3)])
 
 
-
 def test_ocr_map_box_mask_init_and_recogniser_only(tmp_path, capsys):
     src = tmp_path / "p.png"
     page(800, 450).save(src)
-    out, row = _ocr_map(tmp_path, src, "--init", "box-mask", "--init-q", "0.4", "--det-weight", "0",
-                        "--save-map", str(tmp_path / "p.npy"))
+    out, row = _ocr_map(
+        tmp_path,
+        src,
+        "--init",
+        "box-mask",
+        "--init-q",
+        "0.4",
+        "--det-weight",
+        "0",
+        "--save-map",
+        str(tmp_path / "p.npy"),
+    )
     m = np.load(tmp_path / "p.npy")
     assert float(m.max()) > 0.2 and float(np.median(m)) < 0.1  # text kept, white paper at the floor
-    for bad, words in ((["--det-weight", "-1"], "--det-weight must be"),
-                       (["--det-weight", "0", "--rec-weight", "0"], "both 0"),
-                       (["--init", "box-mask", "--batch-size", "2"], "--batch-size 1"),
-                       (["--json", str(src) + "/r.json"], "--json"),  # found before the map is made
-                       (["--save-map", str(src) + "/m.png"], "--save-map")):
+    for bad, words in (
+        (["--det-weight", "-1"], "--det-weight must be"),
+        (["--det-weight", "0", "--rec-weight", "0"], "both 0"),
+        (["--init", "box-mask", "--batch-size", "2"], "--batch-size 1"),
+        (["--json", str(src) + "/r.json"], "--json"),  # found before the map is made
+        (["--save-map", str(src) + "/m.png"], "--save-map"),
+    ):
         capsys.readouterr()
         assert main(["ocr-map", str(src), "-o", str(tmp_path / "x.tcz"), *bad]) == 2
         assert words in capsys.readouterr().err

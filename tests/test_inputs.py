@@ -2,7 +2,6 @@
 into the codec, searches that assumed rate monotonic in q, oversized .tcz headers, settings written into
 the user's home, optimiser and data-root arguments."""
 
-import io
 import json
 import os
 import subprocess
@@ -135,9 +134,17 @@ def test_map16_low_values_scaled_by_depth(tmp_path):
     assert abs(float(load_map(tmp_path / "m8.png").max()) - 197 / 255) < 1e-7
 
 
-@pytest.mark.parametrize("suffix,bits,tol", [(".npy", 16, 0.0), (".png", 16, 0.5 / 65535), (".png", 8, 0.5 / 255),
-                                             (".tif", 16, 0.5 / 65535), (".pgm", 16, 0.5 / 65535),
-                                             (".bmp", 8, 0.5 / 255)])
+@pytest.mark.parametrize(
+    "suffix,bits,tol",
+    [
+        (".npy", 16, 0.0),
+        (".png", 16, 0.5 / 65535),
+        (".png", 8, 0.5 / 255),
+        (".tif", 16, 0.5 / 65535),
+        (".pgm", 16, 0.5 / 65535),
+        (".bmp", 8, 0.5 / 255),
+    ],
+)
 def test_map_exact_roundtrip(tmp_path, suffix, bits, tol):
     from taskcomp.maps import load_map, save_map, save_map_exact
 
@@ -259,7 +266,9 @@ def test_encode_refuses_bad_tensors_quickly(codec):
     with pytest.raises(ValueError, match="NaN"):
         codec.compress(_bad_inputs(x)["NaN pixel"][0], torch.full((1, 1, *x.shape[-2:]), 0.5))
     # Good input still codes; a (H, W) map is one map for the image; values within 1e-6 of [0, 1] are clamped.
-    assert len(encode(codec, x, torch.full(x.shape[-2:], 0.5))) == len(encode(codec, x, torch.full((1, 1, *x.shape[-2:]), 0.5)))
+    assert len(encode(codec, x, torch.full(x.shape[-2:], 0.5))) == len(
+        encode(codec, x, torch.full((1, 1, *x.shape[-2:]), 0.5))
+    )
     encode(codec, x, torch.full((1, 1, *x.shape[-2:]), 1 + 1e-7))
 
 
@@ -312,19 +321,38 @@ def test_cli_refuses_bad_maps(tmp_path, capsys):
     H, W = x.shape[-2:]
     for name, value in (("two", 2.0), ("nan", float("nan"))):
         np.save(tmp_path / f"{name}.npy", np.full((H, W), value, np.float32))
-        rc = _run_cli("compress", tmp_path / "x.png", "--qmap", tmp_path / f"{name}.npy", "-o", tmp_path / "a.tcz",
-                      "--device", "cpu")
+        rc = _run_cli(
+            "compress",
+            tmp_path / "x.png",
+            "--qmap",
+            tmp_path / f"{name}.npy",
+            "-o",
+            tmp_path / "a.tcz",
+            "--device",
+            "cpu",
+        )
         err = capsys.readouterr().err.strip()
         assert rc == 2 and "\n" not in err and "quality map" in err, (name, err)
         assert not (tmp_path / "a.tcz").exists()
 
 
 # ---------------------------------------------------------------------------------------------- optimiser arguments
-@pytest.mark.parametrize("kw,msg", [({"init_q": 2.0}, "init_q"), ({"init_q": 0.0}, "init_q"), ({"lr": 0.0}, "lr"),
-                                    ({"lr": float("nan")}, "lr"), ({"steps": -1}, "steps"), ({"steps": 1.5}, "steps"),
-                                    ({"lam": -1.0}, "lambda"), ({"downsample": 0}, "downsample"),
-                                    ({"clip": 0.0}, "clip"), ({"init": "zeros"}, "init"),
-                                    ({"optimizer": "sgd"}, "optimizer")])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        ({"init_q": 2.0}, "init_q"),
+        ({"init_q": 0.0}, "init_q"),
+        ({"lr": 0.0}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"steps": -1}, "steps"),
+        ({"steps": 1.5}, "steps"),
+        ({"lam": -1.0}, "lambda"),
+        ({"downsample": 0}, "downsample"),
+        ({"clip": 0.0}, "clip"),
+        ({"init": "zeros"}, "init"),
+        ({"optimizer": "sgd"}, "optimizer"),
+    ],
+)
 def test_optimizer_arguments_validated(codec, kw, msg):
     from taskcomp.objectives.base import Objective
     from taskcomp.optimize import MapOptimizer, check_optimizer_args
@@ -340,8 +368,17 @@ def test_cli_optimize_init_q_refused_before_models_load(tmp_path, capsys):
 
     save_image(_case_image(), tmp_path / "x.png")
     for extra in (["--init-q", "2"], ["--lr", "0"], ["--steps", "-3"], ["--target-bpp", "-1"]):
-        rc = _run_cli("optimize", tmp_path / "x.png", "-o", tmp_path / "a.tcz", "--device", "cpu",
-                      "--model", "no-such-model-anywhere", *extra)
+        rc = _run_cli(
+            "optimize",
+            tmp_path / "x.png",
+            "-o",
+            tmp_path / "a.tcz",
+            "--device",
+            "cpu",
+            "--model",
+            "no-such-model-anywhere",
+            *extra,
+        )
         err = capsys.readouterr().err.strip()
         assert rc == 2 and "\n" not in err and "no-such-model" not in err, (extra, err)
 
@@ -382,7 +419,7 @@ def _flat_page():
 
 def test_target_bpp_below_both_ends_is_reachable(codec):
     """The case: 0.0315 bpp at q=0, 0.0455 at q=1, yet q=0.4 gives 0.0257; a target of 0.025 is reachable."""
-    from taskcomp.optimize import (TargetBppError, check_target_reachable, real_bpp, uniform_bpp_search)
+    from taskcomp.optimize import TargetBppError, check_target_reachable, real_bpp, uniform_bpp_search
 
     x, is_case = _flat_page()
     H, W = x.shape[-2:]
@@ -411,8 +448,11 @@ def test_target_reachable_messages(monkeypatch):
     monkeypatch.setattr(o, "real_bpp", lambda codec, x, m: (float(f(float(m.mean()))), b""))
     x = torch.rand(1, 3, 8, 8)
     o.check_target_reachable(None, x, 0.015, tol=0.03)  # below both ends (0.03, 0.04), reached inside
-    with pytest.raises(o.TargetBppError, match=r"target 0.001 bpp is unreachable, below the lowest this image reaches: "
-                                               r"measured 0.01\d+\.\.0.04\d* bpp over q in \[0, 1\] \(11 points\)"):
+    with pytest.raises(
+        o.TargetBppError,
+        match=r"target 0.001 bpp is unreachable, below the lowest this image reaches: "
+        r"measured 0.01\d+\.\.0.04\d* bpp over q in \[0, 1\] \(11 points\)",
+    ):
         o.check_target_reachable(None, x, 0.001, tol=0.03)
     with pytest.raises(o.TargetBppError, match="above the highest"):
         o.check_target_reachable(None, x, 5.0, tol=0.03)
@@ -420,8 +460,8 @@ def test_target_reachable_messages(monkeypatch):
 
 def test_optimize_to_target_bpp_meets_a_dip_target(codec):
     """optimize_to_target_bpp meets a target below both ends (offset search, else the blend to uniform)."""
+    from taskcomp.mapmaker import optimize_to_target_bpp
     from taskcomp.objectives.base import Objective
-    from taskcomp.optimize import optimize_to_target_bpp
 
     class Null(Objective):
         def prepare(self, x, **kw):
@@ -434,8 +474,7 @@ def test_optimize_to_target_bpp_meets_a_dip_target(codec):
     if not is_case:
         pytest.skip("needs the case's blank page")
     logged = []
-    out = optimize_to_target_bpp(codec, Null(), x, 0.025, steps=1, max_lambda_iters=2, downsample=8,
-                                 log=logged.append)
+    out = optimize_to_target_bpp(codec, Null(), x, 0.025, steps=1, max_lambda_iters=2, downsample=8, log=logged.append)
     assert abs(out["bpp"] / 0.025 - 1) <= 0.03
     assert 8 * len(out["data"]) / (x.shape[-2] * x.shape[-1]) == out["bpp"]
     assert out["qmap"].shape == (1, 1, *x.shape[-2:])
@@ -446,7 +485,7 @@ def test_decoder_applies_encoder_size_limits(codec, tmp_path, capsys):
     """A well-formed file (valid CRC) whose header claims 60000x60000 is refused at once, before allocating."""
     import time
 
-    from taskcomp.bitstream import BitstreamError, Header, MAX_PIXELS, decode, pack, unpack, weights_id
+    from taskcomp.bitstream import MAX_PIXELS, BitstreamError, Header, decode, pack, unpack, weights_id
 
     data = pack(Header("sft-small", weights_id(codec), 60000, 60000), b"\x00" * 8, b"\x00" * 8)
     t0 = time.perf_counter()
@@ -464,8 +503,9 @@ def test_decoder_applies_encoder_size_limits(codec, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------- ultralytics settings
 def _python(code: str, env: dict) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in ("YOLO_CONFIG_DIR", "XDG_CONFIG_HOME", "HOME")}
-    return subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_detection_writes_nothing_under_home(tmp_path):
@@ -476,21 +516,25 @@ def test_detection_writes_nothing_under_home(tmp_path):
         pytest.skip("ultralytics not installed")
     home = tmp_path / "home"
     home.mkdir()
-    code = ("import importlib.util, os\n"
-            "from taskcomp.objectives import create_objective\n"
-            "if importlib.util.find_spec('fall_detection'):\n"
-            "    create_objective('detection')\n"
-            "else:\n"
-            "    import taskcomp.objectives.detection, ultralytics\n"
-            "print(os.environ['YOLO_CONFIG_DIR'])\n")
+    code = (
+        "import importlib.util, os\n"
+        "from taskcomp.objectives import create_objective\n"
+        "if importlib.util.find_spec('fall_detection'):\n"
+        "    create_objective('detection')\n"
+        "else:\n"
+        "    import taskcomp.objectives.detection, ultralytics\n"
+        "print(os.environ['YOLO_CONFIG_DIR'])\n"
+    )
     r = _python(code, {"HOME": str(home), "TASKCOMP_THREADS": "1", "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     assert list(home.rglob("*")) == [], [str(p) for p in home.rglob("*")]
     assert not r.stdout.strip().startswith(str(home))
     # A user's own setting is kept.
     mine = tmp_path / "mine"
-    r = _python("import taskcomp.objectives.detection, ultralytics, os; print(os.environ['YOLO_CONFIG_DIR'])",
-                {"HOME": str(home), "YOLO_CONFIG_DIR": str(mine), "OMP_NUM_THREADS": "1"})
+    r = _python(
+        "import taskcomp.objectives.detection, ultralytics, os; print(os.environ['YOLO_CONFIG_DIR'])",
+        {"HOME": str(home), "YOLO_CONFIG_DIR": str(mine), "OMP_NUM_THREADS": "1"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == str(mine)
     assert (mine / "Ultralytics" / "settings.json").is_file() or (mine / "settings.json").is_file()
@@ -528,12 +572,16 @@ def test_decode_refuses_what_memory_cannot_hold(codec, tmp_path, capsys, monkeyp
     data = bs.encode(codec, x, torch.full((1, 1, 64, 64), 0.3))
     h, ys, zs = bs.unpack(data)
     # under the size limits, z stream as long as a legitimate file's of that size (bitstream.min_z_stream_bytes)
-    wide = bs.pack(bs.Header(h.codec, h.weights, 20000, 64, h.version), ys,
-                   zs + bytes(bs.min_z_stream_bytes(codec, 20000, 64)))
+    wide = bs.pack(
+        bs.Header(h.codec, h.weights, 20000, 64, h.version), ys, zs + bytes(bs.min_z_stream_bytes(codec, 20000, 64))
+    )
     monkeypatch.setattr(bs, "_available_memory", lambda: int(2e9))
     t0 = time.perf_counter()
-    with pytest.raises(MemoryError, match=r"20000x64 image with the float64 synthesis needs about 2.9 GB.*2.0 GB are "
-                                          r"available: use --synthesis float32"):
+    with pytest.raises(
+        MemoryError,
+        match=r"20000x64 image with the float64 synthesis needs about 2.9 GB.*2.0 GB are "
+        r"available: use --synthesis float32",
+    ):
         bs.decode(codec, wide)
     assert time.perf_counter() - t0 < 2
     assert bs.decode(codec, data).shape == (1, 3, 64, 64)
@@ -553,11 +601,21 @@ def test_decode_out_of_memory_is_not_a_corrupted_file(codec, monkeypatch):
     def fail(message):
         def decompress(*a, **k):
             raise RuntimeError(message)
+
         return decompress
 
-    monkeypatch.setattr(codec, "decompress", fail("DefaultCPUAllocator: can't allocate memory: you tried to "
-                                                  "allocate 123 bytes. Error code 12 (Cannot allocate memory)"))
-    with pytest.raises(MemoryError, match=r"^decoding this 64x64 image ran out of memory \(PyTorch's CPU allocator could not allocate\)$"):
+    monkeypatch.setattr(
+        codec,
+        "decompress",
+        fail(
+            "DefaultCPUAllocator: can't allocate memory: you tried to "
+            "allocate 123 bytes. Error code 12 (Cannot allocate memory)"
+        ),
+    )
+    with pytest.raises(
+        MemoryError,
+        match=r"^decoding this 64x64 image ran out of memory \(PyTorch's CPU allocator could not allocate\)$",
+    ):
         bs.decode(codec, data)
     monkeypatch.setattr(codec, "decompress", fail("shape mismatch"))
     with pytest.raises(bs.BitstreamError, match="corrupted"):
@@ -571,8 +629,23 @@ def test_target_bpp_result_names_what_met_it(tmp_path, capsys):
     if not p.is_file():
         pytest.skip("needs ../shared/cases")
     out = tmp_path / "j.json"
-    assert _run_cli("optimize", p, "--target-bpp", "0.025", "--steps", "1", "-o", tmp_path / "b.tcz",
-                    "--json", out, "--device", "cpu") == 0
+    assert (
+        _run_cli(
+            "optimize",
+            p,
+            "--target-bpp",
+            "0.025",
+            "--steps",
+            "1",
+            "-o",
+            tmp_path / "b.tcz",
+            "--json",
+            out,
+            "--device",
+            "cpu",
+        )
+        == 0
+    )
     row = json.loads(out.read_text())["images"][0]
     adjust = {k: v for k, v in row.items() if k in ("logit_offset", "blend")}
     assert adjust and abs(row["bpp"] / 0.025 - 1) <= 0.03

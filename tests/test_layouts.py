@@ -87,21 +87,32 @@ def test_imagenet_flat_kaggle_and_two_column(tmp_path):
         "ImageId,PredictionString\n"
         f"ILSVRC2012_val_00000002,{TENCH} 1 2 3 4 {TENCH} 5 6 7 8\n"
         f"ILSVRC2012_val_00000001,{SHARK} 1 2 3 4\n"
-        f"ILSVRC2012_val_00000003,{GOLDFISH} 1 2 3 4\nILSVRC2012_val_00000009,{GOLDFISH} 1 2 3 4\n")
+        f"ILSVRC2012_val_00000003,{GOLDFISH} 1 2 3 4\nILSVRC2012_val_00000009,{GOLDFISH} 1 2 3 4\n"
+    )
     items = list_items(_recipe({"path": "val", "layout": "imagenet-flat"}), tmp_path)
     assert [(i["id"], i["label"]) for i in items] == [
-        ("ILSVRC2012_val_00000001.JPEG", 2), ("ILSVRC2012_val_00000002.JPEG", 0), ("ILSVRC2012_val_00000003.JPEG", 1)]
-    (d / "gt.csv").write_text("file,synset\n" + "".join(
-        f"ILSVRC2012_val_{k:08d}.JPEG,{s}\n" for k, s in ((1, GOLDFISH), (2, SHARK), (3, TENCH))))
+        ("ILSVRC2012_val_00000001.JPEG", 2),
+        ("ILSVRC2012_val_00000002.JPEG", 0),
+        ("ILSVRC2012_val_00000003.JPEG", 1),
+    ]
+    (d / "gt.csv").write_text(
+        "file,synset\n"
+        + "".join(f"ILSVRC2012_val_{k:08d}.JPEG,{s}\n" for k, s in ((1, GOLDFISH), (2, SHARK), (3, TENCH)))
+    )
     r = list_items(_recipe({"path": "val", "layout": "imagenet-flat", "labels": "gt.csv"}), tmp_path)
     assert [i["label"] for i in r] == [1, 2, 0]
-    (d / "gt.txt").write_text("ILSVRC2012_val_00000001.JPEG 5\nILSVRC2012_val_00000002.JPEG 6\n"
-                              "ILSVRC2012_val_00000003.JPEG 999\n")
+    (d / "gt.txt").write_text(
+        "ILSVRC2012_val_00000001.JPEG 5\nILSVRC2012_val_00000002.JPEG 6\nILSVRC2012_val_00000003.JPEG 999\n"
+    )
     r = list_items(_recipe({"path": "val", "layout": "imagenet-flat", "labels": "gt.txt"}), tmp_path)
     assert [i["label"] for i in r] == [5, 6, 999]
     (d / "short.txt").write_text("ILSVRC2012_val_00000001.JPEG 5\n")
-    _err(_recipe({"path": "val", "layout": "imagenet-flat", "labels": "short.txt"}), tmp_path,
-         "2 of 3 images", "ILSVRC2012_val_00000002.JPEG")
+    _err(
+        _recipe({"path": "val", "layout": "imagenet-flat", "labels": "short.txt"}),
+        tmp_path,
+        "2 of 3 images",
+        "ILSVRC2012_val_00000002.JPEG",
+    )
 
 
 def test_imagenet_flat_devkit(tmp_path):
@@ -113,7 +124,9 @@ def test_imagenet_flat_devkit(tmp_path):
     _err(_recipe({"path": "val", "layout": "imagenet-flat"}), tmp_path, "meta.mat", "LOC_val_solution.csv")
     # the devkit's meta.mat: synsets with ILSVRC2012_ID, WNID, ..., num_children (leaves: 0)
     dt = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("gloss", "O"), ("num_children", "O")]
-    syn = np.array([(1, SHARK, "shark", "", 0), (2, TENCH, "tench", "", 0), (1001, "n00000001", "fish", "", 2)], dtype=dt)
+    syn = np.array(
+        [(1, SHARK, "shark", "", 0), (2, TENCH, "tench", "", 0), (1001, "n00000001", "fish", "", 2)], dtype=dt
+    )
     savemat(str(tmp_path / "meta.mat"), {"synsets": syn})
     items = list_items(_recipe({"path": "val", "layout": "imagenet-flat"}), tmp_path)
     assert [i["label"] for i in items] == [2, 0, 2]
@@ -139,9 +152,11 @@ def test_folder_is_label_free(tmp_path):
 
 
 def _coco(d, files=("a.jpg", "b.jpg")):
-    return {"images": [{"id": 10 + k, "file_name": f, "width": 8, "height": 6} for k, f in enumerate(files)],
-            "annotations": [{"id": 1, "image_id": 10, "category_id": 1, "bbox": [1, 1, 3, 3], "area": 9, "iscrowd": 0}],
-            "categories": [{"id": 1, "name": "person"}]}
+    return {
+        "images": [{"id": 10 + k, "file_name": f, "width": 8, "height": 6} for k, f in enumerate(files)],
+        "annotations": [{"id": 1, "image_id": 10, "category_id": 1, "bbox": [1, 1, 3, 3], "area": 9, "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "person"}],
+    }
 
 
 def test_coco_any_json_and_image_folder(tmp_path):
@@ -155,14 +170,28 @@ def test_coco_any_json_and_image_folder(tmp_path):
     assert [(i["id"], i["coco_id"]) for i in items] == [("a.jpg", 10), ("b.jpg", 11)]
     assert items[0]["path"] == d / "val2017" / "a.jpg"
     assert annotation_file(rec, tmp_path) == d / "annotations" / "instances_val2017.json"
-    rec2 = _recipe({"path": str(d / "val2017"), "layout": "coco",
-                    "annotations": str(d / "annotations" / "instances_val2017.json")}, task="detection")
+    rec2 = _recipe(
+        {
+            "path": str(d / "val2017"),
+            "layout": "coco",
+            "annotations": str(d / "annotations" / "instances_val2017.json"),
+        },
+        task="detection",
+    )
     assert [i["id"] for i in list_items(rec2, "/nonexistent")] == ["a.jpg", "b.jpg"]
     # wrong: no JSON, a JSON that is not COCO, images elsewhere
-    _err(_recipe({"path": "coco2017/val2017", "layout": "coco"}, task="detection"), tmp_path, "COCO instances JSON", "no JSON")
+    _err(
+        _recipe({"path": "coco2017/val2017", "layout": "coco"}, task="detection"),
+        tmp_path,
+        "COCO instances JSON",
+        "no JSON",
+    )
     (d / "val2017" / "x.json").write_text("[1, 2]")
-    _err(_recipe({"path": "coco2017", "layout": "coco", "annotations": "val2017/x.json"}, task="detection"),
-         tmp_path, "'images' and 'annotations'")
+    _err(
+        _recipe({"path": "coco2017", "layout": "coco", "annotations": "val2017/x.json"}, task="detection"),
+        tmp_path,
+        "'images' and 'annotations'",
+    )
     _err(_recipe({"path": "coco2017", "layout": "coco"}, task="detection"), tmp_path, "2 of the 2 images", "images:")
 
 
@@ -174,7 +203,9 @@ def test_sroie_and_documents(tmp_path):
     (s / "boxes" / "001.csv").write_text("1,1,5,1,5,4,1,4,TOTAL 3.00\n")
     items = list_items(_recipe("receipts", task="text"), tmp_path)
     assert [(i["id"], i["boxes"], i["gt_text"]) for i in items] == [
-        ("001.jpg", s / "boxes" / "001.csv", None), ("002.jpg", None, None)]
+        ("001.jpg", s / "boxes" / "001.csv", None),
+        ("002.jpg", None, None),
+    ]
     _err(_recipe({"path": "receipts/images", "layout": "sroie"}, task="text"), tmp_path, "boxes/", "layout documents")
 
     d = tmp_path / "docs"
@@ -186,10 +217,18 @@ def test_sroie_and_documents(tmp_path):
     (tmp_path / "texts" / "d.txt").write_text("from text_dir")
     items = list_items(_recipe({"path": "docs", "layout": "documents", "text_dir": "../texts"}, task="text"), tmp_path)
     assert [(i["id"], i["gt_text"], i["boxes"]) for i in items] == [
-        ("a.png", "HELLO\nWORLD", None), ("b/c.png", None, None), ("d.png", "from text_dir", None)]
-    _err(_recipe({"path": "docs", "layout": "documents"}, task="text", task_aware={"lambda": [1], "use_gt": True}),
-         tmp_path, "use_gt: false")
-    _err(_recipe({"path": "docs", "layout": "documents", "text_dir": "b"}, task="text"), tmp_path, "text_dir", "no file")
+        ("a.png", "HELLO\nWORLD", None),
+        ("b/c.png", None, None),
+        ("d.png", "from text_dir", None),
+    ]
+    _err(
+        _recipe({"path": "docs", "layout": "documents"}, task="text", task_aware={"lambda": [1], "use_gt": True}),
+        tmp_path,
+        "use_gt: false",
+    )
+    _err(
+        _recipe({"path": "docs", "layout": "documents", "text_dir": "b"}, task="text"), tmp_path, "text_dir", "no file"
+    )
 
 
 def test_recipe_data_spec_errors(tmp_path):
@@ -243,6 +282,7 @@ def test_task_adapters_without_labels_or_boxes():
 
 # ------------------------------------------------------------------------------------------ real data
 
+
 def _sample_rows(data_root, n):
     with open(data_root / "imagenet-sample" / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -259,19 +299,39 @@ def test_imagefolder_copy_of_imagenet_sample_matches_labels(tmp_path, data_root)
         dst.symlink_to(data_root / "imagenet-sample" / "images" / r["file"])
         (tmp_path / "flat").mkdir(exist_ok=True)
         (tmp_path / "flat" / r["file"]).symlink_to(data_root / "imagenet-sample" / "images" / r["file"])
-    rec = {"name": "t", "task": "classification", "objective": {"name": "classification", "model": "tf_efficientnet_lite0"},
-           "data": {"path": str(tmp_path / "if"), "layout": "imagefolder"}, "methods": {"task_aware": {"use_label": True}}}
+    rec = {
+        "name": "t",
+        "task": "classification",
+        "objective": {"name": "classification", "model": "tf_efficientnet_lite0"},
+        "data": {"path": str(tmp_path / "if"), "layout": "imagefolder"},
+        "methods": {"task_aware": {"use_label": True}},
+    }
     items = list_items(rec, data_root)
     assert {i["id"].split("/")[1]: i["label"] for i in items} == {r["file"]: int(r["class_index"]) for r in rows}
     ref = {i["id"]: i["label"] for i in list_items({**rec, "data": "imagenet-sample"}, data_root)}
     assert all(ref[i["path"].name] == i["label"] for i in items)
-    flat = list_items({**rec, "data": {"path": str(tmp_path / "flat"), "layout": "folder"},
-                       "methods": {"task_aware": {"use_label": False}}}, data_root)
+    flat = list_items(
+        {
+            **rec,
+            "data": {"path": str(tmp_path / "flat"), "layout": "folder"},
+            "methods": {"task_aware": {"use_label": False}},
+        },
+        data_root,
+    )
     assert sorted(i["id"] for i in flat) == sorted(r["file"] for r in rows)
     assert all(i["label"] is None for i in flat)
     # the same flat folder with the sample's labels.csv as its ground-truth file
-    lab = list_items({**rec, "data": {"path": str(tmp_path / "flat"), "layout": "imagenet-flat",
-                                      "labels": str(data_root / "imagenet-sample" / "labels.csv")}}, data_root)
+    lab = list_items(
+        {
+            **rec,
+            "data": {
+                "path": str(tmp_path / "flat"),
+                "layout": "imagenet-flat",
+                "labels": str(data_root / "imagenet-sample" / "labels.csv"),
+            },
+        },
+        data_root,
+    )
     assert {i["id"]: i["label"] for i in lab} == {r["file"]: int(r["class_index"]) for r in rows}
 
 
@@ -280,7 +340,10 @@ def test_default_layouts_on_real_data(data_root):
         pytest.skip("coco-val / sroie not in the data root")
     coco = list_items({"task": "detection", "data": "coco-val", "methods": {}}, data_root)
     assert len(coco) == 158 and all(i["path"].is_file() and isinstance(i["coco_id"], int) for i in coco)
-    assert annotation_file({"task": "detection", "data": "coco-val"}, data_root) == data_root / "coco-val" / "instances.json"
+    assert (
+        annotation_file({"task": "detection", "data": "coco-val"}, data_root)
+        == data_root / "coco-val" / "instances.json"
+    )
     sroie = list_items({"task": "text", "data": "sroie", "methods": {}}, data_root)
     assert len(sroie) == 100 and sroie[0]["id"] == "007.jpg" and sroie[0]["boxes"].name == "007.csv"
     assert list_layout("sroie", data_root / "sroie")[0]["id"] == "007.jpg"

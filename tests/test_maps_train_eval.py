@@ -52,8 +52,9 @@ def test_train_two_steps_then_resume(tmp_path):
     from taskcomp.train import TrainConfig, train
 
     imgs = _noise_images(tmp_path / "imgs", 3, (80, 90), seed=0)
-    cfg = TrainConfig(codec="sft-small", out=str(tmp_path / "run"), crop=64, batch_size=2, steps=2,
-                      checkpoint_every=1, threads=1)
+    cfg = TrainConfig(
+        codec="sft-small", out=str(tmp_path / "run"), crop=64, batch_size=2, steps=2, checkpoint_every=1, threads=1
+    )
     train(cfg, data=str(imgs), log=lambda *a: None)
     cfg.steps = 3
     path = train(cfg, resume=True, data=str(imgs), log=lambda *a: None)
@@ -69,8 +70,9 @@ def test_train_two_steps_then_resume(tmp_path):
     with pytest.raises(FileExistsError):
         train(cfg, data=str(imgs), log=lambda *a: None)
     # A later run can start from an exported codec's weights (fresh optimiser).
-    cfg2 = TrainConfig(codec="sft-small", out=str(tmp_path / "run2"), crop=64, batch_size=2, steps=0,
-                       threads=1, init_from=str(path))
+    cfg2 = TrainConfig(
+        codec="sft-small", out=str(tmp_path / "run2"), crop=64, batch_size=2, steps=0, threads=1, init_from=str(path)
+    )
     path2 = train(cfg2, data=str(imgs), log=lambda *a: None)
     sd1, sd2 = create_codec(checkpoint=path).state_dict(), create_codec(checkpoint=path2).state_dict()
     assert all(torch.equal(sd1[k], sd2[k]) for k in sd1 if not k.endswith(("_quantized_cdf", "_offset", "_cdf_length")))
@@ -81,8 +83,18 @@ def test_train_stop_after_resumes_and_logs_the_monitor(tmp_path):
 
     imgs = _noise_images(tmp_path / "imgs", 2, (70, 70), seed=1)
     val_img = _noise_images(tmp_path / "val", 1, (64, 64), seed=2) / "0.png"
-    cfg = TrainConfig(codec="sft-small", out=str(tmp_path / "run"), crop=64, batch_size=1, steps=2, threads=1,
-                      val_every=1, val_images=[str(val_img)], val_q=[0.0, 1.0], stop_after_minutes=1e-9)
+    cfg = TrainConfig(
+        codec="sft-small",
+        out=str(tmp_path / "run"),
+        crop=64,
+        batch_size=1,
+        steps=2,
+        threads=1,
+        val_every=1,
+        val_images=[str(val_img)],
+        val_q=[0.0, 1.0],
+        stop_after_minutes=1e-9,
+    )
     train(cfg, data=str(imgs), log=lambda *a: None)
     # Stopped before its first step, with its state saved: --resume takes it to the end.
     assert (tmp_path / "run" / "last.pth").is_file()
@@ -105,8 +117,10 @@ def test_evaluate_and_summarize_tiny(tmp_path, codec, sample_128):
     recs = evaluate(codec, "sft-small", [p], out, baselines=("jpeg",), qualities=[0.0, 0.5, 1.0], log=lambda *a: None)
     n = len(recs)
     assert n == 3 + 4 + 12
-    assert len(evaluate(codec, "sft-small", [p], out, baselines=("jpeg",), qualities=[0.0, 0.5, 1.0],
-                        log=lambda *a: None)) == n  # resumed: nothing recomputed, nothing lost
+    assert (
+        len(evaluate(codec, "sft-small", [p], out, baselines=("jpeg",), qualities=[0.0, 0.5, 1.0], log=lambda *a: None))
+        == n
+    )  # resumed: nothing recomputed, nothing lost
     rt = check_roundtrip(out, [])
     assert len(rt) == 1 and rt[0]["equal"]
     s = summarize(recs, out, "sft-small", roundtrip=rt)
@@ -142,8 +156,14 @@ def _stale_roundtrip_file_is_remade(codec, img, out, n):
     assert check_roundtrip(out, [])[0]["equal"]
     lines = (out / "records.jsonl").read_text().splitlines()
     assert len(lines) == n + 1  # the redone point appended; the reader keeps the later line
-    assert len(evaluate(codec, "sft-small", [img], out, baselines=("jpeg",), qualities=[0.0, 0.5, 1.0],
-                        log=lambda *a: None)) == n
+    assert (
+        len(
+            evaluate(
+                codec, "sft-small", [img], out, baselines=("jpeg",), qualities=[0.0, 0.5, 1.0], log=lambda *a: None
+            )
+        )
+        == n
+    )
 
 
 def test_rd_loss_is_the_documented_objective():
@@ -165,7 +185,9 @@ def test_rd_loss_is_the_documented_objective():
 def test_train_speed_bench_writes_its_table(tmp_path, monkeypatch):
     from taskcomp.bench import train_speed
 
-    monkeypatch.setattr(train_speed, "DEFAULT_SETTINGS", [(1, 1, 64, 1, True), (1, 1, 64, 2, False), (2, 1, 64, 1, True)])
+    monkeypatch.setattr(
+        train_speed, "DEFAULT_SETTINGS", [(1, 1, 64, 1, True), (1, 1, 64, 2, False), (2, 1, 64, 1, True)]
+    )
     out = tmp_path / "speed.md"
     assert train_speed.main(["--out", str(out), "--repeats", "1"]) == 0
     text = out.read_text()
@@ -225,7 +247,8 @@ class _TinyNet(torch.nn.Module):
 def _tiny_grads(net, seed):
     """``net``'s gradients on the input of ``seed``, without DDP."""
     x = torch.randn(2, 2, 6, 6, generator=torch.Generator().manual_seed(seed)).contiguous(
-        memory_format=torch.channels_last)
+        memory_format=torch.channels_last
+    )
     net.zero_grad()
     net(x).backward()
     return {n: p.grad.clone() for n, p in net.named_parameters()}
@@ -243,12 +266,14 @@ def _check_worker_group(rank, world, port, results):
         expected = [_tiny_grads(copy.deepcopy(net), seed) for seed in range(world)]
         ddp = w.wrap(net, ignore=["quantiles"])
         x = torch.randn(2, 2, 6, 6, generator=torch.Generator().manual_seed(rank)).contiguous(
-            memory_format=torch.channels_last)
+            memory_format=torch.channels_last
+        )
         ddp(x).backward()
         ddp_ok = {
             # DDP averages the conv's gradients over the ranks' inputs and keeps channels_last ...
-            "conv": torch.allclose(net.conv.weight.grad, (expected[0]["conv.weight"] + expected[1]["conv.weight"]) / 2,
-                                   atol=1e-6),
+            "conv": torch.allclose(
+                net.conv.weight.grad, (expected[0]["conv.weight"] + expected[1]["conv.weight"]) / 2, atol=1e-6
+            ),
             "channels_last": net.conv.weight.grad.is_contiguous(memory_format=torch.channels_last),
             # ... and leaves the ignored parameter's gradient this rank's own
             "ignored_own": torch.allclose(net.quantiles.grad, expected[rank]["quantiles"]),
@@ -301,8 +326,16 @@ def test_train_with_two_workers_then_resume_with_one(tmp_path):
     from taskcomp.train import TrainConfig, train
 
     imgs = _noise_images(tmp_path / "imgs", 3, (70, 80), seed=4)
-    cfg = TrainConfig(codec="sft-small", out=str(tmp_path / "run"), crop=64, batch_size=1, steps=2,
-                      checkpoint_every=1, threads=1, workers=2)
+    cfg = TrainConfig(
+        codec="sft-small",
+        out=str(tmp_path / "run"),
+        crop=64,
+        batch_size=1,
+        steps=2,
+        checkpoint_every=1,
+        threads=1,
+        workers=2,
+    )
     path = train(cfg, data=str(imgs))  # two processes through torch's launcher (the torchrun path)
     st = torch.load(tmp_path / "run" / "last.pth", weights_only=False)
     assert st["step"] == 2 and len(st["rng_workers"]) == 2
@@ -330,12 +363,33 @@ def test_torchrun_trains_and_resumes_a_one_process_run(tmp_path):
 
     imgs = _noise_images(tmp_path / "imgs", 3, (70, 80), seed=6)
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(f"codec: sft-small\nout: {tmp_path / 'run'}\ncrop: 64\nbatch_size: 1\nthreads: 1\n"
-                   "checkpoint_every: 1\n")
+    cfg.write_text(
+        f"codec: sft-small\nout: {tmp_path / 'run'}\ncrop: 64\nbatch_size: 1\nthreads: 1\ncheckpoint_every: 1\n"
+    )
     assert main(["train", "--config", str(cfg), "--data", str(imgs), "--steps", "1", "--device", "cpu"]) == 0
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "taskcomp", "train", "--config", str(cfg), "--data", str(imgs), "--steps", "3",
-                           "--resume"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "taskcomp",
+            "train",
+            "--config",
+            str(cfg),
+            "--data",
+            str(imgs),
+            "--steps",
+            "3",
+            "--resume",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
     assert lines[0].startswith("taskcomp train: device cpu") and "x 2 processes (gloo" in lines[0]
@@ -400,16 +454,22 @@ def test_killed_training_leaves_no_workers_behind(tmp_path):
     import time
 
     imgs = _noise_images(tmp_path / "imgs", 2, (70, 70), seed=5)
-    code = ("from taskcomp.train import TrainConfig, train\n"
-            f"train(TrainConfig(codec='sft-small', out={str(tmp_path / 'run')!r}, crop=64, batch_size=1, "
-            f"steps=10**6, threads=1, workers=2), data={str(imgs)!r})\n")
+    code = (
+        "from taskcomp.train import TrainConfig, train\n"
+        f"train(TrainConfig(codec='sft-small', out={str(tmp_path / 'run')!r}, crop=64, batch_size=1, "
+        f"steps=10**6, threads=1, workers=2), data={str(imgs)!r})\n"
+    )
     # Started as a shell starts a background job (SIGINT ignored): torch's own parent-death signal for spawned
     # workers is SIGINT, which then does nothing.
     # the killed launcher cannot remove its temporary config folder: keep it inside this test's folder
     (tmp_path / "tmp").mkdir()
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "TMPDIR": str(tmp_path / "tmp")},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(tmp_path / "tmp")},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     workers: list[int] = []
     try:
         deadline = time.time() + 120
@@ -436,9 +496,21 @@ def test_summary_locates_the_gap_to_the_published_curve(tmp_path):
     from taskcomp.bench.published import PUBLISHED_SFT_KODAK
 
     pub = PUBLISHED_SFT_KODAK["results"]
-    recs = [{"image": "a.png", "method": "sft-small", "setting": f"q={0.1 * i:.1f}", "q": round(0.1 * i, 1),
-             "bpp": 1.5 * b, "bpp_est": 1.5 * b, "psnr": d, "ms_ssim": 0.9, "enc_s": 0.1, "dec_s": 0.1}
-            for i, (b, d) in enumerate(zip(pub["bpp"], pub["psnr-rgb"]))]
+    recs = [
+        {
+            "image": "a.png",
+            "method": "sft-small",
+            "setting": f"q={0.1 * i:.1f}",
+            "q": round(0.1 * i, 1),
+            "bpp": 1.5 * b,
+            "bpp_est": 1.5 * b,
+            "psnr": d,
+            "ms_ssim": 0.9,
+            "enc_s": 0.1,
+            "dec_s": 0.1,
+        }
+        for i, (b, d) in enumerate(zip(pub["bpp"], pub["psnr-rgb"]))
+    ]
     s = summarize(recs, tmp_path, "sft-small")
     by_q = s["bpp_over_published_at_equal_psnr_percent_by_q"]
     assert len(by_q) == 11 and all(v == pytest.approx(50.0, abs=0.1) for v in by_q.values())

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from taskcomp.objectives import create_objective, grad_cam
+from taskcomp.objectives import Objective, create_objective, grad_cam
 
 CASES = Path(__file__).resolve().parents[2] / "shared" / "cases"
 
@@ -59,8 +59,7 @@ def test_gradcam_init_of_the_map_optimiser_on_a_vit(codec, vit):
     assert res.qmap.shape == (1, 1, 64, 96) and torch.isfinite(res.qmap).all()
 
 
-@pytest.mark.parametrize("name", ["deit_tiny_distilled_patch16_224", "mixer_s16_224",
-                                  "swin_tiny_patch4_window7_224"])
+@pytest.mark.parametrize("name", ["deit_tiny_distilled_patch16_224", "mixer_s16_224", "swin_tiny_patch4_window7_224"])
 def test_grad_cam_on_prefix_token_mixer_and_nhwc_models(name):
     import timm
 
@@ -82,8 +81,9 @@ def test_grad_cam_on_a_layer_without_a_grid_is_a_one_line_error(vit):
 
 
 # ---------------------------------------------------------------- 06-ocr-size: output at the input's size
-class _CheapText:
-    """Stands in for the (slow) easyocr objective: squared error to the original, no text boxes."""
+class _CheapText(Objective):
+    """Stands in for the (slow) easyocr objective: squared error to the original, no text boxes (an objective with
+    nothing of its own: no starting maps, something to keep)."""
 
     device = torch.device("cpu")
 
@@ -114,9 +114,28 @@ def test_ocr_map_codes_the_input_size_and_counts_its_pixels(tmp_path, monkeypatc
     Image.fromarray(page).save(tmp_path / "doc.png")
     monkeypatch.setattr(objectives, "create_objective", lambda name, **kw: _CheapText())
     out = tmp_path / "d.tcz"
-    assert main(["ocr-map", str(tmp_path / "doc.png"), "--max-side", "88", *rate, "--steps", "1", "--device", "cpu",
-                 "--init", "constant",  # the stand-in objective has no text boxes for the default box-mask start
-                 "-o", str(out), "--save-map", str(tmp_path / "m.npy")]) == 0
+    assert (
+        main(
+            [
+                "ocr-map",
+                str(tmp_path / "doc.png"),
+                "--max-side",
+                "88",
+                *rate,
+                "--steps",
+                "1",
+                "--device",
+                "cpu",
+                "--init",
+                "constant",  # the stand-in objective has no text boxes for the default box-mask start
+                "-o",
+                str(out),
+                "--save-map",
+                str(tmp_path / "m.npy"),
+            ]
+        )
+        == 0
+    )
     printed = float(re.search(r"([0-9.]+) bpp, map in", capsys.readouterr().out).group(1))
     assert printed == pytest.approx(8 * out.stat().st_size / (176 * 72), abs=1e-4)  # the input's pixels
     assert main(["decompress", str(out), "-o", str(tmp_path / "d.png"), "--device", "cpu"]) == 0
@@ -173,8 +192,9 @@ def test_classification_takes_a_module_a_name_or_a_checkpoint(tmp_path):
     from_ckpt = create_objective("classification", model="test_resnet", checkpoint_path=tmp_path / "mine.pth")
     assert torch.allclose(from_ckpt.prepare(x)["ref_logits"], ref)
     # any classifier module, timm or not
-    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                                torch.nn.Linear(4, 5))
+    plain = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 5)
+    )
     obj = create_objective("classification", model=plain)
     ctx = obj.prepare(x, label=4)
     assert obj.loss(x, ctx).shape == (1,)
@@ -184,14 +204,17 @@ def test_classification_takes_a_module_a_name_or_a_checkpoint(tmp_path):
     assert sal.prepare(x)["cam"].shape == (1, 1, 80, 100)
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda tmp: dict(model="test_resnet", checkpoint_path=tmp / "none.pth"), "checkpoint not found"),
-    (lambda tmp: dict(model="test_vit", checkpoint_path=tmp / "resnet.pth"), "does not load into timm test_vit"),
-    (lambda tmp: dict(model=torch.nn.Conv2d(3, 8, 3)), r"outputs \(1, 8, \d+, \d+\) for one image"),
-    (lambda tmp: dict(model=torch.nn.Linear(4, 2)), "fails on a"),
-    (lambda tmp: dict(model=3), "timm model name or an nn.Module"),
-    (lambda tmp: dict(modle="lite0"), "unexpected keyword argument 'modle'"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda tmp: dict(model="test_resnet", checkpoint_path=tmp / "none.pth"), "checkpoint not found"),
+        (lambda tmp: dict(model="test_vit", checkpoint_path=tmp / "resnet.pth"), "does not load into timm test_vit"),
+        (lambda tmp: dict(model=torch.nn.Conv2d(3, 8, 3)), r"outputs \(1, 8, \d+, \d+\) for one image"),
+        (lambda tmp: dict(model=torch.nn.Linear(4, 2)), "fails on a"),
+        (lambda tmp: dict(model=3), "timm model name or an nn.Module"),
+        (lambda tmp: dict(modle="lite0"), "unexpected keyword argument 'modle'"),
+    ],
+)
 def test_wrong_classifiers_are_one_line_value_errors(tmp_path, make, match):
     import timm
 
@@ -238,9 +261,21 @@ def test_ms_ssim_is_missing_below_its_size_limit_not_ssim_under_its_name(tmp_pat
     t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float()  # noqa: E731
     assert ms_ssim(big, big2) == pytest.approx(float(reference(t(big), t(big2), data_range=255.0)))
     # a mean over a mix of small and large images is missing too, JSON says null, the table says n/a
-    recs = [{"image": im, "method": "jpeg", "setting": f"quality={qq}", "quality": qq, "bpp": 0.1 * qq,
-             "psnr": 25 + qq, "ms_ssim": v, "enc_s": 0.1, "dec_s": 0.1}
-            for qq in (1, 2) for im, v in (("a", 0.9), ("b", float("nan")))]
+    recs = [
+        {
+            "image": im,
+            "method": "jpeg",
+            "setting": f"quality={qq}",
+            "quality": qq,
+            "bpp": 0.1 * qq,
+            "psnr": 25 + qq,
+            "ms_ssim": v,
+            "enc_s": 0.1,
+            "dec_s": 0.1,
+        }
+        for qq in (1, 2)
+        for im, v in (("a", 0.9), ("b", float("nan")))
+    ]
     summarize(recs, tmp_path, "sft-small", dataset="mine")
     assert json.loads((tmp_path / "jpeg.json").read_text())["results"]["ms-ssim-rgb"] == [None, None]
     assert "n/a (< 161 px)" in (tmp_path / "rd_table.md").read_text()
@@ -282,7 +317,7 @@ def test_hub_weights_fail_fast_without_a_network(monkeypatch):
 
     from huggingface_hub import constants
 
-    import taskcomp.weights as w
+    import taskcomp.task_models as w
 
     before = constants.HF_HUB_OFFLINE
     monkeypatch.setattr(w, "_hub_reachable", lambda *a, **k: False)

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from taskcomp.io import image_to_tensor
+from taskcomp.mapmaker import optimize_to_target_bpp
 from taskcomp.objectives import create_objective, grad_cam, list_objectives
-from taskcomp.optimize import MapOptimizer, TargetBppError, optimize_to_target_bpp
+from taskcomp.optimize import MapOptimizer, TargetBppError
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +92,10 @@ def test_map_optimisation_agrees_across_memory_formats(codec, clf, sample_128):
     x = image_to_tensor(sample_128)
     ctx = clf.prepare(x)
     ptrs = [p.data_ptr() for p in codec.parameters()] + [p.data_ptr() for p in clf.model.parameters()]
-    res = {f: MapOptimizer(codec, clf, lam=1.0, steps=3, lr=0.3, init_q=0.3, downsample=8, memory_format=f).run(x, ctx)
-           for f in ("contiguous", "channels_last")}
+    res = {
+        f: MapOptimizer(codec, clf, lam=1.0, steps=3, lr=0.3, init_q=0.3, downsample=8, memory_format=f).run(x, ctx)
+        for f in ("contiguous", "channels_last")
+    }
     a, b = res["contiguous"], res["channels_last"]
     # The same descent up to float noise, which straight-through rounding amplifies (a latent that flips its
     # rounding changes rate and reconstruction by a step): the same first objective, close maps after 3 steps.
@@ -194,13 +197,22 @@ def test_saliency_objective_is_differentiable_through_the_cam(sample_128):
 def test_recipe_run_resume_and_report(tmp_path, data_root):
     """Two images, a few points per method: records, resume (nothing redone), shard split, report."""
     from taskcomp.runner import run_recipe
-    from taskcomp.report import report
+    from taskcomp.runner.report import report
 
-    recipe = {"name": "tiny", "data": "imagenet-sample", "preprocess": {"resize": 146, "crop": 128},
-              "objective": {"name": "classification"}, "eval_models": ["tf_efficientnet_lite0"],
-              "methods": {"original": {}, "uniform": {"q": [0.0, 0.5, 1.0]}, "gradcam": {"alpha": [0.5]},
-                          "task_aware": {"lambda": [1.0], "steps": 2, "lr": 0.3, "downsample": 16},
-                          "jpeg": {"quality": [10, 50]}}}
+    recipe = {
+        "name": "tiny",
+        "data": "imagenet-sample",
+        "preprocess": {"resize": 146, "crop": 128},
+        "objective": {"name": "classification"},
+        "eval_models": ["tf_efficientnet_lite0"],
+        "methods": {
+            "original": {},
+            "uniform": {"q": [0.0, 0.5, 1.0]},
+            "gradcam": {"alpha": [0.5]},
+            "task_aware": {"lambda": [1.0], "steps": 2, "lr": 0.3, "downsample": 16},
+            "jpeg": {"quality": [10, 50]},
+        },
+    }
     out = tmp_path / "run"
     n0 = run_recipe(recipe, out, data_root, limit=2, shard="0/2", log=lambda *a: None)
     n1 = run_recipe(recipe, out, data_root, limit=2, shard="1/2", log=lambda *a: None)
@@ -221,13 +233,15 @@ def test_recipe_run_resume_and_report(tmp_path, data_root):
 def test_per_image_comparison_counts_each_image_against_its_own_uniform_curve():
     import pandas as pd
 
-    from taskcomp.report import per_image_comparison
+    from taskcomp.runner.report import per_image_comparison
 
     rows = []
     for img, ta_cer in (("a", 0.1), ("b", 0.5), ("c", 0.3)):
-        rows += [{"image": img, "method": "uniform", "setting": "q=0", "bpp": 0.2, "cer/gt": 0.5},
-                 {"image": img, "method": "uniform", "setting": "q=1", "bpp": 0.4, "cer/gt": 0.1},
-                 {"image": img, "method": "task_aware", "setting": "lambda=1", "bpp": 0.3, "cer/gt": ta_cer}]
+        rows += [
+            {"image": img, "method": "uniform", "setting": "q=0", "bpp": 0.2, "cer/gt": 0.5},
+            {"image": img, "method": "uniform", "setting": "q=1", "bpp": 0.4, "cer/gt": 0.1},
+            {"image": img, "method": "task_aware", "setting": "lambda=1", "bpp": 0.3, "cer/gt": ta_cer},
+        ]
     rows.append({"image": "a", "method": "task_aware", "setting": "lambda=9", "bpp": 0.5, "cer/gt": 0.0})
     c = per_image_comparison(pd.DataFrame(rows), "cer/gt")
     # Uniform at 0.3 bpp reads CER 0.3 on each image: a is better (lower CER), b worse, c tied.
@@ -249,9 +263,14 @@ def test_recipe_run_refuses_to_mix_codec_weights(tmp_path, data_root):
 
     from taskcomp.runner import run_recipe
 
-    recipe = {"name": "tiny", "data": "imagenet-sample", "preprocess": {"resize": 73, "crop": 64},
-              "objective": {"name": "classification"}, "eval_models": ["tf_efficientnet_lite0"],
-              "methods": {"uniform": {"q": [0.0, 1.0]}, "jpeg": {"quality": [50]}}}
+    recipe = {
+        "name": "tiny",
+        "data": "imagenet-sample",
+        "preprocess": {"resize": 73, "crop": 64},
+        "objective": {"name": "classification"},
+        "eval_models": ["tf_efficientnet_lite0"],
+        "methods": {"uniform": {"q": [0.0, 1.0]}, "jpeg": {"quality": [50]}},
+    }
     out = tmp_path / "run"
     assert run_recipe(recipe, out, data_root, limit=1, log=lambda *a: None) == 3
     path = next(out.glob("records*.jsonl"))

@@ -47,7 +47,7 @@ def small(tmp_path, sample_128):
     d = tmp_path / "imgs"
     d.mkdir()
     for i, name in enumerate(("a.png", "b.png")):
-        Image.fromarray(np.ascontiguousarray(sample_128[i * 32:i * 32 + 64, :64])).save(d / name)
+        Image.fromarray(np.ascontiguousarray(sample_128[i * 32 : i * 32 + 64, :64])).save(d / name)
     return d
 
 
@@ -61,8 +61,13 @@ def test_case_08_compress_never_writes_over_its_input(tmp_path, capsys):
     (tmp_path / "link.tcz").symlink_to(photo)
     os.link(photo, tmp_path / "hard.tcz")
     files = listing(tmp_path)
-    for out in (photo, tmp_path / "sub" / ".." / "photo.png", f"{tmp_path}//./photo.png", tmp_path / "link.tcz",
-                tmp_path / "hard.tcz"):
+    for out in (
+        photo,
+        tmp_path / "sub" / ".." / "photo.png",
+        f"{tmp_path}//./photo.png",
+        tmp_path / "link.tcz",
+        tmp_path / "hard.tcz",
+    ):
         rc, _, err = run(["compress", photo, "-q", 0.5, "-o", out], capsys)
         one_line_error(rc, err, "would overwrite the input image", str(photo), "nothing was written")
         assert sha(photo) == before and listing(tmp_path) == files  # no folder "sub" made either
@@ -77,12 +82,15 @@ def test_decompress_never_writes_over_the_file_it_reads(tmp_path, small, capsys)
     assert sha(tcz) == before and listing(tmp_path) == files
 
 
-@pytest.mark.parametrize("command, out, words", [
-    ("compress", "x.png", ["compressed .tcz file", "x.png", "name it .tcz"]),
-    ("compress", "x.npy", ["compressed .tcz file", "x.npy"]),
-    ("decompress", "x.xyz", [".xyz is not an image format", "x.xyz"]),
-    ("decompress", "y.tcz", ["compressed format", "y.tcz"]),
-])
+@pytest.mark.parametrize(
+    "command, out, words",
+    [
+        ("compress", "x.png", ["compressed .tcz file", "x.png", "name it .tcz"]),
+        ("compress", "x.npy", ["compressed .tcz file", "x.npy"]),
+        ("decompress", "x.xyz", [".xyz is not an image format", "x.xyz"]),
+        ("decompress", "y.tcz", ["compressed format", "y.tcz"]),
+    ],
+)
 def test_output_extension_that_contradicts_the_content_is_refused(tmp_path, small, capsys, command, out, words):
     src = small / "a.png"
     if command == "decompress":
@@ -100,30 +108,37 @@ def test_two_inputs_with_one_stem_into_one_folder_are_refused(tmp_path, small, c
     (tmp_path / "b").mkdir()
     shutil.copyfile(small / "a.png", tmp_path / "a" / "x.png")
     Image.open(small / "b.png").convert("RGB").save(tmp_path / "b" / "x.jpg")
-    rc, _, err = run(["compress", tmp_path / "a" / "x.png", tmp_path / "b" / "x.jpg", "-q", 0.5,
-                      "-o", tmp_path / "out"], capsys)
+    rc, _, err = run(
+        ["compress", tmp_path / "a" / "x.png", tmp_path / "b" / "x.jpg", "-q", 0.5, "-o", tmp_path / "out"], capsys
+    )
     one_line_error(rc, err, "x")
     for d in ("a", "b"):
         tcz = tmp_path / d / "x.tcz"
         assert run(["compress", small / "a.png", "-q", 0.5, "-o", tcz], capsys)[0] == 0
     files = listing(tmp_path)
-    rc, _, err = run(["decompress", tmp_path / "a" / "x.tcz", tmp_path / "b" / "x.tcz", "-o", tmp_path / "out"],
-                     capsys)
+    rc, _, err = run(["decompress", tmp_path / "a" / "x.tcz", tmp_path / "b" / "x.tcz", "-o", tmp_path / "out"], capsys)
     one_line_error(rc, err, "two outputs", str(tmp_path / "out" / "x.png"))
     assert listing(tmp_path) == files
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--save-overlay", "{d}/o.png", "--save-decoded", "{d}/o.png"], ["--save-overlay and --save-decoded", "o.png"]),
-    (["--save-map", "{d}/imgs/a.png"], ["--save-map", "would overwrite the input image"]),
-    (["--json", "{d}/imgs/a.png"], ["--json", "would overwrite the input image"]),
-    (["--save-decoded", "{d}/new/deep/o.tcz"], ["-o and --save-decoded would both write"]),
-    (["--save-overlay", "{d}/o.xyz"], ["--save-overlay", ".xyz is not an image format"]),
-    (["--json", "{d}/r.png"], ["--json", "the output is JSON"]),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (
+            ["--save-overlay", "{d}/o.png", "--save-decoded", "{d}/o.png"],
+            ["--save-overlay and --save-decoded", "o.png"],
+        ),
+        (["--save-map", "{d}/imgs/a.png"], ["--save-map", "would overwrite the input image"]),
+        (["--json", "{d}/imgs/a.png"], ["--json", "would overwrite the input image"]),
+        (["--save-decoded", "{d}/new/deep/o.tcz"], ["-o and --save-decoded would both write"]),
+        (["--save-overlay", "{d}/o.xyz"], ["--save-overlay", ".xyz is not an image format"]),
+        (["--json", "{d}/r.png"], ["--json", "the output is JSON"]),
+    ],
+)
 @pytest.mark.parametrize("command", ["optimize", "ocr-map"])
-def test_map_command_outputs_colliding_are_refused_before_any_model_loads(tmp_path, small, capsys, command, extra,
-                                                                          words):
+def test_map_command_outputs_colliding_are_refused_before_any_model_loads(
+    tmp_path, small, capsys, command, extra, words
+):
     files = listing(tmp_path)
     args = [command, small / "a.png", "--steps", 1, "-o", tmp_path / "new" / "deep" / "o.tcz"]
     rc, out, err = run(args + [e.format(d=tmp_path) for e in extra], capsys)
@@ -132,14 +147,18 @@ def test_map_command_outputs_colliding_are_refused_before_any_model_loads(tmp_pa
     assert listing(tmp_path) == files  # and no folder made for -o
 
 
-@pytest.mark.parametrize("name, content", [
-    ("settings.json", '{"theme": "dark", "images": ["a.png"]}\n'),  # a user's JSON, even with an images list
-    ("notes.json", "shopping: milk, eggs\n"),  # not JSON at all
-    ("empty.json", ""),
-])
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("settings.json", '{"theme": "dark", "images": ["a.png"]}\n'),  # a user's JSON, even with an images list
+        ("notes.json", "shopping: milk, eggs\n"),  # not JSON at all
+        ("empty.json", ""),
+    ],
+)
 @pytest.mark.parametrize("command", ["optimize", "ocr-map"])
-def test_json_never_replaces_a_file_that_is_not_a_taskcomp_results_file(tmp_path, small, capsys, command, name,
-                                                                         content):
+def test_json_never_replaces_a_file_that_is_not_a_taskcomp_results_file(
+    tmp_path, small, capsys, command, name, content
+):
     """--json FILE over an existing unrelated file is refused in one line naming it, before any work; the file keeps
     its bytes. A taskcomp results file (what --json writes: settings and images) may be replaced."""
     from taskcomp.outputs import check_results_file, is_results_file
@@ -151,27 +170,40 @@ def test_json_never_replaces_a_file_that_is_not_a_taskcomp_results_file(tmp_path
     one_line_error(rc, err, f"--json {dest} exists and is not a taskcomp results file", "choose another name")
     assert "device" not in out and dest.read_text() == content and listing(tmp_path) == files
     ours = tmp_path / "r.json"
-    ours.write_text(json.dumps({"command": command, "status": "done", "settings": {"steps": 3}, "images": [],
-                                "failed": []}))
+    ours.write_text(
+        json.dumps({"command": command, "status": "done", "settings": {"steps": 3}, "images": [], "failed": []})
+    )
     assert is_results_file(ours) and not is_results_file(dest)
     check_results_file(ours)  # passes: a results file of other settings is redone and replaced
     check_results_file(tmp_path / "missing.json")
 
 
 def test_map_command_folders_colliding_for_several_images(tmp_path, small, capsys):
-    rc, _, err = run(["optimize", small, "--steps", 1, "-o", tmp_path / "out", "--save-map", tmp_path / "pics",
-                      "--save-overlay", tmp_path / "pics"], capsys)
+    rc, _, err = run(
+        [
+            "optimize",
+            small,
+            "--steps",
+            1,
+            "-o",
+            tmp_path / "out",
+            "--save-map",
+            tmp_path / "pics",
+            "--save-overlay",
+            tmp_path / "pics",
+        ],
+        capsys,
+    )
     one_line_error(rc, err, "--save-map and --save-overlay would both write", "a.png")
 
 
 def test_run_refuses_to_rewrite_the_recipe_it_reads(tmp_path, capsys):
-    from importlib import resources
+    from taskcomp.runner.recipe import resolve_recipe
 
     out = tmp_path / "run"
     out.mkdir()
     recipe = out / "recipe.yaml"
-    recipe.write_text(Path(str(resources.files("taskcomp") / "recipes" / "imagenet_classification.yaml")).read_text()
-                      + "# my notes\n")
+    recipe.write_text(resolve_recipe("imagenet_classification").read_text() + "# my notes\n")
     before = sha(recipe)
     rc, _, err = run(["run", recipe, "--out", out, "--limit", 1], capsys)
     one_line_error(rc, err, "would overwrite the recipe", str(recipe))
@@ -196,7 +228,9 @@ def test_full_disk_names_the_file_not_a_temp_file(tmp_path, small, capsys, monke
     monkeypatch.setattr(tio.os, "fsync", full)
     with pytest.raises(OSError) as e:
         atomic_write(tmp_path / "x.bin", b"123")
-    assert e.value.errno == errno.ENOSPC and str(e.value) == f"cannot write {tmp_path / 'x.bin'}: No space left on device"
+    assert (
+        e.value.errno == errno.ENOSPC and str(e.value) == f"cannot write {tmp_path / 'x.bin'}: No space left on device"
+    )
     rc, _, err = run(["compress", small / "a.png", "-q", 0.5, "-o", tmp_path / "y.tcz"], capsys)
     one_line_error(rc, err, f"cannot write {tmp_path / 'y.tcz'}: No space left on device")
     assert ".tmp" not in err and not list(tmp_path.glob(".*")) and not (tmp_path / "y.tcz").exists()
@@ -245,13 +279,27 @@ def test_compress_and_decompress_batches_go_on_past_a_bad_file(tmp_path, small, 
 def test_optimize_batch_keeps_finished_work_and_a_rerun_skips_it(tmp_path, small, capsys):
     _bad_image(small, "c.png")
     res = tmp_path / "r.json"
-    args = ["optimize", small, "--steps", 1, "--downsample", 16, "--device", "cpu", "-o", tmp_path / "out",
-            "--json", res]
+    args = [
+        "optimize",
+        small,
+        "--steps",
+        1,
+        "--downsample",
+        16,
+        "--device",
+        "cpu",
+        "-o",
+        tmp_path / "out",
+        "--json",
+        res,
+    ]
     rc, out, err = run(args, capsys)
     assert rc == 1, err
     doc = json.loads(res.read_text())
-    assert doc["status"] == "failed" and [r["image"] for r in doc["images"]] == [str(small / "a.png"),
-                                                                                str(small / "b.png")]
+    assert doc["status"] == "failed" and [r["image"] for r in doc["images"]] == [
+        str(small / "a.png"),
+        str(small / "b.png"),
+    ]
     assert [f["image"] for f in doc["failed"]] == [str(small / "c.png")] and "c.png" in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.tcz", "b.tcz"]
     stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
@@ -264,9 +312,9 @@ def test_optimize_batch_keeps_finished_work_and_a_rerun_skips_it(tmp_path, small
 
 
 def test_optimize_keeps_the_json_of_finished_images_after_ctrl_c(tmp_path, small, capsys, monkeypatch):
-    from taskcomp import cli
+    from taskcomp import mapmaker as making
 
-    real, calls = cli._optimize_map_working, []
+    real, calls = making.make_working_map, []
 
     def interrupted_on_second(*args, **kw):
         calls.append(1)
@@ -274,10 +322,12 @@ def test_optimize_keeps_the_json_of_finished_images_after_ctrl_c(tmp_path, small
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr(cli, "_optimize_map_working", interrupted_on_second)
+    monkeypatch.setattr(making, "make_working_map", interrupted_on_second)
     res = tmp_path / "r.json"
-    rc, _, err = run(["optimize", small, "--steps", 1, "--downsample", 16, "--device", "cpu",
-                      "-o", tmp_path / "out", "--json", res], capsys)
+    rc, _, err = run(
+        ["optimize", small, "--steps", 1, "--downsample", 16, "--device", "cpu", "-o", tmp_path / "out", "--json", res],
+        capsys,
+    )
     assert rc == 130 and "interrupted" in err
     doc = json.loads(res.read_text())
     assert doc["status"] == "interrupted" and [r["image"] for r in doc["images"]] == [str(small / "a.png")]
@@ -290,7 +340,8 @@ def test_json_records_the_settings_as_given_and_a_rerun_finds_its_records(tmp_pa
     sets its document codec); other settings redo every image, and say so."""
     import argparse
 
-    from taskcomp.cli import _json_row, _with_json
+    from taskcomp.batch import json_row as _json_row
+    from taskcomp.batch import with_json_results as _with_json
 
     dest, seen = tmp_path / "r.json", []
 
@@ -332,8 +383,22 @@ def test_rerun_with_other_codec_weights_redoes_the_images(tmp_path, small, capsy
     img = tmp_path / "t.png"
     Image.fromarray(np.ascontiguousarray(np.asarray(Image.open(small / "a.png"))[:32, :32])).save(img)
     res = tmp_path / "r.json"
-    args = ["optimize", img, "--steps", 1, "--downsample", 16, "--device", "cpu", "--checkpoint", ck,
-            "-o", tmp_path / "t.tcz", "--json", res]
+    args = [
+        "optimize",
+        img,
+        "--steps",
+        1,
+        "--downsample",
+        16,
+        "--device",
+        "cpu",
+        "--checkpoint",
+        ck,
+        "-o",
+        tmp_path / "t.tcz",
+        "--json",
+        res,
+    ]
     rc, out, err = run(args, capsys)
     assert rc == 0, err
     settings = json.loads(res.read_text())["settings"]
@@ -348,8 +413,7 @@ def test_rerun_with_other_codec_weights_redoes_the_images(tmp_path, small, capsy
     assert json.loads(res.read_text())["settings"]["codec_weights"] == h2[:16]
 
 
-@pytest.mark.parametrize("name, extra", [("task_aware.png", []), ("q050.png", ["--no-task"]),
-                                         ("demo_gallery.png", [])])
+@pytest.mark.parametrize("name, extra", [("task_aware.png", []), ("q050.png", ["--no-task"]), ("demo_gallery.png", [])])
 def test_demo_never_writes_over_its_image(tmp_path, small, capsys, name, extra):
     out = tmp_path / "taskcomp-demo"
     out.mkdir()
@@ -411,8 +475,10 @@ def test_batch_failures_helper(monkeypatch):
     f.raise_if_any()  # nothing noted: nothing raised
     assert f.note("b.png", ValueError("not a readable image: b.png")) == "not a readable image: b.png"
     f.note("c.png", RuntimeError("boom\nsecond line"))
-    assert said == ["b.png: failed (not a readable image: b.png); going on with the other images",
-                    "c.png: failed (RuntimeError: boom second line); going on with the other images"]
+    assert said == [
+        "b.png: failed (not a readable image: b.png); going on with the other images",
+        "c.png: failed (RuntimeError: boom second line); going on with the other images",
+    ]
     assert kept == f.failures == [("b.png", "not a readable image: b.png"), ("c.png", "RuntimeError: boom second line")]
     with pytest.raises(BatchError) as e:
         f.raise_if_any()

@@ -6,8 +6,15 @@ import torch
 from PIL import Image
 
 from taskcomp.cli import main
-from taskcomp.predictors import (FeatureFiLMPredictor, PredictorConfig, PredictorError, check_task_model,
-                                 create_predictor, list_predictors, save_predictor)
+from taskcomp.predictors import (
+    FeatureFiLMPredictor,
+    PredictorConfig,
+    PredictorError,
+    check_task_model,
+    create_predictor,
+    list_predictors,
+    save_predictor,
+)
 
 
 def _run(args, capsys):
@@ -86,8 +93,9 @@ def test_shipped_predictor_map_mean_rises_with_lambda(sample_rgb):
 def test_cli_predictor_errors_are_one_line(tmp_path, capsys, sample_128, untrained_ckpt):
     png = tmp_path / "img.png"
     Image.fromarray(sample_128).save(png)
-    rc, _, err = _run(["optimize", png, "-o", tmp_path / "o.tcz", "--model", "lite1", "--predictor", untrained_ckpt],
-                      capsys)
+    rc, _, err = _run(
+        ["optimize", png, "-o", tmp_path / "o.tcz", "--model", "lite1", "--predictor", untrained_ckpt], capsys
+    )
     assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "trained for tf_efficientnet_lite0 maps, not tf_efficientnet_lite1" in err
     rc, _, err = _run(["optimize", png, "-o", tmp_path / "o.tcz", "--refine", "2"], capsys)
@@ -99,27 +107,46 @@ def test_cli_predictor_errors_are_one_line(tmp_path, capsys, sample_128, untrain
 def test_cli_predicted_and_refined_maps_and_target_bpp(tmp_path, capsys, sample_128, untrained_ckpt):
     png = tmp_path / "img.png"
     Image.fromarray(sample_128).save(png)
-    rc, out, err = _run(["optimize", png, "-o", tmp_path / "p.tcz", "--predictor", untrained_ckpt, "--lambda", "0.1",
-                         "--refine", "1", "--save-map", tmp_path / "p.npy"], capsys)
+    rc, out, err = _run(
+        [
+            "optimize",
+            png,
+            "-o",
+            tmp_path / "p.tcz",
+            "--predictor",
+            untrained_ckpt,
+            "--lambda",
+            "0.1",
+            "--refine",
+            "1",
+            "--save-map",
+            tmp_path / "p.npy",
+        ],
+        capsys,
+    )
     assert rc == 0, err
     assert (tmp_path / "p.tcz").stat().st_size > 0
     assert np.load(tmp_path / "p.npy").shape[-2:] == (128, 128)
-    rc, out, err = _run(["optimize", png, "-o", tmp_path / "t.tcz", "--predictor", untrained_ckpt,
-                         "--target-bpp", "0.4"], capsys)
+    rc, out, err = _run(
+        ["optimize", png, "-o", tmp_path / "t.tcz", "--predictor", untrained_ckpt, "--target-bpp", "0.4"], capsys
+    )
     assert rc == 0, err
     bpp = 8 * (tmp_path / "t.tcz").stat().st_size / (128 * 128)
     assert abs(bpp / 0.4 - 1) <= 0.03
 
 
-@pytest.mark.parametrize("text, words", [
-    ("stepz: 2\n", "unknown key 'stepz'; allowed: name, task"),
-    ("steps: two\n", "steps must be int"),
-    ("lambda_min: 2\nlambda_max: 1\n", "lambda_min < lambda_max"),
-    ("steps: [1\n", "malformed YAML at line 2"),
-    ("task: text\nobjective_args: {det_wieght: 0}\n", "objective_args: objective 'text'.*det_wieght"),
-    ("task: text\nobjective_args: {model: x}\n", "give the task model as task_model"),
-    ("objective_args: [1]\n", "objective_args must be dict"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("stepz: 2\n", "unknown key 'stepz'; allowed: name, task"),
+        ("steps: two\n", "steps must be int"),
+        ("lambda_min: 2\nlambda_max: 1\n", "lambda_min < lambda_max"),
+        ("steps: [1\n", "malformed YAML at line 2"),
+        ("task: text\nobjective_args: {det_wieght: 0}\n", "objective_args: objective 'text'.*det_wieght"),
+        ("task: text\nobjective_args: {model: x}\n", "give the task model as task_model"),
+        ("objective_args: [1]\n", "objective_args must be dict"),
+    ],
+)
 def test_train_predictor_config_is_checked(tmp_path, text, words):
     from taskcomp.training.predictor import ConfigError, PredictorTrainConfig
 
@@ -132,8 +159,17 @@ def test_train_predictor_config_is_checked(tmp_path, text, words):
 def _train_cfg(tmp_path, folder, **kw):
     from taskcomp.training.predictor import PredictorTrainConfig
 
-    base = dict(data=[str(folder)], out=str(tmp_path / "run"), crop=64, batch_size=2, channels=8, steps=2,
-                threads=1, checkpoint_every=1, warmup_steps=0)
+    base = dict(
+        data=[str(folder)],
+        out=str(tmp_path / "run"),
+        crop=64,
+        batch_size=2,
+        channels=8,
+        steps=2,
+        threads=1,
+        checkpoint_every=1,
+        warmup_steps=0,
+    )
     return PredictorTrainConfig(**{**base, **kw})
 
 
@@ -141,7 +177,9 @@ def _train_cfg(tmp_path, folder, **kw):
 def photo_folder(tmp_path_factory, sample_rgb):
     d = tmp_path_factory.mktemp("photos")
     for i in range(3):
-        Image.fromarray(np.ascontiguousarray(sample_rgb[i * 40 : i * 40 + 96, i * 50 : i * 50 + 96])).save(d / f"{i}.png")
+        Image.fromarray(np.ascontiguousarray(sample_rgb[i * 40 : i * 40 + 96, i * 50 : i * 50 + 96])).save(
+            d / f"{i}.png"
+        )
     return d
 
 
@@ -174,8 +212,11 @@ def test_training_fails_with_an_error_on_bad_data(tmp_path, photo_folder):
     from taskcomp.training.predictor import ConfigError
 
     with pytest.raises(ConfigError, match="objective_args .*max_boxes must be None"):
-        train_predictor(_train_cfg(tmp_path, photo_folder, task="text", task_model="default",
-                                   objective_args={"max_boxes": -3}), log=lambda *a, **k: None, device="cpu")
+        train_predictor(
+            _train_cfg(tmp_path, photo_folder, task="text", task_model="default", objective_args={"max_boxes": -3}),
+            log=lambda *a, **k: None,
+            device="cpu",
+        )
     assert not (tmp_path / "run").exists()
 
 
@@ -204,16 +245,22 @@ def test_training_never_reads_excluded_images_and_refuses_a_wrong_list(tmp_path,
 
 
 def test_recipe_methods_predicted_and_refined(tmp_path, data_root, untrained_ckpt):
-    from taskcomp.report import report
     from taskcomp.runner import run_recipe
+    from taskcomp.runner.report import report
 
-    recipe = {"name": "tiny", "data": "imagenet-sample", "preprocess": {"resize": 146, "crop": 128},
-              "objective": {"name": "classification"}, "eval_models": ["tf_efficientnet_lite0"],
-              "methods": {"uniform": {"q": [0.0, 0.5, 1.0]},
-                          "task_aware_label_free": {"lambda": [1.0], "steps": 1, "use_label": False},
-                          "predicted": {"lambda": [0.1, 1.0], "predictor": str(untrained_ckpt)},
-                          "predicted_refine": {"lambda": [1.0], "predictor": str(untrained_ckpt), "refine": 1,
-                                               "use_label": False}}}
+    recipe = {
+        "name": "tiny",
+        "data": "imagenet-sample",
+        "preprocess": {"resize": 146, "crop": 128},
+        "objective": {"name": "classification"},
+        "eval_models": ["tf_efficientnet_lite0"],
+        "methods": {
+            "uniform": {"q": [0.0, 0.5, 1.0]},
+            "task_aware_label_free": {"lambda": [1.0], "steps": 1, "use_label": False},
+            "predicted": {"lambda": [0.1, 1.0], "predictor": str(untrained_ckpt)},
+            "predicted_refine": {"lambda": [1.0], "predictor": str(untrained_ckpt), "refine": 1, "use_label": False},
+        },
+    }
     out = tmp_path / "run"
     assert run_recipe(recipe, out, data_root, limit=1, log=lambda *a: None) == 7
     s = report(out)
@@ -238,5 +285,6 @@ def test_resume_with_a_config_that_changes_the_model_is_refused(tmp_path, photo_
     quiet = lambda *a, **k: None  # noqa: E731
     train_predictor(_train_cfg(tmp_path, photo_folder, steps=1), log=quiet, device="cpu")
     with pytest.raises(ConfigError, match="lambda_max: 3.0; this config has 30.0"):
-        train_predictor(_train_cfg(tmp_path, photo_folder, steps=2, lambda_max=30.0), resume=True, log=quiet,
-                        device="cpu")
+        train_predictor(
+            _train_cfg(tmp_path, photo_folder, steps=2, lambda_max=30.0), resume=True, log=quiet, device="cpu"
+        )

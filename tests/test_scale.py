@@ -34,8 +34,12 @@ def test_process_group_env_torchrun_slurm_single():
     with pytest.raises(ValueError, match="outside"):
         process_group_env({"RANK": "2", "WORLD_SIZE": "2"})
     # --array=1-15:2 (8 tasks): task 7 is the 4th; torchrun ranks inside an array task split its share.
-    arr = {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "8", "SLURM_ARRAY_TASK_MIN": "1",
-           "SLURM_ARRAY_TASK_STEP": "2"}
+    arr = {
+        "SLURM_ARRAY_TASK_ID": "7",
+        "SLURM_ARRAY_TASK_COUNT": "8",
+        "SLURM_ARRAY_TASK_MIN": "1",
+        "SLURM_ARRAY_TASK_STEP": "2",
+    }
     assert (process_group_env(arr).rank, process_group_env(arr).world) == (3, 8)
     e = process_group_env({**arr, "RANK": "1", "WORLD_SIZE": "2"})
     assert (e.rank, e.world, e.source) == (7, 16, "slurm-array+torchrun") and e.is_torchrun
@@ -60,9 +64,9 @@ def test_rank_split_covers_every_item_once_for_any_world_size():
 def test_batched_maps_match_single_image_maps(codec, sample_rgb):
     """Images of different sizes sharing one padded size, optimised in one batch, give each the map and bpp it
     gets alone (float noise only); same-size images batch through collate_contexts."""
+    from taskcomp.io import image_to_tensor
     from taskcomp.objectives import create_objective
     from taskcomp.optimize import MapOptimizer, collate_contexts, pad_batch
-    from taskcomp.io import image_to_tensor
 
     clf = create_objective("classification")
     crops = [sample_rgb[:100, :120], sample_rgb[40:128, 30:150], sample_rgb[128:256, 128:256]]
@@ -95,20 +99,50 @@ def test_torchrun_two_ranks_equal_one_process_and_merged_report(tmp_path, data_r
     same records (same .tcz sizes, same predictions) as one process, and rank 0 writes the merged report."""
     import yaml
 
-    recipe = {"name": "tiny", "data": "imagenet-sample", "preprocess": {"resize": 73, "crop": 64},
-              "objective": {"name": "classification"}, "eval_models": ["tf_efficientnet_lite0"],
-              "methods": {"uniform": {"q": [0.5]}, "task_aware": {"lambda": [1.0], "steps": 1, "downsample": 16},
-                          "jpeg": {"quality": [50]}}}
+    recipe = {
+        "name": "tiny",
+        "data": "imagenet-sample",
+        "preprocess": {"resize": 73, "crop": 64},
+        "objective": {"name": "classification"},
+        "eval_models": ["tf_efficientnet_lite0"],
+        "methods": {
+            "uniform": {"q": [0.5]},
+            "task_aware": {"lambda": [1.0], "steps": 1, "downsample": 16},
+            "jpeg": {"quality": [50]},
+        },
+    }
     rpath = tmp_path / "tiny.yaml"
     rpath.write_text(yaml.safe_dump(recipe))
     env = {**os.environ, "TASKCOMP_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
     common = ["run", str(rpath), "--limit", "3", "--threads", "1", "--device", "cpu"]
-    one = subprocess.run([sys.executable, "-m", "taskcomp", *common, "--out", str(tmp_path / "one")],
-                         capture_output=True, text=True, env=env, timeout=600)
+    one = subprocess.run(
+        [sys.executable, "-m", "taskcomp", *common, "--out", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          str(29500 + os.getpid() % 1000), "-m", "taskcomp", *common, "--out", str(tmp_path / "two")],
-                         capture_output=True, text=True, env=env, timeout=600)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(29500 + os.getpid() % 1000),
+            "-m",
+            "taskcomp",
+            *common,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     files = sorted(p.name for p in (tmp_path / "two").glob("records*.jsonl"))
     assert files == ["records.shard0of2.jsonl", "records.shard1of2.jsonl"]
@@ -142,8 +176,23 @@ def test_optimize_several_images_writes_one_file_and_map_each(tmp_path, sample_r
     Image.fromarray(np.ascontiguousarray(sample_rgb[100:200, 20:120])).save(src / "sub" / "b.png")
     Image.fromarray(np.ascontiguousarray(sample_rgb[:200, :180])).save(tmp_path / "c.png")
     out, maps = tmp_path / "out", tmp_path / "maps"
-    rc = main(["optimize", str(src), str(tmp_path / "c.png"), "-o", str(out), "--save-map", str(maps), "--steps", "1",
-               "--batch-size", "2", "--device", "cpu"])
+    rc = main(
+        [
+            "optimize",
+            str(src),
+            str(tmp_path / "c.png"),
+            "-o",
+            str(out),
+            "--save-map",
+            str(maps),
+            "--steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0
     assert text.splitlines()[0].startswith("taskcomp optimize: device cpu")

@@ -30,8 +30,13 @@ def test_metrics():
     assert cer("abc", "abc") == 0 and cer("abc", "abd") == pytest.approx(1 / 3) and cer("", "") == 0
     assert cer("kitten", "sitting") == pytest.approx(3 / 6)
     assert word_accuracy("a b c", "a c x") == pytest.approx(2 / 3)
-    lines = reading_text([([[50, 0], [90, 0], [90, 20], [50, 20]], "b", 1), ([[0, 2], [40, 2], [40, 22], [0, 22]], "a", 1),
-                          ([[0, 40], [40, 40], [40, 60], [0, 60]], "c", 1)])
+    lines = reading_text(
+        [
+            ([[50, 0], [90, 0], [90, 20], [50, 20]], "b", 1),
+            ([[0, 2], [40, 2], [40, 22], [0, 22]], "a", 1),
+            ([[0, 40], [40, 40], [40, 60], [0, 60]], "c", 1),
+        ]
+    )
     assert lines == "a b\nc"
 
 
@@ -75,8 +80,20 @@ def test_no_text_tiny_and_grayscale(text_obj):
 def test_ocr_map_cli_large_image_at_working_resolution(tmp_path, capsys):
     p = tmp_path / "wide.png"
     Image.fromarray(text_image(2400, 128, ("INVOICE 0042 TOTAL 99.00",))).convert("L").save(p)  # grayscale file
-    rc = main(["ocr-map", str(p), "--max-side", "800", "--steps", "1", "-o", str(tmp_path / "o.tcz"),
-               "--save-map", str(tmp_path / "m.png")])
+    rc = main(
+        [
+            "ocr-map",
+            str(p),
+            "--max-side",
+            "800",
+            "--steps",
+            "1",
+            "-o",
+            str(tmp_path / "o.tcz"),
+            "--save-map",
+            str(tmp_path / "m.png"),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "working resolution 800x43" in out
     assert (tmp_path / "o.tcz").stat().st_size > 0 and (tmp_path / "m.png").is_file()
@@ -86,12 +103,21 @@ def test_ocr_map_cli_large_image_at_working_resolution(tmp_path, capsys):
 
 def test_sroie_recipe_tiny(tmp_path, data_root):
     from taskcomp.runner import run_recipe
-    from taskcomp.report import report
+    from taskcomp.runner.report import report
 
-    recipe = {"name": "tiny_sroie", "task": "text", "data": "sroie", "preprocess": {"max_side": 256},
-              "objective": {"name": "text"},
-              "methods": {"uniform": {"q": [0.0, 1.0]}, "box_mask": {"q_in": [1.0]},
-                          "task_aware": {"lambda": [10], "steps": 1, "downsample": 16}, "jpeg": {"quality": [50]}}}
+    recipe = {
+        "name": "tiny_sroie",
+        "task": "text",
+        "data": "sroie",
+        "preprocess": {"max_side": 256},
+        "objective": {"name": "text"},
+        "methods": {
+            "uniform": {"q": [0.0, 1.0]},
+            "box_mask": {"q_in": [1.0]},
+            "task_aware": {"lambda": [10], "steps": 1, "downsample": 16},
+            "jpeg": {"quality": [50]},
+        },
+    }
     out = tmp_path / "run"
     assert run_recipe(recipe, out, data_root, limit=1, log=lambda *a: None) == 5
     s = report(out)

@@ -50,8 +50,19 @@ def _cli(capsys, *args):
 # ---------------------------------------------------------------- kind 2: YAML
 def test_paper_numbers_are_floats():
     d = yamlio.load("a: 1e-2\nb: 3e-4\nc: 1E5\nd: .5\ne: -1e3\nf: 2.5e+3\ng: 10\nh: 0.1\ni: 1e\nj: e5\nk: '1e-2'\n")
-    assert d == {"a": 0.01, "b": 3e-4, "c": 1e5, "d": 0.5, "e": -1000.0, "f": 2500.0, "g": 10, "h": 0.1, "i": "1e",
-                 "j": "e5", "k": "1e-2"}
+    assert d == {
+        "a": 0.01,
+        "b": 3e-4,
+        "c": 1e5,
+        "d": 0.5,
+        "e": -1000.0,
+        "f": 2500.0,
+        "g": 10,
+        "h": 0.1,
+        "i": "1e",
+        "j": "e5",
+        "k": "1e-2",
+    }
     assert isinstance(d["g"], int) and all(isinstance(d[k], float) for k in "abcdef")
 
 
@@ -70,11 +81,14 @@ def test_paper_numbers_in_a_recipe_and_a_training_config(tmp_path):
     assert cfg.lr == 3e-4 and cfg.final_lr == 1e-6
 
 
-@pytest.mark.parametrize("text, key, line", [
-    (RECIPE + "name: again\n", "name", 9),  # top level
-    (RECIPE.replace("    steps: 1\n", "    steps: 1\n    lr: 0.1\n"), "lr", 9),  # nested in a method
-    (RECIPE + "  task_aware:\n    lambda: [1.0]\n", "task_aware", 9),  # a whole method twice (case 09)
-])
+@pytest.mark.parametrize(
+    "text, key, line",
+    [
+        (RECIPE + "name: again\n", "name", 9),  # top level
+        (RECIPE.replace("    steps: 1\n", "    steps: 1\n    lr: 0.1\n"), "lr", 9),  # nested in a method
+        (RECIPE + "  task_aware:\n    lambda: [1.0]\n", "task_aware", 9),  # a whole method twice (case 09)
+    ],
+)
 def test_duplicate_key_in_a_recipe_is_refused_naming_it(tmp_path, text, key, line):
     p = tmp_path / "dup.yaml"
     p.write_text(text)
@@ -125,19 +139,22 @@ def test_case_09_recipe_duplicate_key(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- kind 3: numeric arguments
-@pytest.mark.parametrize("kw, words", [
-    ({"lam": float("nan")}, "lambda must be a finite number"),
-    ({"lam": float("inf")}, "lambda must be a finite number"),
-    ({"lam": -1.0}, "lambda must be a finite number >= 0"),
-    ({"lr": float("nan")}, r"lr must be a finite number in \(0, 1e\+06\]"),
-    ({"lr": 1e39}, r"lr must be a finite number in \(0, 1e\+06\]"),
-    ({"lr": -0.1}, "lr must be"),
-    ({"init_q": 1e-9}, r"init_q must lie in \[0.0001, 0.9999\]"),
-    ({"init_q": float("nan")}, "init_q must lie"),
-    ({"steps": -1}, "steps must be an integer >= 0"),
-    ({"steps": 2.5}, "steps must be an integer"),
-    ({"scale": float("inf")}, "scale must be"),
-])
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        ({"lam": float("nan")}, "lambda must be a finite number"),
+        ({"lam": float("inf")}, "lambda must be a finite number"),
+        ({"lam": -1.0}, "lambda must be a finite number >= 0"),
+        ({"lr": float("nan")}, r"lr must be a finite number in \(0, 1e\+06\]"),
+        ({"lr": 1e39}, r"lr must be a finite number in \(0, 1e\+06\]"),
+        ({"lr": -0.1}, "lr must be"),
+        ({"init_q": 1e-9}, r"init_q must lie in \[0.0001, 0.9999\]"),
+        ({"init_q": float("nan")}, "init_q must lie"),
+        ({"steps": -1}, "steps must be an integer >= 0"),
+        ({"steps": 2.5}, "steps must be an integer"),
+        ({"scale": float("inf")}, "scale must be"),
+    ],
+)
 def test_optimizer_arguments_are_refused_in_one_line(codec, kw, words):
     from taskcomp.objectives import create_objective
     from taskcomp.optimize import MapOptimizer, check_optimizer_args
@@ -163,14 +180,17 @@ def test_check_number_and_task_weights():
             parse_task_spec(spec)
 
 
-@pytest.mark.parametrize("extra, words", [
-    ("    lr: 1e30\n", r"methods.task_aware.lr must be a finite number in \(0, 1e\+06\]"),
-    ("    alpha: -1\n", "methods.task_aware.alpha must be a finite number > 0"),
-    ("    scale: 0\n", "methods.task_aware.scale must be"),
-    ("    init_q: 1e-9\n", r"methods.task_aware.init_q must lie in \[0.0001"),
-    ("    clip: -1\n", "methods.task_aware.clip must be"),
-    ("  predicted: {lambda: [0, 1]}\n", "methods.predicted.lambda must be a non-empty list of numbers > 0"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ("    lr: 1e30\n", r"methods.task_aware.lr must be a finite number in \(0, 1e\+06\]"),
+        ("    alpha: -1\n", "methods.task_aware.alpha must be a finite number > 0"),
+        ("    scale: 0\n", "methods.task_aware.scale must be"),
+        ("    init_q: 1e-9\n", r"methods.task_aware.init_q must lie in \[0.0001"),
+        ("    clip: -1\n", "methods.task_aware.clip must be"),
+        ("  predicted: {lambda: [0, 1]}\n", "methods.predicted.lambda must be a non-empty list of numbers > 0"),
+    ],
+)
 def test_recipe_sweeps_and_optimizer_keys_are_checked_up_front(tmp_path, extra, words):
     p = tmp_path / "r.yaml"
     p.write_text(RECIPE.replace("    lr: 3e-1\n", "") + extra)
@@ -181,28 +201,34 @@ def test_recipe_sweeps_and_optimizer_keys_are_checked_up_front(tmp_path, extra, 
         load_recipe(p)
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--lambda", "nan"], "--lambda must be a finite number >= 0"),
-    (["--lambda", "-1"], "--lambda must be a finite number >= 0"),
-    (["--lr", "inf"], r"--lr must be a finite number in \(0, 1e\+06\]"),
-    (["--lr", "1e39"], r"--lr must be a finite number in \(0, 1e\+06\]"),
-    (["--init-q", "1e-9"], r"--init-q must lie in \[0.0001, 0.9999\]"),
-    (["--target-bpp", "inf"], "--target-bpp must be a positive number"),
-    (["--target-bpp", "0"], "--target-bpp must be a positive number"),
-    (["--target-bpp", "-1"], "--target-bpp must be a positive number"),
-    (["--steps", "-1"], "--steps must be an integer >= 0"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--lambda", "nan"], "--lambda must be a finite number >= 0"),
+        (["--lambda", "-1"], "--lambda must be a finite number >= 0"),
+        (["--lr", "inf"], r"--lr must be a finite number in \(0, 1e\+06\]"),
+        (["--lr", "1e39"], r"--lr must be a finite number in \(0, 1e\+06\]"),
+        (["--init-q", "1e-9"], r"--init-q must lie in \[0.0001, 0.9999\]"),
+        (["--target-bpp", "inf"], "--target-bpp must be a positive number"),
+        (["--target-bpp", "0"], "--target-bpp must be a positive number"),
+        (["--target-bpp", "-1"], "--target-bpp must be a positive number"),
+        (["--steps", "-1"], "--steps must be an integer >= 0"),
+    ],
+)
 def test_cli_numeric_arguments_are_refused_before_any_model_loads(tmp_path, capsys, args, words):
     rc, out, err = _cli(capsys, "optimize", SAMPLE, "-o", tmp_path / "a.tcz", *args)
     assert rc == 2 and re.search(words, err) and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "a.tcz").exists()
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--det-weight", "1e30"], r"--det-weight must be a finite number in \[0, 1e\+06\]"),
-    (["--rec-weight", "nan"], r"--rec-weight must be a finite number in \[0, 1e\+06\]"),
-    (["--lr", "0"], r"--lr must be a finite number in \(0, 1e\+06\]"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--det-weight", "1e30"], r"--det-weight must be a finite number in \[0, 1e\+06\]"),
+        (["--rec-weight", "nan"], r"--rec-weight must be a finite number in \[0, 1e\+06\]"),
+        (["--lr", "0"], r"--lr must be a finite number in \(0, 1e\+06\]"),
+    ],
+)
 def test_ocr_map_numeric_arguments(tmp_path, capsys, args, words):
     rc, out, err = _cli(capsys, "ocr-map", SAMPLE, "-o", tmp_path / "a.tcz", *args)
     assert rc == 2 and re.search(words, err) and len(err.strip().splitlines()) == 1, err
@@ -266,15 +292,28 @@ def test_large_lambda_is_carried(codec, clf, sample_128):
         first, last = r.log[0], r.log[-1]
         assert float((r.qmap - 0.1).abs().max()) > 0.05, lam
         assert last["task_loss"] < first["task_loss"], lam
-        assert math.isfinite(last["objective"]) and math.isclose(last["objective"] / lam, last["task_loss"], rel_tol=1e-3)
+        assert math.isfinite(last["objective"]) and math.isclose(
+            last["objective"] / lam, last["task_loss"], rel_tol=1e-3
+        )
         maps[lam] = r.qmap
     assert torch.allclose(maps[1e20], maps[1e30], atol=1e-6) and torch.allclose(maps[1e30], maps[1e300], atol=1e-6)
 
 
 def test_case_10_lambda_overflow(tmp_path, capsys):
     gf = _case("10-lambda-overflow", "gf.png")
-    rc, out, err = _cli(capsys, "optimize", gf, "--lambda", "1e30", "--steps", "2", "-o", tmp_path / "a.tcz",
-                        "--save-map", tmp_path / "a.npy")
+    rc, out, err = _cli(
+        capsys,
+        "optimize",
+        gf,
+        "--lambda",
+        "1e30",
+        "--steps",
+        "2",
+        "-o",
+        tmp_path / "a.tcz",
+        "--save-map",
+        tmp_path / "a.npy",
+    )
     assert rc == 0, err
     m = np.load(tmp_path / "a.npy")
     assert np.isfinite(m).all() and np.abs(m - 0.1).max() > 0.02  # not the untouched starting map (0.1)

@@ -38,8 +38,12 @@ def main() -> None:
     qs = [float(v) for v in a.qualities.split(",")]
     paths = list_images(data_root(a.data_root) / "imagenet-sample" / "images")[:: a.every]
     crops = [image_to_tensor(preprocess_image(load_image(p), 280, 256)[0]) for p in paths]
-    result = {"images": [p.name for p in paths], "preprocess": "resize 280 (short side), centre crop 256",
-              "qualities": qs, "codecs": {}}
+    result = {
+        "images": [p.name for p in paths],
+        "preprocess": "resize 280 (short side), centre crop 256",
+        "qualities": qs,
+        "codecs": {},
+    }
     out = Path(a.out)
     if out.is_file():  # codecs measured earlier on the same images and q grid are kept
         old = json.loads(out.read_text())

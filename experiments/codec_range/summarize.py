@@ -54,7 +54,8 @@ def main() -> None:
         df.drop(df.index[(df.method == name) & (df.weights != wid)], inplace=True)
     n, b = uniform_points(new, a.new_codec), uniform_points(base, "sft-small")
     per_image = new[(new.method == a.new_codec) & new.setting.str.startswith("q=")].pivot_table(
-        index="image", columns="q", values="bpp")
+        index="image", columns="q", values="bpp"
+    )
     rises = (per_image.diff(axis=1).iloc[:, 1:] > 0).all(axis=1)
     new_summary = json.loads((Path(a.new) / "summary.json").read_text())
     summary = {

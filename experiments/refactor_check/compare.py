@@ -15,8 +15,10 @@ import re
 import sys
 from pathlib import Path
 
-VOLATILE = re.compile(r"(^|_)(seconds|secs|time|times|date|started|finished|elapsed|wall|host|pid|"
-                      r"created|updated|version|per_image_s|s_per_image|minutes|duration)($|_)")
+VOLATILE = re.compile(
+    r"(^|_)(seconds|secs|time|times|date|started|finished|elapsed|wall|host|pid|"
+    r"created|updated|version|per_image_s|s_per_image|minutes|duration)($|_)"
+)
 
 
 def _scrub(v, roots):

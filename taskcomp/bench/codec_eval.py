@@ -57,8 +57,10 @@ def bits_per_half(bits_y: torch.Tensor, bits_z: torch.Tensor, width: int) -> tup
     Latent columns cover the padded width; each is counted in the half its centre falls in (rounded split)."""
     half = width // 2
     y_split, z_split = int(round(half / 16)), int(round(half / 64))
-    return (float(bits_y[..., :y_split].sum() + bits_z[..., :z_split].sum()),
-            float(bits_y[..., y_split:].sum() + bits_z[..., z_split:].sum()))
+    return (
+        float(bits_y[..., :y_split].sum() + bits_z[..., :z_split].sum()),
+        float(bits_y[..., y_split:].sum() + bits_z[..., z_split:].sum()),
+    )
 
 
 def _sft_record(codec: SFTCodec, img: np.ndarray, qmap: torch.Tensor, keep_files: Path | None, stem: str) -> dict:
@@ -113,8 +115,16 @@ def _weights_key(method: str, codec: SFTCodec | None) -> str:
     return str(codec.checkpoint_info.get("hash"))[:16]
 
 
-def evaluate(codec: SFTCodec | None, codec_name: str, images: list[Path], out: Path, baselines=("jpeg", "webp"),
-             qualities=QUALITIES, maps: bool = True, log=print) -> list[dict]:
+def evaluate(
+    codec: SFTCodec | None,
+    codec_name: str,
+    images: list[Path],
+    out: Path,
+    baselines=("jpeg", "webp"),
+    qualities=QUALITIES,
+    maps: bool = True,
+    log=print,
+) -> list[dict]:
     """Run (or resume) the benchmark; returns the records of these weights and baselines.
 
     Records are keyed by image, method, setting and weights id (Pillow's version for the baselines), so a
@@ -129,8 +139,11 @@ def evaluate(codec: SFTCodec | None, codec_name: str, images: list[Path], out: P
     wanted = {m: _weights_key(m, codec) for m in ([codec_name] if codec is not None else []) + list(baselines)}
     names = {p.name for p in images}
     # One record per point: a point recomputed below is appended again, and the later line wins.
-    latest = {(r["image"], r["method"], r["setting"]): r for r in records
-              if wanted.get(r["method"]) == r.get("weights") and r["image"] in names}
+    latest = {
+        (r["image"], r["method"], r["setting"]): r
+        for r in records
+        if wanted.get(r["method"]) == r.get("weights") and r["image"] in names
+    }
     if codec is not None:
         # The round-trip files belong to the codec's q=ROUNDTRIP_Q points: redo a point whose file is missing or
         # was made with other weights (e.g. records copied from another folder), so check_roundtrip decodes
@@ -162,13 +175,27 @@ def evaluate(codec: SFTCodec | None, codec_name: str, images: list[Path], out: P
             if len(cache) > 2:
                 cache.pop(next(iter(cache)))
             H, W = img.shape[:2]
-            base = {"image": p.name, "method": method, "setting": setting, "width": W, "height": H,
-                    "weights": wanted[method]}
+            base = {
+                "image": p.name,
+                "method": method,
+                "setting": setting,
+                "width": W,
+                "height": H,
+                "weights": wanted[method],
+            }
             if method in PILLOW_CODECS:
                 qq = int(setting.split("=")[1])
                 dec, n, te, td = pillow_roundtrip(img, method, qq)
-                rec = {**base, "quality": qq, "bpp": bpp_of_bytes(n, H, W), "bytes": n, "psnr": psnr(img, dec),
-                       "ms_ssim": ms_ssim(img, dec), "enc_s": te, "dec_s": td}
+                rec = {
+                    **base,
+                    "quality": qq,
+                    "bpp": bpp_of_bytes(n, H, W),
+                    "bytes": n,
+                    "psnr": psnr(img, dec),
+                    "ms_ssim": ms_ssim(img, dec),
+                    "enc_s": te,
+                    "dec_s": td,
+                }
             else:
                 kind, val = setting.split("=")
                 if kind == "q":
@@ -177,8 +204,12 @@ def evaluate(codec: SFTCodec | None, codec_name: str, images: list[Path], out: P
                 else:
                     qmap = eval_maps(H, W)[val]
                     keep = None
-                rec = {**base, "q": float(val) if kind == "q" else None, "map_mean": float(qmap.mean()),
-                       **_sft_record(codec, img, qmap, keep, p.stem)}
+                rec = {
+                    **base,
+                    "q": float(val) if kind == "q" else None,
+                    "map_mean": float(qmap.mean()),
+                    **_sft_record(codec, img, qmap, keep, p.stem),
+                }
             f.write(json.dumps(rec) + "\n")
             f.flush()
             records.append(rec)
@@ -205,6 +236,11 @@ def check_roundtrip(out: Path, codec_args: list[str]) -> list[dict]:
     the differentiable forward pass (``max_abs_diff_vs_forward``: its float32 arithmetic and float hyper-decoder
     differ from the bitstream's by at most 1 in a few 8-bit values).
 
+    The separate process is the point of the check, not a way to reach the CLI: it shows that a file decodes to
+    the same pixels in a process that shares nothing with the encoder (no model, CDF tables or thread pool of
+    this one) and runs on another thread count (``OMP_NUM_THREADS=1``, which torch reads once at start-up), as a
+    receiver's ``taskcomp decompress`` would. Decoding in-process could not show either.
+
     Raises:
         ValueError: the decoder failed (its error line is in the message).
     """
@@ -217,17 +253,25 @@ def check_roundtrip(out: Path, codec_args: list[str]) -> list[dict]:
     res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if res.returncode != 0:
         lines = [l for l in (res.stderr or res.stdout).splitlines() if l.strip()]
-        raise ValueError(f"round-trip check: decoding {rt}/*.tcz in a fresh process failed: "
-                         f"{lines[-1] if lines else f'exit status {res.returncode}'}")
+        raise ValueError(
+            f"round-trip check: decoding {rt}/*.tcz in a fresh process failed: "
+            f"{lines[-1] if lines else f'exit status {res.returncode}'}"
+        )
     rows = []
     for f in files:
         a = load_image(dec_dir / f"{f.stem}.png")
         ref_path = rt / f"{f.stem}.decoded.png"
         b = load_image(ref_path) if ref_path.is_file() else None  # folders made before .tcz version 2 lack it
         fwd = load_image(rt / f"{f.stem}.forward.png")
-        rows.append({"image": f.stem, "q": ROUNDTRIP_Q, "equal": bool(b is not None and (a == b).all()),
-                     "max_abs_diff": int(np.abs(a.astype(int) - b.astype(int)).max()) if b is not None else None,
-                     "max_abs_diff_vs_forward": int(np.abs(a.astype(int) - fwd.astype(int)).max())})
+        rows.append(
+            {
+                "image": f.stem,
+                "q": ROUNDTRIP_Q,
+                "equal": bool(b is not None and (a == b).all()),
+                "max_abs_diff": int(np.abs(a.astype(int) - b.astype(int)).max()) if b is not None else None,
+                "max_abs_diff_vs_forward": int(np.abs(a.astype(int) - fwd.astype(int)).max()),
+            }
+        )
     return rows
 
 
@@ -245,18 +289,42 @@ def _mean_table(records: list[dict]):
     import pandas as pd
 
     df = pd.DataFrame(records)
-    num = [c for c in ("bpp", "bpp_est", "psnr", "ms_ssim", "enc_s", "dec_s", "q", "quality", "map_mean",
-                       "psnr_left", "psnr_right", "bits_left", "bits_right") if c in df]
+    num = [
+        c
+        for c in (
+            "bpp",
+            "bpp_est",
+            "psnr",
+            "ms_ssim",
+            "enc_s",
+            "dec_s",
+            "q",
+            "quality",
+            "map_mean",
+            "psnr_left",
+            "psnr_right",
+            "bits_left",
+            "bits_right",
+        )
+        if c in df
+    ]
     g = df.groupby(["method", "setting"], sort=False)[num].mean().reset_index()
     if "ms_ssim" in df:  # a mean over only the images large enough for MS-SSIM would pass for all: missing
-        g["ms_ssim"] = df.groupby(["method", "setting"], sort=False)["ms_ssim"].agg(
-            lambda v: v.mean(skipna=False)).values
+        g["ms_ssim"] = (
+            df.groupby(["method", "setting"], sort=False)["ms_ssim"].agg(lambda v: v.mean(skipna=False)).values
+        )
     g["n_images"] = df.groupby(["method", "setting"], sort=False).size().values
     return df, g
 
 
-def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[dict] | None = None,
-              title: str = "", dataset: str = "Kodak") -> dict:
+def summarize(
+    records: list[dict],
+    out: Path,
+    codec_name: str,
+    roundtrip: list[dict] | None = None,
+    title: str = "",
+    dataset: str = "Kodak",
+) -> dict:
     """Write tables, CompressAI-style JSON, BD-rates and the RD plot; return the summary dict.
 
     Args:
@@ -277,16 +345,19 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
     for method in g["method"].unique():
         sub = g[(g["method"] == method) & ~g["setting"].str.startswith("map=")]
         sub = sub.sort_values("bpp")
-        res = {"bpp": sub["bpp"].tolist(), "psnr-rgb": sub["psnr"].tolist(),
-               "ms-ssim-rgb": [_finite_or_none(v) for v in sub["ms_ssim"]],
-               "encoding_time": sub["enc_s"].tolist(), "decoding_time": sub["dec_s"].tolist()}
+        res = {
+            "bpp": sub["bpp"].tolist(),
+            "psnr-rgb": sub["psnr"].tolist(),
+            "ms-ssim-rgb": [_finite_or_none(v) for v in sub["ms_ssim"]],
+            "encoding_time": sub["enc_s"].tolist(),
+            "decoding_time": sub["dec_s"].tolist(),
+        }
         if method == codec_name:
             res["q"] = sub["q"].tolist()
             res["estimated_bpp"] = sub["bpp_est"].tolist()
         else:
             res["quality"] = [int(v) for v in sub["quality"].tolist()]
-        doc = {"name": method, "description": f"{where}, mean over images; {title}".strip("; "),
-               "results": res}
+        doc = {"name": method, "description": f"{where}, mean over images; {title}".strip("; "), "results": res}
         atomic_write(out / f"{method}.json", json.dumps(doc, indent=2).encode())
         curves[method] = res
     if dataset == "Kodak":
@@ -298,8 +369,9 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
             if test == ref or ref not in curves:
                 continue
             try:
-                bd[f"{test} vs {ref}"] = bd_rate(curves[ref]["bpp"], curves[ref]["psnr-rgb"],
-                                                 curves[test]["bpp"], curves[test]["psnr-rgb"])
+                bd[f"{test} vs {ref}"] = bd_rate(
+                    curves[ref]["bpp"], curves[ref]["psnr-rgb"], curves[test]["bpp"], curves[test]["psnr-rgb"]
+                )
             except ValueError as e:
                 bd[f"{test} vs {ref}"] = f"n/a ({e})"
 
@@ -311,7 +383,8 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
         summary["bpp_over_published_at_equal_psnr_percent_by_q"] = {
             f"{q:.1f}": round(100 * (b / float(np.exp(np.interp(d, ref["psnr-rgb"], np.log(ref["bpp"])))) - 1), 1)
             for q, b, d in zip(mine["q"], mine["bpp"], mine["psnr-rgb"])
-            if min(ref["psnr-rgb"]) <= d <= max(ref["psnr-rgb"])}
+            if min(ref["psnr-rgb"]) <= d <= max(ref["psnr-rgb"])
+        }
     ours = df[(df["method"] == codec_name) & df["setting"].str.startswith("q=")]
     if len(ours):
         piv = ours.pivot(index="image", columns="q", values="bpp")
@@ -330,9 +403,12 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
     if len(half):
         d = half["psnr_left"] - half["psnr_right"]
         summary["half_map"] = {
-            "min_psnr_gap_db": float(d.min()), "mean_psnr_gap_db": float(d.mean()),
-            "images_with_gap_ge_5db": int((d >= 5).sum()), "n_images": int(len(half)),
-            "mean_bits_left": float(half["bits_left"].mean()), "mean_bits_right": float(half["bits_right"].mean()),
+            "min_psnr_gap_db": float(d.min()),
+            "mean_psnr_gap_db": float(d.mean()),
+            "images_with_gap_ge_5db": int((d >= 5).sum()),
+            "n_images": int(len(half)),
+            "mean_bits_left": float(half["bits_left"].mean()),
+            "mean_bits_right": float(half["bits_right"].mean()),
             "images_with_more_bits_left": int((half["bits_left"] > half["bits_right"]).sum()),
         }
         cols = ["image", "psnr_left", "psnr_right", "bits_left", "bits_right", "bpp", "bpp_est"]
@@ -347,40 +423,66 @@ def summarize(records: list[dict], out: Path, codec_name: str, roundtrip: list[d
             half["psnr_left_minus_right_uniform_q0"] = uni[0.0]["psnr_left"] - uni[0.0]["psnr_right"]
             half = half.reset_index()
             cols += ["psnr_left_uniform_q1", "psnr_right_uniform_q0", "psnr_left_minus_right_uniform_q0"]
-            summary["half_map"]["max_abs_db_from_uniform"] = float(max(
-                (half["psnr_left"] - half["psnr_left_uniform_q1"]).abs().max(),
-                (half["psnr_right"] - half["psnr_right_uniform_q0"]).abs().max()))
+            summary["half_map"]["max_abs_db_from_uniform"] = float(
+                max(
+                    (half["psnr_left"] - half["psnr_left_uniform_q1"]).abs().max(),
+                    (half["psnr_right"] - half["psnr_right_uniform_q0"]).abs().max(),
+                )
+            )
         save_csv(half[cols], out / "half_map.csv")
     if roundtrip is not None:
         import pandas as pd
 
         save_csv(pd.DataFrame(roundtrip), out / "roundtrip.csv")
         summary["roundtrip_fresh_process"] = {
-            "n": len(roundtrip), "threads": "1 (fresh process) vs the encoding process's",
+            "n": len(roundtrip),
+            "threads": "1 (fresh process) vs the encoding process's",
             "all_equal": all(r["equal"] for r in roundtrip),
-            "max_abs_diff_vs_forward": max(r["max_abs_diff_vs_forward"] for r in roundtrip) if roundtrip else None}
+            "max_abs_diff_vs_forward": max(r["max_abs_diff_vs_forward"] for r in roundtrip) if roundtrip else None,
+        }
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
 
     # Markdown table of the mean curve points.
-    lines = [f"# {dataset} rate-distortion: {codec_name}", "", title, "",
-             "| method | setting | real bpp | est. bpp | PSNR dB | MS-SSIM | enc s | dec s |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# {dataset} rate-distortion: {codec_name}",
+        "",
+        title,
+        "",
+        "| method | setting | real bpp | est. bpp | PSNR dB | MS-SSIM | enc s | dec s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for _, r in g.iterrows():
         est = f"{r['bpp_est']:.4f}" if "bpp_est" in r and r["bpp_est"] == r["bpp_est"] else ""
-        lines.append(f"| {r['method']} | {r['setting']} | {r['bpp']:.4f} | {est} | {r['psnr']:.2f} | "
-                     f"{_fmt_ms_ssim(r['ms_ssim'])} | {r['enc_s']:.3f} | {r['dec_s']:.3f} |")
-    lines += ["", "## BD-rate (PSNR), % (negative: fewer bits than the reference at equal PSNR)", "",
-              "| test vs reference | BD-rate % |", "|---|---|"]
+        lines.append(
+            f"| {r['method']} | {r['setting']} | {r['bpp']:.4f} | {est} | {r['psnr']:.2f} | "
+            f"{_fmt_ms_ssim(r['ms_ssim'])} | {r['enc_s']:.3f} | {r['dec_s']:.3f} |"
+        )
+    lines += [
+        "",
+        "## BD-rate (PSNR), % (negative: fewer bits than the reference at equal PSNR)",
+        "",
+        "| test vs reference | BD-rate % |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {v:.2f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in bd.items()]
     over = summary.get("bpp_over_published_at_equal_psnr_percent_by_q")
     if over:
-        lines += ["", "## Extra bits over the published SFT model at equal PSNR, per q", "",
-                  "| q | " + " | ".join(over) + " |", "|---" * (1 + len(over)) + "|",
-                  "| % | " + " | ".join(f"{v:+.1f}" for v in over.values()) + " |"]
+        lines += [
+            "",
+            "## Extra bits over the published SFT model at equal PSNR, per q",
+            "",
+            "| q | " + " | ".join(over) + " |",
+            "|---" * (1 + len(over)) + "|",
+            "| % | " + " | ".join(f"{v:+.1f}" for v in over.values()) + " |",
+        ]
     atomic_write(out / "rd_table.md", ("\n".join(lines) + "\n").encode())
 
     fig, ax = plt.subplots(figsize=(7, 5))
-    style = {"jpeg": ("JPEG (Pillow)", "s--"), "webp": ("WebP (Pillow)", "^--"),
-             "sft-published": ("SFT published (2M it.)", "k:")}
+    style = {
+        "jpeg": ("JPEG (Pillow)", "s--"),
+        "webp": ("WebP (Pillow)", "^--"),
+        "sft-published": ("SFT published (2M it.)", "k:"),
+    }
     for method, res in curves.items():
         label, fmt = style.get(method, (f"{method} (ours)", "o-"))
         sel = [i for i, b in enumerate(res["bpp"]) if b <= 1.6]

@@ -42,22 +42,37 @@ def _image(path: Path, side: int | None = None, crop: int | None = None) -> torc
         x = F.interpolate(x, size=(round(H * s), round(W * s)), mode="bilinear", align_corners=False, antialias=True)
         H, W = x.shape[-2:]
         t, l = (H - crop) // 2, (W - crop) // 2
-        x = x[..., t: t + crop, l: l + crop]
+        x = x[..., t : t + crop, l : l + crop]
     return x.contiguous()
 
 
 def cases(data: Path) -> list[dict[str, Any]]:
     """The tasks timed: name, objective spec, image, optimiser settings (those of the shipped recipes)."""
     return [
-        {"task": "classification", "objective": {"name": "classification", "model": "lite0"},
-         "image": data / "imagenet-sample/images/n01530575_brambling.jpg", "crop": 256, "side": None,
-         "opt": {"lr": 0.3, "init_q": 0.1, "downsample": 8}},
-        {"task": "text", "objective": {"name": "text", "det_weight": 0.0, "rec_weight": 1.0},
-         "image": data / "sroie/images/007.jpg", "crop": None, "side": 768,
-         "opt": {"lr": 0.3, "init_q": 0.25, "downsample": 8}},
-        {"task": "detection", "objective": {"name": "detection"},
-         "image": data / "coco-val/images/000000000139.jpg", "crop": None, "side": 640,
-         "opt": {"lr": 0.3, "init_q": 0.1, "downsample": 8}},
+        {
+            "task": "classification",
+            "objective": {"name": "classification", "model": "lite0"},
+            "image": data / "imagenet-sample/images/n01530575_brambling.jpg",
+            "crop": 256,
+            "side": None,
+            "opt": {"lr": 0.3, "init_q": 0.1, "downsample": 8},
+        },
+        {
+            "task": "text",
+            "objective": {"name": "text", "det_weight": 0.0, "rec_weight": 1.0},
+            "image": data / "sroie/images/007.jpg",
+            "crop": None,
+            "side": 768,
+            "opt": {"lr": 0.3, "init_q": 0.25, "downsample": 8},
+        },
+        {
+            "task": "detection",
+            "objective": {"name": "detection"},
+            "image": data / "coco-val/images/000000000139.jpg",
+            "crop": None,
+            "side": 640,
+            "opt": {"lr": 0.3, "init_q": 0.1, "downsample": 8},
+        },
     ]
 
 
@@ -82,11 +97,17 @@ def time_case(codec, case: dict[str, Any], steps: int, repeats: int, lam: float)
     med = {f: statistics.median(v) for f, v in seconds.items()}
     maps = [last[f].qmap for f in FORMATS]
     bpps = [last[f].log[-1]["bpp"] for f in FORMATS]
-    return {"task": case["task"], "image": case["image"].name, "size": list(x.shape[-2:]), "steps": steps,
-            "seconds_per_step": med, "all_seconds_per_step": seconds,
-            "speedup_channels_last": med["contiguous"] / med["channels_last"],
-            "map_max_abs_diff": float((maps[0] - maps[1]).abs().max()),
-            "final_bpp": dict(zip(FORMATS, bpps))}
+    return {
+        "task": case["task"],
+        "image": case["image"].name,
+        "size": list(x.shape[-2:]),
+        "steps": steps,
+        "seconds_per_step": med,
+        "all_seconds_per_step": seconds,
+        "speedup_channels_last": med["contiguous"] / med["channels_last"],
+        "map_max_abs_diff": float((maps[0] - maps[1]).abs().max()),
+        "final_bpp": dict(zip(FORMATS, bpps)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     todo = [c for c in cases(data) if c["task"] in wanted]
     unknown = set(wanted) - {c["task"] for c in cases(data)}
     if unknown or not todo:
-        raise SystemExit(f"map_speed: unknown task(s) {sorted(unknown) or wanted}; choose from classification, text, detection")
+        raise SystemExit(
+            f"map_speed: unknown task(s) {sorted(unknown) or wanted}; choose from classification, text, detection"
+        )
     missing = [str(c["image"]) for c in todo if not c["image"].is_file()]
     if missing:
         raise SystemExit(f"map_speed: image not found: {missing[0]} (give --data, the data root)")
@@ -122,22 +145,35 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for case in todo:
         row = time_case(codec, case, a.steps, a.repeats, a.lam)
-        print(f"{row['task']}: {row['seconds_per_step']['contiguous']:.3f} s/step contiguous, "
-              f"{row['seconds_per_step']['channels_last']:.3f} channels_last: x{row['speedup_channels_last']:.2f}",
-              flush=True)
+        print(
+            f"{row['task']}: {row['seconds_per_step']['contiguous']:.3f} s/step contiguous, "
+            f"{row['seconds_per_step']['channels_last']:.3f} channels_last: x{row['speedup_channels_last']:.2f}",
+            flush=True,
+        )
         rows.append(row)
     out = Path(a.out)
-    meta = {"codec": a.codec, "threads": a.threads, "steps": a.steps, "repeats": a.repeats, "lambda": a.lam,
-            "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-            "command": "python -m taskcomp.bench.map_speed " + " ".join(argv if argv is not None else os.sys.argv[1:])}
+    meta = {
+        "codec": a.codec,
+        "threads": a.threads,
+        "steps": a.steps,
+        "repeats": a.repeats,
+        "lambda": a.lam,
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "command": "python -m taskcomp.bench.map_speed " + " ".join(argv if argv is not None else os.sys.argv[1:]),
+    }
     atomic_write(out / "map_speed.json", json.dumps({"meta": meta, "rows": rows}, indent=1).encode())
-    lines = ["| task | image | size | s/step contiguous | s/step channels_last | speed-up | map max diff | bpp (both) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | image | size | s/step contiguous | s/step channels_last | speed-up | map max diff | bpp (both) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         s, b = r["seconds_per_step"], r["final_bpp"]
-        lines.append(f"| {r['task']} | {r['image']} | {r['size'][0]}x{r['size'][1]} | {s['contiguous']:.3f} | "
-                     f"{s['channels_last']:.3f} | {r['speedup_channels_last']:.2f}x | {r['map_max_abs_diff']:.1e} | "
-                     f"{b['contiguous']:.4f} / {b['channels_last']:.4f} |")
+        lines.append(
+            f"| {r['task']} | {r['image']} | {r['size'][0]}x{r['size'][1]} | {s['contiguous']:.3f} | "
+            f"{s['channels_last']:.3f} | {r['speedup_channels_last']:.2f}x | {r['map_max_abs_diff']:.1e} | "
+            f"{b['contiguous']:.4f} / {b['channels_last']:.4f} |"
+        )
     atomic_write(out / "table.md", ("\n".join(lines) + "\n").encode())
     print(f"wrote {out / 'map_speed.json'} and {out / 'table.md'}")
     return 0

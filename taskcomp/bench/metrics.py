@@ -73,5 +73,7 @@ def bd_rate(rate_ref, dist_ref, rate_test, dist_test) -> float:
     grid = np.linspace(lo, hi, 1000)
     f1 = PchipInterpolator(d1, lr1)(grid)
     f2 = PchipInterpolator(d2, lr2)(grid)
-    avg_diff = np.trapezoid(f2 - f1, grid) / (hi - lo) if hasattr(np, "trapezoid") else np.trapz(f2 - f1, grid) / (hi - lo)
+    avg_diff = (
+        np.trapezoid(f2 - f1, grid) / (hi - lo) if hasattr(np, "trapezoid") else np.trapz(f2 - f1, grid) / (hi - lo)
+    )
     return float((math.exp(avg_diff) - 1) * 100)

@@ -2,9 +2,9 @@
 
     python -m taskcomp.bench.train_speed --out results/train_speed.md [--codec sft-small] [--repeats 5]
 
-Each setting times the real training step (:func:`taskcomp.train.rd_loss` + :func:`taskcomp.train.optimizer_step`,
-random crops and random training maps) after two warm-up steps and reports the median step time and the
-throughput in training pixels per second, which is what decides how far a fixed wall-clock budget gets
+Each setting times the real training step (:func:`taskcomp.training.codec.rd_loss` +
+:func:`taskcomp.training.codec.optimizer_step`, random crops and random training maps) after two warm-up steps and
+reports the median step time and the throughput in training pixels per second, which is what decides how far a fixed wall-clock budget gets
 (at equal pixels per step, more steps per hour are better only if the batch stays informative).
 """
 
@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..codec.registry import CODEC_CONFIGS, resolve_name
 from ..codec.sft import SFTCodec
-from ..codec.zoo import CODEC_CONFIGS, resolve_name
 from ..io import atomic_write
 from ..maps import random_training_map
-from ..train import optimizer_step, rd_loss, split_params
+from ..training.codec import optimizer_step, rd_loss, split_params
+from ..training.distributed import free_port, worker_group
 
 # (workers, threads, crop, batch, channels_last): the baseline is the first CPU recipe (1, 2, 128, 8, True); each
 # group varies one knob around it. The last rows are the 256-px settings of the CPU fine-tuning recipe
@@ -42,8 +43,9 @@ DEFAULT_SETTINGS = [
 ]
 
 
-def time_setting(codec: str, workers: int, threads: int, crop: int, batch: int, channels_last: bool,
-                 repeats: int = 5, seed: int = 0) -> dict:
+def time_setting(
+    codec: str, workers: int, threads: int, crop: int, batch: int, channels_last: bool, repeats: int = 5, seed: int = 0
+) -> dict:
     """Median seconds of one training step for one setting (after 2 warm-up steps). With ``workers > 1`` the
     step runs in that many processes that average gradients (as ``taskcomp train`` with ``workers``), each on
     its own ``batch`` crops, and the throughput counts all of them."""
@@ -57,22 +59,30 @@ def time_setting(codec: str, workers: int, threads: int, crop: int, batch: int, 
     else:
         import torch.multiprocessing as mp
 
-        from ..train import _free_port
-
         with mp.Manager() as manager:
             out = manager.dict()
-            mp.spawn(_bench_worker, nprocs=workers, join=True,
-                     args=(workers, _free_port(), out, codec, threads, crop, batch, channels_last, repeats, seed))
+            mp.spawn(
+                _bench_worker,
+                nprocs=workers,
+                join=True,
+                args=(workers, free_port(), out, codec, threads, crop, batch, channels_last, repeats, seed),
+            )
             times = out[0]
     step = statistics.median(times)
-    return {"workers": workers, "threads": threads, "crop": crop, "batch": batch, "channels_last": channels_last,
-            "step_s": step, "steps_per_hour": 3600 / step, "mpx_per_s": workers * batch * crop * crop / step / 1e6}
+    return {
+        "workers": workers,
+        "threads": threads,
+        "crop": crop,
+        "batch": batch,
+        "channels_last": channels_last,
+        "step_s": step,
+        "steps_per_hour": 3600 / step,
+        "mpx_per_s": workers * batch * crop * crop / step / 1e6,
+    }
 
 
 def _bench_worker(rank, world, port, out, codec, threads, crop, batch, channels_last, repeats, seed):
-    from ..train import _worker_group
-
-    with _worker_group(rank, world, port) as w:
+    with worker_group(rank, world, port) as w:
         torch.set_num_threads(threads)
         times = _timed_steps(codec, threads, crop, batch, channels_last, repeats, seed + rank, w)
         if w.lead:
@@ -116,15 +126,16 @@ def main(argv=None) -> int:
     df = pd.DataFrame(rows)
     base = df.iloc[0]["mpx_per_s"]
     df["vs_recipe"] = df["mpx_per_s"] / base
-    text = (f"# Training throughput of `{args.codec}` on this CPU\n\n"
-            f"Command: `python -m taskcomp.bench.train_speed --out {args.out} --codec {args.codec} "
-            f"--repeats {args.repeats}`\n\n"
-            f"Median of {args.repeats} real training steps (forward `mixed`, RD loss, backward, clip, Adam, aux "
-            "step) after 2 warm-up steps; first row = the shipped training recipe. `mpx_per_s`: training pixels "
-            "per second (all workers together); `vs_recipe`: throughput relative to the first row. `workers` > 1: "
-            "that many processes (`threads` each) averaging gradients every step, as `taskcomp train` does with "
-            "`workers`.\n\n"
-            + df.to_markdown(index=False, floatfmt=".3f") + "\n")
+    text = (
+        f"# Training throughput of `{args.codec}` on this CPU\n\n"
+        f"Command: `python -m taskcomp.bench.train_speed --out {args.out} --codec {args.codec} "
+        f"--repeats {args.repeats}`\n\n"
+        f"Median of {args.repeats} real training steps (forward `mixed`, RD loss, backward, clip, Adam, aux "
+        "step) after 2 warm-up steps; first row = the shipped training recipe. `mpx_per_s`: training pixels "
+        "per second (all workers together); `vs_recipe`: throughput relative to the first row. `workers` > 1: "
+        "that many processes (`threads` each) averaging gradients every step, as `taskcomp train` does with "
+        "`workers`.\n\n" + df.to_markdown(index=False, floatfmt=".3f") + "\n"
+    )
     atomic_write(Path(args.out), text.encode())
     print(text)
     return 0

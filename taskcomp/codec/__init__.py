@@ -1,4 +1,5 @@
-"""The SFT codec: model, configs, registry, checkpoints."""
+"""The SFT codec: model (``sft.py``, ``sft_context.py``), registry of codecs by name and their shipped weights
+(``registry.py``), factory (``zoo.py``), checkpoints (``checkpoint.py``). Knows no task, objective or map optimiser."""
 
 import warnings
 
@@ -9,12 +10,28 @@ with warnings.catch_warnings():
     import compressai  # noqa: F401
 
 from .checkpoint import CheckpointError, load_codec_checkpoint, save_codec, state_dict_hash
+from .registry import RETIRED_WEIGHTS, resolve_name, shipped_checkpoint
 from .sft import QUANTIZE_MODES, SFTCodec, SFTConfig, bits_from_likelihoods, lambda_of_q, pad_to_multiple
 from .widen import widen_codec
 from .zoo import CODEC_CONFIGS, DEFAULT_CODEC, create_codec, list_codecs
 
 __all__ = [
-    "SFTCodec", "SFTConfig", "QUANTIZE_MODES", "bits_from_likelihoods", "lambda_of_q", "pad_to_multiple",
-    "CODEC_CONFIGS", "DEFAULT_CODEC", "create_codec", "list_codecs",
-    "CheckpointError", "load_codec_checkpoint", "save_codec", "state_dict_hash", "widen_codec",
+    "SFTCodec",
+    "SFTConfig",
+    "QUANTIZE_MODES",
+    "bits_from_likelihoods",
+    "lambda_of_q",
+    "pad_to_multiple",
+    "CODEC_CONFIGS",
+    "DEFAULT_CODEC",
+    "create_codec",
+    "list_codecs",
+    "resolve_name",
+    "shipped_checkpoint",
+    "RETIRED_WEIGHTS",
+    "CheckpointError",
+    "load_codec_checkpoint",
+    "save_codec",
+    "state_dict_hash",
+    "widen_codec",
 ]

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .registry import shipped_checkpoint
 from .sft import SFTCodec, SFTConfig
 
 __all__ = [
@@ -74,8 +75,15 @@ def taskcomp_to_published(state_dict: dict[str, torch.Tensor]) -> dict[str, torc
     return out
 
 
-def save_codec(model: SFTCodec, path: str | Path, name: str, meta: dict[str, Any] | None = None,
-               half: bool = False, base: str | None = None, **extra) -> str:
+def save_codec(
+    model: SFTCodec,
+    path: str | Path,
+    name: str,
+    meta: dict[str, Any] | None = None,
+    half: bool = False,
+    base: str | None = None,
+    **extra,
+) -> str:
     """Save ``model`` in taskcomp format, atomically, with its entropy coder's CDF tables. Returns the hash.
 
     Args:
@@ -102,17 +110,29 @@ def save_codec(model: SFTCodec, path: str | Path, name: str, meta: dict[str, Any
     else:
         model.update()
     params = {n for n, _ in model.named_parameters()}
-    sd = {k: (v.detach().cpu().half() if half and k in params else v.detach().cpu())
-          for k, v in model.state_dict().items()}
+    sd = {
+        k: (v.detach().cpu().half() if half and k in params else v.detach().cpu())
+        for k, v in model.state_dict().items()
+    }
     # Context masks are fixed by the architecture (the constructor makes them); not stored.
     sd = {k: v for k, v in sd.items() if not k.endswith(_MASK_SUFFIX)}
     if base is not None:
         base_sd, base_hash = _base_state(base)
-        sd = {k: v for k, v in sd.items()
-              if k not in base_sd or base_sd[k].shape != v.shape or not torch.equal(base_sd[k].to(v.dtype), v)}
+        sd = {
+            k: v
+            for k, v in sd.items()
+            if k not in base_sd or base_sd[k].shape != v.shape or not torch.equal(base_sd[k].to(v.dtype), v)
+        }
         extra = {**extra, "base": base, "base_hash": base_hash}
-    ckpt = {"format": FORMAT, "version": 1, "codec": name, "config": model.config.to_dict(), "state_dict": sd,
-            "meta": {**dict(meta or {}), "storage": "float16" if half else "float32"}, **extra}
+    ckpt = {
+        "format": FORMAT,
+        "version": 1,
+        "codec": name,
+        "config": model.config.to_dict(),
+        "state_dict": sd,
+        "meta": {**dict(meta or {}), "storage": "float16" if half else "float32"},
+        **extra,
+    }
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     atomic_write(path, buf.getvalue())
@@ -121,8 +141,6 @@ def save_codec(model: SFTCodec, path: str | Path, name: str, meta: dict[str, Any
 
 def _base_state(base: str) -> tuple[dict[str, torch.Tensor], str]:
     """State dict and hash of the shipped weights of registered codec ``base``."""
-    from .zoo import shipped_checkpoint
-
     path = shipped_checkpoint(base)
     if path is None:
         raise CheckpointError(f"base codec {base} has no shipped weights")
@@ -160,7 +178,8 @@ def load_codec_checkpoint(path_or_url: str | Path, config: SFTConfig | None = No
             if base_hash != ckpt.get("base_hash"):
                 raise CheckpointError(
                     f"{path_or_url} was trained over {ckpt['base']} weights {str(ckpt.get('base_hash'))[:16]}, but "
-                    f"the shipped {ckpt['base']} is {base_hash[:16]}; use the taskcomp version it came with")
+                    f"the shipped {ckpt['base']} is {base_hash[:16]}; use the taskcomp version it came with"
+                )
             sd = {**{k: v for k, v in base_sd.items()}, **sd}
     elif isinstance(ckpt, dict) and "model" in ckpt and isinstance(ckpt["model"], dict):
         cfg = config or SFTConfig()
@@ -175,7 +194,9 @@ def load_codec_checkpoint(path_or_url: str | Path, config: SFTConfig | None = No
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         first = str(e).strip().splitlines()
-        raise CheckpointError(f"checkpoint {path_or_url} does not match the {name} layout: {' '.join(first[:3])[:400]}") from None
+        raise CheckpointError(
+            f"checkpoint {path_or_url} does not match the {name} layout: {' '.join(first[:3])[:400]}"
+        ) from None
     model.update(force=False)  # fills CDF tables only where the checkpoint had none
     model.eval()
     info = {"codec": name, "hash": state_dict_hash(model.state_dict()), "meta": meta, "config": cfg}

@@ -30,8 +30,16 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["PRECISION", "SCALE_BOUND", "TAIL_SIGMAS", "MAX_SUPPORT", "MixtureTables", "mixture_tables",
-           "encode_mixture", "MixtureStreamDecoder"]
+__all__ = [
+    "PRECISION",
+    "SCALE_BOUND",
+    "TAIL_SIGMAS",
+    "MAX_SUPPORT",
+    "MixtureTables",
+    "mixture_tables",
+    "encode_mixture",
+    "MixtureStreamDecoder",
+]
 
 #: Bits of the rANS frequency tables (CompressAI's coder is built for 16).
 PRECISION = 16
@@ -84,8 +92,10 @@ def mixture_tables(means: Tensor, scales: Tensor, weights: Tensor | None = None)
     if weights.dim() == 1:
         weights = weights[:, None]
     if not (means.shape == scales.shape == weights.shape):
-        raise ValueError(f"means {tuple(means.shape)}, scales {tuple(scales.shape)} and weights "
-                         f"{tuple(weights.shape)} must have one shape (N, K)")
+        raise ValueError(
+            f"means {tuple(means.shape)}, scales {tuple(scales.shape)} and weights "
+            f"{tuple(weights.shape)} must have one shape (N, K)"
+        )
     if not (torch.isfinite(means).all() and torch.isfinite(scales).all() and torch.isfinite(weights).all()):
         raise ValueError("entropy parameters are not finite")
     n = means.shape[0]
@@ -136,8 +146,9 @@ def encode_mixture(symbols: Tensor, tables: MixtureTables) -> bytes:
     sym = symbols.detach().to("cpu").flatten()
     if sym.numel() != tables.index.numel():
         raise ValueError(f"{sym.numel()} symbols for {tables.index.numel()} tables")
-    return RansEncoder().encode_with_indexes(sym.round().to(torch.int32).tolist(), tables.index.tolist(),
-                                             tables.cdfs, tables.sizes, tables.offsets)
+    return RansEncoder().encode_with_indexes(
+        sym.round().to(torch.int32).tolist(), tables.index.tolist(), tables.cdfs, tables.sizes, tables.offsets
+    )
 
 
 class MixtureStreamDecoder:

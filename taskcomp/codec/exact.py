@@ -39,8 +39,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ExactHyperDecoder", "exact_hyper_decoder", "indexes_from_scales", "synthesis_float64",
-           "ACT_BITS", "CLAMP", "SLOPE_BITS", "MAX_WEIGHT_BITS", "SUM_BOUND"]
+__all__ = [
+    "ExactHyperDecoder",
+    "exact_hyper_decoder",
+    "indexes_from_scales",
+    "synthesis_float64",
+    "ACT_BITS",
+    "CLAMP",
+    "SLOPE_BITS",
+    "MAX_WEIGHT_BITS",
+    "SUM_BOUND",
+]
 
 #: Fractional bits of the fixed-point activations (resolution 2^-18 ~ 3.8e-6).
 ACT_BITS = 18
@@ -56,8 +65,11 @@ SUM_BOUND = 2**52
 
 def _version_key(*modules: nn.Module) -> tuple:
     """Changes whenever a parameter or buffer of ``modules`` is replaced, moved or modified in place."""
-    return tuple((t.data_ptr(), t._version, t.dtype, str(t.device), tuple(t.shape))
-                 for m in modules for t in list(m.parameters()) + list(m.buffers()))
+    return tuple(
+        (t.data_ptr(), t._version, t.dtype, str(t.device), tuple(t.shape))
+        for m in modules
+        for t in list(m.parameters()) + list(m.buffers())
+    )
 
 
 def _round_half_up_shift(v: Tensor, bits: int | Tensor) -> Tensor:
@@ -92,8 +104,9 @@ class ExactHyperDecoder:
         ValueError: weights so large that fewer than 8 weight bits would fit the bound.
     """
 
-    def __init__(self, h_s: nn.Sequential, act_bits: int = ACT_BITS, clamp: int = CLAMP,
-                 max_weight_bits: int = MAX_WEIGHT_BITS):
+    def __init__(
+        self, h_s: nn.Sequential, act_bits: int = ACT_BITS, clamp: int = CLAMP, max_weight_bits: int = MAX_WEIGHT_BITS
+    ):
         self.act_bits, self.clamp = int(act_bits), int(clamp)
         self.limit = float(self.clamp * 2**self.act_bits)  # fixed-point clamp
         self.ops: list[tuple] = []
@@ -119,8 +132,11 @@ class ExactHyperDecoder:
         if m.padding_mode not in ("zeros", "reflect") or (transposed and m.padding_mode != "zeros"):
             raise TypeError(f"ExactHyperDecoder: padding mode {m.padding_mode!r} in {m}")
         w = m.weight.detach().to("cpu", torch.float64)
-        b = (m.bias.detach().to("cpu", torch.float64) if m.bias is not None
-             else torch.zeros(m.out_channels, dtype=torch.float64))
+        b = (
+            m.bias.detach().to("cpu", torch.float64)
+            if m.bias is not None
+            else torch.zeros(m.out_channels, dtype=torch.float64)
+        )
         # Output channel is dim 1 of a transposed conv's weight, dim 0 of a conv's.
         out_dim = 1 if transposed else 0
         n_out = w.shape[out_dim]
@@ -145,8 +161,12 @@ class ExactHyperDecoder:
         b_int = torch.round(b * scale * 2.0**self.act_bits)
         self.weight_bits.append(bits)
         pad = m.padding if isinstance(m.padding, tuple) else (m.padding,) * 2
-        geometry = dict(stride=tuple(m.stride), padding=tuple(pad), mode=m.padding_mode,
-                        output_padding=tuple(m.output_padding) if transposed else (0, 0))
+        geometry = dict(
+            stride=tuple(m.stride),
+            padding=tuple(pad),
+            mode=m.padding_mode,
+            output_padding=tuple(m.output_padding) if transposed else (0, 0),
+        )
         return ("deconv" if transposed else "conv", w_int, b_int, bits.view(1, -1, 1, 1), geometry)
 
     # ------------------------------------------------------------------ evaluation
@@ -158,8 +178,9 @@ class ExactHyperDecoder:
     @staticmethod
     def _conv_f64(v: Tensor, w: Tensor, b: Tensor, kind: str, g: dict) -> Tensor:
         if kind == "deconv":
-            return F.conv_transpose2d(v, w, b, stride=g["stride"], padding=g["padding"],
-                                      output_padding=g["output_padding"])
+            return F.conv_transpose2d(
+                v, w, b, stride=g["stride"], padding=g["padding"], output_padding=g["output_padding"]
+            )
         ph, pw = g["padding"]
         if g["mode"] == "reflect" and (ph or pw):
             v = F.pad(v, (pw, pw, ph, ph), mode="reflect")
@@ -256,7 +277,11 @@ def indexes_from_scales(scales: Tensor, scale_table: Tensor, scale_bound: Tensor
         int32 indexes of the same shape, on the CPU.
     """
     table = scale_table.detach().to("cpu", torch.float64)[:-1].contiguous()
-    bound = float(scale_bound) if not isinstance(scale_bound, Tensor) else float(scale_bound.detach().cpu().double().flatten()[0])
+    bound = (
+        float(scale_bound)
+        if not isinstance(scale_bound, Tensor)
+        else float(scale_bound.detach().cpu().double().flatten()[0])
+    )
     s = scales.to(torch.float64).clamp(min=bound).contiguous()
     return torch.searchsorted(table, s.flatten(), right=False).to(torch.int32).reshape(s.shape)
 

@@ -22,8 +22,18 @@ from torch import Tensor, nn
 from .layers import SFT, SFTResblk, SimplifiedGDN, condition_down, condition_net, condition_up, conv, deconv
 from .tiles import run_tiled
 
-__all__ = ["SFTConfig", "SFTCodec", "QUANTIZE_MODES", "pad_to_multiple", "padded_size", "lambda_of_q",
-           "default_synthesis", "LAMBDA_MIN", "LAMBDA_MAX"]
+__all__ = [
+    "SFTConfig",
+    "SFTCodec",
+    "QUANTIZE_MODES",
+    "pad_to_multiple",
+    "padded_size",
+    "lambda_of_q",
+    "default_synthesis",
+    "LAMBDA_MIN",
+    "LAMBDA_MAX",
+    "ste_round",
+]
 
 #: Quantisation modes of :meth:`SFTCodec.forward`.
 #:  - ``noise``: additive uniform noise for rate and reconstruction (CompressAI training).
@@ -115,8 +125,9 @@ class SFTConfig:
 
     def __post_init__(self):
         if not (0 < self.lambda_min < self.lambda_max and math.isfinite(self.lambda_max)):
-            raise ValueError(f"SFTConfig needs 0 < lambda_min < lambda_max < inf, got {self.lambda_min}, "
-                             f"{self.lambda_max}")
+            raise ValueError(
+                f"SFTConfig needs 0 < lambda_min < lambda_max < inf, got {self.lambda_min}, {self.lambda_max}"
+            )
 
     def lambda_of_q(self, q: Tensor | float) -> Tensor | float:
         """This codec's lambda(q) (:func:`lambda_of_q` over ``lambda_min`` .. ``lambda_max``)."""
@@ -137,7 +148,10 @@ class SFTConfig:
 
 def padded_size(h: int, w: int) -> tuple[int, int]:
     """Size the codec works at: each side rounded up to a multiple of 64, and at least 128."""
-    return (max(MIN_PADDED, -(-h // PAD_MULTIPLE) * PAD_MULTIPLE), max(MIN_PADDED, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE))
+    return (
+        max(MIN_PADDED, -(-h // PAD_MULTIPLE) * PAD_MULTIPLE),
+        max(MIN_PADDED, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE),
+    )
 
 
 def pad_to_multiple(x: Tensor) -> Tensor:
@@ -152,11 +166,14 @@ def pad_to_multiple(x: Tensor) -> Tensor:
     return F.pad(x, (0, Wp - W, 0, Hp - H), mode="replicate")
 
 
-def _ste_round(x: Tensor, offset: Tensor | None = None) -> Tensor:
+def ste_round(x: Tensor, offset: Tensor | None = None) -> Tensor:
     """Round ``x - offset`` to integers and add ``offset`` back; the gradient passes as identity."""
     if offset is None:
         return x + (torch.round(x) - x).detach()
     return x + (torch.round(x - offset) + offset - x).detach()
+
+
+_ste_round = ste_round  # the name the codec modules use inside
 
 
 def default_synthesis(exact: bool) -> str:
@@ -307,8 +324,7 @@ class SFTCodec(CompressionModel):
         # SFTCodec._g_s_tail, not self._g_s_tail: ``self`` may be the float64 twin (a plain nn.Module).
         if tile is None:
             return SFTCodec._g_s_tail(self, x, w)
-        return run_tiled(lambda x, w: SFTCodec._g_s_tail(self, x, w), (x, w), tile=tile, halo=G_S_TAIL_HALO,
-                         scale=4)
+        return run_tiled(lambda x, w: SFTCodec._g_s_tail(self, x, w), (x, w), tile=tile, halo=G_S_TAIL_HALO, scale=4)
 
     def _g_s_tail(self, x: Tensor, w: Tensor) -> Tensor:
         """The synthesis' last two stages: features x and condition w at 1/4 resolution -> the image."""
@@ -319,7 +335,9 @@ class SFTCodec(CompressionModel):
         return self.g_s14(x)
 
     # ------------------------------------------------------------------ entropy model helpers
-    def _z_likelihood(self, z_hat: Tensor) -> Tensor:
+    def z_likelihood(self, z_hat: Tensor) -> Tensor:
+        """Per-element likelihoods of a hyper-latent ``z_hat`` under the factorised prior (lower-bounded as in
+        :meth:`forward`); ``-log2`` of them are its bits."""
         eb = self.entropy_bottleneck
         perm = (1, 0, 2, 3)
         v = z_hat.permute(*perm).reshape(z_hat.size(1), 1, -1)
@@ -328,15 +346,22 @@ class SFTCodec(CompressionModel):
             lik = eb.likelihood_lower_bound(lik)
         return lik.reshape(z_hat.size(1), z_hat.size(0), *z_hat.shape[-2:]).permute(*perm)
 
-    def _y_likelihood(self, y_hat: Tensor, scales: Tensor, means: Tensor) -> Tensor:
+    def y_likelihood(self, y_hat: Tensor, scales: Tensor, means: Tensor) -> Tensor:
+        """Per-element likelihoods of a latent ``y_hat`` under the mean-scale Gaussian (lower-bounded as in
+        :meth:`forward`); ``-log2`` of them are its bits."""
         gc = self.gaussian_conditional
         lik = gc._likelihood(y_hat, scales, means)
         if gc.use_likelihood_bound:
             lik = gc.likelihood_lower_bound(lik)
         return lik
 
-    def _z_medians(self) -> Tensor:
+    def z_medians(self) -> Tensor:
+        """The factorised prior's per-channel medians, shaped ``(1, Z, 1, 1)``: the offsets ``z`` is rounded
+        around."""
         return self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
+
+    # the names the codec modules use inside
+    _z_likelihood, _y_likelihood, _z_medians = z_likelihood, y_likelihood, z_medians
 
     # ------------------------------------------------------------------ forward
     def _quantize_mode(self, quantize: str | None) -> str:
@@ -384,8 +409,9 @@ class SFTCodec(CompressionModel):
         with torch.autocast(y_hat.device.type, dtype=amp):
             return self.g_s(y_hat, z_hat).float()
 
-    def _forward_latent(self, y: Tensor, qmap: Tensor, quantize: str, H: int, W: int,
-                        amp: torch.dtype | None) -> dict[str, Any]:
+    def _forward_latent(
+        self, y: Tensor, qmap: Tensor, quantize: str, H: int, W: int, amp: torch.dtype | None
+    ) -> dict[str, Any]:
         """:meth:`forward` from the latent y on: hyperprior, quantisation, likelihoods, synthesis."""
         z = self.h_a(y, qmap)
 
@@ -473,8 +499,14 @@ class SFTCodec(CompressionModel):
         return y, self.entropy_bottleneck.decompress(z_strings, z.shape[-2:]), z_strings
 
     @torch.no_grad()
-    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], size: tuple[int, int] | None = None,
-                   exact: bool = True, synthesis: str | None = None):
+    def decompress(
+        self,
+        strings: list[list[bytes]],
+        shape: tuple[int, int],
+        size: tuple[int, int] | None = None,
+        exact: bool = True,
+        synthesis: str | None = None,
+    ):
         """Decode the output of :meth:`compress`.
 
         Args:

@@ -44,7 +44,7 @@ from compressai.layers import CheckerboardMaskedConv2d, MaskedConv2d
 from torch import Tensor, nn
 
 from .exact import exact_hyper_decoder
-from .sft import QUANTIZE_MODES, SFTCodec, SFTConfig, _ste_round, pad_to_multiple
+from .sft import SFTCodec, SFTConfig, _ste_round, pad_to_multiple
 
 __all__ = ["SFTContextCodec", "CONTEXTS", "build_codec_model"]
 
@@ -231,8 +231,11 @@ class SFTContextCodec(SFTCodec):
             plain = nn.Conv2d(ctx.in_channels, ctx.out_channels, ctx.kernel_size, padding=0)
             plain.weight.copy_(ctx.weight.detach().cpu() * ctx.mask.detach().cpu())
             plain.bias.copy_(ctx.bias.detach().cpu())
-        return (exact_hyper_decoder(self.h_s), exact_hyper_decoder(nn.Sequential(plain)),
-                exact_hyper_decoder(self.entropy_parameters))
+        return (
+            exact_hyper_decoder(self.h_s),
+            exact_hyper_decoder(nn.Sequential(plain)),
+            exact_hyper_decoder(self.entropy_parameters),
+        )
 
     def _exact_means(self, z_hat: Tensor) -> Tensor:
         """The quantisation offsets mu_h (B, M, h, w) float32 on the CPU, from the exact hyper-decoder."""
@@ -257,9 +260,11 @@ class SFTContextCodec(SFTCodec):
     @staticmethod
     def _flat_params(scales: Tensor, means: Tensor, weights: Tensor | None, K: int, sel: Tensor):
         """(N, K) tables' inputs of the latents ``sel`` selects: sel is a (M, h, w) bool mask or index tuple."""
+
         def pick(t):  # t: (K*M, h, w) -> (N, K)
             Mh = t.shape[0] // K
-            return torch.stack([t[k * Mh:(k + 1) * Mh][sel] for k in range(K)], 1)
+            return torch.stack([t[k * Mh : (k + 1) * Mh][sel] for k in range(K)], 1)
+
         return pick(scales), pick(means), (pick(weights) if weights is not None else None)
 
     def _order(self, h: int, w: int):
@@ -297,14 +302,17 @@ class SFTContextCodec(SFTCodec):
             if steps is None:  # raster: position-major, all channels of a position together
                 perm = lambda t: t.permute(1, 2, 0).reshape(h * w, -1)  # noqa: E731
                 sym.append(perm(r[b]).reshape(-1))
-                for t, acc in ((scales[b], sds), (means[b], mus)) + (((weights[b], wts),) if weights is not None else ()):
+                for t, acc in ((scales[b], sds), (means[b], mus)) + (
+                    ((weights[b], wts),) if weights is not None else ()
+                ):
                     acc.append(perm(t).reshape(h * w, self.K, -1).permute(0, 2, 1).reshape(-1, self.K))
             else:
                 for m in steps:
                     sel = m.expand(self.config.M, h, w)
                     sym.append(r[b][sel])
-                    s_, m_, w_ = self._flat_params(scales[b], means[b], weights[b] if weights is not None else None,
-                                                   self.K, sel)
+                    s_, m_, w_ = self._flat_params(
+                        scales[b], means[b], weights[b] if weights is not None else None, self.K, sel
+                    )
                     sds.append(s_), mus.append(m_)
                     if w_ is not None:
                         wts.append(w_)
@@ -316,8 +324,14 @@ class SFTContextCodec(SFTCodec):
         return {"strings": [y_strings, z_strings], "shape": tuple(z_hat.shape[-2:]), "likelihoods": likelihoods}
 
     @torch.no_grad()
-    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int], size: tuple[int, int] | None = None,
-                   exact: bool = True, synthesis: str | None = None):
+    def decompress(
+        self,
+        strings: list[list[bytes]],
+        shape: tuple[int, int],
+        size: tuple[int, int] | None = None,
+        exact: bool = True,
+        synthesis: str | None = None,
+    ):
         """Decode the output of :meth:`compress` (arguments as :meth:`SFTCodec.decompress`; ``exact`` ignored).
 
         The checkerboard decodes in two passes; the raster context position by position (serial: slow).
@@ -337,15 +351,16 @@ class SFTContextCodec(SFTCodec):
         steps = self._order(h, w)
         for b in range(B):
             dec = MixtureStreamDecoder(strings[0][b])
-            hyper_b, mu_b = hyper64[b:b + 1], mu32[b:b + 1]
+            hyper_b, mu_b = hyper64[b : b + 1], mu32[b : b + 1]
             if steps is not None:
                 yb = torch.zeros(1, M, h, w, dtype=torch.float64)
                 for m in steps:
                     scales, means, weights = self._exact_params(ep_exact, hyper_b, self._exact_context(ctx_exact, yb))
                     means = self._relative(means, mu_b)
                     sel = m.expand(M, h, w)
-                    s_, m_, w_ = self._flat_params(scales[0], means[0], weights[0] if weights is not None else None,
-                                                   K, sel)
+                    s_, m_, w_ = self._flat_params(
+                        scales[0], means[0], weights[0] if weights is not None else None, K, sel
+                    )
                     r = dec.decode(mixture_tables(m_, s_, w_))
                     yb[0][sel] = (r.to(torch.float32) + mu_b[0][sel]).double()
                 y_hat[b] = yb[0]
@@ -354,14 +369,17 @@ class SFTContextCodec(SFTCodec):
             padded = torch.zeros(1, M, h + 2 * p, w + 2 * p, dtype=torch.float64)
             for i in range(h):
                 for j in range(w):
-                    ctx = ctx_exact(padded[:, :, i:i + 2 * p + 1, j:j + 2 * p + 1])
-                    scales, means, weights = self._exact_params(ep_exact, hyper_b[:, :, i:i + 1, j:j + 1], ctx)
-                    mu_ij = mu_b[:, :, i:i + 1, j:j + 1]
+                    ctx = ctx_exact(padded[:, :, i : i + 2 * p + 1, j : j + 2 * p + 1])
+                    scales, means, weights = self._exact_params(ep_exact, hyper_b[:, :, i : i + 1, j : j + 1], ctx)
+                    mu_ij = mu_b[:, :, i : i + 1, j : j + 1]
                     means = self._relative(means, mu_ij)
-                    tab = mixture_tables(means.reshape(K, M).T, scales.reshape(K, M).T,
-                                         weights.reshape(K, M).T if weights is not None else None)
+                    tab = mixture_tables(
+                        means.reshape(K, M).T,
+                        scales.reshape(K, M).T,
+                        weights.reshape(K, M).T if weights is not None else None,
+                    )
                     r = dec.decode(tab)
                     padded[0, :, i + p, j + p] = (r.to(torch.float32) + mu_ij[0, :, 0, 0]).double()
-            y_hat[b] = padded[0, :, p:p + h, p:p + w]
+            y_hat[b] = padded[0, :, p : p + h, p : p + w]
         y_hat = y_hat.to(device=z_hat.device, dtype=z_hat.dtype)
         return {"x_hat": self._synthesize(y_hat, z_hat, size, synthesis)}

@@ -21,8 +21,14 @@ from torch import Tensor
 __all__ = ["run_tiled"]
 
 
-def run_tiled(fn: Callable[..., Tensor | tuple[Tensor, ...]], inputs: Sequence[Tensor], tile: int, halo: int,
-              scale: int = 1, down: int = 1) -> Tensor | tuple[Tensor, ...]:
+def run_tiled(
+    fn: Callable[..., Tensor | tuple[Tensor, ...]],
+    inputs: Sequence[Tensor],
+    tile: int,
+    halo: int,
+    scale: int = 1,
+    down: int = 1,
+) -> Tensor | tuple[Tensor, ...]:
     """``fn(*inputs)`` computed tile by tile.
 
     Args:
@@ -44,8 +50,10 @@ def run_tiled(fn: Callable[..., Tensor | tuple[Tensor, ...]], inputs: Sequence[T
         ValueError: inputs of different sizes, or a bad tile, halo, scale or down.
     """
     if tile < 1 or scale < 1 or down < 1 or halo < 0 or tile % down or halo % down:
-        raise ValueError(f"need tile, scale, down >= 1, halo >= 0, tile and halo multiples of down; got tile={tile}, "
-                         f"halo={halo}, scale={scale}, down={down}")
+        raise ValueError(
+            f"need tile, scale, down >= 1, halo >= 0, tile and halo multiples of down; got tile={tile}, "
+            f"halo={halo}, scale={scale}, down={down}"
+        )
     h, w = inputs[0].shape[-2:]
     if any(t.shape[-2:] != (h, w) for t in inputs):
         raise ValueError(f"tiled inputs must share their size, got {[tuple(t.shape[-2:]) for t in inputs]}")
@@ -71,6 +79,6 @@ def run_tiled(fn: Callable[..., Tensor | tuple[Tensor, ...]], inputs: Sequence[T
             if outs is None:
                 outs = [torch.empty((*p.shape[:-2], at(h), at(w)), dtype=p.dtype, device=p.device) for p in parts]
             for o, p in zip(outs, parts):
-                o[..., at(r0):at(r1), at(c0):at(c1)] = p[..., at(r0 - a0):at(r1 - a0), at(c0 - b0):at(c1 - b0)]
+                o[..., at(r0) : at(r1), at(c0) : at(c1)] = p[..., at(r0 - a0) : at(r1 - a0), at(c0 - b0) : at(c1 - b0)]
             del parts  # free the tile before the next one is computed
     return outs[0] if single else tuple(outs)

@@ -63,12 +63,17 @@ def widen_codec(codec: SFTCodec, config: SFTConfig, seed: int = 0) -> SFTCodec:
         ValueError: a width that shrinks, or a field other than ``channels`` / ``M`` that differs.
     """
     old = codec.config
-    fixed = [f.name for f in fields(SFTConfig)
-             if f.name not in ("channels", "M") and getattr(old, f.name) != getattr(config, f.name)]
+    fixed = [
+        f.name
+        for f in fields(SFTConfig)
+        if f.name not in ("channels", "M") and getattr(old, f.name) != getattr(config, f.name)
+    ]
     if fixed:
         raise ValueError(f"widening changes only channels and M; these differ: {', '.join(fixed)}")
     if any(n < o for n, o in zip(config.channels, old.channels)) or config.M < old.M:
-        raise ValueError(f"widths must not shrink: channels {old.channels} -> {config.channels}, M {old.M} -> {config.M}")
+        raise ValueError(
+            f"widths must not shrink: channels {old.channels} -> {config.channels}, M {old.M} -> {config.M}"
+        )
 
     torch.manual_seed(seed)
     wide = SFTCodec(config)

@@ -6,16 +6,30 @@ original image, and measures its task metric on a decoded image::
     ctx = objective.prepare(x)            # targets from the original (label, logits, CAM, ...)
     loss = objective.loss(x_hat, ctx)     # Tensor[B], differentiable in x_hat
     metrics = objective.evaluate(x_dec, ctx)   # list of dicts, one per image
+
+Two optional hooks let an objective shape how its maps are made without the map makers knowing the task:
+``initial_map`` (its own first map, e.g. Grad-CAM or the text boxes) and ``keeps_nothing`` (nothing to keep:
+the lowest map is the optimum).
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-__all__ = ["Objective", "register_objective", "create_objective", "list_objectives", "objective_arguments"]
+from ..devices import resolve_device
+
+__all__ = [
+    "Objective",
+    "register_objective",
+    "create_objective",
+    "list_objectives",
+    "objective_arguments",
+    "objective_class",
+]
 
 _REGISTRY: dict[str, Callable[..., "Objective"]] = {}
 
@@ -69,6 +83,29 @@ class Objective:
     def evaluate(self, x_dec: Tensor, ctx: dict[str, Any]) -> list[dict[str, float]]:
         raise NotImplementedError
 
+    def initial_map(self, kind: str, x: Tensor, ctx: dict[str, Any], level: float) -> Tensor | None:
+        """This objective's own first map of kind ``kind`` for the map optimiser, or None when it has none.
+
+        Kinds: ``"gradcam"`` (classification and saliency: ``level * CAM``, Grad-CAM of the classifier's
+        prediction) and ``"box-mask"`` (text: ``level`` inside the text boxes read on the original). The generic
+        starts (constant, random) belong to :class:`taskcomp.optimize.MapOptimizer`, not to objectives.
+
+        Args:
+            kind: the start asked for.
+            x: the images (B, 3, H, W) in [0, 1] the maps are for.
+            ctx: their context from :meth:`prepare`.
+            level: the start's level or scale, in [0, 1].
+
+        Returns:
+            (B, 1, H, W) in [0, 1] on x's device, or None (default: this objective offers no such start).
+        """
+        return None
+
+    def keeps_nothing(self, ctx: dict[str, Any]) -> bool:
+        """True when ``ctx`` has nothing for a map to keep (text: a page where no text was read), so the lowest map
+        (q = 0) is the optimum and need not be optimised. Default: False."""
+        return False
+
 
 def register_objective(name: str):
     """Class decorator: make an objective available to :func:`create_objective` under ``name``."""
@@ -101,8 +138,6 @@ def create_objective(name: str, device: str | torch.device | None = None, **kwar
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown objective {name!r}; available: {', '.join(list_objectives())}")
-    import inspect
-
     try:
         inspect.signature(_REGISTRY[name]).bind(**kwargs)
     except TypeError as e:
@@ -110,8 +145,6 @@ def create_objective(name: str, device: str | torch.device | None = None, **kwar
         raise ValueError(f"objective {name!r}: {e}; its arguments: {', '.join(params)}") from None
     obj = _REGISTRY[name](**kwargs)
     if device is not None:
-        from ..devices import resolve_device
-
         obj.to(resolve_device(device))
     return obj
 
@@ -129,8 +162,6 @@ def objective_arguments(name: str, **kwargs: Any) -> dict[str, Any]:
     Raises:
         ValueError: unknown objective or argument (one line, as :func:`create_objective`).
     """
-    import inspect
-
     if name not in _REGISTRY:
         raise ValueError(f"unknown objective {name!r}; available: {', '.join(list_objectives())}")
     sig = inspect.signature(_REGISTRY[name])
@@ -160,4 +191,11 @@ def _plain(v: Any) -> Any:
 
 
 def list_objectives() -> list[str]:
+    """The registered objective names, sorted."""
     return sorted(_REGISTRY)
+
+
+def objective_class(name: str) -> Callable[..., "Objective"] | None:
+    """The class registered as objective ``name`` (its constructor's signature says its arguments), or None
+    when no objective has that name."""
+    return _REGISTRY.get(name)

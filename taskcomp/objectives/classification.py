@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..weights import classifier_name, create_classifier, resolve_classifier_name
+from ..task_models import classifier_name, create_classifier, resolve_classifier_name
 from .base import Objective, register_objective
+from .gradcam import image_cam
 
 __all__ = ["ClassificationObjective", "Preprocess"]
 
@@ -54,15 +55,20 @@ class ClassificationObjective(Objective):
         pretrained: load pretrained weights (False only for tests).
         temperature: softening of the label-free KL target.
         checkpoint_path: weights for the named architecture (a timm state dict, see
-            :func:`taskcomp.weights.create_classifier`).
+            :func:`taskcomp.task_models.create_classifier`).
 
     Raises:
-        ValueError (:class:`~taskcomp.weights.ModelError`): unknown name, missing or foreign checkpoint, a module
+        ValueError (:class:`~taskcomp.task_models.ModelError`): unknown name, missing or foreign checkpoint, a module
             that is not a classifier (e.g. a detector), in one line.
     """
 
-    def __init__(self, model: str | torch.nn.Module = "tf_efficientnet_lite0", pretrained: bool = True,
-                 temperature: float = 1.0, checkpoint_path: str | None = None):
+    def __init__(
+        self,
+        model: str | torch.nn.Module = "tf_efficientnet_lite0",
+        pretrained: bool = True,
+        temperature: float = 1.0,
+        checkpoint_path: str | None = None,
+    ):
         import timm
 
         if isinstance(model, torch.nn.Module):
@@ -102,6 +108,17 @@ class ClassificationObjective(Objective):
         target = F.log_softmax(ctx["ref_logits"] / t, dim=1)
         return F.kl_div(F.log_softmax(logits / t, dim=1), target, log_target=True, reduction="none").sum(1)
 
+    def initial_map(self, kind: str, x: Tensor, ctx: dict[str, Any], level: float) -> Tensor | None:
+        """``kind="gradcam"``: ``level * CAM`` clamped to [0, 1], (B, 1, H, W), the Grad-CAM of the classifier's
+        prediction on x (``ctx["cam"]`` when the context holds one, e.g. saliency's; else
+        :func:`taskcomp.objectives.gradcam.image_cam`); None for other kinds."""
+        if kind != "gradcam":
+            return None
+        cam = ctx.get("cam")
+        if cam is None:
+            cam, _ = image_cam(self, x)
+        return (level * cam).clamp(0, 1)
+
     @torch.no_grad()
     def evaluate(self, x_dec: Tensor, ctx: dict[str, Any]) -> list[dict[str, float]]:
         logits = self.logits(x_dec)
@@ -110,6 +127,12 @@ class ClassificationObjective(Objective):
         target = ctx["label"] if ctx["label"] is not None else ref_top1
         out = []
         for i in range(x_dec.size(0)):
-            out.append({"top1": float(top5[i, 0] == target[i]), "top5": float((top5[i] == target[i]).any()),
-                        "agree_original": float(top5[i, 0] == ref_top1[i]), "pred": int(top5[i, 0])})
+            out.append(
+                {
+                    "top1": float(top5[i, 0] == target[i]),
+                    "top5": float((top5[i] == target[i]).any()),
+                    "agree_original": float(top5[i, 0] == ref_top1[i]),
+                    "pred": int(top5[i, 0]),
+                }
+            )
         return out

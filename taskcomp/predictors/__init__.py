@@ -14,16 +14,30 @@ stored (it comes from its pretrained package).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..codec import state_dict_hash
+from ..devices import resolve_device
+from ..io import atomic_write
+from ..task_models import resolve_classifier_name
 from .film import FeatureFiLMPredictor, PredictorConfig
 
-__all__ = ["FeatureFiLMPredictor", "PredictorConfig", "PredictorError", "create_predictor", "list_predictors",
-           "save_predictor", "load_predictor_checkpoint", "check_task_model", "PREDICTOR_WEIGHTS",
-           "predict_to_target_bpp", "default_predictor"]
+__all__ = [
+    "FeatureFiLMPredictor",
+    "PredictorConfig",
+    "PredictorError",
+    "create_predictor",
+    "list_predictors",
+    "save_predictor",
+    "load_predictor_checkpoint",
+    "check_task_model",
+    "PREDICTOR_WEIGHTS",
+    "default_predictor",
+]
 
 FORMAT = "taskcomp-predictor"
 _WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -32,8 +46,10 @@ _WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 #: needs ``checkpoint=``.
 PREDICTOR_WEIGHTS: dict[str, tuple[str, PredictorConfig]] = {
     "lite0-classification": ("predictor-lite0-classification.pth", PredictorConfig()),
-    "yolov8-person-detection": ("predictor-yolov8-person-detection.pth",
-                                PredictorConfig(task="detection", task_model="default")),
+    "yolov8-person-detection": (
+        "predictor-yolov8-person-detection.pth",
+        PredictorConfig(task="detection", task_model="default"),
+    ),
 }
 
 
@@ -55,20 +71,28 @@ def default_predictor(task: str, model_name: str | None = None) -> str:
     for name, (_, cfg) in PREDICTOR_WEIGHTS.items():
         if cfg.task == task and (model_name is None or cfg.task_model == model_name):
             return name
-    raise PredictorError(f"no registered predictor for {task} maps of {model_name}: give a checkpoint "
-                         "(--predictor PATH; predictor: PATH in a recipe)")
+    raise PredictorError(
+        f"no registered predictor for {task} maps of {model_name}: give a checkpoint "
+        "(--predictor PATH; predictor: PATH in a recipe)"
+    )
 
 
-def save_predictor(model: FeatureFiLMPredictor, path: str | Path, name: str, meta: dict[str, Any] | None = None) -> None:
+def save_predictor(
+    model: FeatureFiLMPredictor, path: str | Path, name: str, meta: dict[str, Any] | None = None
+) -> None:
     """Write ``model``'s decoder and config as a predictor checkpoint (atomically)."""
-    import io
-
-    from ..io import atomic_write
-
     buf = io.BytesIO()
-    torch.save({"format": FORMAT, "version": 1, "name": name, "config": model.config.to_dict(),
-                "state_dict": {k: v.detach().cpu() for k, v in model.decoder_state_dict().items()},
-                "meta": meta or {}}, buf)
+    torch.save(
+        {
+            "format": FORMAT,
+            "version": 1,
+            "name": name,
+            "config": model.config.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in model.decoder_state_dict().items()},
+            "meta": meta or {},
+        },
+        buf,
+    )
     atomic_write(Path(path), buf.getvalue())
 
 
@@ -91,8 +115,12 @@ def load_predictor_checkpoint(path: str | Path) -> dict[str, Any]:
     return ck
 
 
-def create_predictor(name: str = "lite0-classification", checkpoint: str | Path | None = None,
-                     device: str | torch.device | None = None, pretrained: bool = True) -> FeatureFiLMPredictor:
+def create_predictor(
+    name: str = "lite0-classification",
+    checkpoint: str | Path | None = None,
+    device: str | torch.device | None = None,
+    pretrained: bool = True,
+) -> FeatureFiLMPredictor:
     """Create a map predictor in eval mode.
 
     Args:
@@ -108,15 +136,18 @@ def create_predictor(name: str = "lite0-classification", checkpoint: str | Path 
         if Path(name).suffix in (".pth", ".pt") or Path(name).is_file():
             checkpoint = name
         else:
-            raise PredictorError(f"unknown predictor {name!r}; registered: {', '.join(list_predictors())} "
-                                 "(or give a checkpoint path)")
+            raise PredictorError(
+                f"unknown predictor {name!r}; registered: {', '.join(list_predictors())} (or give a checkpoint path)"
+            )
     if checkpoint is None:
         fname, _ = PREDICTOR_WEIGHTS[name]
         checkpoint = _WEIGHTS / fname
         if not checkpoint.is_file():
-            raise PredictorError(f"no trained weights are shipped for predictor {name!r}: give a checkpoint of "
-                                 "`taskcomp train-predictor` (--predictor PATH; predictor: PATH in a recipe; "
-                                 "checkpoint= in Python)")
+            raise PredictorError(
+                f"no trained weights are shipped for predictor {name!r}: give a checkpoint of "
+                "`taskcomp train-predictor` (--predictor PATH; predictor: PATH in a recipe; "
+                "checkpoint= in Python)"
+            )
     ck = load_predictor_checkpoint(checkpoint)
     try:
         config = PredictorConfig(**ck["config"])
@@ -126,10 +157,10 @@ def create_predictor(name: str = "lite0-classification", checkpoint: str | Path 
     own = model.decoder_state_dict()
     sd = ck["state_dict"]
     if set(sd) != set(own) or any(sd[k].shape != own[k].shape for k in own):
-        raise PredictorError(f"{checkpoint}: weights do not fit a {config.backbone} predictor of width {config.channels}")
+        raise PredictorError(
+            f"{checkpoint}: weights do not fit a {config.backbone} predictor of width {config.channels}"
+        )
     model.load_state_dict(sd, strict=False)
-    from ..codec.checkpoint import state_dict_hash
-
     model.digest = state_dict_hash(sd)[:16]  # names these weights in records (runs never mix two predictors)
     model.meta = dict(ck.get("meta", {}))
     model.name = ck.get("name", name)
@@ -137,8 +168,6 @@ def create_predictor(name: str = "lite0-classification", checkpoint: str | Path 
     for p in model.parameters():
         p.requires_grad_(False)
     if device is not None:
-        from ..devices import resolve_device
-
         model.to(resolve_device(device))
     return model
 
@@ -149,71 +178,12 @@ def check_task_model(predictor: FeatureFiLMPredictor, task: str, model_name: str
     Raises:
         PredictorError: one line naming both.
     """
-    from ..weights import resolve_classifier_name
-
     cfg = predictor.config
     if cfg.task != task:
-        raise PredictorError(f"predictor {getattr(predictor, 'name', '?')} was trained for {cfg.task} maps, "
-                             f"not {task}")
+        raise PredictorError(f"predictor {getattr(predictor, 'name', '?')} was trained for {cfg.task} maps, not {task}")
     if cfg.task_model in ("", "default"):  # trained for the task's default model (e.g. the offline detector)
         return
     if model_name is not None and resolve_classifier_name(model_name) != resolve_classifier_name(cfg.task_model):
-        raise PredictorError(f"predictor {getattr(predictor, 'name', '?')} was trained for {cfg.task_model} maps, "
-                             f"not {model_name}")
-
-
-def predict_to_target_bpp(codec, predictor: FeatureFiLMPredictor, x: torch.Tensor, target: float, tol: float = 0.03,
-                          iters: int = 12, log=None) -> dict[str, Any]:
-    """The predicted map whose .tcz meets ``target`` real bpp (within ``tol``, relative), by bisecting lambda in
-    log space over the predictor's trained range; no codec gradients, so each try is one predictor pass and
-    one encode. Rate need not be monotonic in lambda: the closest try is kept, and if none is within the
-    tolerance its logits are shifted by a global offset found by :func:`taskcomp.optimize.search_bpp` (no
-    monotonicity assumed; the offset nearest 0 that meets the target).
-
-    Args:
-        codec: the frozen codec.
-        x: one image (1, 3, H, W) in [0, 1].
-        target: bits per pixel of the whole file (> 0).
-
-    Returns:
-        dict with ``qmap`` (1, 1, H, W), ``data`` (.tcz bytes), ``bpp``, ``lam``, ``offset``.
-
-    Raises:
-        taskcomp.optimize.TargetBppError: the target lies outside what the codec reaches for this image.
-    """
-    import math
-
-    from ..optimize import TargetBppError, check_target_reachable, logit, real_bpp, search_bpp
-
-    if x.size(0) != 1:
-        raise ValueError("target-bpp search works on one image at a time")
-    if not (math.isfinite(target) and target > 0):
-        raise ValueError(f"target bpp must be a positive number, got {target}")
-    say = log or (lambda *a: None)
-    check_target_reachable(codec, x, target, tol)  # rate need not be monotonic in q: scans q when needed
-    lo, hi = math.log(predictor.config.lambda_min), math.log(predictor.config.lambda_max)
-    best = None
-    for _ in range(iters):
-        lam = math.exp((lo + hi) / 2)
-        with torch.no_grad():
-            qmap = predictor.predict_map(x, lam)
-        bpp, data = real_bpp(codec, x, qmap)
-        say(f"lambda {lam:.4g}: {bpp:.4f} bpp")
-        cand = {"qmap": qmap, "data": data, "bpp": bpp, "lam": lam, "offset": 0.0}
-        if best is None or abs(bpp - target) < abs(best["bpp"] - target):
-            best = cand
-        if abs(bpp / target - 1) <= tol:
-            return cand
-        if bpp > target:
-            hi = (lo + hi) / 2
-        else:
-            lo = (lo + hi) / 2
-    # The closest try's logits shifted by a global offset, searched without assuming monotonic rate, nearest 0.
-    base = logit(best["qmap"])
-    found = search_bpp(lambda off: real_bpp(codec, x, torch.sigmoid(base + off)), target, -12.0, 12.0, tol=tol,
-                       prefer=0.0)
-    if found.met:
-        return {**best, "qmap": torch.sigmoid(base + found.s), "data": found.data, "bpp": found.bpp,
-                "offset": found.s}
-    best = best if abs(best["bpp"] - target) <= abs(found.bpp - target) else {**best, "bpp": found.bpp}
-    raise TargetBppError(f"could not meet {target} bpp within {100 * tol:.0f}% (closest {best['bpp']:.4f} bpp)")
+        raise PredictorError(
+            f"predictor {getattr(predictor, 'name', '?')} was trained for {cfg.task_model} maps, not {model_name}"
+        )

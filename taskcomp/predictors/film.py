@@ -8,7 +8,7 @@ minimises by gradient descent, ``bpp + lambda * L_task``, averaged over images a
 Architecture:
 - **Features**: a timm backbone created with ``features_only=True`` (default: the task model's own, e.g.
   EfficientNet-Lite0), frozen, its pretrained weights taken from the offline classifier weights
-  (:func:`taskcomp.weights.create_classifier`). The last three feature levels (strides 8, 16, 32) are projected
+  (:func:`taskcomp.task_models.create_classifier`). The last three feature levels (strides 8, 16, 32) are projected
   to ``channels`` by 1x1 convolutions, upsampled to the stride-8 grid and summed (a feature-pyramid fusion, Lin
   et al. 2017).
 - **Lambda conditioning**: FiLM (Perez et al. 2018) by ``t = log(lambda)`` normalised to [-1, 1] over the
@@ -83,14 +83,14 @@ class FeatureFiLMPredictor(nn.Module):
     from 1x1 up; lambda is a float or a (B,) tensor, > 0.
 
     Raises:
-        taskcomp.weights.ModelError: an unknown backbone, or weights that do not fit it.
+        taskcomp.task_models.ModelError: an unknown backbone, or weights that do not fit it.
     """
 
     def __init__(self, config: PredictorConfig | None = None, pretrained: bool = True):
         super().__init__()
         import timm
 
-        from ..weights import ModelError, create_classifier, resolve_classifier_name
+        from ..task_models import ModelError, create_classifier, resolve_classifier_name
 
         self.config = cfg = config or PredictorConfig()
         arch = resolve_classifier_name(cfg.backbone)

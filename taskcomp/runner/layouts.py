@@ -30,8 +30,19 @@ from typing import Any, Callable
 
 from ..datasets import IMAGE_SUFFIXES
 
-__all__ = ["LayoutError", "LAYOUTS", "DEFAULT_LAYOUT", "register_layout", "data_spec", "list_layout",
-           "list_items", "annotation_file", "imagenet_classes", "read_coco", "coco_ground_truth"]
+__all__ = [
+    "LayoutError",
+    "LAYOUTS",
+    "DEFAULT_LAYOUT",
+    "register_layout",
+    "data_spec",
+    "list_layout",
+    "list_items",
+    "annotation_file",
+    "imagenet_classes",
+    "read_coco",
+    "coco_ground_truth",
+]
 
 
 class LayoutError(ValueError):
@@ -58,13 +69,16 @@ _VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d{8})")
 
 def register_layout(name: str, tasks: tuple[str, ...], options: tuple[str, ...] = (), expects: str = ""):
     """Decorator registering ``fn(path, options, recipe) -> items`` as layout ``name`` for ``tasks``."""
+
     def deco(fn):
         LAYOUTS[name] = Layout(name, fn, tuple(tasks), tuple(options), expects, fn.__doc__ or "")
         return fn
+
     return deco
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
 
 def _expand(p: str | Path) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(str(p))))
@@ -97,7 +111,9 @@ def _describe(folder: Path) -> str:
     other = sorted(p.name for p in entries if p.is_file() and not _is_image(p))
     parts = []
     if dirs:
-        parts.append(f"{len(dirs)} subfolder{'s' * (len(dirs) != 1)} ({', '.join(dirs[:3])}{', ...' * (len(dirs) > 3)})")
+        parts.append(
+            f"{len(dirs)} subfolder{'s' * (len(dirs) != 1)} ({', '.join(dirs[:3])}{', ...' * (len(dirs) > 3)})"
+        )
     parts.append(f"{len(imgs)} image file{'s' * (len(imgs) != 1)} at the top")
     if other:
         parts.append(f"other files {', '.join(other[:3])}{', ...' * (len(other) > 3)}")
@@ -140,7 +156,7 @@ def imagenet_classes(recipe: dict[str, Any] | None = None, options: dict[str, An
     subset, offset = spec or "imagenet-1k", 0
     name = _model_name(recipe)
     if not spec and name:
-        from ..weights import resolve_classifier_name
+        from ..task_models import resolve_classifier_name
 
         try:
             import timm
@@ -169,13 +185,20 @@ def _class_index(name: str, classes: list[str], index: dict[str, int], where: st
         if k >= len(classes):
             raise LayoutError(f"{where}: class index {k} out of range 0..{len(classes) - 1}")
         return k
-    raise LayoutError(f"{where}: {name!r} is neither a WordNet synset id (n01440764) nor a class index (0-{len(classes) - 1})")
+    raise LayoutError(
+        f"{where}: {name!r} is neither a WordNet synset id (n01440764) nor a class index (0-{len(classes) - 1})"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- layouts
 
-@register_layout("imagenet-sample", ("classification",), (),
-                 "DIR/labels.csv (columns file, class_index) and the images in DIR/images/")
+
+@register_layout(
+    "imagenet-sample",
+    ("classification",),
+    (),
+    "DIR/labels.csv (columns file, class_index) and the images in DIR/images/",
+)
 def imagenet_sample(path: Path, options: dict[str, Any], recipe: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The bundled ImageNet sample: ``images/`` and ``labels.csv`` (file, synset, class_index, name); ids are
     the file names."""
@@ -190,19 +213,29 @@ def imagenet_sample(path: Path, options: dict[str, Any], recipe: dict[str, Any] 
     for n, r in enumerate(rows, 2):  # extra columns are ignored; file and class_index must be there
         name, k = (r.get("file") or "").strip(), (r.get("class_index") or "").strip()
         if not name or not k.isdigit():
-            raise _fail("imagenet-sample", path, f"{labels} line {n}: file {name!r}, class_index {k!r} (a file name "
-                        "and a class number are needed)")
+            raise _fail(
+                "imagenet-sample",
+                path,
+                f"{labels} line {n}: file {name!r}, class_index {k!r} (a file name and a class number are needed)",
+            )
         items.append({"id": name, "path": images / name, "label": int(k)})
     missing = [it["id"] for it in items if not it["path"].is_file()]
     if missing:
-        raise _fail("imagenet-sample", path, f"{len(missing)} of the {len(items)} files in labels.csv are not in "
-                    f"{images} (first: {missing[0]})")
+        raise _fail(
+            "imagenet-sample",
+            path,
+            f"{len(missing)} of the {len(items)} files in labels.csv are not in {images} (first: {missing[0]})",
+        )
     return items
 
 
-@register_layout("imagefolder", ("classification",), ("classes",),
-                 "a torchvision ImageFolder: one subfolder per class named by its WordNet id (n01440764) or its "
-                 "class index (0-999), holding the images")
+@register_layout(
+    "imagefolder",
+    ("classification",),
+    ("classes",),
+    "a torchvision ImageFolder: one subfolder per class named by its WordNet id (n01440764) or its "
+    "class index (0-999), holding the images",
+)
 def imagefolder(path: Path, options: dict[str, Any], recipe: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """torchvision ImageFolder. The class index is the synset's position in the model's ImageNet class order
     (not the folder's sorted position, which differs when classes are missing); folders named 0..999 give the
@@ -210,14 +243,20 @@ def imagefolder(path: Path, options: dict[str, Any], recipe: dict[str, Any] | No
     _need_dir("imagefolder", path)
     dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not dirs:
-        raise _fail("imagefolder", path, f"found: {_describe(path)} (a flat folder: use layout folder for "
-                    "label-free runs, or imagenet-flat with a ground-truth file)")
+        raise _fail(
+            "imagefolder",
+            path,
+            f"found: {_describe(path)} (a flat folder: use layout folder for "
+            "label-free runs, or imagenet-flat with a ground-truth file)",
+        )
     classes = imagenet_classes(recipe, options)
     index = {s: i for i, s in enumerate(classes)}
     items = []
     for d in dirs:
         if not (_SYNSET.match(d.name) or d.name.isdigit()):
-            raise _fail("imagefolder", path, f"found subfolder {d.name!r} in {path}, neither a WordNet id nor a class index")
+            raise _fail(
+                "imagefolder", path, f"found subfolder {d.name!r} in {path}, neither a WordNet id nor a class index"
+            )
         k = _class_index(d.name, classes, index, f"imagefolder {path}")
         items += [{"id": p.relative_to(path).as_posix(), "path": p, "label": k} for p in _images(d, recursive=True)]
     if not items:
@@ -227,15 +266,25 @@ def imagefolder(path: Path, options: dict[str, Any], recipe: dict[str, Any] | No
 
 def _find_gt(path: Path) -> Path | None:
     for folder in (path, path.parent):
-        for name in ("LOC_val_solution.csv", "ILSVRC2012_validation_ground_truth.txt", "val_labels.csv",
-                     "val_labels.txt", "labels.csv", "labels.txt", "val.txt", "ground_truth.txt"):
+        for name in (
+            "LOC_val_solution.csv",
+            "ILSVRC2012_validation_ground_truth.txt",
+            "val_labels.csv",
+            "val_labels.txt",
+            "labels.csv",
+            "labels.txt",
+            "val.txt",
+            "ground_truth.txt",
+        ):
             if (folder / name).is_file():
                 return folder / name
     return None
 
 
-_GT_FORMATS = ("Kaggle LOC_val_solution.csv (ImageId,PredictionString), a two-column 'file,synset' or "
-               "'file class_index' text/csv, or the devkit's ILSVRC2012_validation_ground_truth.txt with its meta.mat")
+_GT_FORMATS = (
+    "Kaggle LOC_val_solution.csv (ImageId,PredictionString), a two-column 'file,synset' or "
+    "'file class_index' text/csv, or the devkit's ILSVRC2012_validation_ground_truth.txt with its meta.mat"
+)
 
 
 def _devkit_ids_to_synsets(meta: Path) -> dict[int, str]:
@@ -263,17 +312,24 @@ def _read_gt(gt: Path, options: dict[str, Any], base: Path) -> dict[str, str]:
         rows = list(csv.reader(lines[1:]))
         return {r[i].strip(): r[j].split()[0] for r in rows if len(r) > max(i, j) and r[j].split()}
     if all(ln.isdigit() for ln in lines[:50]):  # devkit: one ILSVRC2012_ID per line, in file-number order
-        meta = _under(base, options["meta"]) if options.get("meta") else next(
-            (p for p in (gt.parent / "meta.mat", base / "meta.mat") if p.is_file()), None)
+        meta = (
+            _under(base, options["meta"])
+            if options.get("meta")
+            else next((p for p in (gt.parent / "meta.mat", base / "meta.mat") if p.is_file()), None)
+        )
         if meta is None or not meta.is_file():
-            raise LayoutError(f"imagenet-flat: {gt.name} holds devkit ILSVRC2012_IDs, whose order is not the "
-                              "model's; mapping them needs the devkit's meta.mat (option meta:, or beside the file); "
-                              f"accepted: {_GT_FORMATS}")
+            raise LayoutError(
+                f"imagenet-flat: {gt.name} holds devkit ILSVRC2012_IDs, whose order is not the "
+                "model's; mapping them needs the devkit's meta.mat (option meta:, or beside the file); "
+                f"accepted: {_GT_FORMATS}"
+            )
         to_wnid = _devkit_ids_to_synsets(meta)
         try:
             return {f"ILSVRC2012_val_{n:08d}": to_wnid[int(v)] for n, v in enumerate(lines, 1)}
         except KeyError as e:
-            raise LayoutError(f"imagenet-flat: ILSVRC2012_ID {e.args[0]} of {gt} is not a leaf class of {meta}") from None
+            raise LayoutError(
+                f"imagenet-flat: ILSVRC2012_ID {e.args[0]} of {gt} is not a leaf class of {meta}"
+            ) from None
     # Two columns (a header naming file/class columns is allowed): "file,synset", "file class_index", ...
     if "," in lines[0]:
         rows = list(csv.reader(lines))
@@ -283,7 +339,9 @@ def _read_gt(gt: Path, options: dict[str, Any], base: Path) -> dict[str, str]:
     hdr = [h.strip().lower() for h in rows[0]]
     label_names = ("class_index", "label", "class", "synset", "target", "wnid")
     if len(hdr) > 2 and any(h in label_names for h in hdr):  # e.g. labels.csv: file,synset,class_index,name
-        fcol = next((k for k, h in enumerate(hdr) if h in ("file", "filename", "file_name", "image", "imageid", "path")), 0)
+        fcol = next(
+            (k for k, h in enumerate(hdr) if h in ("file", "filename", "file_name", "image", "imageid", "path")), 0
+        )
         lcol = next(k for name in label_names for k, h in enumerate(hdr) if h == name)
     if len(rows[0]) < 2:
         raise LayoutError(f"imagenet-flat: cannot read {gt}: accepted: {_GT_FORMATS}")
@@ -297,10 +355,14 @@ def _read_gt(gt: Path, options: dict[str, Any], base: Path) -> dict[str, str]:
     return out
 
 
-@register_layout("imagenet-flat", ("classification",), ("labels", "meta", "classes"),
-                 "the images in one folder (e.g. ILSVRC2012_val_00000001.JPEG) and a ground-truth file "
-                 "(option labels:, or LOC_val_solution.csv / labels.txt / ILSVRC2012_validation_ground_truth.txt "
-                 "beside them)")
+@register_layout(
+    "imagenet-flat",
+    ("classification",),
+    ("labels", "meta", "classes"),
+    "the images in one folder (e.g. ILSVRC2012_val_00000001.JPEG) and a ground-truth file "
+    "(option labels:, or LOC_val_solution.csv / labels.txt / ILSVRC2012_validation_ground_truth.txt "
+    "beside them)",
+)
 def imagenet_flat(path: Path, options: dict[str, Any], recipe: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The official flat val folder (or any flat folder) with a ground-truth file: Kaggle LOC_val_solution.csv,
     a two-column file/label text or csv (synset or class index), or the devkit's
@@ -311,8 +373,11 @@ def imagenet_flat(path: Path, options: dict[str, Any], recipe: dict[str, Any] | 
         raise _fail("imagenet-flat", path)
     gt = _under(path, options["labels"]) if options.get("labels") else _find_gt(path)
     if gt is None or not gt.is_file():
-        raise _fail("imagenet-flat", path, f"no ground-truth file {'at ' + str(gt) if gt else 'found'} "
-                    "(for unlabeled images use layout folder)")
+        raise _fail(
+            "imagenet-flat",
+            path,
+            f"no ground-truth file {'at ' + str(gt) if gt else 'found'} (for unlabeled images use layout folder)",
+        )
     table = _read_gt(gt, options, path)
     classes = imagenet_classes(recipe, options)
     index = {s: i for i, s in enumerate(classes)}
@@ -323,15 +388,18 @@ def imagenet_flat(path: Path, options: dict[str, Any], recipe: dict[str, Any] | 
         if key is None:
             missing.append(p.name)
             continue
-        items.append({"id": p.name, "path": p, "label": _class_index(table[key], classes, index, f"imagenet-flat {gt}")})
+        items.append(
+            {"id": p.name, "path": p, "label": _class_index(table[key], classes, index, f"imagenet-flat {gt}")}
+        )
     if missing:
-        raise LayoutError(f"imagenet-flat: {len(missing)} of {len(imgs)} images in {path} have no entry in {gt} "
-                          f"(first: {missing[0]}); accepted: {_GT_FORMATS}")
+        raise LayoutError(
+            f"imagenet-flat: {len(missing)} of {len(imgs)} images in {path} have no entry in {gt} "
+            f"(first: {missing[0]}); accepted: {_GT_FORMATS}"
+        )
     return items
 
 
-@register_layout("folder", ("classification", "text"), (),
-                 "image files (png, jpg, ...) in a folder or its subfolders")
+@register_layout("folder", ("classification", "text"), (), "image files (png, jpg, ...) in a folder or its subfolders")
 def folder(path: Path, options: dict[str, Any], recipe: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """A plain folder of images, recursive, without labels (label-free objectives). Ids are the paths relative
     to the folder."""
@@ -342,9 +410,13 @@ def folder(path: Path, options: dict[str, Any], recipe: dict[str, Any] | None = 
     return [{"id": p.relative_to(path).as_posix(), "path": p} for p in imgs]
 
 
-@register_layout("coco", ("detection",), ("annotations", "images"),
-                 "a COCO instances JSON (option annotations:, default DIR/instances.json or the only "
-                 "instances*.json in DIR or DIR/annotations) and its images (option images:, default DIR/images or DIR)")
+@register_layout(
+    "coco",
+    ("detection",),
+    ("annotations", "images"),
+    "a COCO instances JSON (option annotations:, default DIR/instances.json or the only "
+    "instances*.json in DIR or DIR/annotations) and its images (option images:, default DIR/images or DIR)",
+)
 def coco(path: Path, options: dict[str, Any], recipe: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Any COCO instances JSON plus an image folder; ids are the JSON's ``file_name``s."""
     ann = coco_annotations(path, options)
@@ -352,15 +424,22 @@ def coco(path: Path, options: dict[str, Any], recipe: dict[str, Any] | None = No
     if recipe is not None and recipe.get("task", "detection") == "detection":
         category = recipe.get("coco_category", 1)
     d = read_coco(ann, category)
-    images = _under(path, options["images"]) if options.get("images") else (
-        path / "images" if (path / "images").is_dir() else path)
+    images = (
+        _under(path, options["images"])
+        if options.get("images")
+        else (path / "images" if (path / "images").is_dir() else path)
+    )
     _need_dir("coco", images)
-    items = [{"id": im["file_name"], "path": images / im["file_name"], "coco_id": im["id"], "annotations": ann}
-             for im in sorted(d["images"], key=lambda i: i["file_name"])]
+    items = [
+        {"id": im["file_name"], "path": images / im["file_name"], "coco_id": im["id"], "annotations": ann}
+        for im in sorted(d["images"], key=lambda i: i["file_name"])
+    ]
     missing = [it["id"] for it in items if not it["path"].is_file()]
     if missing:
-        raise LayoutError(f"layout coco: {len(missing)} of the {len(items)} images of {ann.name} are not in "
-                          f"{images} (first: {missing[0]}); set images: to their folder")
+        raise LayoutError(
+            f"layout coco: {len(missing)} of the {len(items)} images of {ann.name} are not in "
+            f"{images} (first: {missing[0]}); set images: to their folder"
+        )
     if not items:
         raise LayoutError(f"layout coco: {ann} lists no images")
     return items
@@ -411,9 +490,11 @@ def read_coco(ann: str | Path, category: int | None = None) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise LayoutError(f"layout coco: {ann} is not UTF-8 text ({e.reason})") from None
     if not isinstance(d, dict) or not isinstance(d.get("images"), list):
-        raise LayoutError(f"layout coco expects a COCO instances JSON with 'images' and 'annotations' lists (the "
-                          "annotations may be empty or absent); "
-                          f"{ann} has {', '.join(d) if isinstance(d, dict) else type(d).__name__}")
+        raise LayoutError(
+            f"layout coco expects a COCO instances JSON with 'images' and 'annotations' lists (the "
+            "annotations may be empty or absent); "
+            f"{ann} has {', '.join(d) if isinstance(d, dict) else type(d).__name__}"
+        )
     for i, im in enumerate(d["images"]):
         for key in ("id", "file_name"):
             if not isinstance(im, dict) or key not in im:
@@ -432,10 +513,16 @@ def read_coco(ann: str | Path, category: int | None = None) -> dict[str, Any]:
             if key not in a:
                 raise _coco_field(ann, f"annotations[{i}]", f"has no '{key}'")
         b = a["bbox"]
-        if (not isinstance(b, list) or len(b) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                              and math.isfinite(v) for v in b) or b[2] < 0 or b[3] < 0):
-            raise _coco_field(ann, f"annotations[{i}].bbox", f"is {b!r}, not [x, y, width, height] (finite, "
-                              "width and height >= 0)")
+        if (
+            not isinstance(b, list)
+            or len(b) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in b)
+            or b[2] < 0
+            or b[3] < 0
+        ):
+            raise _coco_field(
+                ann, f"annotations[{i}].bbox", f"is {b!r}, not [x, y, width, height] (finite, width and height >= 0)"
+            )
         a = {**a, "iscrowd": _coco_int(ann, f"annotations[{i}].iscrowd", a.get("iscrowd") or 0, "0 or 1")}
         area = a.get("area")
         if not isinstance(area, (int, float)) or isinstance(area, bool) or not math.isfinite(area):
@@ -450,8 +537,12 @@ def read_coco(ann: str | Path, category: int | None = None) -> dict[str, Any]:
             raise _coco_field(ann, "'categories'", f"is missing or empty (the recipe scores coco_category {category})")
         known = [c.get("id") for c in cats if isinstance(c, dict)]
         if category not in known:
-            raise _coco_field(ann, "'categories'", f"has no id {category} (the recipe's coco_category; ids: "
-                              f"{', '.join(map(str, known[:12]))}{', ...' if len(known) > 12 else ''})")
+            raise _coco_field(
+                ann,
+                "'categories'",
+                f"has no id {category} (the recipe's coco_category; ids: "
+                f"{', '.join(map(str, known[:12]))}{', ...' if len(known) > 12 else ''})",
+            )
     return {**d, "annotations": out, "categories": cats if isinstance(cats, list) else []}
 
 
@@ -483,13 +574,20 @@ def coco_annotations(path: Path, options: dict[str, Any]) -> Path:
     found = sorted(p for d in (path, path / "annotations") if d.is_dir() for p in d.glob("instances*.json"))
     if len(found) == 1:
         return found[0]
-    problem = (f"several candidates ({', '.join(p.name for p in found)}): set annotations:" if found
-               else f"no JSON found: {_describe(path)}")
+    problem = (
+        f"several candidates ({', '.join(p.name for p in found)}): set annotations:"
+        if found
+        else f"no JSON found: {_describe(path)}"
+    )
     raise _fail("coco", path, problem)
 
 
-@register_layout("sroie", ("text",), (),
-                 "DIR/images/ (receipts) and DIR/boxes/ (one SROIE csv per image: x1,y1,...,x4,y4,transcript)")
+@register_layout(
+    "sroie",
+    ("text",),
+    (),
+    "DIR/images/ (receipts) and DIR/boxes/ (one SROIE csv per image: x1,y1,...,x4,y4,transcript)",
+)
 def sroie(path: Path, options: dict[str, Any], recipe: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """SROIE receipts: ``images/NNN.jpg`` and ``boxes/NNN.csv``; an image without a csv gets ``boxes`` None.
     Ids are the file names."""
@@ -499,13 +597,19 @@ def sroie(path: Path, options: dict[str, Any], recipe: dict[str, Any] | None = N
     imgs = _images(images, recursive=False)
     if not imgs:
         raise _fail("sroie", path, f"{images} holds no images")
-    return [{"id": p.name, "path": p, "boxes": (b if (b := boxes / f"{p.stem}.csv").is_file() else None),
-             "gt_text": None} for p in imgs]
+    return [
+        {"id": p.name, "path": p, "boxes": (b if (b := boxes / f"{p.stem}.csv").is_file() else None), "gt_text": None}
+        for p in imgs
+    ]
 
 
-@register_layout("documents", ("text",), ("text_dir", "boxes_dir"),
-                 "document images in a folder (recursive), with optional ground-truth text as a same-stem .txt "
-                 "beside each image or in text_dir")
+@register_layout(
+    "documents",
+    ("text",),
+    ("text_dir", "boxes_dir"),
+    "document images in a folder (recursive), with optional ground-truth text as a same-stem .txt "
+    "beside each image or in text_dir",
+)
 def documents(path: Path, options: dict[str, Any], recipe: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """A folder of document images; ground truth optional: ``stem.txt`` beside the image or in ``text_dir``
     (whole-page text), ``stem.csv`` in ``boxes_dir`` (SROIE-style lines). Ids are the paths relative to the
@@ -530,9 +634,17 @@ def documents(path: Path, options: dict[str, Any], recipe: dict[str, Any] | None
         from_text_dir += txt is not None and text_dir is not None and txt.parent != p.parent
         box = None
         if boxes_dir is not None:
-            box = next((c for c in (boxes_dir / rel.with_suffix(".csv"), boxes_dir / f"{p.stem}.csv") if c.is_file()), None)
-        items.append({"id": rel.as_posix(), "path": p, "boxes": box,
-                      "gt_text": txt.read_text(encoding="utf-8-sig", errors="replace") if txt else None})
+            box = next(
+                (c for c in (boxes_dir / rel.with_suffix(".csv"), boxes_dir / f"{p.stem}.csv") if c.is_file()), None
+            )
+        items.append(
+            {
+                "id": rel.as_posix(),
+                "path": p,
+                "boxes": box,
+                "gt_text": txt.read_text(encoding="utf-8-sig", errors="replace") if txt else None,
+            }
+        )
     found = {"text_dir": from_text_dir, "boxes_dir": sum(it["boxes"] is not None for it in items)}
     for name, d in (("text_dir", text_dir), ("boxes_dir", boxes_dir)):
         if d is not None and not found[name]:
@@ -541,6 +653,7 @@ def documents(path: Path, options: dict[str, Any], recipe: dict[str, Any] | None
 
 
 # ---------------------------------------------------------------------------------------------- recipes
+
 
 def data_spec(recipe: dict[str, Any], data_root: str | Path) -> tuple[Path, str, dict[str, Any]]:
     """(data folder, layout name, layout options) of a recipe's ``data:``.
@@ -574,8 +687,9 @@ def data_spec(recipe: dict[str, Any], data_root: str | Path) -> tuple[Path, str,
     return path, layout, options
 
 
-def list_layout(layout: str, path: str | Path, options: dict[str, Any] | None = None,
-                recipe: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def list_layout(
+    layout: str, path: str | Path, options: dict[str, Any] | None = None, recipe: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """The items of one folder read with one layout (no task checks; see :func:`list_items`)."""
     if layout not in LAYOUTS:
         raise LayoutError(f"unknown data layout {layout!r}; layouts: {', '.join(LAYOUTS)}")
@@ -605,19 +719,25 @@ def list_items(recipe: dict[str, Any], data_root: str | Path) -> list[dict[str, 
     if task == "classification" and ta is not None and (ta or {}).get("use_label", True):
         n = sum(it["label"] is None for it in items)
         if n:
-            raise LayoutError(f"layout {layout} gives no labels for {n} of {len(items)} images but the recipe's "
-                              "task_aware maps use labels: set methods.task_aware.use_label: false (label-free "
-                              "maps; top-1 then counts agreement with the original's prediction)")
+            raise LayoutError(
+                f"layout {layout} gives no labels for {n} of {len(items)} images but the recipe's "
+                "task_aware maps use labels: set methods.task_aware.use_label: false (label-free "
+                "maps; top-1 then counts agreement with the original's prediction)"
+            )
     if task == "text" and (ta or {}).get("use_gt", False):
         n = sum(it["boxes"] is None for it in items)
         if n:
-            raise LayoutError(f"layout {layout} gives no box ground truth for {n} of {len(items)} images but the "
-                              "recipe's task_aware maps use it: set methods.task_aware.use_gt: false")
+            raise LayoutError(
+                f"layout {layout} gives no box ground truth for {n} of {len(items)} images but the "
+                "recipe's task_aware maps use it: set methods.task_aware.use_gt: false"
+            )
     if task == "text" and recipe.get("reading") == "boxes":
         n = sum(it["boxes"] is None for it in items)
         if n:
-            raise LayoutError(f"layout {layout} gives no box ground truth for {n} of {len(items)} images but the "
-                              "recipe reads the ground-truth boxes (reading: boxes): set reading: page")
+            raise LayoutError(
+                f"layout {layout} gives no box ground truth for {n} of {len(items)} images but the "
+                "recipe reads the ground-truth boxes (reading: boxes): set reading: page"
+            )
     return items
 
 

@@ -3,11 +3,31 @@ with their sweeps), their validation, and the list of points they ask for."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_recipe", "read_yaml", "check_config_keys", "validate_recipe", "check_objective", "resolve_recipe", "list_recipes", "parse_shard",
-           "settings", "is_map_method", "is_optimized", "is_predicted", "MAP_OPTIONS", "RecipeError"]
+__all__ = [
+    "load_recipe",
+    "read_yaml",
+    "check_config_keys",
+    "validate_recipe",
+    "check_objective",
+    "resolve_recipe",
+    "list_recipes",
+    "parse_shard",
+    "settings",
+    "is_map_method",
+    "is_optimized",
+    "is_predicted",
+    "MAP_OPTIONS",
+    "RecipeError",
+    "METHOD_KINDS",
+    "MAP_KINDS",
+    "RecipeMethod",
+    "method_kind",
+    "parse_methods",
+]
 
 #: Keys of a task-aware or predicted method that are not MapOptimizer arguments.
 MAP_OPTIONS = ("lambda", "use_label", "use_gt", "predictor", "checkpoint", "refine")
@@ -41,16 +61,26 @@ _KINDS = {
     "open_unit": (lambda v: _is_num(v) and 0 < v < 1, "a number strictly between 0 and 1"),
     "map": (lambda v: isinstance(v, dict), "a mapping (key: value)"),
     "data": (lambda v: isinstance(v, (str, dict)) and bool(v), "a folder name or {path: DIR, layout: NAME, ...}"),
-    "strs": (lambda v: isinstance(v, list) and bool(v) and all(isinstance(x, str) for x in v),
-             "a non-empty list of strings"),
-    "units": (lambda v: isinstance(v, list) and bool(v) and all(_is_num(x) and 0 <= x <= 1 for x in v),
-              "a non-empty list of numbers in [0, 1]"),
-    "nums>=0": (lambda v: isinstance(v, list) and bool(v) and all(_is_num(x) and x >= 0 for x in v),
-                "a non-empty list of numbers >= 0"),
-    "nums>0": (lambda v: isinstance(v, list) and bool(v) and all(_is_num(x) and x > 0 for x in v),
-               "a non-empty list of numbers > 0"),
-    "qualities": (lambda v: isinstance(v, list) and bool(v) and all(_is_int(x) and 0 <= x <= 100 for x in v),
-                  "a non-empty list of integers in [0, 100]"),
+    "strs": (
+        lambda v: isinstance(v, list) and bool(v) and all(isinstance(x, str) for x in v),
+        "a non-empty list of strings",
+    ),
+    "units": (
+        lambda v: isinstance(v, list) and bool(v) and all(_is_num(x) and 0 <= x <= 1 for x in v),
+        "a non-empty list of numbers in [0, 1]",
+    ),
+    "nums>=0": (
+        lambda v: isinstance(v, list) and bool(v) and all(_is_num(x) and x >= 0 for x in v),
+        "a non-empty list of numbers >= 0",
+    ),
+    "nums>0": (
+        lambda v: isinstance(v, list) and bool(v) and all(_is_num(x) and x > 0 for x in v),
+        "a non-empty list of numbers > 0",
+    ),
+    "qualities": (
+        lambda v: isinstance(v, list) and bool(v) and all(_is_int(x) and 0 <= x <= 100 for x in v),
+        "a non-empty list of integers in [0, 100]",
+    ),
     "optimizer": (lambda v: v in ("adam", "lbfgs"), "adam or lbfgs"),
     "init": (lambda v: v in ("constant", "gradcam", "random", "box_mask"), "constant, gradcam, random or box_mask"),
     "reading": (lambda v: v in ("page", "boxes"), "page or boxes"),
@@ -62,17 +92,40 @@ _KINDS = {
 
 #: Top-level keys of a recipe and their kinds (``name``, ``data`` and ``methods`` are required).
 RECIPE_KEYS = {
-    "name": "str", "task": "str", "data": "data", "out": "str", "preprocess": "map", "codec": "str",
-    "checkpoint": "str", "objective": "map", "eval_models": "strs", "methods": "map", "batch_size": "int>=1",
-    "coco_category": "int>=0", "ap_conf": "unit", "examples": "int>=0", "reading": "reading",
+    "name": "str",
+    "task": "str",
+    "data": "data",
+    "out": "str",
+    "preprocess": "map",
+    "codec": "str",
+    "checkpoint": "str",
+    "objective": "map",
+    "eval_models": "strs",
+    "methods": "map",
+    "batch_size": "int>=1",
+    "coco_category": "int>=0",
+    "ap_conf": "unit",
+    "examples": "int>=0",
+    "reading": "reading",
     "synthesis": "synthesis",
 }
 TASK_NAMES = ("classification", "text", "detection")
 PREPROCESS_KEYS = {"resize": "int>=1", "crop": "int>=1", "max_side": "int>=1", "working_side": "int>=1"}
 #: MapOptimizer's keyword arguments as recipe keys (kept equal to its signature by a test).
-OPTIMIZER_KEYS = {"steps": "int>=0", "lr": "num>0", "optimizer": "optimizer", "init": "init", "init_q": "open_unit",
-                  "alpha": "num", "downsample": "int>=1", "clip": "num|null", "scale": "num",
-                  "keep": "keep", "lr_schedule": "lr_schedule", "memory_format": "memory_format"}
+OPTIMIZER_KEYS = {
+    "steps": "int>=0",
+    "lr": "num>0",
+    "optimizer": "optimizer",
+    "init": "init",
+    "init_q": "open_unit",
+    "alpha": "num",
+    "downsample": "int>=1",
+    "clip": "num|null",
+    "scale": "num",
+    "keep": "keep",
+    "lr_schedule": "lr_schedule",
+    "memory_format": "memory_format",
+}
 #: Keys of each method (the first is its sweep, required); task_aware_* / predicted_* as task_aware / predicted.
 METHOD_KEYS = {
     "original": {},
@@ -83,17 +136,103 @@ METHOD_KEYS = {
     "jpeg": {"quality": "qualities"},
     "webp": {"quality": "qualities"},
     "task_aware": {"lambda": "nums>=0", "use_label": "bool", "use_gt": "bool", **OPTIMIZER_KEYS},
-    "predicted": {"lambda": "nums>0", "predictor": "str", "checkpoint": "str", "refine": "int>=0",
-                  "use_label": "bool", "use_gt": "bool", **OPTIMIZER_KEYS},
+    "predicted": {
+        "lambda": "nums>0",
+        "predictor": "str",
+        "checkpoint": "str",
+        "refine": "int>=0",
+        "use_label": "bool",
+        "use_gt": "bool",
+        **OPTIMIZER_KEYS,
+    },
 }
 
 
+#: What a recipe method does, decoded once from its name by :func:`method_kind`: ``original`` (the uncompressed
+#: image), ``uniform`` (one q everywhere), ``baseline`` (a map made without the task objective's gradient:
+#: ``gradcam``, ``saliency``, ``box_mask``), ``optimized`` (per-image optimised maps: ``task_aware``,
+#: ``task_aware_*``), ``predicted`` (a trained predictor's maps: ``predicted``, ``predicted_*``), ``jpeg``, ``webp``.
+METHOD_KINDS = ("original", "uniform", "baseline", "optimized", "predicted", "jpeg", "webp")
+#: The kinds whose maps come from the task objective, swept over lambda (:func:`is_map_method`).
+MAP_KINDS = ("optimized", "predicted")
+# Methods whose kind is their whole name; task_aware* and predicted* take any suffix (variants of one recipe).
+_KIND_OF_NAME = {
+    "original": "original",
+    "uniform": "uniform",
+    "gradcam": "baseline",
+    "saliency": "baseline",
+    "box_mask": "baseline",
+    "jpeg": "jpeg",
+    "webp": "webp",
+}
+
+
+def method_kind(method: str) -> str | None:
+    """The kind (one of :data:`METHOD_KINDS`) of a recipe method's name, or None for a name no recipe may use.
+
+    ``task_aware`` and ``task_aware_*`` are ``optimized``; ``predicted`` and ``predicted_*`` are ``predicted``
+    (the suffix only names a variant, e.g. ``task_aware_label_free``); every other method is its own name.
+    This is the one place where a method's name is decoded."""
+    if method == "task_aware" or method.startswith("task_aware_"):
+        return "optimized"
+    if method == "predicted" or method.startswith("predicted_"):
+        return "predicted"
+    return _KIND_OF_NAME.get(method)
+
+
+@dataclass(frozen=True)
+class RecipeMethod:
+    """One entry of a recipe's ``methods:``, parsed once (:func:`parse_methods`).
+
+    Attributes:
+        name: the method's name as the recipe writes it and the records carry it (e.g. ``task_aware_label_free``).
+        kind: one of :data:`METHOD_KINDS` (:func:`method_kind`).
+        spec: the method's keys (its sweep and options, :data:`METHOD_KEYS`); ``{}`` for a method written bare.
+    """
+
+    name: str
+    kind: str
+    spec: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def makes_map(self) -> bool:
+        """Maps from the task objective (optimised or predicted), swept over lambda."""
+        return self.kind in MAP_KINDS
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """The keys this method allows, with their kinds (:data:`METHOD_KEYS`; its first key is its sweep)."""
+        if self.kind == "optimized":
+            return METHOD_KEYS["task_aware"]
+        if self.kind == "predicted":
+            return METHOD_KEYS["predicted"]
+        return METHOD_KEYS[self.name]
+
+
+def parse_methods(recipe: dict[str, Any]) -> list[RecipeMethod]:
+    """The methods of a validated recipe (:func:`validate_recipe`), in the recipe's order.
+
+    Args:
+        recipe: a recipe mapping; its ``methods:`` (method name -> keys or null) is read.
+
+    Raises:
+        RecipeError: a method name no recipe may use (one line naming the methods allowed).
+    """
+    out = []
+    for name, spec in (recipe.get("methods") or {}).items():
+        kind = method_kind(str(name))
+        if kind is None:
+            raise RecipeError(
+                f"unknown method {name!r}; methods: {', '.join(METHOD_KEYS)}, "
+                "task_aware_* (per-image optimised), predicted_* (predictor)"
+            )
+        out.append(RecipeMethod(str(name), kind, dict(spec or {})))
+    return out
+
+
 def _method_keys(method: str) -> dict[str, str] | None:
-    if is_optimized(method):
-        return METHOD_KEYS["task_aware"]
-    if is_predicted(method):
-        return METHOD_KEYS["predicted"]
-    return METHOD_KEYS.get(method)
+    kind = method_kind(method)
+    return None if kind is None else RecipeMethod(method, kind).keys
 
 
 def _check_keys(source: str, where: str, d: dict, allowed: dict[str, str]) -> None:
@@ -121,8 +260,9 @@ def validate_recipe(r: Any, source: str = "recipe") -> dict[str, Any]:
         RecipeError (a ValueError): one line naming the key and the keys (or values) allowed.
     """
     if not isinstance(r, dict):
-        raise RecipeError(f"{source}: a recipe is a mapping of keys (name, task, data, methods, ...), "
-                          f"got {type(r).__name__}")
+        raise RecipeError(
+            f"{source}: a recipe is a mapping of keys (name, task, data, methods, ...), got {type(r).__name__}"
+        )
     for key in ("name", "data", "methods"):
         if key not in r:
             raise RecipeError(f"{source} lacks '{key}'")
@@ -137,8 +277,10 @@ def validate_recipe(r: Any, source: str = "recipe") -> dict[str, Any]:
     if task != "text" and ("working_side" in pre or "reading" in r):
         raise RecipeError(f"{source}: preprocess.working_side and reading apply to task text, not {task}")
     if "working_side" in pre and "max_side" in pre:
-        raise RecipeError(f"{source}: preprocess has max_side (the image is shrunk and coded small) and working_side "
-                          "(maps are made small, the image is coded at its own size): give one")
+        raise RecipeError(
+            f"{source}: preprocess has max_side (the image is shrunk and coded small) and working_side "
+            "(maps are made small, the image is coded at its own size): give one"
+        )
     for method, spec in (r.get("methods") or {}).items():
         if isinstance(spec, dict) and spec.get("init") == "box_mask" and task != "text":
             raise RecipeError(f"{source}: methods.{method}.init box_mask needs task text (text boxes), not {task}")
@@ -150,11 +292,15 @@ def validate_recipe(r: Any, source: str = "recipe") -> dict[str, Any]:
     for method, spec in r["methods"].items():
         allowed = _method_keys(str(method))
         if allowed is None:
-            raise RecipeError(f"{source}: methods: unknown method {method!r}; methods: {', '.join(METHOD_KEYS)}, "
-                              "task_aware_* (per-image optimised), predicted_* (predictor)")
+            raise RecipeError(
+                f"{source}: methods: unknown method {method!r}; methods: {', '.join(METHOD_KEYS)}, "
+                "task_aware_* (per-image optimised), predicted_* (predictor)"
+            )
         if spec is not None and not isinstance(spec, dict):
-            raise RecipeError(f"{source}: methods.{method} must be a mapping of its keys "
-                              f"({', '.join(allowed) or 'none'}), got {spec!r}")
+            raise RecipeError(
+                f"{source}: methods.{method} must be a mapping of its keys "
+                f"({', '.join(allowed) or 'none'}), got {spec!r}"
+            )
         spec = spec or {}
         _check_keys(source, f"methods.{method}", spec, allowed)
         sweep = next(iter(allowed), None)
@@ -186,49 +332,57 @@ def check_objective(recipe: dict[str, Any], source: str = "recipe") -> None:
     """
     import inspect
 
-    from ..objectives import list_objectives
-    from ..objectives.base import _REGISTRY
+    from ..objectives import list_objectives, objective_class
 
     spec = dict(recipe.get("objective") or {})
     name = spec.pop("name", None)
     if name is None:
         return
-    if name not in _REGISTRY:
-        raise RecipeError(f"{source}: objective.name: unknown objective {name!r}; objectives: "
-                          f"{', '.join(list_objectives())}")
-    params = inspect.signature(_REGISTRY[name].__init__).parameters
+    if objective_class(name) is None:
+        raise RecipeError(
+            f"{source}: objective.name: unknown objective {name!r}; objectives: {', '.join(list_objectives())}"
+        )
+    params = inspect.signature(objective_class(name).__init__).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return
     allowed = [k for k, p in params.items() if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     for k in spec:
         if k not in allowed:
-            raise RecipeError(f"{source}: objective: unknown key {k!r} for objective {name}; allowed: name, "
-                              f"{', '.join(allowed)}")
+            raise RecipeError(
+                f"{source}: objective: unknown key {k!r} for objective {name}; allowed: name, {', '.join(allowed)}"
+            )
 
 
 def is_optimized(method: str) -> bool:
-    """Per-image optimised maps: ``task_aware`` and variants named ``task_aware_*`` (e.g. label-free)."""
-    return method == "task_aware" or method.startswith("task_aware_")
+    """Per-image optimised maps: ``task_aware`` and variants named ``task_aware_*`` (e.g. label-free); kind
+    ``optimized`` (:func:`method_kind`)."""
+    return method_kind(method) == "optimized"
 
 
 def is_predicted(method: str) -> bool:
-    """Maps from a trained predictor: ``predicted`` and ``predicted_*`` (``refine: K`` adds K optimiser steps)."""
-    return method == "predicted" or method.startswith("predicted_")
+    """Maps from a trained predictor: ``predicted`` and ``predicted_*`` (``refine: K`` adds K optimiser steps);
+    kind ``predicted`` (:func:`method_kind`)."""
+    return method_kind(method) == "predicted"
 
 
 def is_map_method(method: str) -> bool:
-    """Methods swept over lambda."""
-    return is_optimized(method) or is_predicted(method)
+    """Methods swept over lambda: kinds :data:`MAP_KINDS` (:func:`method_kind`)."""
+    return method_kind(method) in MAP_KINDS
 
 
 def _shipped_dir() -> Path:
+    """The folder of the shipped recipes: the repository's top-level ``recipes/``, installed in the wheel as
+    ``taskcomp/recipes/`` (pyproject.toml maps the package ``taskcomp.recipes`` to it); an editable install or a
+    checkout reads ``recipes/`` beside the ``taskcomp`` folder."""
     from importlib import resources
 
-    return Path(str(resources.files("taskcomp") / "recipes"))
+    installed = Path(str(resources.files("taskcomp") / "recipes"))
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[2] / "recipes"
 
 
 def list_recipes() -> list[str]:
-    """Names of the recipes and training configs shipped in the package (``taskcomp/recipes/NAME.yaml``)."""
+    """Names of the recipes and training configs shipped in the package (``recipes/NAME.yaml``, installed as
+    ``taskcomp/recipes/NAME.yaml``)."""
     d = _shipped_dir()
     return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
 
@@ -236,9 +390,9 @@ def list_recipes() -> list[str]:
 def resolve_recipe(name_or_path: str | Path) -> Path:
     """The YAML file of a recipe (or training config) given by path or by the name of a shipped one.
 
-    An existing file wins; otherwise ``NAME`` or ``NAME.yaml`` names a file shipped in ``taskcomp/recipes/``
-    (``taskcomp run imagenet_classification`` works from any folder), and ``recipes/NAME.yaml``, the repository
-    folder the shipped files came from, still resolves to them.
+    An existing file wins; otherwise ``NAME`` or ``NAME.yaml`` names a shipped file (:func:`list_recipes`;
+    ``taskcomp run imagenet_classification`` works from any folder), and ``recipes/NAME.yaml``, the repository
+    folder the shipped files live in, resolves to them from any folder too.
 
     Raises:
         FileNotFoundError: neither a file nor a shipped name (the message lists the shipped names).
@@ -251,8 +405,9 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
     stem = p.name[: -len(p.suffix)] if p.suffix in (".yaml", ".yml") else p.name
     if (len(p.parts) == 1 or p.parent.as_posix() == "recipes") and stem in list_recipes():
         return _shipped_dir() / f"{stem}.yaml"
-    raise FileNotFoundError(f"recipe not found: {name_or_path} is neither a file nor a shipped recipe "
-                            f"({', '.join(list_recipes())})")
+    raise FileNotFoundError(
+        f"recipe not found: {name_or_path} is neither a file nor a shipped recipe ({', '.join(list_recipes())})"
+    )
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -306,21 +461,22 @@ def settings(methods: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     out = []
     for method, spec in methods.items():
         spec = spec or {}
-        if method == "uniform":
+        kind = method_kind(method)
+        if kind == "uniform":
             out += [(method, f"q={q:.2f}", {"q": float(q)}) for q in spec.get("q", [])]
-        elif method in ("gradcam", "box_mask", "saliency"):
+        elif kind == "baseline":
             key = "q_in" if method == "box_mask" else "alpha"
             out += [(method, f"{key}={a:.2f}", {key: float(a)}) for a in spec.get(key, [])]
-        elif is_map_method(method):
+        elif kind in MAP_KINDS:
             out += [(method, f"lambda={lam:g}", {"lam": float(lam)}) for lam in spec.get("lambda", [])]
-        elif method in ("jpeg", "webp"):
+        elif kind in ("jpeg", "webp"):
             out += [(method, f"quality={q}", {"quality": int(q)}) for q in spec.get("quality", [])]
-        elif method == "original":
+        elif kind == "original":
             out.append((method, "uncompressed", {}))
         else:
-            raise ValueError(f"unknown method {method!r} in recipe "
-                             "(original, uniform, gradcam, box_mask, saliency, task_aware, task_aware_*, predicted, "
-                             "predicted_*, jpeg, webp)")
+            raise ValueError(
+                f"unknown method {method!r} in recipe "
+                "(original, uniform, gradcam, box_mask, saliency, task_aware, task_aware_*, predicted, "
+                "predicted_*, jpeg, webp)"
+            )
     return out
-
-

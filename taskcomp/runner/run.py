@@ -36,22 +36,24 @@ import numpy as np
 import torch
 import yaml
 
-from ..bitstream import decode, unpack, weights_id
 from ..bench.baselines import pillow_roundtrip
 from ..bench.metrics import psnr
+from ..bitstream import decode, unpack, weights_id
 from ..io import atomic_write, image_to_tensor, tensor_to_image
+from ..mapmaker import optimized_maps, predicted_maps
 from ..maps import map_at_size, uniform_map
-from ..pictures import example_dir, save_example
-from ..optimize import MapOptimizer, collate_contexts, group_key, optimize_images, real_bpp
+from ..objectives import objective_class
+from ..optimize import group_key, real_bpp
+from .gallery import example_dir, save_example
+from .layouts import list_items
 from .recipe import MAP_OPTIONS, check_objective, is_map_method, is_predicted, parse_shard, validate_recipe
 from .recipe import settings as recipe_settings
-from .layouts import list_items
 from .tasks import TASKS, objective_spec
 
 __all__ = ["run_recipe", "spread", "shard_items", "record_file", "DEFAULT_EXAMPLES"]
 
 #: Gallery examples of a run when the recipe has no ``examples:`` key: the first N items of the run keep their
-#: decoded images, maps and overlays under ``OUT/examples/`` (:func:`taskcomp.pictures.save_example`).
+#: decoded images, maps and overlays under ``OUT/examples/`` (:func:`taskcomp.runner.gallery.save_example`).
 DEFAULT_EXAMPLES = 2
 
 
@@ -120,9 +122,17 @@ class _Group:
             self.active = False
 
 
-def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | None = None,
-               shard: str | None = None, batch_size: int | None = None, device: str | torch.device = "auto",
-               log=print, report: bool = True) -> int:
+def run_recipe(
+    recipe: dict[str, Any],
+    out: Path,
+    data_root: Path,
+    limit: int | None = None,
+    shard: str | None = None,
+    batch_size: int | None = None,
+    device: str | torch.device = "auto",
+    log=print,
+    report: bool = True,
+) -> int:
     """Run (or resume) a recipe; returns the number of new records written by this process.
 
     Args:
@@ -141,8 +151,9 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
     from ..devices import describe_device, process_group_env, resolve_device
 
     torch.set_flush_denormal(True)
-    recipe = validate_recipe(recipe, f"recipe {recipe.get('name', '')}".strip() if isinstance(recipe, dict)
-                             else "recipe")
+    recipe = validate_recipe(
+        recipe, f"recipe {recipe.get('name', '')}".strip() if isinstance(recipe, dict) else "recipe"
+    )
     task_name = recipe.get("task", "classification")
     if task_name not in TASKS:
         raise ValueError(f"unknown task {task_name!r}; recipes support {', '.join(TASKS)}")
@@ -157,8 +168,10 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
         raise ValueError(f"batch size must be an integer >= 1, got {bs!r}")
     ta = map_method_options(recipe)
     if any(o.get("optimizer") == "lbfgs" for o in ta.values()) and bs > 1:
-        raise ValueError("L-BFGS keeps one curvature history for the whole batch (the images would not be "
-                         "independent): use batch_size 1 with optimizer lbfgs")
+        raise ValueError(
+            "L-BFGS keeps one curvature history for the whole batch (the images would not be "
+            "independent): use batch_size 1 with optimizer lbfgs"
+        )
 
     env = process_group_env()
     if shard and env.world > 1:
@@ -166,12 +179,14 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
     si, sn = parse_shard(shard) if shard else (env.rank, env.world)
     dev = resolve_device(device)
     if env.is_torchrun and env.world > 1 and str(device).startswith("cuda:"):
-        raise ValueError(f"--device {device} under torchrun would put every rank on one GPU: use --device auto or "
-                         "cuda (each rank takes cuda:LOCAL_RANK)")
+        raise ValueError(
+            f"--device {device} under torchrun would put every rank on one GPU: use --device auto or "
+            "cuda (each rank takes cuda:LOCAL_RANK)"
+        )
     group = _Group(env)
     try:
         items = spread(list_items(recipe, data_root), limit)
-        for it in items[:recipe.get("examples", DEFAULT_EXAMPLES)]:  # the gallery's images keep their pictures
+        for it in items[: recipe.get("examples", DEFAULT_EXAMPLES)]:  # the gallery's images keep their pictures
             it["examples_dir"] = str(example_dir(out, it["id"]))
         mine = shard_items(items, si, sn)
         out.mkdir(parents=True, exist_ok=True)
@@ -182,15 +197,17 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
 
             atomic_write(out / "recipe.yaml", dump_yaml(recipe, sort_keys=False).encode())
         todo = [(it, s) for it in mine for s in points if (it["id"], s[0], s[1]) not in done]
-        log(f"{recipe['name']}: device {describe_device(dev)}; shard {si}/{sn} ({env.source}); "
+        log(
+            f"{recipe['name']}: device {describe_device(dev)}; shard {si}/{sn} ({env.source}); "
             f"{len(mine)} of {len(items)} images x {len(points)} points: {len(todo)} to do, "
-            f"{len(mine) * len(points) - len(todo)} done; batch {bs}")
+            f"{len(mine) * len(points) - len(todo)} done; batch {bs}"
+        )
         n_new = 0
         if todo:
             n_new = _run_points(recipe, task_name, todo, out, record_file(out, si, sn), folder_weights, ta, bs, dev)
         group.barrier()  # rank 0 reports only when every rank has written its records
         if report and group.active and env.rank == 0:
-            from ..report import report as make_report
+            from .report import report as make_report
 
             make_report(out, data_root=data_root)
             log(f"report written to {out}")
@@ -202,14 +219,25 @@ def run_recipe(recipe: dict[str, Any], out: Path, data_root: Path, limit: int | 
 #: The run folder's file naming the items it runs on (written at the first run, checked at every later one).
 RUN_FILE = "run.json"
 #: Recipe keys whose change would make a run folder's records incomparable (codec weights are checked apart).
-_FIXED_KEYS = ("task", "data", "preprocess", "objective", "coco_category", "ap_conf", "reading", "synthesis",
-               "codec", "checkpoint")
+_FIXED_KEYS = (
+    "task",
+    "data",
+    "preprocess",
+    "objective",
+    "coco_category",
+    "ap_conf",
+    "reading",
+    "synthesis",
+    "codec",
+    "checkpoint",
+)
 #: Values a recipe without the key has (a folder made before the key existed compares equal to its default).
 _KEY_DEFAULTS = {"reading": "page", "synthesis": "float64", "codec": "sft-small"}
 
 
-def _check_run_folder(out: Path, recipe: dict[str, Any], items: list, limit: int | None, recorded: set,
-                      log=print) -> None:
+def _check_run_folder(
+    out: Path, recipe: dict[str, Any], items: list, limit: int | None, recorded: set, log=print
+) -> None:
     """A run folder never mixes image sets or settings.
 
     ``OUT/run.json`` keeps the item ids (and ``--limit``) of the folder's run. A later run (any shard) must use
@@ -237,13 +265,14 @@ def _check_run_folder(out: Path, recipe: dict[str, Any], items: list, limit: int
     new = set(ids)
     if not set(old) <= new:
         stray = sorted(set(old) - new)
-        was = f"--limit {old_limit}" if old_limit is not None else ("all images" if prev is not None else
-                                                                     "records")
+        was = f"--limit {old_limit}" if old_limit is not None else ("all images" if prev is not None else "records")
         now = f"--limit {limit}" if limit is not None else "all images"
-        raise ValueError(f"{out} holds a run on {len(old)} images ({was}); this run's {len(ids)} images ({now}) "
-                         f"leave out {len(stray)} of them (e.g. {stray[0]}): a run folder never mixes image sets: "
-                         f"rerun with {was if prev is not None and old_limit is not None else 'the same images'}, "
-                         "without --limit (extends the folder to every image), or use another --out")
+        raise ValueError(
+            f"{out} holds a run on {len(old)} images ({was}); this run's {len(ids)} images ({now}) "
+            f"leave out {len(stray)} of them (e.g. {stray[0]}): a run folder never mixes image sets: "
+            f"rerun with {was if prev is not None and old_limit is not None else 'the same images'}, "
+            "without --limit (extends the folder to every image), or use another --out"
+        )
     args = objective_record(recipe)
     was = (prev or {}).get("objective")
     if was is not None and not isinstance(was, dict):
@@ -258,9 +287,19 @@ def _check_run_folder(out: Path, recipe: dict[str, Any], items: list, limit: int
     if prev is None or list(old) != ids or (was is None and record is not None):
         if prev is not None and list(old) != ids:
             log(f"{out}: extending the run from {len(old)} to {len(ids)} images")
-        atomic_write(path, json.dumps({"recipe": recipe.get("name"), "limit": limit, "n_items": len(ids),
-                                       **({"objective": record} if record is not None else {}),
-                                       "items": ids}, indent=1).encode())
+        atomic_write(
+            path,
+            json.dumps(
+                {
+                    "recipe": recipe.get("name"),
+                    "limit": limit,
+                    "n_items": len(ids),
+                    **({"objective": record} if record is not None else {}),
+                    "items": ids,
+                },
+                indent=1,
+            ).encode(),
+        )
 
 
 def _check_same_objective(out: Path, was: dict[str, Any], now: dict[str, Any], log=print) -> None:
@@ -272,28 +311,36 @@ def _check_same_objective(out: Path, was: dict[str, Any], now: dict[str, Any], l
     Raises:
         ValueError: one line naming the first argument that differs (the objective's name first).
     """
-    import inspect
-
-    from ..objectives.base import _REGISTRY
-
     if was.get("name") != now.get("name"):
-        raise ValueError(f"{out} was run with objective {was.get('name')!r}; this recipe has {now.get('name')!r}: "
-                         "records would mix two settings: use another --out")
-    cls = _REGISTRY.get(now["name"])
+        raise ValueError(
+            f"{out} was run with objective {was.get('name')!r}; this recipe has {now.get('name')!r}: "
+            "records would mix two settings: use another --out"
+        )
+    cls = objective_class(now["name"])
     params = inspect.signature(cls).parameters if cls is not None else {}
-    added = [k for k in now if k not in was and k in params and params[k].default is not inspect.Parameter.empty
-             and now[k] == params[k].default]
+    added = [
+        k
+        for k in now
+        if k not in was
+        and k in params
+        and params[k].default is not inspect.Parameter.empty
+        and now[k] == params[k].default
+    ]
     for key in sorted(set(was) | set(now)):
         if key in added:
             continue
         if key not in was or key not in now or was[key] != now[key]:
             a = repr(was[key]) if key in was else "(absent)"
             b = repr(now[key]) if key in now else "(absent)"
-            raise ValueError(f"{out} was run with objective {key}: {a}; this recipe means {b} (defaults included): "
-                             "records would mix two settings: use another --out")
+            raise ValueError(
+                f"{out} was run with objective {key}: {a}; this recipe means {b} (defaults included): "
+                "records would mix two settings: use another --out"
+            )
     if added:
-        log(f"{out}: objective argument(s) {', '.join(added)} did not exist when the folder was made; "
-            "this recipe leaves them at their defaults")
+        log(
+            f"{out}: objective argument(s) {', '.join(added)} did not exist when the folder was made; "
+            "this recipe leaves them at their defaults"
+        )
 
 
 def objective_record(recipe: dict[str, Any]) -> dict[str, Any]:
@@ -326,8 +373,10 @@ def _check_same_settings(out: Path, recipe: dict[str, Any], skip: tuple[str, ...
     for key in (k for k in _FIXED_KEYS if k not in skip):
         was, now = old.get(key, _KEY_DEFAULTS.get(key)), recipe.get(key, _KEY_DEFAULTS.get(key))
         if was != now:
-            raise ValueError(f"{out} was run with {key}: {was!r}; this recipe has {key}: {now!r}: records would mix "
-                             "two settings: use another --out")
+            raise ValueError(
+                f"{out} was run with {key}: {was!r}; this recipe has {key}: {now!r}: records would mix "
+                "two settings: use another --out"
+            )
     # memory_format is a speed setting (float noise only), compared no more than thread counts are
     sweeps = ("q", "alpha", "q_in", "quality", "lambda", "memory_format")
     for method, spec in (recipe.get("methods") or {}).items():
@@ -337,9 +386,11 @@ def _check_same_settings(out: Path, recipe: dict[str, Any], skip: tuple[str, ...
         b = {k: v for k, v in (spec or {}).items() if k not in sweeps}
         if a != b:
             key = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))[0]
-            raise ValueError(f"{out} was run with methods.{method}.{key}: {a.get(key)!r}; this recipe has "
-                             f"{b.get(key)!r}: its points would mix two settings under one label: use another --out "
-                             f"(or another method name, e.g. {method}_{key})")
+            raise ValueError(
+                f"{out} was run with methods.{method}.{key}: {a.get(key)!r}; this recipe has "
+                f"{b.get(key)!r}: its points would mix two settings under one label: use another --out "
+                f"(or another method name, e.g. {method}_{key})"
+            )
 
 
 def _run_points(recipe, task_name, todo, out: Path, rec_path: Path, folder_weights, ta, bs: int, dev) -> int:
@@ -356,8 +407,10 @@ def _run_points(recipe, task_name, todo, out: Path, rec_path: Path, folder_weigh
     # shipped checkpoint, another `checkpoint:`) would silently mix two codecs in one table.
     other = sorted(set(folder_weights) - {wid})
     if other:
-        raise ValueError(f"{out} holds codec points made with weights {other[0]} ({folder_weights[other[0]]}); "
-                         f"this codec's weights are {wid}: use another --out")
+        raise ValueError(
+            f"{out} holds codec points made with weights {other[0]} ({folder_weights[other[0]]}); "
+            f"this codec's weights are {wid}: use another --out"
+        )
 
     predictors = _predictors(recipe, task_name, task, dev)
     by_image: dict[str, list] = {}
@@ -386,8 +439,9 @@ def _run_points(recipe, task_name, todo, out: Path, rec_path: Path, folder_weigh
             # on a smaller copy; the maps are upsampled and the image is coded at its own size.
             xw = state.pop("work", x)
             key = group_key(*xw.shape[-2:])  # maps are optimised together at the working size
-            pending.setdefault(key, []).append({"id": img_id, "item": it, "sets": sets, "arr": arr, "x": x,
-                                                "xw": xw, "ctx": opt_ctx, "state": state})
+            pending.setdefault(key, []).append(
+                {"id": img_id, "item": it, "sets": sets, "arr": arr, "x": x, "xw": xw, "ctx": opt_ctx, "state": state}
+            )
             if len(pending[key]) >= bs:
                 flush(key)
         for key in list(pending):
@@ -448,29 +502,14 @@ def _method_context(task, b, method: str, spec: dict[str, Any]):
     if flag is None or bool(flag) == bool(getattr(task, "targets_in_context", False)):
         return b["ctx"]
     if flag:
-        raise ValueError(f"method {method} sets use_label/use_gt true but the task's targets are off: set it "
-                         "on the task_aware method")
+        raise ValueError(
+            f"method {method} sets use_label/use_gt true but the task's targets are off: set it "
+            "on the task_aware method"
+        )
     key = ("label_free", id(task.objective))
     if key not in b:
         b[key] = task.objective.prepare(b["xw"])
     return b[key]
-
-
-def _refine(codec, objective, lam: float, opt_kw: dict[str, Any], sub, ctxs, init_maps):
-    """A few optimiser steps from predicted maps, batched over images of one size; returns the maps and the
-    kept iterate of each (0 = the predicted map)."""
-    maps, best = [None] * len(sub), [0] * len(sub)
-    groups: dict[tuple, list[int]] = {}
-    for i, b in enumerate(sub):
-        groups.setdefault(tuple(b["xw"].shape[-2:]), []).append(i)
-    for idx in groups.values():
-        init = torch.cat([init_maps[i] for i in idx])
-        opt = MapOptimizer(codec, objective, lam=lam, **{**opt_kw, "init": init})
-        ctx = collate_contexts([ctxs[i] for i in idx]) if len(idx) > 1 else ctxs[idx[0]]
-        res = opt.run(torch.cat([sub[i]["xw"] for i in idx]), ctx)
-        for j, i in enumerate(idx):
-            maps[i], best[i] = res.map_of(j), res.best_step[j]
-    return maps, best
 
 
 def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, predictors=None) -> int:
@@ -488,45 +527,32 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
         sub = [b for b in batch if s in b["sets"]]
         ctxs = [_method_context(task, b, method, spec) for b in sub]
         t0 = time.perf_counter()
-        extra: list[dict[str, Any]] = [{} for _ in sub]
+        xs = [b["xw"] for b in sub]
         if is_predicted(method):
             pred = predictors[method]
-            init_maps = []
-            for b in sub:  # images of a batch may differ in size: the predictor runs per image here
-                with torch.no_grad():
-                    init_maps.append(pred.predict_map(b["xw"], s[2]["lam"]))
             refine = int(spec.get("refine", 0) or 0)
-            if refine:
-                opt_kw = {"lr": 0.3, "downsample": pred.config.downsample, **ta[method], "steps": refine}
-                res_maps, best = _refine(codec, task.objective, s[2]["lam"], opt_kw, sub, ctxs, init_maps)
-                for i in range(len(sub)):
-                    extra[i] = {"best_step": best[i], "refine_steps": refine}
-            else:
-                res_maps = init_maps
+            opt_kw = {"lr": 0.3, "downsample": pred.config.downsample, **ta[method]}
+            made = predicted_maps(codec, task.objective, pred, xs, ctxs, s[2]["lam"], refine, **opt_kw)
             per_image = (time.perf_counter() - t0) / len(sub)
-            for i, b in enumerate(sub):
-                qmap = map_at_size(res_maps[i], b["x"].shape[-2:])
-                maps[(b["id"], method, s[1])] = (qmap, {**extra[i], "map_mean": float(qmap.mean()),
-                                                        "batch": len(sub), "predictor": pred.digest}, per_image)
+            for (qmap, best), b in zip(made, sub):
+                qmap = map_at_size(qmap, b["x"].shape[-2:])
+                extra = {"best_step": best, "refine_steps": refine} if refine else {}
+                maps[(b["id"], method, s[1])] = (
+                    qmap,
+                    {**extra, "map_mean": float(qmap.mean()), "batch": len(sub), "predictor": pred.digest},
+                    per_image,
+                )
             continue
-        kw = dict(ta[method])
-        if kw.get("init") == "box_mask":  # the text-box mask as the first map: one image at a time (own init)
-            kw.pop("init")
-            level = float(kw.get("init_q", inspect.signature(MapOptimizer).parameters["init_q"].default))
-            results = []
-            for b, c in zip(sub, ctxs):
-                init = task.objective.box_init(c, tuple(b["xw"].shape[-2:]), level).to(b["xw"].device)
-                res = MapOptimizer(codec, task.objective, lam=s[2]["lam"], init=init, **kw).run(b["xw"], c)
-                results.append((res.map_of(0), res.best_step[0]))
-        else:
-            res = optimize_images(MapOptimizer(codec, task.objective, lam=s[2]["lam"], **kw), [b["xw"] for b in sub],
-                                  ctxs)
-            results = [(res.map_of(i), res.best_step[i]) for i in range(len(sub))]
+        # init box_mask: each image starts from its own text-box mask, one image at a time
+        results = optimized_maps(codec, task.objective, xs, ctxs, s[2]["lam"], **ta[method])
         per_image = (time.perf_counter() - t0) / len(sub)
         for (qmap, best), b in zip(results, sub):
             qmap = map_at_size(qmap, b["x"].shape[-2:])
-            maps[(b["id"], method, s[1])] = (qmap, {"best_step": best, "map_mean": float(qmap.mean()),
-                                                    "batch": len(sub)}, per_image)
+            maps[(b["id"], method, s[1])] = (
+                qmap,
+                {"best_step": best, "map_mean": float(qmap.mean()), "batch": len(sub)},
+                per_image,
+            )
 
     n = 0
     for b in batch:
@@ -551,7 +577,9 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
                     # map_seconds: making the map; target_seconds: its targets on the original (once per image)
                     extra = {**extra, "map_seconds": opt_seconds, "target_seconds": state.get("target_seconds")}
                 else:
-                    qmap = map_at_size(task.baseline_map(b["xw"], state, next(iter(params.values()))).to(x.device), (H, W))
+                    qmap = map_at_size(
+                        task.baseline_map(b["xw"], state, next(iter(params.values()))).to(x.device), (H, W)
+                    )
                 bpp, data = real_bpp(codec, x, qmap)
                 with torch.inference_mode():  # synthesis: float32 decodes 4-5x faster than the default
                     x_dec = decode(codec, data, synthesis=task.recipe.get("synthesis"))
@@ -560,9 +588,19 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
                 extra["tcz_sha256"] = hashlib.sha256(data).hexdigest()[:16]  # compare files across runs
                 if unpack(data)[0].gray:  # a gray source: decoded as luma in all channels (bitstream.GRAY_FLAG)
                     extra["gray"] = True
-            rec = {"image": b["id"], "method": method, "setting": setting, **params, "width": W, "height": H,
-                   "bpp": bpp, "psnr": psnr(arr, dec_arr), **task.metrics(arr, dec_arr, x_dec, state, it),
-                   "seconds": opt_seconds + time.perf_counter() - t0, **extra}
+            rec = {
+                "image": b["id"],
+                "method": method,
+                "setting": setting,
+                **params,
+                "width": W,
+                "height": H,
+                "bpp": bpp,
+                "psnr": psnr(arr, dec_arr),
+                **task.metrics(arr, dec_arr, x_dec, state, it),
+                "seconds": opt_seconds + time.perf_counter() - t0,
+                **extra,
+            }
             f.write(json.dumps(rec) + "\n")
             f.flush()
             n += 1

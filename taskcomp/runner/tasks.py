@@ -10,17 +10,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch.nn.functional as F
 from PIL import Image
 
 from ..bench.metrics import psnr
 from ..io import load_image
+from ..objectives import create_objective
+from ..objectives.detection import detector_eigencam
+from ..objectives.saliency import image_cam
+from ..objectives.text import cer, levenshtein, line_scores, reading_text, word_accuracy
 from .layouts import list_items, list_layout
 
-__all__ = ["preprocess_image", "ClassificationTask", "TextTask", "DetectionTask", "TASKS", "list_items", "objective_spec"]
+__all__ = [
+    "preprocess_image",
+    "ClassificationTask",
+    "TextTask",
+    "DetectionTask",
+    "TASKS",
+    "list_items",
+    "objective_spec",
+]
 
 
-def preprocess_image(arr: np.ndarray, resize: int | None = None, crop: int | None = None,
-                     max_side: int | None = None) -> tuple[np.ndarray, float]:
+def preprocess_image(
+    arr: np.ndarray, resize: int | None = None, crop: int | None = None, max_side: int | None = None
+) -> tuple[np.ndarray, float]:
     """Resize the short side to ``resize`` (bicubic) and centre-crop ``crop``; or shrink so the long side is
     at most ``max_side`` (Lanczos). Returns (uint8 image, scale applied to coordinates)."""
     im = Image.fromarray(arr)
@@ -61,13 +75,13 @@ class ClassificationTask:
     default_objective = "classification"  # when the recipe names none
 
     def __init__(self, recipe: dict[str, Any]):
-        from ..objectives import create_objective
-
         spec = objective_spec(recipe)
         self.objective = create_objective(spec.pop("name"), **spec)
         names = recipe.get("eval_models") or [self.objective.model_name]
-        self.evaluators = {n: (self.objective if n == self.objective.model_name
-                               else create_objective("classification", model=n)) for n in names}
+        self.evaluators = {
+            n: (self.objective if n == self.objective.model_name else create_objective("classification", model=n))
+            for n in names
+        }
         self.cam_model = self.evaluators[names[0]]
         ta = recipe["methods"].get("task_aware")
         self.use_label = bool((ta or {}).get("use_label", True))
@@ -90,14 +104,14 @@ class ClassificationTask:
         (label-free layouts), KL to the original's prediction and top-1 as agreement with that prediction."""
         label = item.get("label")
         if label is None and self.maps_use_label:
-            raise ValueError(f"{item['id']} has no label but use_label is true: set methods.task_aware.use_label: false")
+            raise ValueError(
+                f"{item['id']} has no label but use_label is true: set methods.task_aware.use_label: false"
+            )
         ev = {n: e.prepare(x, label=label) for n, e in self.evaluators.items()}
         opt = self.objective.prepare(x, label=label) if self.use_label else self.objective.prepare(x)
         return opt, {"eval": ev, "cam": None}
 
     def baseline_map(self, x, state, value: float):
-        from ..objectives.saliency import image_cam
-
         if state["cam"] is None:
             state["cam"], _ = image_cam(self.cam_model, x)
         return (value * state["cam"]).clamp(0, 1).detach()
@@ -127,18 +141,6 @@ def _sroie_lines(csv_path: Path) -> list[tuple[float, float, float, float, str]]
     return out
 
 
-def _box_scores(refs: list[str], hyps: list[str]) -> tuple[float, float]:
-    """CER (total edit distance / total reference characters) and word accuracy (over all reference words) of
-    line-by-line readings ``hyps`` against references ``refs`` (same order)."""
-    from ..objectives.text import _levenshtein, word_accuracy
-
-    chars = sum(len(r) for r in refs)
-    words = sum(len(r.split()) for r in refs)
-    dist = sum(_levenshtein(r, h) for r, h in zip(refs, hyps))
-    found = sum(word_accuracy(r, h) * len(r.split()) for r, h in zip(refs, hyps))
-    return (dist / chars if chars else 0.0), (found / words if words else 1.0)
-
-
 def _line_scores(gt_lines, reading) -> tuple[float, float]:
     """CER and word accuracy of easyocr's reading against ground-truth lines, matched by position.
 
@@ -146,8 +148,6 @@ def _line_scores(gt_lines, reading) -> tuple[float, float]:
     otherwise); a line's hypothesis is its boxes' text left to right. CER = total edit distance / total
     ground-truth characters; word accuracy over all ground-truth words.
     """
-    from ..objectives.text import _levenshtein, word_accuracy
-
     if not gt_lines:
         return 0.0, 1.0
     assigned: list[list[tuple[float, str]]] = [[] for _ in gt_lines]
@@ -162,7 +162,7 @@ def _line_scores(gt_lines, reading) -> tuple[float, float]:
     words_found = words = 0.0
     for (_, _, _, _, ref), hyp in zip(gt_lines, assigned):
         h = " ".join(t for _, t in sorted(hyp))
-        dist += _levenshtein(ref, h)
+        dist += levenshtein(ref, h)
         chars += len(ref)
         n = len(ref.split())
         words += n
@@ -186,8 +186,6 @@ class TextTask:
     reading = "page"  # recipe key reading (set per recipe in __init__)
 
     def __init__(self, recipe: dict[str, Any]):
-        from ..objectives import create_objective
-
         spec = objective_spec(recipe)
         self.objective = create_objective(spec.pop("name"), **spec)
         self.pre = recipe.get("preprocess", {})
@@ -206,8 +204,10 @@ class TextTask:
         img = _note_input_size(item, load_image(item["path"]))
         arr, scale = preprocess_image(img, max_side=self.pre.get("max_side"))
         boxes = item.get("boxes")
-        item["gt"] = [(a * scale, b * scale, c * scale, d * scale, t) for a, b, c, d, t in
-                      (_sroie_lines(Path(boxes)) if boxes is not None and Path(boxes).is_file() else [])]
+        item["gt"] = [
+            (a * scale, b * scale, c * scale, d * scale, t)
+            for a, b, c, d, t in (_sroie_lines(Path(boxes)) if boxes is not None and Path(boxes).is_file() else [])
+        ]
         return arr
 
     def contexts(self, x, item):
@@ -222,24 +222,33 @@ class TextTask:
             ValueError: ``use_gt`` or ``reading: boxes`` on an item without box ground truth.
         """
         if self.use_gt and item.get("boxes") is None:
-            raise ValueError(f"{item['id']} has no box ground truth but use_gt is true: set methods.task_aware.use_gt: false")
+            raise ValueError(
+                f"{item['id']} has no box ground truth but use_gt is true: set methods.task_aware.use_gt: false"
+            )
         if self.reading == "boxes" and not item["gt"]:
-            raise ValueError(f"{item['id']} has no box ground truth (no readable line in its csv) but the recipe "
-                             "reads boxes: set reading: page")
+            raise ValueError(
+                f"{item['id']} has no box ground truth (no readable line in its csv) but the recipe "
+                "reads boxes: set reading: page"
+            )
         H, W = x.shape[-2:]
         side, s, xw = self.pre.get("working_side"), 1.0, x
         if side and max(H, W) > side:
-            import torch.nn.functional as F
-
             s = side / max(H, W)
-            xw = F.interpolate(x, size=(max(1, round(H * s)), max(1, round(W * s))), mode="bilinear",
-                               align_corners=False, antialias=True)
-        texts = [[(int(a * s), int(b * s), int(np.ceil(c * s)), int(np.ceil(d * s)), t) for a, b, c, d, t in item["gt"]]]
+            xw = F.interpolate(
+                x,
+                size=(max(1, round(H * s)), max(1, round(W * s))),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )
+        texts = [
+            [(int(a * s), int(b * s), int(np.ceil(c * s)), int(np.ceil(d * s)), t) for a, b, c, d, t in item["gt"]]
+        ]
         ctx = self.objective.prepare(xw, texts=texts) if self.use_gt else self.objective.prepare(xw)
         orig = ctx if not self.use_gt else self.objective.prepare(xw)
         mask = np.zeros((H, W), bool)
         for a, b, c, d, _ in item["gt"]:
-            mask[int(b): int(np.ceil(d)), int(a): int(np.ceil(c))] = True
+            mask[int(b) : int(np.ceil(d)), int(a) : int(np.ceil(c))] = True
         state = {"orig": orig, "mask": mask}
         if xw is not x:
             state["work"] = xw  # taken by the runner: maps are made at this size
@@ -255,15 +264,13 @@ class TextTask:
     def metrics(self, arr, dec_arr, x_dec, state, item) -> dict[str, Any]:
         """CER / word accuracy against the original's reading always; against the ground truth when the item has
         one (box lines matched by position, else whole-page ``gt_text``); PSNR inside / outside the boxes."""
-        from ..objectives.text import cer, reading_text, word_accuracy
-
         if self.reading == "boxes":
             reading = self.objective.read_boxes(x_dec[0], item["gt"])
             state["reading"] = reading
             hyps = [t for _, t, _ in reading]
             rec = {**_input_size(item)}
-            rec["cer/original"], rec["word_acc/original"] = _box_scores(state["orig_lines"], hyps)
-            rec["cer/gt"], rec["word_acc/gt"] = _box_scores([g[4] for g in item["gt"]], hyps)
+            rec["cer/original"], rec["word_acc/original"] = line_scores(state["orig_lines"], hyps)
+            rec["cer/gt"], rec["word_acc/gt"] = line_scores([g[4] for g in item["gt"]], hyps)
             self._psnr_in_out(rec, arr, dec_arr, state["mask"])
             return rec
         reading = self.objective.read(x_dec[0])
@@ -297,8 +304,6 @@ class DetectionTask:
     default_objective = "detection"  # when the recipe names none
 
     def __init__(self, recipe: dict[str, Any]):
-        from ..objectives import create_objective
-
         spec = objective_spec(recipe)
         self.objective = create_objective(spec.pop("name"), **spec)
         parts = getattr(self.objective, "parts", None)
@@ -325,8 +330,6 @@ class DetectionTask:
         return ctx, {"det": det_ctx, "cam": None}
 
     def baseline_map(self, x, state, value: float):
-        from ..objectives.detection import detector_eigencam
-
         if state["cam"] is None:
             state["cam"] = detector_eigencam(self.det, x)
         return (value * state["cam"]).clamp(0, 1)
@@ -338,11 +341,18 @@ class DetectionTask:
         # agreement with the original is the objective's own (its threshold, per-class NMS).
         d = self.det.detect(x_dec, conf=self.ap_conf, max_det=100, agnostic=True)[0]
         s = item["scale"]
-        dets = [[round(a / s, 1), round(b / s, 1), round((c - a) / s, 1), round((e - b) / s, 1), round(conf, 4)]
-                for a, b, c, e, conf, _ in d.tolist()]
+        dets = [
+            [round(a / s, 1), round(b / s, 1), round((c - a) / s, 1), round((e - b) / s, 1), round(conf, 4)]
+            for a, b, c, e, conf, _ in d.tolist()
+        ]
         m = self.det.evaluate(x_dec, state["det"])[0]
-        return {"coco_id": item["coco_id"], "detections": dets, "f1/original": m["f1_vs_original"],
-                "recall/original": m["recall_vs_original"], **_input_size(item)}
+        return {
+            "coco_id": item["coco_id"],
+            "detections": dets,
+            "f1/original": m["f1_vs_original"],
+            "recall/original": m["recall_vs_original"],
+            **_input_size(item),
+        }
 
 
 TASKS = {"classification": ClassificationTask, "text": TextTask, "detection": DetectionTask}

@@ -9,5 +9,15 @@ streams. :mod:`~taskcomp.training.codec`: the codec trainer (``taskcomp train``)
 from .distributed import DistGroup, launch_local, process_group
 from .loop import Prefetcher, check_fresh, cosine_lr, progress, restore_rng, rng_streams, save_state
 
-__all__ = ["DistGroup", "process_group", "launch_local", "Prefetcher", "check_fresh", "cosine_lr", "progress",
-           "restore_rng", "rng_streams", "save_state"]
+__all__ = [
+    "DistGroup",
+    "process_group",
+    "launch_local",
+    "Prefetcher",
+    "check_fresh",
+    "cosine_lr",
+    "progress",
+    "restore_rng",
+    "rng_streams",
+    "save_state",
+]

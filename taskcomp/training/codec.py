@@ -29,10 +29,13 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:  # annotations only: pandas is imported where the logs are read
+    import pandas as pd
 
 from ..codec.checkpoint import save_codec
 from ..codec.sft import SFTCodec, bits_from_likelihoods
@@ -44,8 +47,21 @@ from ..maps import random_training_map
 from .distributed import LAUNCHED_ENV, DistGroup, launch_local, process_group, record_failure
 from .loop import CsvLog, Prefetcher, check_fresh, cosine_lr, progress, restore_rng, rng_streams, save_state
 
-__all__ = ["TrainConfig", "train", "rd_loss", "optimizer_step", "split_params", "freeze_params", "init_shared", "NewChannelBoost", "validate",
-           "export", "plot_training", "lr_at", "AUX_PARAM_SUFFIX"]
+__all__ = [
+    "TrainConfig",
+    "train",
+    "rd_loss",
+    "optimizer_step",
+    "split_params",
+    "freeze_params",
+    "init_shared",
+    "NewChannelBoost",
+    "validate",
+    "export",
+    "plot_training",
+    "lr_at",
+    "AUX_PARAM_SUFFIX",
+]
 
 # The entropy bottleneck's quantiles: trained on the aux loss only, and averaged by hand, not by DDP.
 AUX_PARAM_SUFFIX = "quantiles"
@@ -169,8 +185,17 @@ def model_config(model):
     return getattr(model, "module", model).config
 
 
-def optimizer_step(model: SFTCodec, loss: torch.Tensor, opt, aux_opt, main_params, clip: float,
-                   sync_grads=None, boost: NewChannelBoost | None = None, sync_aux_grads=None) -> torch.Tensor:
+def optimizer_step(
+    model: SFTCodec,
+    loss: torch.Tensor,
+    opt,
+    aux_opt,
+    main_params,
+    clip: float,
+    sync_grads=None,
+    boost: NewChannelBoost | None = None,
+    sync_aux_grads=None,
+) -> torch.Tensor:
     """Backward, grad-norm clip and step of the main optimiser, then one step of the entropy bottleneck's aux
     optimiser (its quantiles). ``sync_grads(params)``, if given, averages the gradients between data-parallel
     workers after each backward (main and aux); with a DistributedDataParallel model, whose backward averages
@@ -249,8 +274,10 @@ def freeze_params(model: SFTCodec, prefixes: list[str]) -> int:
     names = [n for n, _ in model.named_parameters()]
     for pre in prefixes:
         if not any(n.startswith(pre) for n in names):
-            raise ValueError(f"freeze: {pre!r} names no parameter of the codec (parameters start with: "
-                             f"{', '.join(sorted({n.split('.')[0].rstrip('0123456789') for n in names}))})")
+            raise ValueError(
+                f"freeze: {pre!r} names no parameter of the codec (parameters start with: "
+                f"{', '.join(sorted({n.split('.')[0].rstrip('0123456789') for n in names}))})"
+            )
     n = 0
     for name, p in model.named_parameters():
         if any(name.startswith(pre) for pre in prefixes):
@@ -269,13 +296,20 @@ def init_shared(model: SFTCodec, src: SFTCodec) -> int:
         ValueError: a tensor of ``src`` that ``model`` lacks or holds in another shape (not a parent of it).
     """
     dst = model.state_dict()
-    bad = [k for k, v in src.state_dict().items()
-           if k not in dst or (dst[k].shape != v.shape and not k.startswith(("gaussian_conditional.", "entropy_bottleneck._")))]
+    bad = [
+        k
+        for k, v in src.state_dict().items()
+        if k not in dst
+        or (dst[k].shape != v.shape and not k.startswith(("gaussian_conditional.", "entropy_bottleneck._")))
+    ]
     if bad:
         raise ValueError(f"init_from: {len(bad)} tensors do not fit the new codec, e.g. {bad[0]}")
     # The entropy coders' table buffers change size with their contents; CompressAI's load resizes them.
-    shared = {k: v for k, v in src.state_dict().items()
-              if dst[k].shape == v.shape or k.startswith(("gaussian_conditional.", "entropy_bottleneck._"))}
+    shared = {
+        k: v
+        for k, v in src.state_dict().items()
+        if dst[k].shape == v.shape or k.startswith(("gaussian_conditional.", "entropy_bottleneck._"))
+    }
     with torch.no_grad():
         for k, v in shared.items():
             if dst[k].shape != v.shape:  # a filled table of another size: CompressAI resizes only empty ones
@@ -332,14 +366,20 @@ def validate(model: SFTCodec, images: list[tuple[str, torch.Tensor]], qs: list[f
             bpp = bits_from_likelihoods(out["likelihoods"]).item() / n_px
             z_bpp = (-torch.log2(out["likelihoods"]["z"])).sum().item() / n_px
             mse = ((out["x_hat"].clamp(0, 1) * 255).round() / 255 - x).pow(2).mean().item()
-            rows.append({"image": name, "q": q, "bpp": bpp, "z_bpp": z_bpp,
-                         "psnr": 10 * math.log10(1 / max(mse, 1e-10))})
+            rows.append(
+                {"image": name, "q": q, "bpp": bpp, "z_bpp": z_bpp, "psnr": 10 * math.log10(1 / max(mse, 1e-10))}
+            )
     model.train(was_training)
     return rows
 
 
-def train(cfg: TrainConfig, resume: bool = False, data: str | None = None, log=print,
-          device: str | torch.device | None = "auto") -> Path | None:
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    data: str | None = None,
+    log=print,
+    device: str | torch.device | None = "auto",
+) -> Path | None:
     """Train a codec; returns the path of the exported codec checkpoint (``OUT/codec.pth``).
 
     One process trains alone. Under torchrun (``torchrun --nproc_per_node N -m taskcomp train ...``, on one
@@ -422,9 +462,11 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
         torch.backends.cudnn.benchmark = True  # one or two fixed crop sizes: let cuDNN pick kernels once each
     t_start = time.time()
     name = resolve_name(cfg.codec)
-    log(f"taskcomp train: device {describe_device(device)}"
+    log(
+        f"taskcomp train: device {describe_device(device)}"
         + (f" x {w.world} processes ({w.backend}, DistributedDataParallel)" if w.distributed else "")
-        + f"; {name} -> {cfg.out}")
+        + f"; {name} -> {cfg.out}"
+    )
     if w.distributed and cfg.workers != w.world:  # what the run was: config.yaml, the codec's metadata
         cfg = dataclasses.replace(cfg, workers=w.world)
     out = Path(cfg.out)
@@ -436,16 +478,19 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
         model = model.to(memory_format=torch.channels_last)
     if cfg.freeze:
         n_frozen = freeze_params(model, cfg.freeze)
-        log(f"frozen: {n_frozen:,} of {sum(p.numel() for p in model.parameters()):,} parameters ({', '.join(cfg.freeze)})")
+        log(
+            f"frozen: {n_frozen:,} of {sum(p.numel() for p in model.parameters()):,} parameters ({', '.join(cfg.freeze)})"
+        )
     if cfg.rate_only:
         # The synthesis reads y_hat = round(y - mu_h) + mu_h (mu_h from h_s) and z_hat (its quality condition comes
         # from z_hat), so everything that makes either must stay fixed for the distortion to stay what it was.
         feeds_synthesis = ("g_a", "g_s", "qmap_feature_g", "h_a", "qmap_feature_h", "entropy_bottleneck", "h_s")
         trained = [n for n, p in model.named_parameters() if n.startswith(feeds_synthesis) and p.requires_grad]
         if not isinstance(model, SFTContextCodec) or trained:
-            raise ValueError("rate_only trains an entropy model without the distortion: it needs a context codec "
-                             f"and freeze: [{', '.join(feeds_synthesis)}]"
-                             + (f" ({trained[0]} would train)" if trained else ""))
+            raise ValueError(
+                "rate_only trains an entropy model without the distortion: it needs a context codec "
+                f"and freeze: [{', '.join(feeds_synthesis)}]" + (f" ({trained[0]} would train)" if trained else "")
+            )
     main_params, aux_params = split_params(model)
     opt = torch.optim.Adam(main_params, lr=cfg.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr) if aux_params else None
@@ -468,7 +513,6 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
         check_fresh(out, resume)
         if cfg.init_from:
             from ..codec.checkpoint import load_codec_checkpoint
-
             from ..codec.zoo import shipped_checkpoint
 
             try:  # a registered codec name or alias: its shipped weights; anything else is a path or URL
@@ -480,12 +524,22 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
                 raise ValueError(f"init_from: no weights ship with {cfg.init_from}; give a checkpoint path")
             src, info = load_codec_checkpoint(init)
             # A child may add a context model, attention or another lambda(q) range (a re-targeted fine-tune).
-            if dataclasses.replace(src.config, context=model.config.context, mixture=model.config.mixture,
-                                   attention=model.config.attention, lambda_min=model.config.lambda_min,
-                                   lambda_max=model.config.lambda_max) != model.config:
+            if (
+                dataclasses.replace(
+                    src.config,
+                    context=model.config.context,
+                    mixture=model.config.mixture,
+                    attention=model.config.attention,
+                    lambda_min=model.config.lambda_min,
+                    lambda_max=model.config.lambda_max,
+                )
+                != model.config
+            ):
                 raise ValueError(f"--init-from {cfg.init_from} is a {info['codec']} with other widths than {name}")
-            if dataclasses.replace(src.config, lambda_min=model.config.lambda_min,
-                                   lambda_max=model.config.lambda_max) == model.config:
+            if (
+                dataclasses.replace(src.config, lambda_min=model.config.lambda_min, lambda_max=model.config.lambda_max)
+                == model.config
+            ):
                 model.load_state_dict(src.state_dict())
             else:  # a hyperprior parent of a context codec
                 init_shared(model, src)
@@ -505,9 +559,11 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
     pool = open_training_pool(data or cfg.data, cfg.crop, cfg.exclude)
     folders = pool.folders
     folder = ", ".join(str(f) for f in folders)
-    log(f"{len(pool)} training images from {folder} loaded in {time.time() - t0:.0f}s"
+    log(
+        f"{len(pool)} training images from {folder} loaded in {time.time() - t0:.0f}s"
         + (f" ({pool.excluded} excluded)" if pool.excluded else "")
-        + (f"; {w.world} processes x {cfg.threads} threads" if w.distributed else ""))
+        + (f"; {w.world} processes x {cfg.threads} threads" if w.distributed else "")
+    )
     if cfg.large_crop:
         n_large = len(pool.at_least(cfg.large_crop))  # checked here: the prefetch thread would hide the error
         if not n_large:
@@ -543,8 +599,11 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
 
     logf = None
     if w.lead:  # a resumed run's log is cut back to its checkpoint: steps trained again are logged once
-        logf = CsvLog(log_path, ["step", "wall_s", "lr", "loss", "bpp", "mse", "psnr", "aux", "skipped"],
-                      resume_step=step if resume and state_path.is_file() else None)
+        logf = CsvLog(
+            log_path,
+            ["step", "wall_s", "lr", "loss", "bpp", "mse", "psnr", "aux", "skipped"],
+            resume_step=step if resume and state_path.is_file() else None,
+        )
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {name}", dynamic_ncols=True, disable=not w.lead)
     model.train()
     last_ckpt = step
@@ -553,8 +612,10 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
     boost = None
     if cfg.widened_from and cfg.new_lr_scale != 1.0:
         boost = NewChannelBoost(model, CODEC_CONFIGS[resolve_name(cfg.widened_from)], cfg.new_lr_scale)
-        log(f"elements added by widening {cfg.widened_from}: {sum(int(m.sum()) for _, m in boost.items):,}, "
-            f"step x{cfg.new_lr_scale:g}")
+        log(
+            f"elements added by widening {cfg.widened_from}: {sum(int(m.sum()) for _, m in boost.items):,}, "
+            f"step x{cfg.new_lr_scale:g}"
+        )
     stopped_early = False
     if val_imgs and new_val:  # the starting point, once
         run_val()
@@ -594,19 +655,32 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
                 opt.zero_grad(set_to_none=True)
                 step += 1
                 continue
-            aux_loss = optimizer_step(model, loss, opt, aux_opt, main_params, cfg.clip, boost=boost,
-                                      sync_aux_grads=sync_aux)
+            aux_loss = optimizer_step(
+                model, loss, opt, aux_opt, main_params, cfg.clip, boost=boost, sync_aux_grads=sync_aux
+            )
 
             step += 1
             elapsed += time.time() - t_step
             loss_v, bpp_v, mse = w.mean([loss.item(), bpp.item(), se.detach().mean().item() if se is not None else 0.0])
             psnr = 10 * math.log10(1 / mse) if mse > 0 else float("nan")
             if logf:
-                logf.row([step, f"{elapsed:.1f}", f"{lr:.3g}", f"{loss_v:.5f}", f"{bpp_v:.5f}",
-                                 f"{mse:.6g}", f"{psnr:.3f}", f"{aux_loss.item():.4g}", skipped])
+                logf.row(
+                    [
+                        step,
+                        f"{elapsed:.1f}",
+                        f"{lr:.3g}",
+                        f"{loss_v:.5f}",
+                        f"{bpp_v:.5f}",
+                        f"{mse:.6g}",
+                        f"{psnr:.3f}",
+                        f"{aux_loss.item():.4g}",
+                        skipped,
+                    ]
+                )
             bar.update(1)
-            bar.set_postfix(bpp=f"{bpp_v:.3f}", psnr=f"{psnr:.2f}", lr=f"{lr:.1e}",
-                            pct=f"{100 * progress_of(step, elapsed):.0f}")
+            bar.set_postfix(
+                bpp=f"{bpp_v:.3f}", psnr=f"{psnr:.2f}", lr=f"{lr:.1e}", pct=f"{100 * progress_of(step, elapsed):.0f}"
+            )
             if val_imgs and step % cfg.val_every == 0:
                 run_val()
             if step - last_ckpt >= cfg.checkpoint_every:
@@ -635,10 +709,26 @@ def _train(cfg: TrainConfig, resume: bool, data: str | None, log, w: DistGroup) 
     return codec_path
 
 
-def _export_codec(model, path, name, cfg: TrainConfig, step: int, elapsed: float, skipped: int,
-                  half: bool = False, base: str | None = None) -> str:
-    meta = {"steps": step, "train_minutes": round(elapsed / 60, 2), "skipped_batches": skipped,
-            "crop": cfg.crop, "batch_size": cfg.batch_size, "large_crop": cfg.large_crop, "workers": cfg.workers}
+def _export_codec(
+    model,
+    path,
+    name,
+    cfg: TrainConfig,
+    step: int,
+    elapsed: float,
+    skipped: int,
+    half: bool = False,
+    base: str | None = None,
+) -> str:
+    meta = {
+        "steps": step,
+        "train_minutes": round(elapsed / 60, 2),
+        "skipped_batches": skipped,
+        "crop": cfg.crop,
+        "batch_size": cfg.batch_size,
+        "large_crop": cfg.large_crop,
+        "workers": cfg.workers,
+    }
     return save_codec(model, path, name, meta=meta, half=half, base=base)
 
 
@@ -646,8 +736,15 @@ def _state(model, opt, aux_opt, step, elapsed, skipped, rng, w: DistGroup, log=_
     """The resumable state. Rank 0's random streams are ``rng``/``torch_rng`` (what a one-process run reads);
     with several ranks ``rng_workers`` holds every rank's, and ``param_digests`` every rank's parameter digest
     (equal while the ranks train in step; a warning is logged otherwise). Collective: all ranks must call it."""
-    st = {"model": model.state_dict(), "optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict() if aux_opt is not None else None,
-          "step": step, "elapsed": elapsed, "skipped": skipped, **rng_streams(w, rng)}
+    st = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "aux_optimizer": aux_opt.state_dict() if aux_opt is not None else None,
+        "step": step,
+        "elapsed": elapsed,
+        "skipped": skipped,
+        **rng_streams(w, rng),
+    }
     if w.distributed:
         st["param_digests"] = w.digests(model)
         if len(set(st["param_digests"])) > 1:
@@ -734,8 +831,9 @@ def plot_training(run_dirs, out_png: str | Path, window: int = 100) -> dict:
     fig, axes = plt.subplots(3 if val is not None else 2, 3, figsize=(13, 9.75 if val is not None else 6.5))
     for row, (xcol, xlabel) in enumerate([("step", "step"), ("wall_s", "training time (min)")]):
         xs = df[xcol] / (60 if xcol == "wall_s" else 1)
-        for col, (key, label) in enumerate([("loss", "loss"), ("bpp", "bpp (train, noisy rate)"),
-                                            ("psnr", "PSNR dB (train crops)")]):
+        for col, (key, label) in enumerate(
+            [("loss", "loss"), ("bpp", "bpp (train, noisy rate)"), ("psnr", "PSNR dB (train crops)")]
+        ):
             ax = axes[row, col]
             ax.plot(xs, df[key], color="0.8", lw=0.5)
             ax.plot(xs, sm[key], lw=1.5)
@@ -751,14 +849,19 @@ def plot_training(run_dirs, out_png: str | Path, window: int = 100) -> dict:
             axes[2, 0].plot(g["step"], g["bpp"], marker=".", label=f"q={q:g}")
             axes[2, 1].plot(g["step"], g["psnr"], marker=".", label=f"q={q:g}")
             axes[2, 2].plot(g["bpp"], g["psnr"], marker=".", label=f"q={q:g}")
-        for ax, xl, yl in [(axes[2, 0], "step", "monitor bpp (estimated)"), (axes[2, 1], "step", "monitor PSNR dB"),
-                           (axes[2, 2], "monitor bpp (estimated)", "monitor PSNR dB (path over training)")]:
+        for ax, xl, yl in [
+            (axes[2, 0], "step", "monitor bpp (estimated)"),
+            (axes[2, 1], "step", "monitor PSNR dB"),
+            (axes[2, 2], "monitor bpp (estimated)", "monitor PSNR dB (path over training)"),
+        ]:
             ax.set_xlabel(xl)
             ax.set_ylabel(yl)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-    title = (f"{name}: {int(df['step'].iloc[-1])} steps, {df['wall_s'].iloc[-1] / 60:.0f} min "
-             f"(rolling mean over {window} steps{'; dashed: a new stage starts' if starts else ''})")
+    title = (
+        f"{name}: {int(df['step'].iloc[-1])} steps, {df['wall_s'].iloc[-1] / 60:.0f} min "
+        f"(rolling mean over {window} steps{'; dashed: a new stage starts' if starts else ''})"
+    )
     fig.suptitle("\n".join(textwrap.wrap(title, 130)))  # several logs' names would run off the figure
     fig.tight_layout()
     from ..io import save_figure

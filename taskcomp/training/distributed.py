@@ -26,8 +26,15 @@ import torch
 
 from ..devices import DeviceError, process_group_env, resolve_device
 
-__all__ = ["DistGroup", "process_group", "launch_local", "record_failure", "backend_for", "exit_with_parent",
-           "LAUNCHED_ENV"]
+__all__ = [
+    "DistGroup",
+    "process_group",
+    "launch_local",
+    "record_failure",
+    "backend_for",
+    "exit_with_parent",
+    "LAUNCHED_ENV",
+]
 
 # Set (to "1") in the environment of the processes :func:`launch_local` starts: they leave the one-line error
 # of a failure to the launcher instead of printing their own.
@@ -90,8 +97,11 @@ class DistGroup:
             # DDP's reducer names a top-level parameter ".name" (module name "" + "." + name): list both forms.
             names = list(ignore) + [f".{n}" for n in ignore if "." not in n]
             DDP._set_params_and_buffers_to_ignore_for_model(model, names)
-        kw = {"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters \
+        kw = (
+            {"forward_sync_buffers": False}
+            if "forward_sync_buffers" in inspect.signature(DDP).parameters
             else {"broadcast_buffers": False}
+        )
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DDP(model, device_ids=device_ids, **kw)
 
@@ -110,7 +120,7 @@ class DistGroup:
         flat /= self.world
         offset = 0
         for g in grads:  # copy_ keeps each gradient's own memory format (channels_last)
-            g.copy_(flat[offset:offset + g.numel()].view(g.shape))
+            g.copy_(flat[offset : offset + g.numel()].view(g.shape))
             offset += g.numel()
 
     def _scalars(self, values) -> torch.Tensor:
@@ -209,8 +219,10 @@ def process_group(device: str | torch.device | None = "auto") -> Iterator[DistGr
     if dev.type == "cuda":
         spec = str(device).strip().lower()
         if ":" in spec and int(os.environ.get("LOCAL_WORLD_SIZE", env.world)) > 1:
-            raise DeviceError(f"--device {spec} would put every process of this node on one GPU: use --device "
-                              "cuda or auto (each process takes cuda:LOCAL_RANK)")
+            raise DeviceError(
+                f"--device {spec} would put every process of this node on one GPU: use --device "
+                "cuda or auto (each process takes cuda:LOCAL_RANK)"
+            )
         torch.cuda.set_device(dev)
     import torch.distributed as dist
 
@@ -263,9 +275,17 @@ def launch_local(nprocs: int, argv: Sequence[str], what: str = "training") -> No
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nprocs, run_id=f"taskcomp-{uuid.uuid4().hex}",
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5,
-                          start_method="spawn")
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nprocs,
+        run_id=f"taskcomp-{uuid.uuid4().hex}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.5,
+        start_method="spawn",
+    )
     # The launcher logs each start and, for a failure, a report per rank: the failure is reported once, below.
     quiet = [logging.getLogger(n) for n in ("torch.distributed.elastic", "torch.distributed.launcher")]
     levels = [lg.level for lg in quiet]

@@ -30,8 +30,11 @@ ANALYSIS_PREFIXES = ("g_a", "qmap_feature_g")
 
 def analysis_hash(model) -> str:
     """SHA-256 of the analysis weights (``g_a*`` and the encoder's map conditions ``qmap_feature_g[1-5]``)."""
-    sd = {k: v for k, v in model.state_dict().items()
-          if k.startswith("g_a") or (k.startswith("qmap_feature_g") and not k.startswith("qmap_feature_gs"))}
+    sd = {
+        k: v
+        for k, v in model.state_dict().items()
+        if k.startswith("g_a") or (k.startswith("qmap_feature_g") and not k.startswith("qmap_feature_gs"))
+    }
     return state_dict_hash(sd)
 
 
@@ -62,13 +65,19 @@ class LatentCache:
         from tqdm import tqdm
 
         path = Path(path)
-        want = {"analysis": analysis_hash(model), "crops": {int(k): int(v) for k, v in crops.items()}, "seed": int(seed)}
+        want = {
+            "analysis": analysis_hash(model),
+            "crops": {int(k): int(v) for k, v in crops.items()},
+            "seed": int(seed),
+        }
         if path.is_file():
             d = torch.load(path, map_location="cpu", weights_only=False)
             got = {k: d["meta"].get(k) for k in want}
             if got != want:
-                raise ValueError(f"latent cache {path} was made for {got}, this run needs {want}: delete it or set "
-                                 "another latent_cache path")
+                raise ValueError(
+                    f"latent cache {path} was made for {got}, this run needs {want}: delete it or set "
+                    "another latent_cache path"
+                )
             log(f"latent cache {path}: " + ", ".join(f"{len(y)} x {c}px" for c, (y, _) in d["groups"].items()))
             return cls(d["groups"], d["meta"])
         rng = np.random.default_rng(seed)

@@ -28,8 +28,9 @@ def progress(step: int, steps: int, elapsed_s: float, budget_minutes: float | No
     return p
 
 
-def cosine_lr(step: int, progress: float, lr: float, warmup_steps: int = 0, decay_start: float = 0.75,
-              final_lr: float = 0.0) -> float:
+def cosine_lr(
+    step: int, progress: float, lr: float, warmup_steps: int = 0, decay_start: float = 0.75, final_lr: float = 0.0
+) -> float:
     """Linear warm-up over ``warmup_steps``, constant ``lr``, then cosine decay from progress ``decay_start``
     to ``final_lr`` at progress 1."""
     if step < warmup_steps:

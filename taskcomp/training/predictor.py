@@ -115,8 +115,10 @@ class PredictorTrainConfig:
             if getattr(defaults, k) is None:  # optional numbers / names
                 ok = isinstance(v, (int, float, str)) and not isinstance(v, bool)
             if not ok:
-                raise ConfigError(f"{where}: {k} must be {want.__name__ if getattr(defaults, k) is not None else 'a value'}"
-                                  f", got {v!r}")
+                raise ConfigError(
+                    f"{where}: {k} must be {want.__name__ if getattr(defaults, k) is not None else 'a value'}"
+                    f", got {v!r}"
+                )
         cfg = cls(**d)
         cfg.check(where)
         return cfg
@@ -168,16 +170,30 @@ def _predictor_config(cfg: PredictorTrainConfig):
     """The model config a training config trains (what the exported checkpoint stores)."""
     from ..predictors import PredictorConfig
 
-    return PredictorConfig(backbone=_backbone(cfg), channels=cfg.channels, downsample=cfg.downsample,
-                           lambda_min=cfg.lambda_min, lambda_max=cfg.lambda_max, init_q=cfg.init_q,
-                           task=cfg.task, task_model=cfg.task_model)
+    return PredictorConfig(
+        backbone=_backbone(cfg),
+        channels=cfg.channels,
+        downsample=cfg.downsample,
+        lambda_min=cfg.lambda_min,
+        lambda_max=cfg.lambda_max,
+        init_q=cfg.init_q,
+        task=cfg.task,
+        task_model=cfg.task_model,
+    )
 
 
 def _export_meta(cfg: PredictorTrainConfig, step: int, elapsed: float, world: int, data=None) -> dict:
     """The training facts an exported checkpoint carries."""
-    return {"steps": step, "train_minutes": round(elapsed / 60, 2), "batch_size": cfg.batch_size * world,
-            "crop": cfg.crop, "codec": cfg.codec, "data": [str(d) for d in (data or cfg.data)],
-            "excluded": len(cfg.exclude), "objective_args": dict(cfg.objective_args)}
+    return {
+        "steps": step,
+        "train_minutes": round(elapsed / 60, 2),
+        "batch_size": cfg.batch_size * world,
+        "crop": cfg.crop,
+        "codec": cfg.codec,
+        "data": [str(d) for d in (data or cfg.data)],
+        "excluded": len(cfg.exclude),
+        "objective_args": dict(cfg.objective_args),
+    }
 
 
 class _Batches(Prefetcher):
@@ -202,20 +218,41 @@ def _pool(cfg: PredictorTrainConfig, data: list[str] | None) -> tuple[TrainingPo
 
 
 #: Keys that define what the trained weights mean: a resumed run must keep them.
-MODEL_KEYS = ("name", "task", "task_model", "backbone", "channels", "downsample", "lambda_min", "lambda_max",
-              "init_q", "codec", "crop", "batch_size", "seed", "objective_args")
+MODEL_KEYS = (
+    "name",
+    "task",
+    "task_model",
+    "backbone",
+    "channels",
+    "downsample",
+    "lambda_min",
+    "lambda_max",
+    "init_q",
+    "codec",
+    "crop",
+    "batch_size",
+    "seed",
+    "objective_args",
+)
 
 
 def _check_same_model(saved: dict, cfg: PredictorTrainConfig, where: Path) -> None:
     """Raises ConfigError when resuming with a config that changes what the weights were trained as."""
     for k in MODEL_KEYS:
         if k in saved and saved[k] != getattr(cfg, k):
-            raise ConfigError(f"{where} was trained with {k}: {saved[k]!r}; this config has {getattr(cfg, k)!r}: "
-                              "resume with the run's own config (OUT/config.yaml) or start a new --out")
+            raise ConfigError(
+                f"{where} was trained with {k}: {saved[k]!r}; this config has {getattr(cfg, k)!r}: "
+                "resume with the run's own config (OUT/config.yaml) or start a new --out"
+            )
 
 
-def train_predictor(cfg: PredictorTrainConfig, resume: bool = False, data: list[str] | None = None, log=print,
-                    device: str | torch.device | None = "auto") -> Path | None:
+def train_predictor(
+    cfg: PredictorTrainConfig,
+    resume: bool = False,
+    data: list[str] | None = None,
+    log=print,
+    device: str | torch.device | None = "auto",
+) -> Path | None:
     """Train a map predictor; returns the exported checkpoint ``OUT/predictor.pth`` (rank 0; others None).
 
     Runs alone, under torchrun (DistributedDataParallel over the decoder), or as ``cfg.workers`` local
@@ -274,15 +311,19 @@ def _train(cfg: PredictorTrainConfig, resume: bool, data: list[str] | None, log,
         cfg = dataclasses.replace(cfg, workers=w.world)
     out = Path(cfg.out)
     state_path = out / "last.pth"
-    log(f"taskcomp train-predictor: device {describe_device(device)}"
+    log(
+        f"taskcomp train-predictor: device {describe_device(device)}"
         + (f" x {w.world} processes ({w.backend}, DistributedDataParallel)" if w.distributed else "")
-        + f"; {cfg.name} for {cfg.task} / {cfg.task_model} -> {out}")
+        + f"; {cfg.name} for {cfg.task} / {cfg.task_model} -> {out}"
+    )
     check_fresh(out, resume)
     # data and objective first: a refused exclusion list or objective argument leaves no run folder behind
     t0 = time.time()
     pool, folders = _pool(cfg, data)
-    log(f"{len(pool)} training images of at least {cfg.crop} px from {', '.join(map(str, folders))} "
-        f"({time.time() - t0:.0f}s)")
+    log(
+        f"{len(pool)} training images of at least {cfg.crop} px from {', '.join(map(str, folders))} "
+        f"({time.time() - t0:.0f}s)"
+    )
     try:
         objective = _objective(cfg, device)
     except ValueError as e:
@@ -308,8 +349,10 @@ def _train(cfg: PredictorTrainConfig, resume: bool, data: list[str] | None, log,
         log(f"resumed {state_path} at step {step} ({elapsed / 60:.1f} min trained)")
         if progress(step, cfg.steps, elapsed, cfg.budget_minutes) >= 1.0:
             budget = f" or {cfg.budget_minutes:g} min" if cfg.budget_minutes else ""
-            log(f"the run is already finished ({cfg.steps} steps{budget}): nothing to train; exporting its weights "
-                "again (raise --steps or --budget-minutes to train on)")
+            log(
+                f"the run is already finished ({cfg.steps} steps{budget}): nothing to train; exporting its weights "
+                "again (raise --steps or --budget-minutes to train on)"
+            )
     elif w.lead:
         atomic_write(out / "config.yaml", cfg.to_yaml().encode())
     w.share_weights(model)
@@ -318,18 +361,31 @@ def _train(cfg: PredictorTrainConfig, resume: bool, data: list[str] | None, log,
     def progress_of(s: int, e: float) -> float:
         return progress(s, cfg.steps, e, cfg.budget_minutes)
 
-    csv_log = CsvLog(out / "log.csv", ["step", "wall_s", "lr", "loss", "bpp", "task_loss", "mean_q"],
-                     resume_step=step if resumed else None) if w.lead else None
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train-predictor {cfg.name}", dynamic_ncols=True,
-               disable=not w.lead)
+    csv_log = (
+        CsvLog(
+            out / "log.csv",
+            ["step", "wall_s", "lr", "loss", "bpp", "task_loss", "mean_q"],
+            resume_step=step if resumed else None,
+        )
+        if w.lead
+        else None
+    )
+    bar = tqdm(
+        total=cfg.steps, initial=step, desc=f"train-predictor {cfg.name}", dynamic_ncols=True, disable=not w.lead
+    )
     batches = _Batches(pool, cfg, w.rank, step)
     model.train()
     stopped_early = False
     last_ckpt = step
 
     def state() -> dict:
-        return {"model": model.decoder_state_dict(), "optimizer": opt.state_dict(), "step": step,
-                "elapsed": elapsed, "config": cfg.to_yaml()}
+        return {
+            "model": model.decoder_state_dict(),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "elapsed": elapsed,
+            "config": cfg.to_yaml(),
+        }
 
     try:
         while True:
@@ -357,11 +413,21 @@ def _train(cfg: PredictorTrainConfig, resume: bool, data: list[str] | None, log,
             opt.step()
             step += 1
             elapsed += time.time() - t_step
-            loss_v, bpp_v, task_v, q_v = w.mean([loss.item(), bpp.mean().item(), task.mean().item(),
-                                                 qmap.mean().item()])
+            loss_v, bpp_v, task_v, q_v = w.mean(
+                [loss.item(), bpp.mean().item(), task.mean().item(), qmap.mean().item()]
+            )
             if csv_log:
-                csv_log.row([step, f"{elapsed:.1f}", f"{lr:.3g}", f"{loss_v:.5f}", f"{bpp_v:.5f}", f"{task_v:.5f}",
-                             f"{q_v:.4f}"])
+                csv_log.row(
+                    [
+                        step,
+                        f"{elapsed:.1f}",
+                        f"{lr:.3g}",
+                        f"{loss_v:.5f}",
+                        f"{bpp_v:.5f}",
+                        f"{task_v:.5f}",
+                        f"{q_v:.4f}",
+                    ]
+                )
             bar.update(1)
             bar.set_postfix(bpp=f"{bpp_v:.3f}", task=f"{task_v:.3f}", q=f"{q_v:.2f}", lr=f"{lr:.1e}")
             if step - last_ckpt >= cfg.checkpoint_every:
@@ -380,8 +446,10 @@ def _train(cfg: PredictorTrainConfig, resume: bool, data: list[str] | None, log,
     path = out / "predictor.pth"
     save_predictor(model.cpu().eval(), path, cfg.name, meta=_export_meta(cfg, step, elapsed, w.world, data))
     what = "stopped (--stop-after; continue with --resume)" if stopped_early else "done"
-    log(f"{what}: {step} steps, {elapsed / 60:.1f} min; exported {path} "
-        f"({path.stat().st_size / 1024:.0f} KiB, decoder only)")
+    log(
+        f"{what}: {step} steps, {elapsed / 60:.1f} min; exported {path} "
+        f"({path.stat().st_size / 1024:.0f} KiB, decoder only)"
+    )
     return path
 
 

@@ -1,0 +1,93 @@
+"""Subcommands that train or reshape codecs and predictors: train, train-predictor, export-codec, widen-codec and
+plot-training."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..codec import CODEC_CONFIGS, resolve_name, save_codec, widen_codec
+from ..outputs import OutputPlan
+from ..runner.recipe import check_config_keys, resolve_recipe
+from ..training.codec import TrainConfig, export, plot_training, train
+from ..training.predictor import PredictorTrainConfig, train_predictor
+from .common import apply_threads, load_codec
+
+__all__ = ["cmd_train", "cmd_train_predictor", "cmd_export", "cmd_widen", "cmd_plot_training"]
+
+
+def cmd_train(a):
+    """``taskcomp train``: train a codec from a YAML config (:func:`taskcomp.training.codec.train`)."""
+    if a.workers is not None and a.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {a.workers}")
+    if a.threads is not None and a.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {a.threads}")
+    path = resolve_recipe(a.config)
+    check_config_keys(path, [k for k in TrainConfig.__dataclass_fields__ if k != "extra"], "training config")
+    cfg = TrainConfig.from_yaml(
+        path,
+        steps=a.steps,
+        budget_minutes=a.budget_minutes,
+        out=a.out,
+        init_from=a.init_from,
+        stop_after_minutes=a.stop_after,
+        workers=a.workers,
+        threads=a.threads,
+    )
+    train(cfg, resume=a.resume, data=a.data, device=a.device)
+
+
+def cmd_train_predictor(a):
+    """``taskcomp train-predictor``: train a map predictor from a YAML config
+    (:func:`taskcomp.training.predictor.train_predictor`)."""
+    cfg = PredictorTrainConfig.from_yaml(
+        resolve_recipe(a.config),
+        steps=a.steps,
+        budget_minutes=a.budget_minutes,
+        out=a.out,
+        stop_after_minutes=a.stop_after,
+        workers=a.workers,
+        threads=a.threads,
+    )
+    train_predictor(cfg, resume=a.resume, data=a.data, device=a.device)
+
+
+def cmd_export(a):
+    """``taskcomp export-codec``: a training run's last state as a codec checkpoint; prints its path."""
+    run_dir = Path(a.run_dir)
+    plan = OutputPlan()  # -o RUN_DIR/last.pth would replace the training state it exports
+    for name in ("last.pth", "config.yaml"):
+        plan.add_input(run_dir / name, f"the run's {name} ({run_dir / name})")
+    plan.add_output(a.output or run_dir / "codec.pth", "-o")
+    plan.check()
+    apply_threads(a)
+    print(export(a.run_dir, a.output, half=a.half, base=a.base))
+
+
+def cmd_widen(a):
+    """``taskcomp widen-codec``: the codec grown to a wider registered config computing the same function
+    (:func:`taskcomp.codec.widen_codec`), saved to ``-o``."""
+    plan = OutputPlan()  # -o equal to the codec it widens would replace it
+    if a.checkpoint and os.path.isfile(a.checkpoint):
+        plan.add_input(a.checkpoint, f"the --checkpoint file {a.checkpoint}")
+    plan.add_output(a.output, "-o")
+    plan.check()
+    apply_threads(a)
+    target = resolve_name(a.to)
+    src = load_codec(a)
+    wide = widen_codec(src, CODEC_CONFIGS[target], seed=a.seed)
+    info = src.checkpoint_info
+    meta = {
+        "widened_from": info.get("hash"),
+        "source_codec": info.get("codec"),
+        "steps": info["meta"].get("steps"),
+        "note": "function-preserving widening (taskcomp.codec.widen): new channels start at zero",
+    }
+    digest = save_codec(wide, a.output, target, meta=meta)
+    n_src, n_wide = (sum(p.numel() for p in m.parameters()) for m in (src, wide))
+    print(f"{a.output}: {target}, {n_wide:,} parameters (from {n_src:,}), weights {digest[:16]}")
+
+
+def cmd_plot_training(a):
+    """``taskcomp plot-training``: a training run's loss, bpp and PSNR curves as a picture; prints its path."""
+    print(plot_training(a.run_dir, a.output))
