@@ -4,6 +4,7 @@ the uniform map of equal real bpp; one JSON line per (image, lambda) in OUT/cand
 
     OMP_NUM_THREADS=1 python scripts/demo_candidates.py --data-root ../shared/data --out results/demo --lambdas 0.1
 """
+
 import argparse
 import json
 import time
@@ -41,9 +42,16 @@ for lam in [float(v) for v in a.lambdas.split(",")]:
         t0 = time.perf_counter()
         img = kodak_candidate(load_image(path))
         r = run_demo_image(codec, clf, img, path.name, lam=lam)
-        rec = {"image": path.name, "lambda": lam, "pred_original": r.pred_original, "uniform_q": r.uniform_q,
-               "bpp_met": r.bpp_met, "map_seconds": r.seconds, "seconds": time.perf_counter() - t0,
-               "q_mean": float(r.qmap.mean())}
+        rec = {
+            "image": path.name,
+            "lambda": lam,
+            "pred_original": r.pred_original,
+            "uniform_q": r.uniform_q,
+            "bpp_met": r.bpp_met,
+            "map_seconds": r.seconds,
+            "seconds": time.perf_counter() - t0,
+            "q_mean": float(r.qmap.mean()),
+        }
         for k, row in r.rows.items():
             rec[k] = {kk: row[kk] for kk in ("bytes", "bpp", "psnr", "pred", "keeps")}
         with open(f, "a") as fh:

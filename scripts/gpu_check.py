@@ -24,7 +24,6 @@ import time
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
@@ -64,8 +63,10 @@ def cross_device_check(args) -> bool:
     codecs = {"gpu": create_codec(args.codec, device=gpu), "cpu": create_codec(args.codec, device=cpu)}
     devs = {"gpu": gpu, "cpu": cpu}
     print(f"cross-device decoding: {args.codec} on {describe_device(gpu)} and {describe_device(cpu)}")
-    print(f"{'image':<16}{'q':>5}{'ver':>4}  {'enc on':<7}{'bytes':>8}  {'same bytes':<11}"
-          f"{'8-bit values differing (gpu vs cpu decode)':<44}{'max float diff':>15}  times (s)")
+    print(
+        f"{'image':<16}{'q':>5}{'ver':>4}  {'enc on':<7}{'bytes':>8}  {'same bytes':<11}"
+        f"{'8-bit values differing (gpu vs cpu decode)':<44}{'max float diff':>15}  times (s)"
+    )
     ok = True
     for path in _images(args):
         img = load_image(path)
@@ -76,8 +77,9 @@ def cross_device_check(args) -> bool:
                 for where, codec in codecs.items():
                     xd = x.to(devs[where])
                     with torch.inference_mode():
-                        files[where], t = _timed(lambda: encode(codec, xd, torch.full_like(xd[:, :1], q),
-                                                                version=version))
+                        files[where], t = _timed(
+                            lambda: encode(codec, xd, torch.full_like(xd[:, :1], q), version=version)
+                        )
                     times.append(f"enc-{where} {t:.2f}")
                 for enc_on, data in files.items():
                     dec = {}
@@ -100,9 +102,11 @@ def cross_device_check(args) -> bool:
                         same = n_diff == 0
                     if version == 2 and not same:
                         ok = False
-                    print(f"{path.name[:15]:<16}{q:>5.2f}{version:>4}  {enc_on:<7}{len(data):>8}  "
-                          f"{str(files['gpu'] == files['cpu']):<11}{str(n_diff):<44}{fdiff:>15.3g}  "
-                          + ", ".join(times), flush=True)
+                    print(
+                        f"{path.name[:15]:<16}{q:>5.2f}{version:>4}  {enc_on:<7}{len(data):>8}  "
+                        f"{str(files['gpu'] == files['cpu']):<11}{str(n_diff):<44}{fdiff:>15.3g}  " + ", ".join(times),
+                        flush=True,
+                    )
                     times = []
     print("cross-device decoding (version 2):", "OK, identical images" if ok else "FAILED: images differ")
     return ok
@@ -128,7 +132,9 @@ def batched_shard_check(args) -> bool:
     except DataError as e:
         print(f"batched shard: skipped ({e})")
         return True
-    base = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes" / "imagenet_classification.yaml").read_text())
+    base = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "recipes" / "imagenet_classification.yaml").read_text()
+    )
     ta = dict(base["methods"]["task_aware"], **{"lambda": [0.1]})
     recipe = {**base, "name": "gpu_check_shard", "methods": {"task_aware": ta}}
     ok = True
@@ -136,15 +142,16 @@ def batched_shard_check(args) -> bool:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             t0 = time.perf_counter()
-            n_new = run_recipe(recipe, out, root, limit=n, batch_size=batch, device=args.device,
-                               log=lambda *a: None)
+            n_new = run_recipe(recipe, out, root, limit=n, batch_size=batch, device=args.device, log=lambda *a: None)
             wall = time.perf_counter() - t0
             recs = [json.loads(l) for p in out.glob("records*.jsonl") for l in p.read_text().splitlines()]
             busy = sum(r["seconds"] for r in recs)
             top1 = sum(r["top1/tf_efficientnet_lite0"] for r in recs) / max(1, len(recs))
-            print(f"batched shard on {args.device}: batch {batch}, {n_new} maps, {n_new / busy:.2f} maps/s "
-                  f"(busy {busy:.1f} s, wall {wall:.1f} s with model loading), mean bpp "
-                  f"{sum(r['bpp'] for r in recs) / max(1, len(recs)):.4f}, top-1 {top1:.3f}")
+            print(
+                f"batched shard on {args.device}: batch {batch}, {n_new} maps, {n_new / busy:.2f} maps/s "
+                f"(busy {busy:.1f} s, wall {wall:.1f} s with model loading), mean bpp "
+                f"{sum(r['bpp'] for r in recs) / max(1, len(recs)):.4f}, top-1 {top1:.3f}"
+            )
             ok &= n_new == n == len(recs)
     return ok
 

@@ -79,7 +79,8 @@ def test_train_two_steps_then_resume(tmp_path):
 
 
 def test_train_stop_after_resumes_and_logs_the_monitor(tmp_path):
-    from taskcomp.train import TrainConfig, _read_logs, _read_val, train
+    from taskcomp.train import TrainConfig, train
+    from taskcomp.training.codec import _read_logs, _read_val
 
     imgs = _noise_images(tmp_path / "imgs", 2, (70, 70), seed=1)
     val_img = _noise_images(tmp_path / "val", 1, (64, 64), seed=2) / "0.png"
@@ -196,7 +197,8 @@ def test_train_speed_bench_writes_its_table(tmp_path, monkeypatch):
 
 
 def test_plot_training_joins_stages(tmp_path):
-    from taskcomp.train import _read_logs, plot_training
+    from taskcomp.train import plot_training
+    from taskcomp.training.codec import _read_logs
 
     header = "step,wall_s,lr,loss,bpp,mse,psnr,aux,skipped\n"
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
@@ -210,7 +212,8 @@ def test_plot_training_joins_stages(tmp_path):
 
 def test_large_crop_batches_come_from_the_big_photos(tmp_path):
     from taskcomp.datasets import DataError, TrainingPool
-    from taskcomp.train import TrainConfig, _Prefetcher
+    from taskcomp.train import TrainConfig
+    from taskcomp.training.codec import _Prefetcher
 
     _noise_images(tmp_path / "imgs", 3, (70, 70), seed=3)
     big = np.full((140, 150, 3), 200, np.uint8)
@@ -258,7 +261,7 @@ def _check_worker_group(rank, world, port, results):
     """One worker of test_workers_average_and_agree: returns what each DistGroup collective gave it."""
     import copy
 
-    from taskcomp.train import _worker_group
+    from taskcomp.training.distributed import worker_group as _worker_group
 
     with _worker_group(rank, world, port) as w:
         torch.manual_seed(0)
@@ -305,7 +308,7 @@ def _check_worker_group(rank, world, port, results):
 def test_workers_average_and_agree():
     import torch.multiprocessing as mp
 
-    from taskcomp.train import _free_port
+    from taskcomp.training.distributed import free_port as _free_port
 
     with mp.Manager() as manager:
         results = manager.dict()

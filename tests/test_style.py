@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = ["taskcomp", "tests", "experiments", "setup.py"]
+TARGETS = ["taskcomp", "tests", "experiments", "scripts", "setup.py"]
 
 
 def _ruff(*args: str) -> subprocess.CompletedProcess:
@@ -27,4 +27,6 @@ def test_ruff_check_passes():
 
 def test_ruff_format_check_passes():
     res = _ruff("format", "--check")
-    assert res.returncode == 0, "files not formatted (run: ruff format taskcomp tests experiments):\n" + res.stdout
+    assert res.returncode == 0, (
+        "files not formatted (run: ruff format taskcomp tests experiments scripts):\n" + res.stdout
+    )

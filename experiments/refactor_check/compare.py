@@ -3,8 +3,9 @@
     python experiments/refactor_check/compare.py OUT_BEFORE OUT_AFTER
 
 Binary files (.tcz, .png, .npy, .pth) must be byte-identical. JSON and JSON-lines files are compared after
-dropping the fields that measure wall time or name the output folder (seconds, times, dates, paths); every
-other text file must be identical after the folder names are replaced. Prints one line per difference and a
+dropping the fields that measure wall time or name the output folder (seconds, times, dates, paths); CSV and
+markdown tables after dropping their timing columns; every other text file must be identical after the folder
+names are replaced. Prints one line per difference and a
 final count; exit 1 when anything differs.
 """
 
@@ -40,6 +41,16 @@ def _text(p: Path, roots) -> str:
     return t
 
 
+def _table(p: Path, roots) -> str:
+    """A CSV or markdown table without its timing columns (headers matching VOLATILE), as text."""
+    rows = [line.split("," if p.suffix == ".csv" else "|") for line in _text(p, roots).splitlines()]
+    header = next((r for r in rows if len(r) > 1), None)
+    if header is None:
+        return _text(p, roots)
+    keep = [i for i, h in enumerate(header) if not VOLATILE.search(h.strip())]
+    return "\n".join("|".join(r[i] for i in keep if i < len(r)) if len(r) == len(header) else "|".join(r) for r in rows)
+
+
 def _json_lines(p: Path, roots):
     if p.suffix == ".json":
         return _scrub(json.loads(p.read_text()), roots)
@@ -59,7 +70,9 @@ def main(a: str, b: str) -> int:
         pa, pb = A / rel, B / rel
         if rel.suffix in (".json", ".jsonl"):
             same = _json_lines(pa, roots) == _json_lines(pb, roots)
-        elif rel.suffix in (".md", ".csv", ".yaml", ".txt", ".log"):
+        elif rel.suffix in (".csv", ".md"):
+            same = _table(pa, roots) == _table(pb, roots)
+        elif rel.suffix in (".yaml", ".txt", ".log"):
             same = _text(pa, roots) == _text(pb, roots)
         else:
             same = pa.read_bytes() == pb.read_bytes()

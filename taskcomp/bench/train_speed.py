@@ -27,7 +27,7 @@ from ..training.distributed import free_port, worker_group
 
 # (workers, threads, crop, batch, channels_last): the baseline is the first CPU recipe (1, 2, 128, 8, True); each
 # group varies one knob around it. The last rows are the 256-px settings of the CPU fine-tuning recipe
-# (taskcomp/recipes/train_sft_small_cpu5.yaml): threads against data-parallel worker processes on the same 2 cores.
+# (results/training/configs/train_sft_small_cpu5.yaml): threads against data-parallel worker processes on the same 2 cores.
 DEFAULT_SETTINGS = [
     (1, 2, 128, 8, True),
     (1, 2, 128, 8, False),

@@ -36,22 +36,22 @@ CODEC_CONFIGS: dict[str, SFTConfig] = {
 }
 # sft-small's transforms with stronger entropy models for its latent (sft_context.py): a checkerboard (two-pass)
 # or serial raster-scan context, with one Gaussian or a 3-component mixture per latent. Trained over the frozen
-# sft-small transforms (taskcomp/recipes/train_sft_small_ckbd.yaml etc.; results/entropy_models/).
+# sft-small transforms (recipes/train_sft_small_ckbd.yaml etc.; results/entropy_models/).
 for _ctx, _tag in (("checkerboard", "ckbd"), ("raster", "ar")):
     CODEC_CONFIGS[f"sft-small-{_tag}"] = replace(CODEC_CONFIGS["sft-small"], context=_ctx)
     CODEC_CONFIGS[f"sft-small-{_tag}-gmm"] = replace(CODEC_CONFIGS["sft-small"], context=_ctx, mixture=3)
 # Cheng et al. 2020's codec on the SFT transforms: attention modules in analysis and synthesis, a checkerboard
-# context and a 3-Gaussian mixture. For full training on a GPU (taskcomp/recipes/train_sft_small_attn_gmm_gpu.yaml);
+# context and a 3-Gaussian mixture. For full training on a GPU (recipes/train_sft_small_attn_gmm_gpu.yaml);
 # no weights ship with it.
 CODEC_CONFIGS["sft-small-attn-ckbd-gmm"] = replace(
     CODEC_CONFIGS["sft-small"], context="checkerboard", mixture=3, attention=True
 )
-# sft-small fine-tuned on document images (scanned forms and receipts; taskcomp/recipes/train_sft_small_doc.yaml,
+# sft-small fine-tuned on document images (scanned forms and receipts; recipes/train_sft_small_doc.yaml,
 # results/documents/): the same network, weights for pages of text on paper instead of natural photos.
 CODEC_CONFIGS["sft-small-doc"] = replace(CODEC_CONFIGS["sft-small"])
 # sft-small re-targeted to lower rates (issue 35): the same network fine-tuned from the shipped sft-small with a
 # lambda(q) that starts 8x lower at q = 0 (1.25e-4 instead of 1e-3) and ends where sft-small's does at q = 1, so
-# q = 0 reaches about half sft-small's lowest rate (taskcomp/recipes/train_sft_small_lowrate.yaml,
+# q = 0 reaches about half sft-small's lowest rate (recipes/train_sft_small_lowrate.yaml,
 # results/codec_range/). Its lambda(q) is part of its config, so its checkpoints and files say which it is.
 CODEC_CONFIGS["sft-small-lowrate"] = replace(CODEC_CONFIGS["sft-small"], lambda_min=1.25e-4)
 _ALIASES = {"paper": "sft-paper", "small": "sft-small", "medium": "sft-medium"}

@@ -2,9 +2,9 @@
 shipped and retired weights) is :mod:`taskcomp.codec.registry`, re-exported here.
 
 ``sft-small`` ships its weights inside the package (``taskcomp/weights/sft-small.pth``), trained with
-``taskcomp train`` in stages, each from the previous stage's weights: ``taskcomp/recipes/train_sft_small.yaml`` (CPU),
-``train_sft_small_gpu.yaml`` and ``train_sft_small_gpu2.yaml`` (one GPU), ``train_sft_small_cpu5.yaml``,
-``train_sft_small_gpu6.yaml``, ``train_sft_small_cpu7.yaml``; see ``results/training/README.md``. ``sft-medium`` is
+``taskcomp train`` in stages, each from the previous stage's weights: ``recipes/train_sft_small.yaml`` (CPU),
+``train_sft_small_gpu.yaml`` and ``train_sft_small_gpu2.yaml`` (one GPU), then the past stages' configs kept in
+``results/training/configs/`` (``train_sft_small_cpu5.yaml``, ``train_sft_small_gpu6.yaml``, ``train_sft_small_cpu7.yaml``); see ``results/training/README.md``. ``sft-medium`` is
 sft-small with wider deep stages and more latent channels, grown from the trained sft-small by
 ``taskcomp widen-codec`` (``widen.py``); no weights ship with it. ``sft-paper`` is the
 published layout; its weights (micmic123/QmapCompression) are hosted outside the package registries, so

@@ -372,7 +372,7 @@ def is_map_method(method: str) -> bool:
 
 def _shipped_dir() -> Path:
     """The folder of the shipped recipes: the repository's top-level ``recipes/``, installed in the wheel as
-    ``taskcomp/recipes/`` (pyproject.toml maps the package ``taskcomp.recipes`` to it); an editable install or a
+    ``taskcomp/recipes/`` (setup.py and pyproject.toml's package-dir map the package ``taskcomp.recipes`` to it); an editable install or a
     checkout reads ``recipes/`` beside the ``taskcomp`` folder."""
     from importlib import resources
 

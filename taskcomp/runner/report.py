@@ -183,7 +183,7 @@ def compare_to_uniform(table, metric: str, method: str = "task_aware", max_bpp: 
         "mean_curve_best_gain_setting": best_gain["setting"] if best_gain else None,
         "mean_curve_best_bpp_saving_percent": best_saving["bpp_saving_percent"] if best_saving else None,
         "mean_curve_best_bpp_saving_setting": best_saving["setting"] if best_saving else None,
-        # the same figure under its name before issue 22 (read by results/predictor/imagenet/summarize.py)
+        # the same figure under its name before issue 22 (read by experiments/predictor/imagenet/summarize.py)
         f"max_gain_points_at_or_below_{max_bpp}_bpp": gain,
     }
 

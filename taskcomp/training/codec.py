@@ -69,7 +69,7 @@ AUX_PARAM_SUFFIX = "quantiles"
 
 @dataclass
 class TrainConfig:
-    """A codec training run (the fields of a ``taskcomp/recipes/train_*.yaml``; unknown keys land in ``extra``)."""
+    """A codec training run (the fields of a ``recipes/train_*.yaml``; unknown keys land in ``extra``)."""
 
     codec: str = "sft-small"
     data: str | list[str] = "train"  # folder under the data root, or an absolute path; or a list of them
@@ -80,7 +80,7 @@ class TrainConfig:
     batch_size: int = 8
     # Every large_every-th batch is large_batch_size crops of large_crop px, from the photos at least that big.
     # Small crops give a hyper-latent of 2x2 or 3x3 positions, all at a border; full images have interior
-    # positions whose z statistics small crops never show (results/training/z_gap_by_size.py).
+    # positions whose z statistics small crops never show (experiments/training/z_gap_by_size.py).
     large_crop: int | None = None
     large_batch_size: int = 6
     large_every: int = 2
