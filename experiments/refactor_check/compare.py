@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 VOLATILE = re.compile(
-    r"(^|_)(seconds|secs|time|times|date|started|finished|elapsed|wall|host|pid|"
-    r"created|updated|version|per_image_s|s_per_image|minutes|duration)($|_)"
+    r"(^|_| )(seconds|secs|time|times|date|started|finished|elapsed|wall|host|pid|created|updated|version|"
+    r"per_image_s|s_per_image|minutes|duration|enc_s|dec_s|enc s|dec s|encode_s|decode_s)($|_| )"
 )
 
 
