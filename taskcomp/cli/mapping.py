@@ -31,6 +31,26 @@ from .common import IMAGE_ERRORS, apply_threads, device, image_args, load_codec,
 __all__ = ["cmd_optimize", "cmd_ocr_map", "ocr_working_image"]
 
 
+#: The map optimiser's options, in :class:`taskcomp.optimize.MapOptimizer`'s order, as the map commands name them
+#: (``ocr-map`` has no ``--optimizer``: its maps always use Adam).
+_OPTIMIZER_OPTIONS = (
+    "steps",
+    "lr",
+    "optimizer",
+    "init",
+    "init_q",
+    "downsample",
+    "keep",
+    "lr_schedule",
+    "memory_format",
+)
+
+
+def _optimizer_kwargs(a) -> dict:
+    """MapOptimizer keyword arguments from the options the command has (:data:`_OPTIMIZER_OPTIONS`)."""
+    return {k: getattr(a, k) for k in _OPTIMIZER_OPTIONS if hasattr(a, k)}
+
+
 def _early_checks(a):
     """Optimiser arguments and --target-bpp, checked before any model loads (one-line ValueError); applies
     --threads."""
@@ -279,17 +299,7 @@ def _optimize(a):
     else:
         objective = objectives.create_objective(a.task, device=dev, **kw)
     codec = load_codec(a, dev)
-    opt_kwargs = dict(
-        steps=a.steps,
-        lr=a.lr,
-        optimizer=a.optimizer,
-        init=a.init,
-        init_q=a.init_q,
-        downsample=a.downsample,
-        keep=a.keep,
-        lr_schedule=a.lr_schedule,
-        memory_format=a.memory_format,
-    )
+    opt_kwargs = _optimizer_kwargs(a)
     a.predictor_model = None
     if a.predictor:
         if a.target_bpp is not None and a.refine:
@@ -412,16 +422,7 @@ def _ocr_map(a):
         img = load_image(p)
         return ocr_working_image(img, a.max_side, p, say), img
 
-    opt_kwargs = dict(
-        steps=a.steps,
-        lr=a.lr,
-        init=a.init,
-        init_q=a.init_q,
-        downsample=a.downsample,
-        keep=a.keep,
-        lr_schedule=a.lr_schedule,
-        memory_format=a.memory_format,
-    )
+    opt_kwargs = _optimizer_kwargs(a)
 
     def describe(p, W, H, ctx, img):
         H0, W0 = img.shape[:2]
