@@ -131,3 +131,11 @@ def test_missing_pyav_names_the_extra(monkeypatch):
 def test_format_of_path():
     assert format_of_path("a/b.HEVC") == "hevc" and format_of_path("x.265") == "hevc"
     assert format_of_path("x.h264") == "h264" and format_of_path("x.tcz") is None
+
+
+@pytest.mark.parametrize("fmt", ["hevc", "h264"])
+def test_stream_carries_no_encoder_banner(fmt):
+    # x265's info SEI and x264's options SEI would be counted as image bits (2.3 kB / 0.7 kB)
+    data, _ = encode_standard(_image(), None, crf=51, fmt=fmt)
+    assert b"x265" not in data and b"x264" not in data and b"options" not in data
+    assert len(data) < 600

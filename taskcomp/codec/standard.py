@@ -19,7 +19,9 @@ exactly as ``aq-mode=0`` (x265's ``tune psnr``) does, byte for byte, and still a
 
 Chroma: 4:2:0 (the profile every decoder reads: HEVC Main, H.264 High) when both sides are even, 4:4:4
 (HEVC Main 4:4:4, H.264 High 4:4:4 Predictive) otherwise, since 4:2:0 cannot code an odd side; ``chroma``
-forces one. Grayscale images are coded as RGB with equal channels. x265 codes images of at least 16 px per
+forces one. The streams carry no encoder banner: x265's informational SEI (its version and options, 2.3 kB) is
+switched off (``info=0``) and x264's is removed by FFmpeg's ``filter_units`` bitstream filter, as BPG and the
+field's HEVC anchors leave it out; otherwise it would be counted as image bits (0.29 bpp on a 256-px crop). Grayscale images are coded as RGB with equal channels. x265 codes images of at least 16 px per
 side; H.264 any size.
 
 Needs PyAV (``pip install "taskcomp[hevc]"``), whose wheels bundle FFmpeg with libx265 and libx264 (GPL; HEVC
@@ -262,8 +264,8 @@ def encode_standard(
 
     # aq-mode=1 with strength 0: no perceptual AQ (as tune psnr), yet the encoder applies the ROI offsets.
     extra = "aq-mode=1:aq-strength=0" + (f":{params}" if params else "")
-    if fmt == "hevc":
-        extra = f"log-level=error:qg-size={f.block}:" + extra
+    if fmt == "hevc":  # info=0: no SEI with the encoder's version and options (2.3 kB, 0.29 bpp on a 256-px crop)
+        extra = f"log-level=error:info=0:qg-size={f.block}:" + extra
     buf = io.BytesIO()
     out = av.open(buf, "w", format=f.container)
     try:
@@ -274,9 +276,11 @@ def encode_standard(
         if regions:
             frame = _with_regions(av, frame, regions, W, H, pix)
         frame.pts = 0
-        for packet in stream.encode(frame):
-            out.mux(packet)
-        for packet in stream.encode():
+        packets = [*stream.encode(frame), *stream.encode()]
+        if fmt == "h264":  # x264 has no info=0: drop its SEI (NAL type 6: version and options, ~0.7 kB)
+            bsf = av.BitStreamFilterContext("filter_units=remove_types=6", stream)
+            packets = [q for p in [*packets, None] for q in bsf.filter(p)]
+        for packet in packets:
             out.mux(packet)
     except (av.error.FFmpegError, ValueError) as e:
         raise StandardCodecError(f"{f.encoder} refused the image ({W}x{H}, {pix}, preset {preset}): {e}") from None
