@@ -27,10 +27,15 @@ __all__ = [
     "RecipeMethod",
     "method_kind",
     "parse_methods",
+    "STANDARD_OPTIONS",
+    "standard_format",
+    "uniform_method",
 ]
 
 #: Keys of a task-aware or predicted method that are not MapOptimizer arguments.
 MAP_OPTIONS = ("lambda", "use_label", "use_gt", "predictor", "checkpoint", "refine")
+#: Keys of an HEVC / H.264 method that set the standard encoder, not the map (taskcomp.codec.standard).
+STANDARD_OPTIONS = ("crf", "chroma", "preset", "qp_per_q")
 
 
 class RecipeError(ValueError):
@@ -77,6 +82,11 @@ _KINDS = {
         lambda v: isinstance(v, list) and bool(v) and all(_is_num(x) and x > 0 for x in v),
         "a non-empty list of numbers > 0",
     ),
+    "crfs": (
+        lambda v: isinstance(v, list) and bool(v) and all(_is_num(x) and 0 <= x <= 51 for x in v),
+        "a non-empty list of numbers in [0, 51] (x265/x264 CRF)",
+    ),
+    "chroma": (lambda v: str(v) in ("auto", "420", "444"), "auto, 420 or 444"),
     "qualities": (
         lambda v: isinstance(v, list) and bool(v) and all(_is_int(x) and 0 <= x <= 100 for x in v),
         "a non-empty list of integers in [0, 100]",
@@ -136,6 +146,19 @@ METHOD_KEYS = {
     "jpeg": {"quality": "qualities"},
     "webp": {"quality": "qualities"},
     "task_aware": {"lambda": "nums>=0", "use_label": "bool", "use_gt": "bool", **OPTIMIZER_KEYS},
+    "hevc": {"crf": "crfs", "chroma": "chroma", "preset": "str"},
+    "h264": {"crf": "crfs", "chroma": "chroma", "preset": "str"},
+    # hevc_* / h264_*: per-image optimised maps (made through the SFT codec) coded as HEVC / H.264
+    "hevc_task_aware": {
+        "crf": "crfs",
+        "lambda": "nums>=0",
+        "use_label": "bool",
+        "use_gt": "bool",
+        "chroma": "chroma",
+        "preset": "str",
+        "qp_per_q": "num>0",
+        **OPTIMIZER_KEYS,
+    },
     "predicted": {
         "lambda": "nums>0",
         "predictor": "str",
@@ -151,8 +174,10 @@ METHOD_KEYS = {
 #: What a recipe method does, decoded once from its name by :func:`method_kind`: ``original`` (the uncompressed
 #: image), ``uniform`` (one q everywhere), ``baseline`` (a map made without the task objective's gradient:
 #: ``gradcam``, ``saliency``, ``box_mask``), ``optimized`` (per-image optimised maps: ``task_aware``,
-#: ``task_aware_*``), ``predicted`` (a trained predictor's maps: ``predicted``, ``predicted_*``), ``jpeg``, ``webp``.
-METHOD_KINDS = ("original", "uniform", "baseline", "optimized", "predicted", "jpeg", "webp")
+#: ``task_aware_*``), ``predicted`` (a trained predictor's maps: ``predicted``, ``predicted_*``), ``jpeg``, ``webp``,
+#: ``standard`` (plain-CRF HEVC or H.264: ``hevc``, ``h264``) and ``standard_map`` (per-image optimised maps, made
+#: through the SFT codec, coded as HEVC / H.264 with per-block QP offsets: ``hevc_*``, ``h264_*``).
+METHOD_KINDS = ("original", "uniform", "baseline", "optimized", "predicted", "jpeg", "webp", "standard", "standard_map")
 #: The kinds whose maps come from the task objective, swept over lambda (:func:`is_map_method`).
 MAP_KINDS = ("optimized", "predicted")
 # Methods whose kind is their whole name; task_aware* and predicted* take any suffix (variants of one recipe).
@@ -164,6 +189,8 @@ _KIND_OF_NAME = {
     "box_mask": "baseline",
     "jpeg": "jpeg",
     "webp": "webp",
+    "hevc": "standard",
+    "h264": "standard",
 }
 
 
@@ -177,7 +204,23 @@ def method_kind(method: str) -> str | None:
         return "optimized"
     if method == "predicted" or method.startswith("predicted_"):
         return "predicted"
+    if method.startswith(("hevc_", "h264_")):
+        return "standard_map"
     return _KIND_OF_NAME.get(method)
+
+
+def standard_format(method: str) -> str | None:
+    """The standard bitstream (``hevc`` or ``h264``) a method of kind ``standard`` / ``standard_map`` codes, else
+    None."""
+    if method_kind(method) not in ("standard", "standard_map"):
+        return None
+    return method.split("_", 1)[0]
+
+
+def uniform_method(method: str) -> str:
+    """The method whose curve a method is compared with at equal bpp: ``uniform`` (SFT maps), or for HEVC / H.264
+    maps (``hevc_*``, ``h264_*``) the plain-CRF method of the same format (``hevc``, ``h264``)."""
+    return standard_format(method) if method_kind(method) == "standard_map" else "uniform"
 
 
 @dataclass(frozen=True)
@@ -206,6 +249,8 @@ class RecipeMethod:
             return METHOD_KEYS["task_aware"]
         if self.kind == "predicted":
             return METHOD_KEYS["predicted"]
+        if self.kind == "standard_map":
+            return METHOD_KEYS["hevc_task_aware"]
         return METHOD_KEYS[self.name]
 
 
@@ -224,7 +269,7 @@ def parse_methods(recipe: dict[str, Any]) -> list[RecipeMethod]:
         if kind is None:
             raise RecipeError(
                 f"unknown method {name!r}; methods: {', '.join(METHOD_KEYS)}, "
-                "task_aware_* (per-image optimised), predicted_* (predictor)"
+                "task_aware_* (per-image optimised), predicted_* (predictor), hevc_* / h264_* (optimised maps as HEVC/H.264)"
             )
         out.append(RecipeMethod(str(name), kind, dict(spec or {})))
     return out
@@ -294,7 +339,8 @@ def validate_recipe(r: Any, source: str = "recipe") -> dict[str, Any]:
         if allowed is None:
             raise RecipeError(
                 f"{source}: methods: unknown method {method!r}; methods: {', '.join(METHOD_KEYS)}, "
-                "task_aware_* (per-image optimised), predicted_* (predictor)"
+                "task_aware_* (per-image optimised), predicted_* (predictor), hevc_* / h264_* (optimised maps as "
+                "HEVC/H.264)"
             )
         if spec is not None and not isinstance(spec, dict):
             raise RecipeError(
@@ -306,7 +352,9 @@ def validate_recipe(r: Any, source: str = "recipe") -> dict[str, Any]:
         sweep = next(iter(allowed), None)
         if sweep is not None and sweep not in spec:
             raise RecipeError(f"{source}: methods.{method} needs {sweep}: (the values it sweeps)")
-        if is_optimized(str(method)) or is_predicted(str(method)):
+        if method_kind(str(method)) == "standard_map" and "lambda" not in spec:
+            raise RecipeError(f"{source}: methods.{method} needs lambda: (the maps it codes, one per lambda)")
+        if is_map_method(str(method)):
             _check_optimizer_ranges(source, str(method), spec)
     return r
 
@@ -366,8 +414,9 @@ def is_predicted(method: str) -> bool:
 
 
 def is_map_method(method: str) -> bool:
-    """Methods swept over lambda: kinds :data:`MAP_KINDS` (:func:`method_kind`)."""
-    return method_kind(method) in MAP_KINDS
+    """Methods whose maps come from the task objective, swept over lambda: kinds :data:`MAP_KINDS` and
+    ``standard_map`` (optimised maps coded as HEVC / H.264) (:func:`method_kind`)."""
+    return method_kind(method) in (*MAP_KINDS, "standard_map")
 
 
 def _shipped_dir() -> Path:
@@ -471,12 +520,20 @@ def settings(methods: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
             out += [(method, f"lambda={lam:g}", {"lam": float(lam)}) for lam in spec.get("lambda", [])]
         elif kind in ("jpeg", "webp"):
             out += [(method, f"quality={q}", {"quality": int(q)}) for q in spec.get("quality", [])]
+        elif kind == "standard":
+            out += [(method, f"crf={c:g}", {"crf": float(c)}) for c in spec.get("crf", [])]
+        elif kind == "standard_map":
+            out += [
+                (method, f"lambda={lam:g},crf={c:g}", {"lam": float(lam), "crf": float(c)})
+                for lam in spec.get("lambda", [])
+                for c in spec.get("crf", [])
+            ]
         elif kind == "original":
             out.append((method, "uncompressed", {}))
         else:
             raise ValueError(
                 f"unknown method {method!r} in recipe "
                 "(original, uniform, gradcam, box_mask, saliency, task_aware, task_aware_*, predicted, "
-                "predicted_*, jpeg, webp)"
+                "predicted_*, jpeg, webp, hevc, h264, hevc_*, h264_*)"
             )
     return out

@@ -17,7 +17,7 @@ from ..io import atomic_write, save_csv, save_figure
 from ..yamlio import load as load_yaml
 from .gallery import example_dir, gallery
 from .layouts import LayoutError, annotation_file, coco_ground_truth
-from .recipe import MAP_KINDS, method_kind
+from .recipe import MAP_KINDS, method_kind, uniform_method
 
 __all__ = [
     "run_items",
@@ -151,7 +151,7 @@ def compare_to_uniform(table, metric: str, method: str = "task_aware", max_bpp: 
     per-setting figures in ``points`` and name their setting, so a headline always equals one setting's figure;
     see :data:`DEFINITIONS`. Settings whose mean metric is NaN (undefined on every image) are skipped.
     """
-    u = table[table["method"] == "uniform"]
+    u = table[table["method"] == uniform_method(method)]  # HEVC maps: plain-CRF HEVC
     t = table[table["method"] == method]
     u, t = u[u[metric].notna()], t[t[metric].notna()]
     if len(u) < 2 or not len(t):
@@ -204,7 +204,7 @@ def per_image_comparison(df, metric: str, method: str = "task_aware", tol: float
     savings: dict[str, list[float]] = {}
     for img, g in df.groupby("image"):
         g = g[g[metric].notna()]  # undefined on this image (e.g. agreement F1 with no detection on either)
-        u = g[g["method"] == "uniform"]
+        u = g[g["method"] == uniform_method(method)]
         if len(u) < 2:
             continue
         ub, um = _monotone(u["bpp"].to_numpy(), sign * u[metric].to_numpy())
@@ -285,13 +285,14 @@ def bootstrap_interval(
     if metric not in df:
         return None
     sign = 1.0 if higher_is_better(metric) else -1.0
-    d = df[df["method"].isin(["uniform", method])]
+    base = uniform_method(method)  # the curve the method is compared with (plain CRF for HEVC / H.264 maps)
+    d = df[df["method"].isin([base, method])]
     images = sorted(d["image"].astype(str).unique())
     if not images:
         return None
     pos = {img: i for i, img in enumerate(images)}
-    u_settings = sorted(d.loc[d["method"] == "uniform", "setting"].astype(str).unique())
-    cols = [("uniform", st) for st in u_settings] + [(method, setting)]
+    u_settings = sorted(d.loc[d["method"] == base, "setting"].astype(str).unique())
+    cols = [(base, st) for st in u_settings] + [(method, setting)]
     col_of = {c: j for j, c in enumerate(cols)}
     n, k = len(images), len(cols)
     M, B = np.full((n, k), np.nan), np.full((n, k), np.nan)
@@ -500,20 +501,22 @@ def report(
                 continue
             t = table[table["method"] == method].sort_values("bpp")
             t = t[t["bpp"] <= 1.5]
-            solid = method == "uniform" or method_kind(method) in MAP_KINDS  # baselines and JPEG / WebP dashed
+            # uniform and task maps solid (HEVC / H.264 as well); baselines and JPEG / WebP dashed
+            solid = method == "uniform" or method_kind(method) in (*MAP_KINDS, "standard", "standard_map")
             ax.plot(t["bpp"], pct * t[col], "o-" if solid else "s--", ms=3, label=method)
         ax.set_xlabel("bpp (real file size)")
         ax.set_ylabel(col + (" (%)" if pct == 100 else ""))
         ax.grid(alpha=0.3)
         ax.legend()
-        compared = [m for m in table["method"].unique() if method_kind(m) in MAP_KINDS]
+        # each against its own uniform curve: SFT maps against uniform SFT maps, HEVC maps against plain CRF
+        compared = [m for m in table["method"].unique() if method_kind(m) in (*MAP_KINDS, "standard_map")]
         for method in compared + ["gradcam", "box_mask", "saliency"]:
             c = compare_to_uniform(table, col, method, max_bpp)
             if c:
                 if col in df:  # per-image metrics (not AP, which exists only over the whole set)
                     c["per_image"] = per_image_comparison(df, col, method)
                     add_bootstrap_intervals(c, df, method)  # headline figures' 95% interval over images
-                summary["comparisons"][f"{method} vs uniform, {col}"] = c
+                summary["comparisons"][f"{method} vs {uniform_method(method)}, {col}"] = c
     fig.suptitle(f"{run_dir.name}: {summary['n_images']} images")
     fig.tight_layout()
     save_figure(fig, out / "metrics_vs_bpp.png")

@@ -46,7 +46,17 @@ from ..objectives import objective_class
 from ..optimize import group_key, real_bpp
 from .gallery import example_dir, save_example
 from .layouts import list_items
-from .recipe import MAP_OPTIONS, check_objective, is_map_method, is_predicted, parse_shard, validate_recipe
+from .recipe import (
+    MAP_OPTIONS,
+    STANDARD_OPTIONS,
+    check_objective,
+    is_map_method,
+    is_predicted,
+    method_kind,
+    parse_shard,
+    standard_format,
+    validate_recipe,
+)
 from .recipe import settings as recipe_settings
 from .tasks import TASKS, objective_spec
 
@@ -378,7 +388,7 @@ def _check_same_settings(out: Path, recipe: dict[str, Any], skip: tuple[str, ...
                 "two settings: use another --out"
             )
     # memory_format is a speed setting (float noise only), compared no more than thread counts are
-    sweeps = ("q", "alpha", "q_in", "quality", "lambda", "memory_format")
+    sweeps = ("q", "alpha", "q_in", "quality", "lambda", "crf", "memory_format")
     for method, spec in (recipe.get("methods") or {}).items():
         if method not in (old.get("methods") or {}):
             continue
@@ -456,8 +466,19 @@ def map_method_options(recipe: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out = {}
     for method, spec in (recipe.get("methods") or {}).items():
         if is_map_method(method):
-            out[method] = {k: v for k, v in (spec or {}).items() if k not in MAP_OPTIONS}
+            out[method] = {k: v for k, v in (spec or {}).items() if k not in MAP_OPTIONS + STANDARD_OPTIONS}
     return out
+
+
+def _map_job(recipe: dict[str, Any], method: str, params: dict[str, Any]) -> tuple:
+    """What a map point's map is: one per (job, image). Optimised maps (``task_aware*``, ``hevc_*``, ``h264_*``)
+    with equal optimiser options, label use and lambda are the same map, made once and coded by each of them
+    (the HEVC points of a lambda share its map across their CRFs); a predicted method's maps are its own."""
+    spec = recipe["methods"][method] or {}
+    if is_predicted(method):
+        return ("predicted", method, params["lam"])
+    options = {k: v for k, v in spec.items() if k not in ("lambda",) + STANDARD_OPTIONS}
+    return ("optimized", json.dumps(options, sort_keys=True), params["lam"])
 
 
 def _end_with_newline(path: Path) -> None:
@@ -515,16 +536,18 @@ def _method_context(task, b, method: str, spec: dict[str, Any]):
 def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, predictors=None) -> int:
     """All points of a batch of loaded images: task-aware maps optimised together, the rest image by image."""
     # Task-aware settings first, batched over the images that still need each one.
-    maps: dict[tuple[str, str, str], tuple[torch.Tensor, dict[str, Any], float]] = {}
-    ta_settings = []
+    maps: dict[tuple[str, tuple], tuple[torch.Tensor, dict[str, Any], float]] = {}
+    jobs: dict[tuple, tuple] = {}  # map job -> the first setting that asks for it
     for b in batch:
         for s in b["sets"]:
-            if is_map_method(s[0]) and s not in ta_settings:
-                ta_settings.append(s)
-    for s in ta_settings:
+            if is_map_method(s[0]):
+                jobs.setdefault(_map_job(task.recipe, s[0], s[2]), s)
+    for job, s in jobs.items():
         method = s[0]
         spec = task.recipe["methods"][method] or {}
-        sub = [b for b in batch if s in b["sets"]]
+        sub = [
+            b for b in batch if any(is_map_method(t[0]) and _map_job(task.recipe, t[0], t[2]) == job for t in b["sets"])
+        ]
         ctxs = [_method_context(task, b, method, spec) for b in sub]
         t0 = time.perf_counter()
         xs = [b["xw"] for b in sub]
@@ -537,7 +560,7 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
             for (qmap, best), b in zip(made, sub):
                 qmap = map_at_size(qmap, b["x"].shape[-2:])
                 extra = {"best_step": best, "refine_steps": refine} if refine else {}
-                maps[(b["id"], method, s[1])] = (
+                maps[(b["id"], job)] = (
                     qmap,
                     {**extra, "map_mean": float(qmap.mean()), "batch": len(sub), "predictor": pred.digest},
                     per_image,
@@ -548,7 +571,7 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
         per_image = (time.perf_counter() - t0) / len(sub)
         for (qmap, best), b in zip(results, sub):
             qmap = map_at_size(qmap, b["x"].shape[-2:])
-            maps[(b["id"], method, s[1])] = (
+            maps[(b["id"], job)] = (
                 qmap,
                 {"best_step": best, "map_mean": float(qmap.mean()), "batch": len(sub)},
                 per_image,
@@ -569,11 +592,21 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
                 dec_arr, n_bytes, _, _ = pillow_roundtrip(arr, method, params["quality"])
                 bpp = 8 * n_bytes / (H * W)
                 x_dec = image_to_tensor(dec_arr).to(x.device)
+            elif standard_format(method):  # HEVC / H.264: plain CRF, or an optimised map as per-block QP offsets
+                if method_kind(method) == "standard_map":
+                    qmap, extra, opt_seconds = maps[(b["id"], _map_job(task.recipe, method, params))]
+                    extra = {**extra, "map_seconds": opt_seconds, "target_seconds": state.get("target_seconds")}
+                dec_arr, n_bytes, info = _standard_point(
+                    arr, method, task.recipe["methods"][method] or {}, params, qmap
+                )
+                bpp = 8 * n_bytes / (H * W)
+                x_dec = image_to_tensor(dec_arr).to(x.device)
+                extra.update(info)
             else:
                 if method == "uniform":
                     qmap = uniform_map(H, W, params["q"]).to(x.device)
                 elif is_map_method(method):
-                    qmap, extra, opt_seconds = maps[(b["id"], method, setting)]
+                    qmap, extra, opt_seconds = maps[(b["id"], _map_job(task.recipe, method, params))]
                     # map_seconds: making the map; target_seconds: its targets on the original (once per image)
                     extra = {**extra, "map_seconds": opt_seconds, "target_seconds": state.get("target_seconds")}
                 else:
@@ -607,3 +640,21 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
             if it.get("examples_dir"):  # decoded image, map, overlay, boxes / reading: OUT/examples/ID/METHOD/
                 save_example(it["examples_dir"], arr, method, setting, dec_arr, qmap, rec, it, state)
     return n
+
+
+def _standard_point(arr: np.ndarray, method: str, spec: dict[str, Any], params: dict[str, Any], qmap) -> tuple:
+    """One HEVC / H.264 point: (decoded uint8 image, file bytes, record fields: the CRF the encoder ran at, chroma,
+    encode and decode seconds)."""
+    from ..codec.standard import QP_PER_Q, standard_roundtrip
+
+    dec, n_bytes, enc_s, dec_s, info = standard_roundtrip(
+        arr,
+        standard_format(method),
+        params["crf"],
+        qmap,
+        chroma=str(spec.get("chroma", "auto")),
+        preset=spec.get("preset", "slow"),
+        qp_per_q=float(spec.get("qp_per_q", QP_PER_Q)),
+    )
+    fields = {"crf_used": info["crf"], "chroma": info["chroma"], "enc_s": enc_s, "dec_s": dec_s}
+    return dec, n_bytes, fields
