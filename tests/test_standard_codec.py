@@ -139,3 +139,13 @@ def test_stream_carries_no_encoder_banner(fmt):
     data, _ = encode_standard(_image(), None, crf=51, fmt=fmt)
     assert b"x265" not in data and b"x264" not in data and b"options" not in data
     assert len(data) < 600
+
+
+def test_maps_of_one_pixel_strips_keep_their_shape():
+    strip = _image(1, 64)
+    m = np.zeros((1, 1, 1, 64))
+    m[..., :32] = 1.0
+    data, info = encode_standard(strip, m, crf=30, fmt="h264")
+    assert decode_standard(data, "h264").shape == (1, 64, 3) and info["regions"] >= 1
+    off, _ = block_qp_offsets(np.zeros((64, 1)))
+    assert off.shape == (4, 1)

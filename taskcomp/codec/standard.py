@@ -124,7 +124,9 @@ def _as_map(qmap, shape: tuple[int, int] | None = None) -> np.ndarray:
     """A quality map as a float64 (H, W) array in [0, 1] (of the image's size ``shape`` when given); a tensor or
     array, (1, 1, H, W) ok."""
     m = qmap.detach().cpu().numpy() if hasattr(qmap, "detach") else np.asarray(qmap)
-    m = np.asarray(m, dtype=np.float64).squeeze()
+    m = np.asarray(m, dtype=np.float64)
+    while m.ndim > 2 and m.shape[0] == 1:  # (1, 1, H, W) -> (H, W); a 1-px side stays (H or W = 1 is an image)
+        m = m[0]
     if m.ndim != 2:
         raise StandardCodecError(f"quality map must be 2-D (H, W), got shape {tuple(np.shape(qmap))}")
     if shape is not None and m.shape != tuple(shape):
