@@ -119,12 +119,15 @@ class OptimizeResult:
             replicated beyond it; :meth:`map_of` crops one).
         log: one dict per step and image: step, image, bpp (straight-through estimate), task_loss, objective.
         best_step: (B,) step of the kept iterate (0 = the initial map).
+        logits: (B, 1, ceil(H / downsample), ceil(W / downsample)) the kept iterate's logits on the coarse grid
+            (``qmap`` is their sigmoid upsampled): what a map predictor outputs, kept as its training target.
     """
 
     qmap: Tensor
     log: list[dict[str, Any]] = field(default_factory=list)
     best_step: list[int] = field(default_factory=list)
     sizes: list[tuple[int, int]] | None = None
+    logits: Tensor | None = None
 
     def map_of(self, i: int) -> Tensor:
         """The map of image ``i`` at its own size, (1, 1, H_i, W_i)."""
@@ -470,7 +473,11 @@ class MapOptimizer:
                 opt.step(closure)
         evaluate(self.steps)  # the last update has not been scored yet
         return OptimizeResult(
-            qmap=self.to_map(best_logits, (H, W), sizes).detach(), log=log, best_step=best_step, sizes=sizes
+            qmap=self.to_map(best_logits, (H, W), sizes).detach(),
+            log=log,
+            best_step=best_step,
+            sizes=sizes,
+            logits=best_logits.detach(),
         )
 
 
