@@ -1,14 +1,17 @@
 """Rate-distortion evaluation (Kodak by default, or any images): ``taskcomp eval-codec``.
 
 For every image: the SFT codec at uniform q = 0, 0.1, ..., 1 and on four non-uniform maps (half, gradient,
-blobs, regions), and JPEG / WebP quality sweeps. Per point: real bpp (whole .tcz file, header included),
+blobs, regions), JPEG / WebP quality sweeps, and HEVC (x265) or H.264 (x264) intra frames over a CRF sweep
+(:data:`STANDARD_METHODS`, :data:`CRFS`; :mod:`taskcomp.codec.standard`, preset slow, no perceptual AQ, the
+same settings as x265's ``tune psnr``). Per point: real bpp (whole .tcz file, header included),
 estimated bpp (likelihoods of the hard-rounded latents), PSNR and MS-SSIM of the 8-bit output (MS-SSIM is
 missing, NaN / null / "n/a", for images under 161 px on a side, where it is not defined), encode and
 decode seconds. For the half map (q=1 left, q=0 right) also PSNR and bits per half (bits from the
 likelihoods, split by latent column).
 
 Per-image records go to ``OUT/records.jsonl`` as they finish; a rerun skips finished work. ``summarize``
-writes CompressAI-style JSON per method, CSV tables, BD-rates and the RD plot.
+writes CompressAI-style JSON per method, CSV tables, BD-rates (against JPEG, WebP, the published SFT curve
+and HEVC intra 4:2:0 / 4:4:4 where present) and the RD plot.
 """
 
 from __future__ import annotations
@@ -25,16 +28,38 @@ import torch
 
 from ..bitstream import decode, encode, luma, unpack, weights_id
 from ..codec.sft import SFTCodec
+from ..codec.standard import StandardCodecError, require_pyav, standard_roundtrip
 from ..io import atomic_write, image_to_tensor, load_image, save_csv, save_figure, save_image, tensor_to_image
 from ..maps import blob_map, gradient_map, half_map, region_map, uniform_map
 from .baselines import PILLOW_CODECS, pillow_roundtrip
 from .metrics import bd_rate, bpp_of_bytes, ms_ssim, psnr
 from .published import PUBLISHED_SFT_KODAK
 
-__all__ = ["QUALITIES", "eval_maps", "bits_per_half", "evaluate", "summarize", "check_roundtrip"]
+__all__ = [
+    "QUALITIES",
+    "CRFS",
+    "STANDARD_METHODS",
+    "STANDARD_PRESET",
+    "eval_maps",
+    "bits_per_half",
+    "evaluate",
+    "summarize",
+    "check_roundtrip",
+]
 
 QUALITIES = [round(0.1 * i, 1) for i in range(11)]
 ROUNDTRIP_Q = 0.5
+#: Standard intra codecs: method -> (format, chroma). ``hevc`` is HEVC Main (4:2:0, what every decoder reads),
+#: ``hevc444`` HEVC Main 4:4:4 (no chroma subsampling, as the SFT codec), ``h264`` H.264 High (4:2:0).
+STANDARD_METHODS = {"hevc": ("hevc", "420"), "hevc444": ("hevc", "444"), "h264": ("h264", "420")}
+#: CRF sweep of the standard codecs: 21, 23, ..., 51 (up to x265's largest CRF). Kodak means: HEVC 4:2:0
+#: 0.057-2.34 bpp (25.6-39.5 dB PSNR-RGB), 4:4:4 0.054-2.41 bpp (24.9-42.3 dB); sft-small's curve (27.3-33.9 dB)
+#: lies inside, sft-small-lowrate's q = 0 point (23.9 dB) below (results/hevc/README.md).
+CRFS = list(range(21, 52, 2))
+#: The encoders' speed preset.
+STANDARD_PRESET = "slow"
+#: BD-rate references, in the order the tables list them.
+BD_REFERENCES = ("jpeg", "webp", "sft-published", "hevc", "hevc444", "h264")
 
 
 def eval_maps(h: int, w: int) -> dict[str, torch.Tensor]:
@@ -112,6 +137,9 @@ def _weights_key(method: str, codec: SFTCodec | None) -> str:
         import PIL
 
         return f"pillow-{PIL.__version__}"
+    if method in STANDARD_METHODS:
+        av = require_pyav()  # the extra missing: one line before any work
+        return f"pyav-{av.__version__}-ffmpeg-{av.ffmpeg_version_info}-{STANDARD_PRESET}"
     return str(codec.checkpoint_info.get("hash"))[:16]
 
 
@@ -124,12 +152,22 @@ def evaluate(
     qualities=QUALITIES,
     maps: bool = True,
     log=print,
+    crfs=CRFS,
 ) -> list[dict]:
     """Run (or resume) the benchmark; returns the records of these weights and baselines.
 
-    Records are keyed by image, method, setting and weights id (Pillow's version for the baselines), so a
-    rerun with new codec weights recomputes the codec's points and reuses the baselines. ``codec=None``
-    runs the baselines only.
+    Records are keyed by image, method, setting and weights id (Pillow's version for JPEG / WebP; PyAV's and
+    FFmpeg's versions and the preset for HEVC / H.264), so a rerun with new codec weights recomputes the codec's
+    points and reuses the baselines. ``codec=None`` runs the baselines only.
+
+    Args:
+        baselines: any of ``jpeg``, ``webp`` (quality sweeps) and the :data:`STANDARD_METHODS` (``hevc``,
+            ``hevc444``, ``h264``; CRF sweeps over ``crfs``).
+        crfs: rate factors of the standard codecs (default :data:`CRFS`); a point's setting is ``crf=N``.
+
+    Raises:
+        MissingExtraError: a standard method without PyAV.
+        StandardCodecError: an image a standard method cannot code (4:2:0 of an odd side, x265 under 16 px).
     """
     from tqdm import tqdm
 
@@ -163,8 +201,10 @@ def evaluate(
                 for m in ("half", "gradient", "blobs", "regions"):
                     jobs.append((p, codec_name, f"map={m}"))
         for b in baselines:
-            for qq in PILLOW_CODECS[b][1]:
-                jobs.append((p, b, f"quality={qq}"))
+            if b in STANDARD_METHODS:
+                jobs.extend((p, b, f"crf={c:g}") for c in crfs)
+            else:
+                jobs.extend((p, b, f"quality={qq}") for qq in PILLOW_CODECS[b][1])
     todo = [j for j in jobs if (j[0].name, j[1], j[2]) not in done]
     if len(todo) < len(jobs):
         log(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} points already in {rec_path}")
@@ -189,6 +229,24 @@ def evaluate(
                 rec = {
                     **base,
                     "quality": qq,
+                    "bpp": bpp_of_bytes(n, H, W),
+                    "bytes": n,
+                    "psnr": psnr(img, dec),
+                    "ms_ssim": ms_ssim(img, dec),
+                    "enc_s": te,
+                    "dec_s": td,
+                }
+            elif method in STANDARD_METHODS:
+                fmt, chroma = STANDARD_METHODS[method]
+                crf = float(setting.split("=")[1])
+                try:
+                    dec, n, te, td, info = standard_roundtrip(img, fmt, crf, chroma=chroma, preset=STANDARD_PRESET)
+                except StandardCodecError as e:
+                    raise StandardCodecError(f"{method} on {p.name}: {e}") from None
+                rec = {
+                    **base,
+                    "crf": crf,
+                    "chroma": info["chroma"],
                     "bpp": bpp_of_bytes(n, H, W),
                     "bytes": n,
                     "psnr": psnr(img, dec),
@@ -275,6 +333,25 @@ def check_roundtrip(out: Path, codec_args: list[str]) -> list[dict]:
     return rows
 
 
+def _standard_description(method: str) -> str:
+    """The encoder settings of a standard method, for tables and JSON."""
+    fmt, chroma = STANDARD_METHODS[method]
+    enc = {"hevc": "HEVC (x265)", "h264": "H.264 (x264)"}[fmt]
+    return (
+        f"{enc} one intra frame, {chroma[0]}:{chroma[1]}:{chroma[2]}, preset {STANDARD_PRESET}, CRF, "
+        "aq-mode=1:aq-strength=0 (no perceptual AQ, as tune psnr), FFmpeg via PyAV"
+    )
+
+
+def _crf_list(crfs) -> str:
+    """A CRF list, shortened to ``a..b step s`` when evenly spaced."""
+    c = sorted(float(v) for v in crfs)
+    steps = {round(b - a, 6) for a, b in zip(c, c[1:])}
+    if len(c) > 2 and len(steps) == 1:
+        return f"{c[0]:g}..{c[-1]:g} step {steps.pop():g}"
+    return ", ".join(f"{v:g}" for v in c)
+
+
 def _finite_or_none(v) -> float | None:
     """JSON has no NaN: a missing value (MS-SSIM of a small image) is null."""
     v = float(v)
@@ -300,6 +377,7 @@ def _mean_table(records: list[dict]):
             "dec_s",
             "q",
             "quality",
+            "crf",
             "map_mean",
             "psnr_left",
             "psnr_right",
@@ -352,12 +430,16 @@ def summarize(
             "encoding_time": sub["enc_s"].tolist(),
             "decoding_time": sub["dec_s"].tolist(),
         }
+        desc = title
         if method == codec_name:
             res["q"] = sub["q"].tolist()
             res["estimated_bpp"] = sub["bpp_est"].tolist()
+        elif method in STANDARD_METHODS:
+            res["crf"] = sub["crf"].tolist()
+            desc = _standard_description(method)
         else:
             res["quality"] = [int(v) for v in sub["quality"].tolist()]
-        doc = {"name": method, "description": f"{where}, mean over images; {title}".strip("; "), "results": res}
+        doc = {"name": method, "description": f"{where}, mean over images; {desc}".strip("; "), "results": res}
         atomic_write(out / f"{method}.json", json.dumps(doc, indent=2).encode())
         curves[method] = res
     if dataset == "Kodak":
@@ -365,7 +447,7 @@ def summarize(
 
     bd = {}
     for test in curves:
-        for ref in ("jpeg", "webp", "sft-published"):
+        for ref in BD_REFERENCES:
             if test == ref or ref not in curves:
                 continue
             try:
@@ -376,6 +458,15 @@ def summarize(
                 bd[f"{test} vs {ref}"] = f"n/a ({e})"
 
     summary = {"codec": codec_name, "images": where, "bd_rate_psnr_percent": bd}
+    std = [m for m in STANDARD_METHODS if m in curves]
+    if std:
+        # Every other curve against each standard codec: one row per test, one column per reference.
+        summary["bd_rate_vs_standard_percent"] = {
+            t: {r: bd[f"{t} vs {r}"] for r in std if f"{t} vs {r}" in bd} for t in curves if t not in std
+        }
+        summary["standard_codecs"] = {
+            m: {"description": _standard_description(m), "crf": curves[m]["crf"]} for m in std
+        }
     if "sft-published" in curves and codec_name in curves:
         # Where along the curve the BD-rate gap sits: the extra bits of each q point over what the published
         # model needs for the same PSNR (log-rate interpolated; blank outside the published PSNR range).
@@ -465,6 +556,21 @@ def summarize(
         "|---|---|",
     ]
     lines += [f"| {k} | {v:.2f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in bd.items()]
+    if std:
+        lines += [
+            "",
+            "## BD-rate (PSNR-RGB) against the standard intra codecs, %",
+            "",
+            *(f"- {m}: {_standard_description(m)}; CRFs {_crf_list(curves[m]['crf'])}" for m in std),
+            "",
+            "| test | " + " | ".join(f"vs {m}" for m in std) + " |",
+            "|---" * (1 + len(std)) + "|",
+        ]
+        for t, row in summary["bd_rate_vs_standard_percent"].items():
+            cells = [row.get(m, "") for m in std]
+            lines.append(
+                f"| {t} | " + " | ".join(f"{v:+.2f}" if isinstance(v, float) else str(v) for v in cells) + " |"
+            )
     over = summary.get("bpp_over_published_at_equal_psnr_percent_by_q")
     if over:
         lines += [
@@ -482,6 +588,9 @@ def summarize(
         "jpeg": ("JPEG (Pillow)", "s--"),
         "webp": ("WebP (Pillow)", "^--"),
         "sft-published": ("SFT published (2M it.)", "k:"),
+        "hevc": ("HEVC intra 4:2:0 (x265 slow)", "D-."),
+        "hevc444": ("HEVC intra 4:4:4 (x265 slow)", "d-."),
+        "h264": ("H.264 intra 4:2:0 (x264 slow)", "v-."),
     }
     for method, res in curves.items():
         label, fmt = style.get(method, (f"{method} (ours)", "o-"))

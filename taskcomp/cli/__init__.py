@@ -19,7 +19,7 @@ __all__ = ["main", "build_parser", "OCR_MAP_DEFAULTS", "DEMO_SELECTION_HELP", "_
 def main(argv=None) -> int:
     """Run ``taskcomp ARGS`` (``argv``: the arguments, default ``sys.argv[1:]``) and return the exit status: 0 done;
     1 some inputs of a batch failed, the others done (one line per failure on stderr); 2 an error, one line on
-    stderr (``TASKCOMP_DEBUG=1``: the traceback instead); 130 interrupted (Ctrl-C)."""
+    stderr (a missing extra such as PyAV for ``--format hevc`` too; ``TASKCOMP_DEBUG=1``: the traceback instead); 130 interrupted (Ctrl-C)."""
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
@@ -33,6 +33,12 @@ def main(argv=None) -> int:
         return 1
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as e:
         if os.environ.get("TASKCOMP_DEBUG"):
+            raise
+        print(f"taskcomp {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:  # only a missing extra (PyAV for --format hevc / h264) is the user's to mend
+        std = sys.modules.get("taskcomp.codec.standard")  # not imported here: it would import torch at --help
+        if std is None or not isinstance(e, std.MissingExtraError) or os.environ.get("TASKCOMP_DEBUG"):
             raise
         print(f"taskcomp {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -10,32 +10,56 @@ from pathlib import Path
 
 import torch
 
-from ..bench.codec_eval import QUALITIES, check_roundtrip, evaluate, summarize
+from ..bench.codec_eval import CRFS, QUALITIES, STANDARD_METHODS, check_roundtrip, evaluate, summarize
 from ..bench.metrics import bpp_of_bytes, psnr
 from ..bitstream import BitstreamError, decode, decoded_array, encode, unpack
 from ..codec import create_codec, list_codecs, shipped_checkpoint
+from ..codec.standard import (
+    MissingExtraError,
+    StandardCodecError,
+    base_crf,
+    decode_standard,
+    encode_standard,
+    format_of_path,
+    require_pyav,
+)
 from ..datasets import kodak_paths
 from ..demo import TASK_FILES, demo_task
 from ..io import atomic_write, image_to_tensor, load_image, save_image, tensor_to_image
 from ..maps import check_map, half_map, load_map, uniform_map
 from ..outputs import BatchFailures, OutputPlan, check_suffix
 from ..runner.run import spread
-from .common import IMAGE_ERRORS, device, image_args, load_codec, outputs
+from .common import (
+    IMAGE_ERRORS,
+    apply_threads,
+    check_format_suffix,
+    device,
+    format_args,
+    format_suffix,
+    image_args,
+    load_codec,
+    outputs,
+)
 
 __all__ = ["cmd_compress", "cmd_decompress", "cmd_eval_codec", "cmd_demo"]
 
 
 def cmd_compress(a):
-    """``taskcomp compress``: each image coded under a uniform ``--quality`` or the ``--qmap`` file, one .tcz each."""
+    """``taskcomp compress``: each image coded under a uniform ``--quality`` or the ``--qmap`` file, one .tcz each
+    (``--format hevc`` / ``h264``: one raw HEVC / H.264 stream each, the map steering the QP of each 16x16 block at
+    ``--crf``, :func:`taskcomp.codec.standard.encode_standard`)."""
     if a.quality is not None and not 0.0 <= a.quality <= 1.0:
         raise ValueError(f"--quality must lie in [0, 1], got {a.quality}")
+    fmt, crf, chroma = format_args(a)
+    if fmt != "tcz" and (a.codec or a.checkpoint):
+        raise ValueError(f"--codec and --checkpoint choose the .tcz codec; --format {fmt} codes with FFmpeg's encoder")
     one = len(a.image) == 1 and not os.path.isdir(a.image[0])
     images = [Path(a.image[0])] if one else image_args(a.image)  # one file: load_image says what is wrong
     out = Path(a.output)
     if one and not out.is_dir() and out.suffix:
         dests = [out]
     else:  # -o FOLDER (an existing folder, or a name without suffix): FOLDER/STEM.tcz per image
-        dests = [p[0] for p in outputs(images, a.output, None)]
+        dests = [p[0] for p in outputs(images, a.output, None, suffix=format_suffix(fmt))]
     plan = OutputPlan()
     for p in images:
         plan.add_input(p, f"the input image {p}")
@@ -46,28 +70,46 @@ def cmd_compress(a):
         plan.add_output(d, "-o")
     plan.check()  # an output on an input is said first, then a name that contradicts the content
     if dests == [out]:
-        check_suffix(out, "tcz", "-o")
+        check_format_suffix(out, fmt, "-o")
     given = None if a.qmap is None else load_map(a.qmap)
-    dev = device(a)
-    codec = load_codec(a, dev)
+    if fmt == "tcz":
+        dev = device(a)
+        codec = load_codec(a, dev)
+    else:
+        apply_threads(a)
     failures = BatchFailures(len(images), single=one)
     for src, dst in zip(images, dests):
         try:
             img = load_image(src)
             H, W = img.shape[:2]
             qmap = uniform_map(H, W, a.quality) if given is None else check_map(given, size=(H, W))
-            with torch.inference_mode():
-                data = encode(codec, image_to_tensor(img).to(dev), qmap.to(dev))
+            if fmt == "tcz":
+                with torch.inference_mode():
+                    data = encode(codec, image_to_tensor(img).to(dev), qmap.to(dev))
+                how = ""
+            elif given is None:  # a uniform level is plain CRF: crf - 18.97 (q - 0.5)
+                data, info = encode_standard(img, None, crf=base_crf(crf, a.quality), fmt=fmt, chroma=chroma)
+            else:
+                data, info = encode_standard(img, qmap, crf=crf, fmt=fmt, chroma=chroma)
+            if fmt != "tcz":
+                how = f", {fmt} crf {info['crf']:.2f}, chroma {_chroma_name(info['chroma'])}"
             atomic_write(dst, data)
         except IMAGE_ERRORS as e:
             failures.note(src, e)
             continue
-        print(f"{dst}: {len(data)} bytes, {8 * len(data) / (H * W):.4f} bpp ({W}x{H})")
+        print(f"{dst}: {len(data)} bytes, {8 * len(data) / (H * W):.4f} bpp ({W}x{H}){how}")
     failures.raise_if_any()
 
 
+def _chroma_name(chroma: str) -> str:
+    """``"420"`` -> ``"4:2:0"``."""
+    return ":".join(chroma)
+
+
 def cmd_decompress(a):
-    """``taskcomp decompress``: each .tcz decoded to an image, with the codec its header names when shipped."""
+    """``taskcomp decompress``: each .tcz decoded to an image, with the codec its header names when shipped; an
+    HEVC / H.264 stream (named by its suffix, :func:`taskcomp.codec.standard.format_of_path`) with FFmpeg's
+    decoder."""
     srcs = [Path(p) for p in a.input]
     for src in srcs:
         if not src.is_file():
@@ -86,7 +128,10 @@ def cmd_decompress(a):
     plan.check()
     if dests[0] == out:
         check_suffix(out, "image", "-o")
-    dev = device(a)
+    if any(format_of_path(src) for src in srcs):
+        require_pyav()  # a missing extra is said before any work
+    # HEVC / H.264 streams alone need no device: FFmpeg decodes them on the CPU
+    dev = device(a) if not all(format_of_path(src) for src in srcs) else apply_threads(a)
     codecs: dict = {}
 
     def codec_for(data: bytes):
@@ -103,6 +148,15 @@ def cmd_decompress(a):
     failures = BatchFailures(len(srcs), what="file", single=len(srcs) == 1)
     for src, dst in zip(srcs, dests):
         try:
+            fmt = format_of_path(src)
+            if fmt is not None:  # an HEVC / H.264 stream
+                try:
+                    arr = decode_standard(src.read_bytes(), fmt)
+                except StandardCodecError as e:
+                    raise StandardCodecError(f"{src}: {e}") from None
+                save_image(arr, dst)
+                print(f"{dst}: {arr.shape[1]}x{arr.shape[0]}")
+                continue
             try:
                 data = src.read_bytes()
                 codec = codec_for(data)  # made outside inference mode: its buffers must stay ordinary tensors
@@ -119,13 +173,28 @@ def cmd_decompress(a):
 
 
 def cmd_eval_codec(a):
-    """``taskcomp eval-codec``: the codec's rate-distortion curve (and JPEG / WebP) on Kodak or given images, with
-    a round-trip check in a fresh process (:mod:`taskcomp.bench.codec_eval`)."""
+    """``taskcomp eval-codec``: the codec's rate-distortion curve (and JPEG / WebP / HEVC / H.264 intra) on Kodak or
+    given images, with a round-trip check in a fresh process (:mod:`taskcomp.bench.codec_eval`)."""
     torch.set_flush_denormal(True)
-    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
-    unknown = set(methods) - {"sft", "jpeg", "webp"}
+    known = ["sft", "jpeg", "webp", *STANDARD_METHODS]
+    methods = [m.strip() for m in (a.methods or "sft,jpeg,webp,hevc").split(",") if m.strip()]
+    unknown = set(methods) - set(known)
     if unknown:
-        raise ValueError(f"unknown methods {sorted(unknown)}; choose from sft, jpeg, webp")
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(known)}")
+    if a.methods is None:
+        try:
+            require_pyav()
+        except MissingExtraError:
+            methods.remove("hevc")
+            print('eval-codec: PyAV (the "hevc" extra) is missing: HEVC left out of the default methods')
+    crfs = CRFS
+    if a.crfs is not None:
+        try:
+            crfs = sorted({float(v) for v in a.crfs.split(",") if v.strip()})
+        except ValueError:
+            raise ValueError(f"--crfs takes comma-separated numbers in [0, 51], got {a.crfs!r}") from None
+        if not crfs or not all(0.0 <= v <= 51.0 for v in crfs):
+            raise ValueError(f"--crfs takes comma-separated numbers in [0, 51], got {a.crfs!r}")
     codec = load_codec(a, device(a))
     name = codec.checkpoint_info.get("codec", a.codec)
     if a.images:
@@ -137,7 +206,7 @@ def cmd_eval_codec(a):
     if a.limit is not None:
         images = spread(images, a.limit)  # the same --limit as `run`: N images spread evenly over the set
     out = Path(a.out)
-    baselines = tuple(m for m in ("jpeg", "webp") if m in methods)
+    baselines = tuple(m for m in ("jpeg", "webp", *STANDARD_METHODS) if m in methods)
     qualities = QUALITIES
     if a.qualities is not None:
         try:
@@ -154,6 +223,7 @@ def cmd_eval_codec(a):
         baselines=baselines,
         qualities=qualities,
         maps=not a.no_maps,
+        crfs=crfs,
     )
     if "sft" not in methods:
         print(f"{len(records)} baseline records in {out / 'records.jsonl'}")

@@ -19,14 +19,24 @@ from .. import objectives
 from ..batch import done_before, json_row, record_weights, with_json_results
 from ..bitstream import decode
 from ..checks import MAX_WEIGHT, check_number
-from ..io import atomic_write, image_to_tensor, load_image
+from ..codec.standard import StandardCodecError, decode_standard, encode_standard
+from ..io import atomic_write, image_to_tensor, load_image, tensor_to_image
 from ..optimize import TargetBppError, check_optimizer_args, group_key
 from ..outputs import BatchFailures, file_sha256
 from ..pictures import EXACT_SUFFIXES, PICTURE_SUFFIXES
 from ..predictors import check_task_model, create_predictor, default_predictor, list_predictors
 from ..runner.tasks import preprocess_image
 from .arguments import OCR_MAP_DEFAULTS
-from .common import IMAGE_ERRORS, apply_threads, device, image_args, load_codec, map_outputs, save_pictures
+from .common import (
+    IMAGE_ERRORS,
+    apply_threads,
+    device,
+    format_args,
+    image_args,
+    load_codec,
+    map_outputs,
+    save_pictures,
+)
 
 __all__ = ["cmd_optimize", "cmd_ocr_map", "ocr_working_image"]
 
@@ -117,14 +127,18 @@ def _working_map(codec, objective, x, ctx, a, x_input, default_lam: float, opt_k
     return made
 
 
-def _print_comparison(codec, objective, x, ctx, rows):
-    """Decode each (name, setting, bpp, data) row and print its PSNR and task metrics; returns them as dicts
-    (map, setting, bpp, bytes, psnr and the task's metrics) for ``--json``."""
+def _print_comparison(codec, objective, x, ctx, rows, fmt: str = "tcz"):
+    """Decode each (name, setting, bpp, data) row (.tcz bytes with ``codec``, or an ``fmt`` hevc / h264 stream)
+    and print its PSNR and task metrics; returns them as dicts (map, setting, bpp, bytes, psnr and the task's
+    metrics) for ``--json``."""
     print(f"{'map':<12}{'setting':<22}{'real bpp':>10}  metrics")
     out = []
     for name, setting, b, d in rows:
-        with torch.inference_mode():
-            x_dec = decode(codec, d)
+        if fmt != "tcz":
+            x_dec = image_to_tensor(decode_standard(d, fmt)).to(x.device)
+        else:
+            with torch.inference_mode():
+                x_dec = decode(codec, d)
         m = objective.evaluate(x_dec, ctx)[0]
         mse = float(((x_dec - x) ** 2).mean())
         shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
@@ -132,6 +146,57 @@ def _print_comparison(codec, objective, x, ctx, rows):
         print(f"{name:<12}{setting:<22}{b:>10.4f}  PSNR={p:.2f}, {shown}")
         out.append({"map": name, "setting": setting, "bpp": b, "bytes": len(d), "psnr": p, **m})
     return out
+
+
+#: --target-bpp with --format hevc / h264: the real bpp met within this (as the .tcz search, 3%).
+_STANDARD_BPP_TOLERANCE = 0.03
+
+
+def _crf_at_bpp(img, qmap, fmt: str, chroma: str, bpp: float, tol: float = 0.005, max_encodes: int = 12):
+    """The CRF at which ``img`` (H, W, 3) uint8 coded as an ``fmt`` stream under ``qmap`` ((1, 1, H, W) in [0, 1],
+    or None: plain CRF) comes closest to ``bpp`` real bits per pixel: bisection on [0, 51] (the rate falls as the
+    CRF rises; the encoder takes it to 0.01), at most ``max_encodes`` encodes, stopping within ``tol`` (relative).
+
+    Returns:
+        (crf given to :func:`~taskcomp.codec.standard.encode_standard`, real bpp, stream bytes, its info dict) of
+        the closest encode.
+
+    Raises:
+        taskcomp.codec.standard.StandardCodecError: an image the encoder cannot code.
+    """
+    H, W = img.shape[:2]
+    lo, hi, best = 0.0, 51.0, None
+    for _ in range(max_encodes):
+        c = round((lo + hi) / 2, 2)
+        data, info = encode_standard(img, qmap, crf=c, fmt=fmt, chroma=chroma)
+        b = 8 * len(data) / (H * W)
+        if best is None or abs(b - bpp) < abs(best[1] - bpp):
+            best = (c, b, data, info)
+        if abs(b - bpp) <= tol * bpp:
+            break
+        lo, hi = (c, hi) if b > bpp else (lo, c)  # too many bits: a higher CRF
+    return best
+
+
+def _code_standard(a, x, qmap, std) -> tuple[bytes, dict]:
+    """The image x (1, 3, H, W) coded as a ``std = (fmt, crf, chroma)`` hevc / h264 stream under its map qmap
+    (1, 1, H, W): at ``--crf``, or with ``--target-bpp`` at the CRF that meets it (within 3%). Returns (bytes,
+    the encoder's info dict).
+
+    Raises:
+        taskcomp.codec.standard.StandardCodecError: an image the encoder cannot code, a target it cannot meet.
+    """
+    fmt, crf, chroma = std
+    img = tensor_to_image(x)
+    if a.target_bpp is None:
+        return encode_standard(img, qmap, crf=crf, fmt=fmt, chroma=chroma)
+    c, b, data, info = _crf_at_bpp(img, qmap, fmt, chroma, a.target_bpp)
+    if abs(b - a.target_bpp) > _STANDARD_BPP_TOLERANCE * a.target_bpp:
+        raise StandardCodecError(
+            f"--target-bpp {a.target_bpp}: {fmt} under this map comes closest at {b:.4f} bpp (--crf {c:.2f}; the "
+            "CRF spans 0..51), not within 3%"
+        )
+    return data, info
 
 
 def _map_images(
@@ -147,6 +212,7 @@ def _map_images(
     describe,
     full=None,
     after=None,
+    std=("tcz", None, None),
 ):
     """Make and code the maps of ``images`` (paths): batches of ``--batch-size`` images of one padded size at
     ``--lambda``, one image at a time for ``--target-bpp`` or with a predictor. Images are loaded as they come
@@ -159,7 +225,11 @@ def _map_images(
     the input's size and bpp counts the input's pixels. Writes each .tcz (and map) atomically as soon as it is
     coded. ``after(x, qmap, ctx, (h, w), data)``, when given, runs once an image is coded (x and qmap: the coded
     image and its map, ctx: its context at the working resolution (h, w), data: the .tcz bytes) and returns fields
-    for its --json row (ocr-map: the CER against the original's reading)."""
+    for its --json row (ocr-map: the CER against the original's reading).
+
+    ``std`` (:func:`taskcomp.cli.common.format_args`): ``(fmt, crf, chroma)``; for hevc / h264 the map, made as for
+    a .tcz (the SFT codec is its differentiable stand-in), codes the image as that stream instead
+    (:func:`_code_standard`), and ``--compare`` sets it beside plain CRF at the same real bpp."""
     if a.lam is not None and a.lam < 0:
         raise ValueError(f"--lambda must be >= 0, got {a.lam}")
     if a.batch_size < 1:
@@ -211,26 +281,37 @@ def _map_images(
             qmap, data, lam, secs, adjust = m.qmap, m.data, m.lam, m.seconds, m.adjust
             H, W = x.shape[-2:]
             dst, map_dst = dests[path]
+            fmt, info = std[0], None
+            if fmt != "tcz":  # the map made with the SFT codec steers the standard encoder
+                data, info = _code_standard(a, x, qmap, std)
             atomic_write(dst, data)
-            save_pictures(codec, x, qmap, data, map_dst, maps_folder, *sides[path])
+            save_pictures(codec, x, qmap, data, map_dst, maps_folder, *sides[path], fmt=fmt)
             totals[0] += secs
             totals[1] += 1
             bpp = 8 * len(data) / (H * W)
             setting = f"lambda {lam:.4g}" + "".join(f", {k.replace('_', ' ')} {v:+.3f}" for k, v in adjust.items())
+            if info is not None:
+                setting += f", {fmt} crf {info['crf']:.2f}, chroma {':'.join(info['chroma'])}"
             print(
                 f"{describe(path, Ww, Hw, ctxs[j], extra)}: {setting}, {bpp:.4f} bpp, map in {secs:.1f}s "
                 f"-> {dst}" + (f" (map {map_dst})" if map_dst else "")
             )
             more = dict(adjust)  # --json: the offset / blend that met --target-bpp beside lambda
+            if info is not None:
+                more.update(format=fmt, crf=info["crf"], chroma=info["chroma"])
             if after is not None:
                 more.update(after(x, qmap, ctxs[j], (Hw, Ww), data) or {})
             if a.compare:
                 short = {"logit_offset": "offset", "blend": "blend", "input_size_logit_offset": "offset@input"}
                 label = f"lambda={lam:.4g}" + "".join(f",{short[k]}={v:+.2f}" for k, v in adjust.items())
-                rows = [("task-aware", label, bpp, data)] + making.comparison_maps(
-                    codec, objective, x, ctx, bpp, box_mask=a.command == "ocr-map"
-                )
-                more["compare"] = _print_comparison(codec, objective, x, ctx, rows)
+                if info is not None:  # plain CRF (a uniform map) at the same real bpp
+                    c, b, d, _ = _crf_at_bpp(tensor_to_image(x), None, fmt, std[2], bpp)
+                    rows = [("task-aware", f"crf={info['crf']:.2f}+map", bpp, data), ("uniform", f"crf={c:.2f}", b, d)]
+                else:
+                    rows = [("task-aware", label, bpp, data)] + making.comparison_maps(
+                        codec, objective, x, ctx, bpp, box_mask=a.command == "ocr-map"
+                    )
+                more["compare"] = _print_comparison(codec, objective, x, ctx, rows, fmt)
             if getattr(a, "json_rows", None) is not None:  # recorded (and written) once the image is wholly done
                 row = json_row(a, path, dst, map_dst, W, H, lam, bpp, len(data), secs)
                 row.update(more, input_sha256=file_sha256(path), output_sha256=file_sha256(dst))
@@ -272,8 +353,12 @@ def _map_images(
 
 def _optimize(a):
     """``taskcomp optimize``: task-aware maps of images (optimised, or predicted and refined) at ``--lambda`` or
-    ``--target-bpp``, each image coded with its map."""
+    ``--target-bpp``, each image coded with its map (a .tcz, or with ``--format hevc`` / ``h264`` a standard stream
+    steered by the map)."""
     _early_checks(a)
+    std = format_args(a)
+    if a.crf is not None and a.target_bpp is not None:
+        raise ValueError("--crf and --target-bpp: the target sets the CRF; give one of them")
     if a.refine and not a.predictor:
         raise ValueError("--refine K refines a predicted map: give --predictor")
     if a.refine is not None and a.refine < 0:
@@ -339,6 +424,7 @@ def _optimize(a):
         1.0,
         opt_kwargs,
         lambda p, W, H, ctx, _: f"{p}: {W}x{H}, task {a.task}",
+        std=std,
     )
 
 

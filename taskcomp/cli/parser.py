@@ -23,6 +23,35 @@ from .arguments import (
 
 __all__ = ["build_parser", "OCR_MAP_DEFAULTS", "DEMO_SELECTION_HELP"]
 
+#: taskcomp.codec.standard.DEFAULT_CRF, stated here because importing that module imports torch (through
+#: taskcomp.codec) and building the parser must not (tests/test_cli_standard.py checks that the two agree).
+_DEFAULT_CRF = 32
+
+
+def _add_format_args(p, what: str) -> None:
+    """``--format``, ``--crf`` and ``--chroma`` of compress / optimize (checked by
+    :func:`taskcomp.cli.common.format_args`); ``what``: what the map of this command is, for the help."""
+    p.add_argument(
+        "--format",
+        choices=["tcz", "hevc", "h264"],
+        default="tcz",
+        help="output format: tcz (the SFT codec's .tcz, read by taskcomp decompress), or one intra frame of a "
+        "standard stream read by FFmpeg, browsers and hardware decoders: hevc (x265, .hevc) or h264 (x264, .h264), "
+        f"{what} steering each 16x16 block's QP; needs PyAV, the extra taskcomp[hevc] (default: tcz)",
+    )
+    p.add_argument(
+        "--crf",
+        type=float,
+        help="hevc / h264: the rate factor (0-51, lower is better quality) of a map of mean 0.5; a map of mean m is "
+        f"coded at CRF - 18.97 * (m - 0.5) (default: {_DEFAULT_CRF})",
+    )
+    p.add_argument(
+        "--chroma",
+        choices=["auto", "420", "444"],
+        help="hevc / h264: chroma subsampling; auto is 4:2:0 (read by every decoder) when both sides are even, "
+        "else 4:4:4 (default: auto)",
+    )
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``taskcomp`` argument parser. Importing this module and building the parser imports no heavy library
@@ -33,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    c = sub.add_parser("compress", help="compress an image to a .tcz file")
+    c = sub.add_parser(
+        "compress", help="compress an image to a .tcz file (or an HEVC / H.264 stream steered by the map: --format)"
+    )
     c.add_argument(
         "image",
         nargs="+",
@@ -55,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         required=True,
-        help="output .tcz file, or a folder (an existing one or a name without suffix) for STEM.tcz per image",
+        help="output .tcz file (.hevc / .h264 with --format), or a folder (an existing one or a name without "
+        "suffix) for STEM.tcz (STEM.hevc / STEM.h264) per image",
     )
+    _add_format_args(c, "the uniform level or the map")
     _add_codec_args(c)
     _add_threads_arg(c)
     c.set_defaults(func=_Command("coding", "cmd_compress"))
@@ -64,9 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "decompress",
         help="decode a .tcz file to an image (with the codec its header names, "
-        "when shipped, unless --codec or --checkpoint is given)",
+        "when shipped, unless --codec or --checkpoint is given), or an HEVC / H.264 stream",
     )
-    d.add_argument("input", nargs="+", help="one or more .tcz files")
+    d.add_argument(
+        "input",
+        nargs="+",
+        help="one or more .tcz files, or HEVC (.hevc, .h265, .265) / H.264 (.h264, .264, .avc) streams (decoded "
+        "with FFmpeg's decoder; needs PyAV)",
+    )
     d.add_argument("-o", "--output", required=True, help="output image, or a folder for several inputs")
     d.add_argument(
         "--synthesis",
@@ -142,7 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="image files or folders to evaluate instead of Kodak (no comparison with the published "
         "Kodak table then; default: Kodak under the data root)",
     )
-    ev.add_argument("--methods", default="sft,jpeg,webp", help="comma list of sft, jpeg, webp (default: all)")
+    ev.add_argument(
+        "--methods",
+        help="comma list of sft, jpeg, webp, hevc (HEVC intra 4:2:0, x265), hevc444 (HEVC intra 4:4:4), h264 "
+        "(H.264 intra 4:2:0, x264) (default: sft,jpeg,webp,hevc; hevc is left out with a note when PyAV, "
+        'the "hevc" extra, is missing)',
+    )
+    ev.add_argument(
+        "--crfs",
+        metavar="C,C,...",
+        help="rate factors of hevc, hevc444, h264 (default: 21, 23, ..., 51, HEVC's 0.05-2.4 bpp on Kodak)",
+    )
     ev.add_argument(
         "--qualities",
         metavar="Q,Q,...",
@@ -176,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument(
         "--target-bpp",
         type=float,
-        help="find lambda so the real bpp meets this within 3%% (default: none, use --lambda)",
+        help="find lambda so the real bpp meets this within 3%% (with --format hevc / h264: the map made for it "
+        "with the SFT codec, then the CRF found that meets it; default: none, use --lambda)",
     )
     # Defaults: the ImageNet recipe's measured settings (results/imagenet_classification).
     o.add_argument("--steps", type=int, default=10, help="optimiser steps (default 10)")
@@ -218,8 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="with --predictor: K optimiser steps starting from the predicted map (default 0)",
     )
-    o.add_argument("--compare", action="store_true", help="also code a uniform map at the same real bpp")
-    o.add_argument("-o", "--output", required=True, help="output .tcz, or a folder for several images")
+    o.add_argument(
+        "--compare",
+        action="store_true",
+        help="also code a uniform map at the same real bpp (with --format hevc / h264: plain CRF at the same real bpp)",
+    )
+    o.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output .tcz (.hevc / .h264 with --format), or a folder for several images",
+    )
+    _add_format_args(o, "the optimised map (made with the SFT codec as the differentiable stand-in)")
     _add_picture_args(o)
     _add_codec_args(o)
     o.add_argument(
@@ -300,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument(
         "--target-bpp",
         type=float,
-        help="find lambda so the real bpp meets this within 3%% (default: none, use --lambda)",
+        help="find lambda so the real bpp meets this within 3%% (with --format hevc / h264: the map made for it "
+        "with the SFT codec, then the CRF found that meets it; default: none, use --lambda)",
     )
     oc.add_argument(
         "--max-side",
@@ -426,6 +486,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tp.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     tp.set_defaults(func=_Command("training", "cmd_train_predictor"))
+
+    mt = sub.add_parser(
+        "make-targets",
+        help="per-image optimised maps of training photos, the targets a predictor is distilled from (resumable)",
+    )
+    mt.add_argument("--out", required=True, help="target folder (targets.json, maps/, index*.jsonl)")
+    mt.add_argument(
+        "--data",
+        action="append",
+        help="photo folder under the data root (repeatable; default: train and photos/imagen; never an evaluation set)",
+    )
+    mt.add_argument("--data-root", help="data root (default: $TASKCOMP_DATA or ../shared/data)")
+    mt.add_argument("--limit", type=int, help="the first N images of the targets' fixed random order (default: all)")
+    mt.add_argument("--shard", help="i/n: this process's share (default: torchrun's RANK/WORLD_SIZE, else all)")
+    mt.add_argument(
+        "--lambdas", default="0.01,0.1,1", help="comma-separated lambdas, one map per image each (default 0.01,0.1,1)"
+    )
+    mt.add_argument(
+        "--task", choices=["classification", "detection"], default="classification", help="objective (label-free)"
+    )
+    mt.add_argument("--model", help="task model (default: tf_efficientnet_lite0 / the shipped person detector)")
+    mt.add_argument("--steps", type=int, default=10, help="optimiser steps (default 10, as the recipes)")
+    mt.add_argument("--lr", type=float, default=0.3, help="Adam learning rate (default 0.3)")
+    mt.add_argument("--init-q", type=float, default=0.1, help="constant initial map (default 0.1)")
+    mt.add_argument("--downsample", type=int, default=8, help="map grid: 1/N of the crop (default 8)")
+    mt.add_argument("--resize", type=int, default=256, help="short side before the centre crop (default 256)")
+    mt.add_argument("--crop", type=int, default=224, help="centre crop (default 224)")
+    mt.add_argument("--batch-size", type=int, default=4, help="images optimised together (default 4)")
+    mt.add_argument("--codec", help="codec the maps are made through (default: the shipped default)")
+    mt.add_argument("--checkpoint", help="codec weights file (default: the codec's shipped weights)")
+    mt.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    mt.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    mt.set_defaults(func=_Command("training", "cmd_make_targets"))
 
     pt = sub.add_parser("plot-training", help="plot a training run's loss, bpp and PSNR curves")
     pt.add_argument("run_dir", nargs="+", help="run folder(s) or log.csv file(s); several = stages in order")

@@ -52,6 +52,62 @@ def cmd_train_predictor(a):
     train_predictor(cfg, resume=a.resume, data=a.data, device=a.device)
 
 
+def cmd_make_targets(a):
+    """``taskcomp make-targets``: label-free per-image optimised maps of training photos at several lambdas, the
+    targets a predictor is distilled from (:mod:`taskcomp.training.targets`); sharded (``--shard``, torchrun) and
+    resumable."""
+    import torch
+
+    from ..bitstream import weights_id
+    from ..datasets import data_root
+    from ..devices import process_group_env
+    from ..objectives import create_objective
+    from ..runner.recipe import parse_shard
+    from ..training.targets import TargetSpec, make_targets, target_images
+    from .common import device
+
+    try:
+        lambdas = [float(v) for v in a.lambdas.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--lambdas takes comma-separated numbers > 0, got {a.lambdas!r}") from None
+    if not lambdas or not all(v > 0 and v < float("inf") for v in lambdas):
+        raise ValueError(f"--lambdas takes comma-separated numbers > 0, got {a.lambdas!r}")
+    for name, v, lo in (("--steps", a.steps, 1), ("--downsample", a.downsample, 1), ("--crop", a.crop, 8)):
+        if v < lo:
+            raise ValueError(f"{name} must be >= {lo}, got {v}")
+    if a.resize < a.crop:
+        raise ValueError(f"--resize ({a.resize}) must be at least --crop ({a.crop})")
+    if a.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
+    apply_threads(a)
+    env = process_group_env()
+    shard = parse_shard(a.shard) if a.shard else (env.rank, env.world)
+    images = target_images(data_root(a.data_root), a.data or ["train", "photos/imagen"], a.limit)
+    dev = device(a)
+    codec = load_codec(a, dev)
+    model = a.model or ("tf_efficientnet_lite0" if a.task == "classification" else None)
+    obj_args = {"model": model} if model else {}
+    objective = create_objective(a.task, device=dev, **obj_args)
+    optimizer = {"steps": a.steps, "lr": a.lr, "init_q": a.init_q, "downsample": a.downsample}
+    from ..optimize import check_optimizer_args
+
+    check_optimizer_args(**optimizer)
+    spec = TargetSpec(
+        codec=codec.checkpoint_info.get("codec", a.codec or "sft-small"),
+        weights=weights_id(codec).hex(),
+        task=a.task,
+        task_model=str(getattr(objective, "model_name", model)),
+        objective={"name": a.task, **obj_args},
+        lambdas=lambdas,
+        optimizer=optimizer,
+        resize=a.resize,
+        crop=a.crop,
+    )
+    torch.set_flush_denormal(True)
+    n = make_targets(images, Path(a.out), codec, objective, spec, shard=shard, batch_size=a.batch_size, device=dev)
+    print(f"{n} images' targets made in {a.out}")
+
+
 def cmd_export(a):
     """``taskcomp export-codec``: a training run's last state as a codec checkpoint; prints its path."""
     run_dir = Path(a.run_dir)
