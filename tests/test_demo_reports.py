@@ -185,6 +185,7 @@ REQUIRED = {
     "train-predictor": ["--config", "c"],
     "export-codec": ["d"],
     "widen-codec": ["--to", "sft-medium", "-o", "w.pth"],
+    "make-targets": ["--out", "t"],
 }
 
 

@@ -498,7 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="photo folder under the data root (repeatable; default: train and photos/imagen; never an evaluation set)",
     )
     mt.add_argument("--data-root", help="data root (default: $TASKCOMP_DATA or ../shared/data)")
-    mt.add_argument("--limit", type=int, help="the first N images of the targets' fixed random order (default: all)")
+    mt.add_argument(
+        "--count",
+        type=int,
+        help="the first N images of the targets' fixed random order (a random subset that a later, larger --count "
+        "extends; default: all)",
+    )
     mt.add_argument("--shard", help="i/n: this process's share (default: torchrun's RANK/WORLD_SIZE, else all)")
     mt.add_argument(
         "--lambdas", default="0.01,0.1,1", help="comma-separated lambdas, one map per image each (default 0.01,0.1,1)"

@@ -17,7 +17,7 @@ A target folder holds:
   as each image is done; a rerun skips the images of every index file, whatever world size wrote them.
 
 Images are taken in a fixed pseudo-random order (by the SHA-1 of their path), so the first N of a folder are a
-random subset: ``--limit`` grows the set across sessions without bias, and "a quarter, half and all of the
+random subset: ``--count`` grows the set across sessions without bias, and "a quarter, half and all of the
 set" are prefixes. Evaluation sets are refused (:data:`EVALUATION_SETS`).
 """
 
@@ -120,7 +120,7 @@ def target_images(data_root: str | Path, folders: list[str], limit: int | None =
     out.sort(key=lambda t: _key(t[0]))
     if limit is not None:
         if limit < 1:
-            raise TargetsError(f"--limit must be >= 1, got {limit}")
+            raise TargetsError(f"--count must be >= 1, got {limit}")
         out = out[:limit]
     return out
 
