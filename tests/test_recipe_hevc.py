@@ -63,6 +63,7 @@ def test_hevc_map_points_are_lambda_times_crf():
         ({"hevc_x": {"crf": [30], "lambda": [1], "qp_per_q": 0}}, "qp_per_q"),
         ({"h264": {"crf": [30], "lambda": [1]}}, "unknown key 'lambda'"),
         ({"hevc_x": {"crf": [30], "lambda": [1], "steps": -1}}, "steps"),
+        ({"hevc": {"crf": [30], "preset": "bogus"}}, "x265/x264 preset"),
     ],
 )
 def test_bad_hevc_methods_are_one_line_errors(methods, words):

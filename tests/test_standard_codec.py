@@ -149,3 +149,21 @@ def test_maps_of_one_pixel_strips_keep_their_shape():
     assert decode_standard(data, "h264").shape == (1, 64, 3) and info["regions"] >= 1
     off, _ = block_qp_offsets(np.zeros((64, 1)))
     assert off.shape == (4, 1)
+
+
+def test_cut_or_empty_hevc_streams_are_errors_not_concealed_frames():
+    data, _ = encode_standard(_image(64, 96), None, crf=20)
+    for bad, words in [(data[: len(data) // 2], "not a decodable hevc"), (b"", "empty")]:
+        with pytest.raises(StandardCodecError, match=words):
+            decode_standard(bad, "hevc")
+
+
+def test_streams_are_tagged_bt601():
+    import io
+
+    import av
+
+    data, _ = encode_standard(_image(), None, crf=30)
+    with av.open(io.BytesIO(data), format="hevc") as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.color_primaries, cc.color_trc, cc.colorspace) == (6, 6, 6)  # smpte170m (BT.601)

@@ -19,7 +19,8 @@ exactly as ``aq-mode=0`` (x265's ``tune psnr``) does, byte for byte, and still a
 
 Chroma: 4:2:0 (the profile every decoder reads: HEVC Main, H.264 High) when both sides are even, 4:4:4
 (HEVC Main 4:4:4, H.264 High 4:4:4 Predictive) otherwise, since 4:2:0 cannot code an odd side; ``chroma``
-forces one. The streams carry no encoder banner: x265's informational SEI (its version and options, 2.3 kB) is
+forces one. The streams are tagged BT.601 (``smpte170m`` primaries, transfer and matrix, limited range: what
+FFmpeg's RGB to YCbCr conversion does), so players do not guess BT.709. The streams carry no encoder banner: x265's informational SEI (its version and options, 2.3 kB) is
 switched off (``info=0``) and x264's is removed by FFmpeg's ``filter_units`` bitstream filter, as BPG and the
 field's HEVC anchors leave it out; otherwise it would be counted as image bits (0.29 bpp on a 256-px crop). Grayscale images are coded as RGB with equal channels. x265 codes images of at least 16 px per
 side; H.264 any size.
@@ -206,7 +207,9 @@ def _chroma(chroma: str, H: int, W: int) -> str:
     if chroma not in ("420", "444"):
         raise StandardCodecError(f"chroma must be auto, 420 or 444, got {chroma!r}")
     if chroma == "420" and (H % 2 or W % 2):
-        raise StandardCodecError(f"4:2:0 needs even sides, the image is {W}x{H}: use chroma 444 (or auto)")
+        raise StandardCodecError(
+            f"4:2:0 needs even sides, the image is {W}x{H}: use --chroma 444 or auto (chroma: 444 in a recipe)"
+        )
     return chroma
 
 
@@ -264,8 +267,10 @@ def encode_standard(
     else:
         mean, rate, regions = None, float(crf), []
 
-    # aq-mode=1 with strength 0: no perceptual AQ (as tune psnr), yet the encoder applies the ROI offsets.
-    extra = "aq-mode=1:aq-strength=0" + (f":{params}" if params else "")
+    # aq-mode=1 with strength 0: no perceptual AQ (as tune psnr), yet the encoder applies the ROI offsets. The colour
+    # tags say what swscale did (BT.601 matrix, limited range): untagged streams are often shown as BT.709.
+    tags = "colorprim=smpte170m:transfer=smpte170m:colormatrix=smpte170m"
+    extra = f"aq-mode=1:aq-strength=0:{tags}" + (f":{params}" if params else "")
     if fmt == "hevc":  # info=0: no SEI with the encoder's version and options (2.3 kB, 0.29 bpp on a 256-px crop)
         extra = f"log-level=error:info=0:qg-size={f.block}:" + extra
     buf = io.BytesIO()
@@ -326,12 +331,21 @@ def decode_standard(data: bytes, fmt: str = "hevc") -> np.ndarray:
     """
     av = require_pyav()
     f = _format(fmt)
+    if not data:
+        raise StandardCodecError(f"not a decodable {fmt} stream: the file is empty")
     try:
         with av.open(io.BytesIO(data), format=f.container) as c:
+            # explode: a damaged or cut stream is an error, not a frame patched up by error concealment
+            c.streams.video[0].codec_context.options = {"err_detect": "explode"}
             frame = next(c.decode(video=0))
+            if frame.is_corrupt:
+                raise StandardCodecError(f"not a decodable {fmt} stream: the frame is damaged")
             return frame.to_ndarray(format="rgb24")
     except (av.error.FFmpegError, StopIteration, ValueError, IndexError) as e:
-        raise StandardCodecError(f"not a decodable {fmt} stream: {e or 'no frame'}") from None
+        if isinstance(e, StandardCodecError):
+            raise
+        reason = "no frame" if isinstance(e, (StopIteration, IndexError)) else str(e).split(": '")[0] or "no frame"
+        raise StandardCodecError(f"not a decodable {fmt} stream: {reason}") from None
 
 
 def standard_roundtrip(

@@ -87,6 +87,10 @@ _KINDS = {
         "a non-empty list of numbers in [0, 51] (x265/x264 CRF)",
     ),
     "chroma": (lambda v: str(v) in ("auto", "420", "444"), "auto, 420 or 444"),
+    "preset": (
+        lambda v: v in ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"),
+        "an x265/x264 preset: ultrafast, superfast, veryfast, faster, fast, medium, slow, slower or veryslow",
+    ),
     "qualities": (
         lambda v: isinstance(v, list) and bool(v) and all(_is_int(x) and 0 <= x <= 100 for x in v),
         "a non-empty list of integers in [0, 100]",
@@ -146,8 +150,8 @@ METHOD_KEYS = {
     "jpeg": {"quality": "qualities"},
     "webp": {"quality": "qualities"},
     "task_aware": {"lambda": "nums>=0", "use_label": "bool", "use_gt": "bool", **OPTIMIZER_KEYS},
-    "hevc": {"crf": "crfs", "chroma": "chroma", "preset": "str"},
-    "h264": {"crf": "crfs", "chroma": "chroma", "preset": "str"},
+    "hevc": {"crf": "crfs", "chroma": "chroma", "preset": "preset"},
+    "h264": {"crf": "crfs", "chroma": "chroma", "preset": "preset"},
     # hevc_* / h264_*: per-image optimised maps (made through the SFT codec) coded as HEVC / H.264
     "hevc_task_aware": {
         "crf": "crfs",
@@ -155,7 +159,7 @@ METHOD_KEYS = {
         "use_label": "bool",
         "use_gt": "bool",
         "chroma": "chroma",
-        "preset": "str",
+        "preset": "preset",
         "qp_per_q": "num>0",
         **OPTIMIZER_KEYS,
     },

@@ -169,6 +169,10 @@ def run_recipe(
         raise ValueError(f"unknown task {task_name!r}; recipes support {', '.join(TASKS)}")
     check_objective(recipe, f"recipe {recipe['name']}")
     points = recipe_settings(recipe["methods"])
+    if any(standard_format(m) for m, _, _ in points):  # HEVC / H.264 methods: PyAV is checked before any work
+        from ..codec.standard import require_pyav
+
+        require_pyav()
     for method, _, _ in points:
         if method in ("gradcam", "box_mask", "saliency") and method != TASKS[task_name].baseline:
             raise ValueError(f"method {method} does not apply to task {task_name}")
