@@ -327,7 +327,9 @@ def decode_standard(data: bytes, fmt: str = "hevc") -> np.ndarray:
 
     Raises:
         MissingExtraError: PyAV missing.
-        StandardCodecError: not a decodable stream of that format (one line).
+        StandardCodecError: not a decodable stream of that format (one line). Damage the decoder notices is an
+            error (``err_detect=explode``), but a raw Annex B stream has no length or checksum: a stream cut short
+            can still decode to a concealed frame (H.264 always did in our tests, HEVC when cut between coding units).
     """
     av = require_pyav()
     f = _format(fmt)
