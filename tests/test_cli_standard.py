@@ -203,3 +203,24 @@ def test_crf_search_meets_a_reachable_rate_and_says_an_unreachable_one(png):
     x = image_to_tensor(img)
     with pytest.raises(StandardCodecError, match="--target-bpp 100.0"):
         _code_standard(a, x, np.full((64, 96), 0.5), ("hevc", 32.0, "auto"))
+
+
+def test_target_between_two_qp_steps_is_met_as_a_budget(png, capsys):
+    """x265 moves one intra frame's rate in whole-QP steps: a target between two steps is coded at the largest
+    rate at or below it, with a note naming the next step; an unreachable target stays a one-line error."""
+    from types import SimpleNamespace
+
+    from taskcomp.cli.mapping import _code_standard, _crf_search
+    from taskcomp.codec.standard import encode_standard
+    from taskcomp.io import image_to_tensor
+
+    img = load_image(png)
+    H, W = img.shape[:2]
+    sizes = {c: 8 * len(encode_standard(img, None, crf=c)[0]) / (H * W) for c in (30, 31)}
+    target = (sizes[30] + sizes[31]) / 2  # between two steps, more than 3% from both when the steps are apart
+    (_, b, _, _), under, over = _crf_search(img, None, "hevc", "auto", target)
+    if abs(b - target) <= 0.03 * target:
+        pytest.skip("the encoder met this target within 3%: no step to test")
+    data, _ = _code_standard(SimpleNamespace(target_bpp=target), image_to_tensor(img), None, ("hevc", 32.0, "auto"))
+    assert 8 * len(data) / (H * W) <= target and under is not None and over is not None
+    assert "whole-QP steps" in capsys.readouterr().err

@@ -153,29 +153,40 @@ _STANDARD_BPP_TOLERANCE = 0.03
 
 
 def _crf_at_bpp(img, qmap, fmt: str, chroma: str, bpp: float, tol: float = 0.005, max_encodes: int = 12):
+    """The closest encode of :func:`_crf_search` (crf, real bpp, bytes, info)."""
+    return _crf_search(img, qmap, fmt, chroma, bpp, tol, max_encodes)[0]
+
+
+def _crf_search(img, qmap, fmt: str, chroma: str, bpp: float, tol: float = 0.005, max_encodes: int = 12):
     """The CRF at which ``img`` (H, W, 3) uint8 coded as an ``fmt`` stream under ``qmap`` ((1, 1, H, W) in [0, 1],
     or None: plain CRF) comes closest to ``bpp`` real bits per pixel: bisection on [0, 51] (the rate falls as the
     CRF rises; the encoder takes it to 0.01), at most ``max_encodes`` encodes, stopping within ``tol`` (relative).
 
     Returns:
-        (crf given to :func:`~taskcomp.codec.standard.encode_standard`, real bpp, stream bytes, its info dict) of
-        the closest encode.
+        (closest, under, over): each (crf given to :func:`~taskcomp.codec.standard.encode_standard`, real bpp,
+        stream bytes, its info dict): the closest encode, the largest rate at or below ``bpp`` and the smallest
+        above it (None where no encode was).
 
     Raises:
         taskcomp.codec.standard.StandardCodecError: an image the encoder cannot code.
     """
     H, W = img.shape[:2]
     lo, hi, best = 0.0, 51.0, None
+    under = over = None  # the largest rate at or below the target, the smallest above it
     for _ in range(max_encodes):
         c = round((lo + hi) / 2, 2)
         data, info = encode_standard(img, qmap, crf=c, fmt=fmt, chroma=chroma)
         b = 8 * len(data) / (H * W)
         if best is None or abs(b - bpp) < abs(best[1] - bpp):
             best = (c, b, data, info)
+        if b <= bpp and (under is None or b > under[1]):
+            under = (c, b, data, info)
+        if b > bpp and (over is None or b < over[1]):
+            over = (c, b, data, info)
         if abs(b - bpp) <= tol * bpp:
             break
         lo, hi = (c, hi) if b > bpp else (lo, c)  # too many bits: a higher CRF
-    return best
+    return best, under, over
 
 
 def _code_standard(a, x, qmap, std) -> tuple[bytes, dict]:
@@ -190,13 +201,23 @@ def _code_standard(a, x, qmap, std) -> tuple[bytes, dict]:
     img = tensor_to_image(x)
     if a.target_bpp is None:
         return encode_standard(img, qmap, crf=crf, fmt=fmt, chroma=chroma)
-    c, b, data, info = _crf_at_bpp(img, qmap, fmt, chroma, a.target_bpp)
-    if abs(b - a.target_bpp) > _STANDARD_BPP_TOLERANCE * a.target_bpp:
+    (c, b, data, info), under, over = _crf_search(img, qmap, fmt, chroma, a.target_bpp)
+    if abs(b - a.target_bpp) <= _STANDARD_BPP_TOLERANCE * a.target_bpp:
+        return data, info
+    # For one intra frame the encoder moves the rate in whole-QP steps (10-15% apart): a target between two steps
+    # is met as a budget, by the largest rate at or below it, and said so.
+    if under is None or over is None:
         raise StandardCodecError(
-            f"--target-bpp {a.target_bpp}: {fmt} under this map comes closest at {b:.4f} bpp (--crf {c:.2f}; the "
-            "CRF spans 0..51), not within 3%"
+            f"--target-bpp {a.target_bpp}: {fmt} under this map {'needs at least' if under is None else 'reaches at most'} "
+            f"{b:.4f} bpp (--crf {c:.2f}; the CRF spans 0..51)"
         )
-    return data, info
+    nxt = f"; the next step up is {over[1]:.4f} bpp"
+    print(
+        f"note: {fmt} moves this image's rate in whole-QP steps: --target-bpp {a.target_bpp} coded as a budget, at "
+        f"{under[1]:.4f} bpp (--crf {under[0]:.2f}){nxt}",
+        file=sys.stderr,
+    )
+    return under[2], under[3]
 
 
 def _map_images(
