@@ -45,3 +45,25 @@ def data_root():
         return _root(os.environ.get("TASKCOMP_DATA"))
     except DataError:
         pytest.skip("data root not available (set TASKCOMP_DATA)")
+
+
+# ----------------------------------------------------------------------------- CLI test helpers (imported by tests)
+
+
+def run(args, capsys):
+    """Run ``taskcomp ARGS`` in-process: (exit status, stdout, stderr)."""
+    from taskcomp.cli import main
+
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_one_line_error(rc, err, *words):
+    """A bad input's contract: exit 2, no traceback, one line on stderr holding every one of ``words``."""
+    assert rc == 2, err
+    assert "Traceback" not in err
+    lines = [l for l in err.strip().splitlines() if l]
+    assert len(lines) == 1, err
+    for w in words:
+        assert w in lines[0], lines[0]

@@ -8,25 +8,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import assert_one_line_error, run
 from PIL import Image
 
-from taskcomp.cli import main
 from taskcomp.io import load_image
-
-
-def run(args, capsys):
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_one_line_error(rc, err, *words):
-    assert rc == 2
-    assert "Traceback" not in err
-    lines = [l for l in err.strip().splitlines() if l]
-    assert len(lines) == 1, err
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 @pytest.fixture

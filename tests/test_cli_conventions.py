@@ -8,23 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import assert_one_line_error, run
 
 from taskcomp.cli import _HelpFormatter, build_parser, main
-
-
-def run(args, capsys):
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_one_line_error(rc, err, *words):
-    assert rc == 2, err
-    assert "Traceback" not in err
-    lines = [l for l in err.strip().splitlines() if l]
-    assert len(lines) == 1, err
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def _subparsers(p):

@@ -8,28 +8,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error, run
 from PIL import Image
 
 from taskcomp.bench.metrics import psnr
-from taskcomp.cli import main
 from taskcomp.io import load_image
 
 needs_av = pytest.mark.skipif(importlib.util.find_spec("av") is None, reason='PyAV (the "hevc" extra) missing')
-
-
-def run(args, capsys):
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_one_line_error(rc, err, *words):
-    assert rc == 2, err
-    assert "Traceback" not in err
-    lines = [l for l in err.strip().splitlines() if l]
-    assert len(lines) == 1, err
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 @pytest.fixture

@@ -143,6 +143,20 @@ def _weights_key(method: str, codec: SFTCodec | None) -> str:
     return str(codec.checkpoint_info.get("hash"))[:16]
 
 
+def _decoded_fields(img: np.ndarray, dec: np.ndarray, n_bytes: int, enc_s: float, dec_s: float) -> dict:
+    """A baseline point's record fields: real bpp and bytes of the file, PSNR-RGB and MS-SSIM of the decoded
+    (H, W, 3) uint8 image against the original, encode and decode seconds."""
+    H, W = img.shape[:2]
+    return {
+        "bpp": bpp_of_bytes(n_bytes, H, W),
+        "bytes": n_bytes,
+        "psnr": psnr(img, dec),
+        "ms_ssim": ms_ssim(img, dec),
+        "enc_s": enc_s,
+        "dec_s": dec_s,
+    }
+
+
 def evaluate(
     codec: SFTCodec | None,
     codec_name: str,
@@ -226,16 +240,7 @@ def evaluate(
             if method in PILLOW_CODECS:
                 qq = int(setting.split("=")[1])
                 dec, n, te, td = pillow_roundtrip(img, method, qq)
-                rec = {
-                    **base,
-                    "quality": qq,
-                    "bpp": bpp_of_bytes(n, H, W),
-                    "bytes": n,
-                    "psnr": psnr(img, dec),
-                    "ms_ssim": ms_ssim(img, dec),
-                    "enc_s": te,
-                    "dec_s": td,
-                }
+                rec = {**base, "quality": qq, **_decoded_fields(img, dec, n, te, td)}
             elif method in STANDARD_METHODS:
                 fmt, chroma = STANDARD_METHODS[method]
                 crf = float(setting.split("=")[1])
@@ -243,17 +248,7 @@ def evaluate(
                     dec, n, te, td, info = standard_roundtrip(img, fmt, crf, chroma=chroma, preset=STANDARD_PRESET)
                 except StandardCodecError as e:
                     raise StandardCodecError(f"{method} on {p.name}: {e}") from None
-                rec = {
-                    **base,
-                    "crf": crf,
-                    "chroma": info["chroma"],
-                    "bpp": bpp_of_bytes(n, H, W),
-                    "bytes": n,
-                    "psnr": psnr(img, dec),
-                    "ms_ssim": ms_ssim(img, dec),
-                    "enc_s": te,
-                    "dec_s": td,
-                }
+                rec = {**base, "crf": crf, "chroma": info["chroma"], **_decoded_fields(img, dec, n, te, td)}
             else:
                 kind, val = setting.split("=")
                 if kind == "q":
