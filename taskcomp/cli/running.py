@@ -117,8 +117,9 @@ def cmd_report(a):
     s = report(a.run_dir, a.out, max_bpp=a.max_bpp, data_root=a.data_root)
     print(json.dumps({k: v for k, v in s.items() if k not in ("comparisons", "definitions")}, indent=2))
     print(
-        "Mean curve: the setting's metric and bpp averaged over the images, against uniform's mean curve (gain at "
-        "equal bpp, bits saved at equal metric). Per image: against each image's own uniform curve (median)."
+        "Mean curve: the setting's metric and bpp averaged over the images, against the mean curve named after 'vs' "
+        "(uniform maps; plain CRF for hevc_* / h264_*; gain at equal bpp, bits saved at equal metric). Per image: "
+        "against each image's own curve of that method (median)."
     )
 
     pct = bits_text  # a bpp saving against uniform at equal metric, in words

@@ -124,7 +124,8 @@ def _uniform_bpp_at(ub: np.ndarray, um: np.ndarray, val: float) -> float | None:
 #: What each figure of a comparison means (written into summary.json).
 DEFINITIONS = {
     "points[].gain_points / bpp_saving_percent": "mean curve: the method's setting (metric and bpp averaged over "
-    "the images) against uniform's mean curve: metric gain in points at equal bpp; bits saved at equal metric",
+    "the images) against the mean curve it is compared with (uniform maps; plain CRF for hevc_* / h264_*): metric "
+    "gain in points at equal bpp; bits saved at equal metric",
     "mean_curve_best_gain_points_at_or_below_B_bpp": "the largest gain_points among the settings at or below B bpp "
     "(mean curve; its setting in mean_curve_best_gain_setting)",
     "mean_curve_best_bpp_saving_percent": "the largest bpp_saving_percent among the settings (mean curve; its "
