@@ -12,7 +12,15 @@ import numpy as np
 
 from .io import load_image
 
-__all__ = ["DataError", "data_root", "kodak_paths", "list_images", "TrainingPool", "open_training_pool"]
+__all__ = [
+    "DataError",
+    "data_root",
+    "kodak_paths",
+    "list_images",
+    "TrainingPool",
+    "open_training_pool",
+    "preprocess_image",
+]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 
@@ -203,3 +211,34 @@ def open_training_pool(folders, crop: int, exclude_files=(), each_folder: bool =
         )
     pool.folders = dirs
     return pool
+
+
+def preprocess_image(
+    arr: np.ndarray,
+    resize: int | None = None,
+    crop: int | None = None,
+    max_side: int | None = None,
+    resample: int | None = None,
+) -> tuple[np.ndarray, float]:
+    """Resize the short side to ``resize`` (bicubic, or ``resample``: a PIL filter) and centre-crop ``crop``; or
+    shrink so the long side is at most ``max_side`` (Lanczos). Returns (uint8 image, scale applied to coordinates).
+    The recipes' preprocessing (``preprocess:``) and the map targets' crops."""
+    from PIL import Image
+
+    im = Image.fromarray(arr)
+    scale = 1.0
+    if resize:
+        w, h = im.size
+        scale = resize / min(w, h)
+        im = im.resize(
+            (max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC if resample is None else resample
+        )
+    if max_side and max(im.size) > max_side:
+        s = max_side / max(im.size)
+        im = im.resize((max(1, round(im.size[0] * s)), max(1, round(im.size[1] * s))), Image.LANCZOS)
+        scale *= s
+    if crop:
+        w, h = im.size
+        left, top = (w - crop) // 2, (h - crop) // 2
+        im = im.crop((left, top, left + crop, top + crop))
+    return np.asarray(im), scale

@@ -542,16 +542,16 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
     # Task-aware settings first, batched over the images that still need each one.
     maps: dict[tuple[str, tuple], tuple[torch.Tensor, dict[str, Any], float]] = {}
     jobs: dict[tuple, tuple] = {}  # map job -> the first setting that asks for it
+    job_of: dict[tuple[str, str], tuple] = {}  # (method, setting label) -> its map job, decoded once
     for b in batch:
         for s in b["sets"]:
             if is_map_method(s[0]):
-                jobs.setdefault(_map_job(task.recipe, s[0], s[2]), s)
+                job = job_of.setdefault((s[0], s[1]), _map_job(task.recipe, s[0], s[2]))
+                jobs.setdefault(job, s)
     for job, s in jobs.items():
         method = s[0]
         spec = task.recipe["methods"][method] or {}
-        sub = [
-            b for b in batch if any(is_map_method(t[0]) and _map_job(task.recipe, t[0], t[2]) == job for t in b["sets"])
-        ]
+        sub = [b for b in batch if any(job_of.get((t[0], t[1])) == job for t in b["sets"])]
         ctxs = [_method_context(task, b, method, spec) for b in sub]
         t0 = time.perf_counter()
         xs = [b["xw"] for b in sub]
@@ -598,7 +598,7 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
                 x_dec = image_to_tensor(dec_arr).to(x.device)
             elif standard_format(method):  # HEVC / H.264: plain CRF, or an optimised map as per-block QP offsets
                 if method_kind(method) == "standard_map":
-                    qmap, extra, opt_seconds = maps[(b["id"], _map_job(task.recipe, method, params))]
+                    qmap, extra, opt_seconds = maps[(b["id"], job_of[(method, setting)])]
                     extra = {**extra, "map_seconds": opt_seconds, "target_seconds": state.get("target_seconds")}
                 dec_arr, n_bytes, info = _standard_point(
                     arr, method, task.recipe["methods"][method] or {}, params, qmap
@@ -610,7 +610,7 @@ def _code_batch(batch, task, codec, wid: str, ta: dict[str, dict[str, Any]], f, 
                 if method == "uniform":
                     qmap = uniform_map(H, W, params["q"]).to(x.device)
                 elif is_map_method(method):
-                    qmap, extra, opt_seconds = maps[(b["id"], _map_job(task.recipe, method, params))]
+                    qmap, extra, opt_seconds = maps[(b["id"], job_of[(method, setting)])]
                     # map_seconds: making the map; target_seconds: its targets on the original (once per image)
                     extra = {**extra, "map_seconds": opt_seconds, "target_seconds": state.get("target_seconds")}
                 else:

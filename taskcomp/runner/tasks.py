@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 import torch.nn.functional as F
-from PIL import Image
 
 from ..bench.metrics import psnr
+from ..datasets import preprocess_image
 from ..io import load_image
 from ..objectives import create_objective
 from ..objectives.detection import detector_eigencam
@@ -30,28 +30,6 @@ __all__ = [
     "list_items",
     "objective_spec",
 ]
-
-
-def preprocess_image(
-    arr: np.ndarray, resize: int | None = None, crop: int | None = None, max_side: int | None = None
-) -> tuple[np.ndarray, float]:
-    """Resize the short side to ``resize`` (bicubic) and centre-crop ``crop``; or shrink so the long side is
-    at most ``max_side`` (Lanczos). Returns (uint8 image, scale applied to coordinates)."""
-    im = Image.fromarray(arr)
-    scale = 1.0
-    if resize:
-        w, h = im.size
-        scale = resize / min(w, h)
-        im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
-    if max_side and max(im.size) > max_side:
-        s = max_side / max(im.size)
-        im = im.resize((max(1, round(im.size[0] * s)), max(1, round(im.size[1] * s))), Image.LANCZOS)
-        scale *= s
-    if crop:
-        w, h = im.size
-        left, top = (w - crop) // 2, (h - crop) // 2
-        im = im.crop((left, top, left + crop, top + crop))
-    return np.asarray(im), scale
 
 
 def _note_input_size(item: dict[str, Any], img: np.ndarray) -> np.ndarray:

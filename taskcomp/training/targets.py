@@ -159,18 +159,14 @@ def _check_folder(out: Path, spec: TargetSpec) -> None:
 def _load_crop(path: Path, resize: int, crop: int) -> np.ndarray:
     from PIL import Image
 
+    from ..datasets import preprocess_image
     from ..io import load_image
 
     img = load_image(path)
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
-    im = Image.fromarray(img)
-    w, h = im.size
-    s = resize / min(w, h)
-    im = im.resize((max(crop, round(w * s)), max(crop, round(h * s))), Image.BILINEAR)
-    w, h = im.size
-    left, top = (w - crop) // 2, (h - crop) // 2
-    return np.asarray(im.crop((left, top, left + crop, top + crop)))
+    # bilinear, as the targets were first made (the recipes resize bicubic)
+    return preprocess_image(img, resize=resize, crop=crop, resample=Image.BILINEAR)[0]
 
 
 def make_targets(
