@@ -58,6 +58,8 @@ _LOG_FLOAT_MAX = math.log(sys.float_info.max)
 #: Largest learning rate: a step moves the logits by about lr (the map saturates beyond |logit| ~ 17 in float32);
 #: lr 1e39 overflowed float32 inside Adam (a traceback), lr 1e30 gave a 0/1 map in one step.
 MAX_LR = 1e6
+#: The map optimisers (:class:`MapOptimizer`'s ``optimizer``).
+OPTIMIZERS = ("adam", "lbfgs", "ngd")
 #: The initial map is clamped to [LOGIT_EPS, 1 - LOGIT_EPS] before its logit is taken.
 LOGIT_EPS = 1e-4
 
@@ -168,8 +170,8 @@ def check_optimizer_args(
 
     if not (number(lam) and lam >= 0):
         raise ValueError(f"lambda must be a finite number >= 0, got {lam!r}")
-    if optimizer not in ("adam", "lbfgs"):
-        raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if not (integer(steps) and steps >= 0):
         raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
     if not (integer(downsample) and downsample >= 1):
@@ -208,7 +210,10 @@ class MapOptimizer:
             :data:`OBJECTIVE_WEIGHT_MAX` the objective is descended divided by a constant (same argmin).
         steps: optimisation steps (L-BFGS: outer steps of ``max_iter=1``, as the reference).
         lr: Adam learning rate on the logits (L-BFGS: its step size).
-        optimizer: ``"adam"`` or ``"lbfgs"``.
+        optimizer: ``"adam"``, ``"lbfgs"`` or ``"ngd"``: normalised gradient descent, each step moves every
+            image's logits by ``-lr * g / rms(g)`` (``g``: the objective's gradient, rms over that image's grid),
+            so relative magnitudes survive (Adam's first step is ``lr * sign(g)``). With ``steps=1,
+            keep="last"`` it is the training-free one-pass map: one forward and backward at the initial map.
         init: ``"constant"`` (level ``init_q``), ``"gradcam"`` (``alpha * CAM``), ``"random"`` (logits
             N(-2, 1), the reference's) or a (B, 1, H, W) tensor.
         init_q: level of the constant init, in (0, 1).
@@ -445,6 +450,8 @@ class MapOptimizer:
 
         if self.optimizer == "adam":
             opt = torch.optim.Adam([logits], lr=self.lr)
+        elif self.optimizer == "ngd":
+            opt = torch.optim.SGD([logits], lr=self.lr)
         else:
             opt = torch.optim.LBFGS([logits], lr=self.lr, max_iter=1, line_search_fn=None)
 
@@ -455,11 +462,15 @@ class MapOptimizer:
             if self.lr_schedule == "cosine":
                 for g in opt.param_groups:
                     g["lr"] = self.lr * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / self.steps))
-            if self.optimizer == "adam":
+            if self.optimizer in ("adam", "ngd"):
                 opt.zero_grad(set_to_none=True)
                 obj = evaluate(step - 1)
                 obj.sum().backward()
-                clip_grad()
+                if self.optimizer == "ngd":  # per-image unit-rms gradient: the step size is lr in logit units
+                    g = logits.grad
+                    g.div_(g.flatten(1).pow(2).mean(dim=1).sqrt().clamp_min(1e-30).view(-1, 1, 1, 1))
+                else:
+                    clip_grad()
                 opt.step()
             else:
 

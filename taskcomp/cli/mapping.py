@@ -24,7 +24,7 @@ from ..io import atomic_write, image_to_tensor, load_image, tensor_to_image
 from ..optimize import TargetBppError, check_optimizer_args, group_key
 from ..outputs import BatchFailures, file_sha256
 from ..pictures import EXACT_SUFFIXES, PICTURE_SUFFIXES
-from ..predictors import check_task_model, create_predictor, default_predictor, list_predictors
+from ..predictors import check_codec, check_task_model, create_predictor, default_predictor, list_predictors
 from ..runner.tasks import preprocess_image
 from .arguments import OCR_MAP_DEFAULTS
 from .common import (
@@ -417,6 +417,7 @@ def _optimize(a):
         name = default_predictor(a.task, model_name) if a.predictor == "auto" else a.predictor
         a.predictor_model = create_predictor(name, device=dev)
         check_task_model(a.predictor_model, a.task, model_name)
+        check_codec(a.predictor_model, codec)
         lo, hi = a.predictor_model.config.lambda_min, a.predictor_model.config.lambda_max
         if a.lam is not None and not a.refine and not lo <= a.lam <= hi:  # its FiLM input is clamped to that range
             raise ValueError(

@@ -230,7 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     # Defaults: the ImageNet recipe's measured settings (results/imagenet_classification).
     o.add_argument("--steps", type=int, default=10, help="optimiser steps (default 10)")
     o.add_argument("--lr", type=float, default=0.3, help="Adam learning rate on the map logits (default 0.3)")
-    o.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam", help="optimiser of the map logits")
+    o.add_argument(
+        "--optimizer",
+        choices=["adam", "lbfgs", "ngd"],
+        default="adam",
+        help="optimiser of the map logits (ngd: normalised gradient steps of lr logit units; with --steps 1 a "
+        "training-free one-pass map)",
+    )
     o.add_argument(
         "--init",
         choices=["constant", "gradcam", "random"],

@@ -35,6 +35,7 @@ __all__ = [
     "save_predictor",
     "load_predictor_checkpoint",
     "check_task_model",
+    "check_codec",
     "PREDICTOR_WEIGHTS",
     "default_predictor",
 ]
@@ -187,3 +188,30 @@ def check_task_model(predictor: FeatureFiLMPredictor, task: str, model_name: str
         raise PredictorError(
             f"predictor {getattr(predictor, 'name', '?')} was trained for {cfg.task_model} maps, not {model_name}"
         )
+
+
+def check_codec(predictor: FeatureFiLMPredictor, codec) -> None:
+    """Refuse a predictor whose maps were made for another codec: other weights where its checkpoint records
+    them (``config.codec_weights``), else another codec name (``config.codec``; checkpoints made before the
+    weights were recorded name ``sft-small``, the codec they were trained with).
+
+    Args:
+        codec: the :class:`taskcomp.codec.SFTCodec` the maps will be coded with.
+
+    Raises:
+        PredictorError: one line naming both.
+    """
+    from ..bitstream import weights_id
+
+    cfg = predictor.config
+    name = getattr(codec, "checkpoint_info", {}).get("codec", "sft-custom")
+    wid = weights_id(codec).hex()
+    who = getattr(predictor, "name", "?")
+    if cfg.codec_weights:
+        if cfg.codec_weights[:16] != wid[:16]:
+            raise PredictorError(
+                f"predictor {who} was made for codec {cfg.codec} weights {cfg.codec_weights[:16]}, not {name} "
+                f"weights {wid[:16]}: use that codec, or distill a predictor from targets made with this one"
+            )
+    elif cfg.codec and name != cfg.codec:
+        raise PredictorError(f"predictor {who} was trained for codec {cfg.codec}, not {name}")

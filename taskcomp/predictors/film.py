@@ -43,6 +43,11 @@ class PredictorConfig:
         init_q: the untrained predictor's constant map level.
         task: the objective it was trained for (``classification``, ``detection``, ...).
         task_model: that objective's model (timm name, ultralytics weights), the one its maps are for.
+        codec, codec_weights: the codec its maps were made for and that codec's weights id (hex; ``""``: not
+            recorded, as in checkpoints made before it was). Its maps are refused with other weights
+            (:func:`taskcomp.predictors.check_codec`).
+        training: how it was trained: ``end-to-end`` (through codec and task model,
+            :mod:`taskcomp.training.predictor`) or ``distilled`` (from per-image maps, :mod:`taskcomp.training.distill`).
     """
 
     backbone: str = "tf_efficientnet_lite0"
@@ -53,6 +58,9 @@ class PredictorConfig:
     init_q: float = 0.1
     task: str = "classification"
     task_model: str = "tf_efficientnet_lite0"
+    codec: str = "sft-small"
+    codec_weights: str = ""
+    training: str = "end-to-end"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,15 +169,23 @@ class FeatureFiLMPredictor(nn.Module):
 
         check_image_tensor(x)  # float, non-empty, finite, in [0, 1] (0..255 data is refused, not clamped)
         B, _, H, W = x.shape
-        gh, gw = self.grid(H, W)
-        t = self.lambda_code(lam, B, x.device)
+        return self.decode(self.features(x), self.lambda_code(lam, B, x.device), self.grid(H, W))
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """The frozen backbone's feature levels the decoder reads (strides 8, 16, 32), for checked images
+        (B, 3, H, W) in [0, 1]; computed without gradients (what a distillation cache stores)."""
         with torch.no_grad():
             feats = self.backbone((x - self.mean) / self.std)
+        return [feats[i] for i in self.levels]
+
+    def decode(self, feats: list[Tensor], t: Tensor, grid: tuple[int, int]) -> Tensor:
+        """Logits (B, 1, gh, gw) from :meth:`features`' levels and the FiLM input ``t`` (B,) in [-1, 1]
+        (:meth:`lambda_code`): the trainable part."""
         h = 0
-        for lat, i in zip(self.lateral, self.levels):
-            f = lat(feats[i])
-            if f.shape[-2:] != (gh, gw):
-                f = F.interpolate(f, size=(gh, gw), mode="bilinear", align_corners=False)
+        for lat, f in zip(self.lateral, feats):
+            f = lat(f)
+            if f.shape[-2:] != tuple(grid):
+                f = F.interpolate(f, size=grid, mode="bilinear", align_corners=False)
             h = h + f
         h = F.relu(self.film1(self.conv1(F.relu(h)), t))
         h = F.relu(self.film2(self.conv2(h), t))

@@ -95,7 +95,7 @@ _KINDS = {
         lambda v: isinstance(v, list) and bool(v) and all(_is_int(x) and 0 <= x <= 100 for x in v),
         "a non-empty list of integers in [0, 100]",
     ),
-    "optimizer": (lambda v: v in ("adam", "lbfgs"), "adam or lbfgs"),
+    "optimizer": (lambda v: v in ("adam", "lbfgs", "ngd"), "adam, lbfgs or ngd"),
     "init": (lambda v: v in ("constant", "gradcam", "random", "box_mask"), "constant, gradcam, random or box_mask"),
     "reading": (lambda v: v in ("page", "boxes"), "page or boxes"),
     "synthesis": (lambda v: v in ("float64", "float32"), "float64 or float32"),

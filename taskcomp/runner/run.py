@@ -426,7 +426,7 @@ def _run_points(recipe, task_name, todo, out: Path, rec_path: Path, folder_weigh
             f"this codec's weights are {wid}: use another --out"
         )
 
-    predictors = _predictors(recipe, task_name, task, dev)
+    predictors = _predictors(recipe, task_name, task, dev, codec)
     by_image: dict[str, list] = {}
     for it, s in todo:
         by_image.setdefault(it["id"], [it, []])[1].append(s)
@@ -501,10 +501,10 @@ def _task_objectives(task) -> list:
     return objs
 
 
-def _predictors(recipe: dict[str, Any], task_name: str, task, dev) -> dict[str, Any]:
+def _predictors(recipe: dict[str, Any], task_name: str, task, dev, codec=None) -> dict[str, Any]:
     """The predictor of each ``predicted*`` method (``predictor:`` a registered name or a checkpoint path, default
     the task model's registered one; ``checkpoint:`` other weights), checked against the task's objective."""
-    from ..predictors import check_task_model, create_predictor, default_predictor
+    from ..predictors import check_codec, check_task_model, create_predictor, default_predictor
 
     out = {}
     for method, spec in recipe["methods"].items():
@@ -515,6 +515,8 @@ def _predictors(recipe: dict[str, Any], task_name: str, task, dev) -> dict[str, 
         name = spec.get("predictor") or default_predictor(task_name, model_name)
         pred = create_predictor(name, checkpoint=spec.get("checkpoint"), device=dev)
         check_task_model(pred, task_name, model_name)
+        if codec is not None:
+            check_codec(pred, codec)
         out[method] = pred
     return out
 
