@@ -98,3 +98,42 @@ def test_other_meaning_or_weights_are_refused(tmp_path, parts):
     # a cut index line is skipped and its image redone
     idx = next(out.glob("index*.jsonl"))
     assert json.loads(idx.read_text().splitlines()[0])["image"] == images[0][0]
+
+
+def test_a_predictor_distilled_from_targets_fits_them_and_knows_its_codec(tmp_path, parts, capsys):
+    from types import SimpleNamespace
+
+    import torch
+    from conftest import assert_one_line_error, run
+
+    from taskcomp.predictors import PredictorError, check_codec, create_predictor
+    from taskcomp.training.distill import distill_predictor
+
+    codec, objective, spec = parts
+    root = _photos(tmp_path, n=8)
+    out = tmp_path / "t"
+    make_targets(target_images(root, ["train"]), out, codec, objective, spec, batch_size=4, log=lambda *x: None)
+    with pytest.raises(TargetsError, match="codec weights"):  # targets of other weights are refused when training
+        distill_predictor(out, tmp_path / "p.pth", root, codec_weights="0" * 16, log=lambda *x: None)
+    s = distill_predictor(
+        out, tmp_path / "p.pth", root, steps=40, batch_size=4, eval_every=10, holdout_every=3, log=lambda *x: None
+    )
+    assert s["n_train_images"] + s["n_held_out_images"] == 8 and s["held_out_kl"] <= s["held_out_kl_start"]
+    rows = (tmp_path / "p.pth.log.csv").read_text().splitlines()
+    first, last = float(rows[2].split(",")[2]), float(rows[-1].split(",")[2])
+    assert last < first  # the decoder learns its training targets
+    pred = create_predictor(str(tmp_path / "p.pth"))
+    assert pred.config.training == "distilled" and pred.config.codec_weights == spec.weights
+    assert (pred.config.lambda_min, pred.config.lambda_max) == (0.01, 10.0)
+    for shape in [(1, 1, 9, 13), (1, 3, 1, 1), (2, 3, 20, 50)]:  # grayscale, tiny, non-square: maps of their size
+        m = pred.predict_map(torch.rand(shape), 0.1)
+        assert m.shape == (shape[0], 1, *shape[2:]) and float(m.min()) >= 0 and float(m.max()) <= 1
+    check_codec(pred, codec)
+    other = SimpleNamespace(checkpoint_info={"codec": "sft-small", "hash": "ab" * 32})
+    with pytest.raises(PredictorError, match="made for codec sft-small weights"):
+        check_codec(pred, other)
+    capsys.readouterr()
+    rc, _, err = run(["distill-predictor", "--targets", tmp_path / "none", "--out", tmp_path / "q.pth"], capsys)
+    assert_one_line_error(rc, err, "no targets")
+    rc, _, err = run(["distill-predictor", "--targets", out, "--out", tmp_path / "q.txt"], capsys)
+    assert_one_line_error(rc, err, ".pth")

@@ -531,6 +531,26 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     mt.set_defaults(func=_Command("training", "cmd_make_targets"))
 
+    dp = sub.add_parser(
+        "distill-predictor",
+        help="train a map predictor's decoder to reproduce the per-image maps of make-targets (minutes on a CPU)",
+    )
+    dp.add_argument("--targets", required=True, help="target folder of `taskcomp make-targets`")
+    dp.add_argument("--out", required=True, help="predictor checkpoint to write (.pth; OUT.log.csv, OUT.json beside)")
+    dp.add_argument("--data-root", help="data root of the target images (default: $TASKCOMP_DATA or ../shared/data)")
+    dp.add_argument("--count", type=int, help="train on the first N non-held-out target images (default: all)")
+    dp.add_argument("--steps", type=int, default=1500, help="decoder training steps (default 1500)")
+    dp.add_argument("--batch-size", type=int, default=16, help="target images per step, all lambdas each (default 16)")
+    dp.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3, cosine decay)")
+    dp.add_argument("--name", help="the name the checkpoint carries (default: OUT's stem)")
+    dp.add_argument(
+        "--codec",
+        help="codec the predictor is for (default: the targets' codec); targets made with other weights are refused",
+    )
+    dp.add_argument("--checkpoint", help="that codec's weights file (default: its shipped weights)")
+    dp.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    dp.set_defaults(func=_Command("training", "cmd_distill_predictor"))
+
     pt = sub.add_parser("plot-training", help="plot a training run's loss, bpp and PSNR curves")
     pt.add_argument("run_dir", nargs="+", help="run folder(s) or log.csv file(s); several = stages in order")
     pt.add_argument("-o", "--output", required=True, help="output image (.png)")

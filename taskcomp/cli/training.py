@@ -13,7 +13,15 @@ from ..training.codec import TrainConfig, export, plot_training, train
 from ..training.predictor import PredictorTrainConfig, train_predictor
 from .common import apply_threads, load_codec
 
-__all__ = ["cmd_train", "cmd_train_predictor", "cmd_export", "cmd_widen", "cmd_plot_training"]
+__all__ = [
+    "cmd_train",
+    "cmd_train_predictor",
+    "cmd_distill_predictor",
+    "cmd_make_targets",
+    "cmd_export",
+    "cmd_widen",
+    "cmd_plot_training",
+]
 
 
 def cmd_train(a):
@@ -106,6 +114,33 @@ def cmd_make_targets(a):
     torch.set_flush_denormal(True)
     n = make_targets(images, Path(a.out), codec, objective, spec, shard=shard, batch_size=a.batch_size, device=dev)
     print(f"{n} images' targets made in {a.out}")
+
+
+def cmd_distill_predictor(a):
+    """``taskcomp distill-predictor``: a predictor's decoder trained on cached features to reproduce a target
+    folder's maps (:func:`taskcomp.training.distill.distill_predictor`)."""
+    from ..bitstream import weights_id
+    from ..datasets import data_root
+    from ..training.distill import distill_predictor
+    from ..training.targets import load_targets
+
+    if Path(a.out).suffix not in (".pth", ".pt"):
+        raise ValueError(f"--out must name a .pth file, got {a.out}")
+    spec, _ = load_targets(a.targets)
+    a.codec = a.codec or spec.get("codec")
+    apply_threads(a)
+    wid = weights_id(load_codec(a, "cpu")).hex()
+    distill_predictor(
+        a.targets,
+        a.out,
+        data_root(a.data_root),
+        count=a.count,
+        steps=a.steps,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        name=a.name,
+        codec_weights=wid,
+    )
 
 
 def cmd_export(a):

@@ -96,6 +96,8 @@ def distill_predictor(
     channels: int = 64,
     eval_every: int = 100,
     name: str | None = None,
+    codec_weights: str | None = None,
+    holdout_every: int = 10,
     seed: int = 0,
     log=print,
 ) -> dict[str, Any]:
@@ -109,6 +111,9 @@ def distill_predictor(
         steps, batch_size, lr: Adam on the decoder; ``batch_size`` images per step, each with all its lambdas
             and a random mirror; cosine decay over the last 40% of the steps.
         eval_every: held-out evaluation interval (steps); the best held-out weights are kept.
+        holdout_every: one target image in N (by the SHA-1 of its path) is held out.
+        codec_weights: the weights id (hex) of the codec the predictor is for: targets made with other weights
+            are refused (None: the targets' own).
 
     Returns:
         the summary written to ``OUT.json``.
@@ -127,11 +132,11 @@ def distill_predictor(
     if count is not None and count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     out = Path(out)
-    spec, entries = load_targets(targets)
+    spec, entries = load_targets(targets, weights=codec_weights)
     if spec["task"] not in ("classification", "detection"):
         raise TargetsError(f"{targets}: no predictor backbone for {spec['task']} targets")
-    val = [e for e in entries if held_out(e["image"])]
-    train = [e for e in entries if not held_out(e["image"])][:count]
+    val = [e for e in entries if held_out(e["image"], holdout_every)]
+    train = [e for e in entries if not held_out(e["image"], holdout_every)][:count]
     if len(train) < 2 or not val:
         raise TargetsError(
             f"{targets} has {len(entries)} target images ({len(val)} held out): distilling needs at least 2 to "
@@ -202,10 +207,11 @@ def distill_predictor(
     csv_path = out.with_name(out.name + ".log.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
-    best = (math.inf, None, 0, None)
+    best = (math.inf, None, 0, None)  # step 0 (the untrained decoder) is a candidate too
     t0 = time.perf_counter()
     model.train()
     v0 = evaluate()
+    best = (v0[0], {k: t.detach().clone() for k, t in model.decoder_state_dict().items()}, 0, v0)
     rows.append(
         {"step": 0, "lr": 0.0, "train_kl": math.nan, "val_kl": v0[0], "val_map_mae": v0[1], "val_level_err": v0[2]}
     )
