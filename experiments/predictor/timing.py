@@ -2,6 +2,10 @@
 plus 2 optimiser steps, and 10-step per-image optimisation (label-free), on the same images at one lambda.
 
     python experiments/predictor/timing.py [--images 20] [--threads 1] [--lam 0.1] > results/predictor/timing.json
+    python experiments/predictor/timing.py --predictor PATH.pth --limit 200 --one-step > TIMING.json
+
+``--predictor`` times another predictor (a registered name or checkpoint); ``--one-step`` adds the training-free
+one-step map (one normalised gradient step, ``optimizer="ngd"``, as the recipe's ``task_aware_one_step``).
 
 Images: the first N of imagenet-sample spread as the recipe's --limit 100 takes them (Resize 280, CenterCrop 256).
 The map only: encoding the .tcz costs the same for every method and is left out. The three methods alternate
@@ -33,14 +37,19 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lam", type=float, default=0.1)
+    ap.add_argument("--predictor", default="lite0-classification")
+    ap.add_argument("--limit", type=int, default=100, help="the recipe's --limit the images are spread as")
+    ap.add_argument("--one-step", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.set_flush_denormal(True)
     codec = create_codec("sft-small")
     obj = create_objective("classification", model="tf_efficientnet_lite0")
-    pred = create_predictor("lite0-classification")
-    items = spread(list_layout("imagenet-sample", data_root() / "imagenet-sample"), 100)[: a.images]
+    pred = create_predictor(a.predictor)
+    items = spread(list_layout("imagenet-sample", data_root() / "imagenet-sample"), a.limit)[: a.images]
     times = {"predicted": [], "predicted_refine2": [], "per_image_10_steps": []}
+    if a.one_step:
+        times["one_step"] = []
     for it in items:
         x = image_to_tensor(preprocess_image(load_image(it["path"]), 280, 256)[0])
         ctx = obj.prepare(x)
@@ -53,6 +62,12 @@ def main() -> None:
             m = pred.predict_map(x, a.lam)
         MapOptimizer(codec, obj, lam=a.lam, steps=2, lr=0.3, init=m, downsample=8).run(x, ctx)
         times["predicted_refine2"].append(time.perf_counter() - t0)
+        if a.one_step:
+            t0 = time.perf_counter()
+            MapOptimizer(
+                codec, obj, lam=a.lam, steps=1, lr=2.0, optimizer="ngd", keep="last", init_q=0.1, downsample=8
+            ).run(x, ctx)
+            times["one_step"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         MapOptimizer(codec, obj, lam=a.lam, steps=10, lr=0.3, init_q=0.1, downsample=8).run(x, ctx)
         times["per_image_10_steps"].append(time.perf_counter() - t0)
@@ -61,6 +76,7 @@ def main() -> None:
         json.dumps(
             {
                 "images": len(items),
+                "predictor": a.predictor,
                 "threads": a.threads,
                 "lambda": a.lam,
                 "size": "256x256",

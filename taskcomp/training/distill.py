@@ -97,6 +97,7 @@ def distill_predictor(
     eval_every: int = 100,
     name: str | None = None,
     codec_weights: str | None = None,
+    init_from: str | None = None,
     holdout_every: int = 10,
     seed: int = 0,
     log=print,
@@ -111,6 +112,8 @@ def distill_predictor(
         steps, batch_size, lr: Adam on the decoder; ``batch_size`` images per step, each with all its lambdas
             and a random mirror; cosine decay over the last 40% of the steps.
         eval_every: held-out evaluation interval (steps); the best held-out weights are kept.
+        init_from: a predictor (registered name or checkpoint) whose decoder the training starts from (its width
+            and lambda range are kept, so its FiLM inputs mean what they meant); None: a fresh decoder.
         holdout_every: one target image in N (by the SHA-1 of its path) is held out.
         codec_weights: the weights id (hex) of the codec the predictor is for: targets made with other weights
             are refused (None: the targets' own).
@@ -159,6 +162,22 @@ def distill_predictor(
     )
     torch.manual_seed(seed)
     model = FeatureFiLMPredictor(config)
+    if init_from is not None:
+        from ..predictors import create_predictor
+
+        start = create_predictor(init_from)
+        if start.config.backbone != config.backbone or start.config.downsample != config.downsample:
+            raise ValueError(
+                f"init_from {init_from}: its backbone/grid ({start.config.backbone}, 1/{start.config.downsample}) "
+                f"differ from the targets' ({config.backbone}, 1/{config.downsample})"
+            )
+        config.channels, config.lambda_min, config.lambda_max = (
+            start.config.channels,
+            start.config.lambda_min,
+            start.config.lambda_max,
+        )
+        model = FeatureFiLMPredictor(config)
+        model.load_state_dict(start.decoder_state_dict(), strict=False)
     cache = feature_cache(targets, model, spec, train + val, data_root, log=log)
 
     def load(es):
@@ -200,6 +219,11 @@ def distill_predictor(
             level.append(d.flatten(1).mean(1).abs())
         model.train()
         return float(torch.cat(kls).mean()), float(torch.cat(mae).mean()), float(torch.cat(level).mean())
+
+    # what no image content can beat: each lambda's mean training map as a constant map (held-out KL)
+    level = torch.sigmoid(t_train).mean(dim=(0, 2, 3, 4)).clamp(1e-4, 1 - 1e-4)  # (L,)
+    const = torch.logit(level).view(1, L, 1, 1, 1).expand_as(t_val).reshape(-1, 1, *grid)
+    kl_const = float(kl(const, t_val.reshape(-1, 1, *grid)).mean())
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
@@ -265,6 +289,8 @@ def distill_predictor(
         "lr": lr,
         "best_step": best[2],
         "held_out_kl_start": v0[0],
+        "held_out_kl_constant_per_lambda": kl_const,
+        "init_from": init_from,
         "held_out_kl": best[3][0],
         "held_out_map_mae": best[3][1],
         "held_out_map_level_error": best[3][2],
@@ -273,6 +299,7 @@ def distill_predictor(
     }
     meta = {
         "training": "distilled",
+        "init_from": init_from,
         "steps": steps,
         "best_step": best[2],
         "n_train_images": len(train),
@@ -282,7 +309,8 @@ def distill_predictor(
     save_predictor(model, out, name or out.stem, meta=meta)
     atomic_write(out.with_name(out.name + ".json"), json.dumps(summary, indent=1).encode())
     log(
-        f"distill: kept step {best[2]} (held-out KL {best[3][0]:.4f} from {v0[0]:.4f}, map MAE {best[3][1]:.4f}); "
+        f"distill: kept step {best[2]} (held-out KL {best[3][0]:.4f} from {v0[0]:.4f}; each lambda's mean map "
+        f"{kl_const:.4f}; map MAE {best[3][1]:.4f}); "
         f"{minutes:.1f} min -> {out}"
     )
     return summary

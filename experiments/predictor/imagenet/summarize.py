@@ -1,6 +1,11 @@
 """summary.json of the predictor comparison: predicted maps against uniform and per-image optimised maps.
 
     python experiments/predictor/imagenet/summarize.py runs/predictor_imagenet [--timing results/predictor/timing.json]
+    python experiments/predictor/imagenet/summarize.py RUN --predicted predicted_distilled \
+        --refine predicted_distilled_refine --also predicted task_aware_one_step --out SUMMARY.json
+
+``--predicted`` / ``--refine`` name the methods the issue-21 keys are computed for; ``--also`` adds the same
+figures for other one-pass methods under ``others`` (e.g. the old predictor, the training-free baseline).
 
 Definitions (curves are means over the run's images; every bpp is the real .tcz size):
 - gain_vs_uniform_points[model]: the largest top-1 gain (points) of a ``predicted`` point over the uniform curve
@@ -34,7 +39,23 @@ def _interp(t, method: str, col: str, bpps) -> np.ndarray:
     return out
 
 
-def summarize(run: Path, timing: Path | None = None) -> dict:
+def _fraction(t, lf, col: str, method: str) -> tuple[float | None, np.ndarray, np.ndarray]:
+    b = lf["bpp"].to_numpy()
+    unif = _interp(t, "uniform", col, b)
+    pred = _interp(t, method, col, b)
+    g_lf, g_pred = 100 * (lf[col].to_numpy() - unif), 100 * (pred - unif)
+    ok = ~np.isnan(g_pred) & ~np.isnan(g_lf)
+    frac = float(g_pred[ok].sum() / g_lf[ok].sum()) if ok.any() and g_lf[ok].sum() > 0 else None
+    return frac, unif, pred
+
+
+def summarize(
+    run: Path,
+    timing: Path | None = None,
+    predicted: str = "predicted",
+    refine: str = "predicted_refine",
+    also: list[str] = (),
+) -> dict:
     df = load_records(run)
     cols = sorted(c for c in df.columns if c.startswith("top1/"))
     t = curves(df, cols)
@@ -49,17 +70,19 @@ def summarize(run: Path, timing: Path | None = None) -> dict:
     lf = t[t["method"] == "task_aware_label_free"].sort_values("bpp")
     for col in cols:
         model = col.split("/", 1)[1]
-        c = compare_to_uniform(t, col, "predicted", 0.3)
+        c = compare_to_uniform(t, col, predicted, 0.3)
         s["gain_vs_uniform_points"][model] = c.get("max_gain_points_at_or_below_0.3_bpp")
         b = lf["bpp"].to_numpy()
-        unif = _interp(t, "uniform", col, b)
-        pred = _interp(t, "predicted", col, b)
-        ref = _interp(t, "predicted_refine", col, b)
-        g_lf, g_pred = 100 * (lf[col].to_numpy() - unif), 100 * (pred - unif)
-        ok = ~np.isnan(g_pred) & ~np.isnan(g_lf)
-        s["fraction_of_per_image_gain"][model] = (
-            float(g_pred[ok].sum() / g_lf[ok].sum()) if ok.any() and g_lf[ok].sum() > 0 else None
-        )
+        s["fraction_of_per_image_gain"][model], unif, pred = _fraction(t, lf, col, predicted)
+        ref = _interp(t, refine, col, b) if (t["method"] == refine).any() else np.full(len(b), np.nan)
+        for m in also:
+            o = s.setdefault("others", {}).setdefault(
+                m, {"gain_vs_uniform_points": {}, "fraction_of_per_image_gain": {}}
+            )
+            o["gain_vs_uniform_points"][model] = compare_to_uniform(t, col, m, 0.3).get(
+                "max_gain_points_at_or_below_0.3_bpp"
+            )
+            o["fraction_of_per_image_gain"][model] = _fraction(t, lf, col, m)[0]
         d = 100 * (ref - lf[col].to_numpy())
         s["refine_minus_per_image_points"][model] = float(np.nanmean(d)) if np.isfinite(d).any() else None
         s["per_model"][model] = {
@@ -85,12 +108,15 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
     ap.add_argument("--timing", type=Path)
+    ap.add_argument("--predicted", default="predicted", help="the predictor method the issue's keys are for")
+    ap.add_argument("--refine", default="predicted_refine", help="its refined method")
+    ap.add_argument("--also", nargs="*", default=[], help="other one-pass methods, summarised alike")
     ap.add_argument(
         "--out",
         type=Path,
         default=Path(__file__).resolve().parents[3] / "results" / "predictor" / "imagenet" / "summary.json",
     )
     a = ap.parse_args()
-    s = summarize(a.run, a.timing)
+    s = summarize(a.run, a.timing, a.predicted, a.refine, a.also)
     atomic_write(a.out, json.dumps(s, indent=2).encode())
     print(json.dumps({k: v for k, v in s.items() if k != "per_model"}, indent=2))
