@@ -93,6 +93,7 @@ def distill_predictor(
     steps: int = 1500,
     batch_size: int = 16,
     lr: float = 2e-3,
+    weight_decay: float = 0.0,
     channels: int = 64,
     eval_every: int = 100,
     name: str | None = None,
@@ -111,6 +112,7 @@ def distill_predictor(
         count: train on the first N non-held-out target images (None: all).
         steps, batch_size, lr: Adam on the decoder; ``batch_size`` images per step, each with all its lambdas
             and a random mirror; cosine decay over the last 40% of the steps.
+        weight_decay: AdamW's decoupled weight decay (0: Adam).
         eval_every: held-out evaluation interval (steps); the best held-out weights are kept.
         init_from: a predictor (registered name or checkpoint) whose decoder the training starts from (its width
             and lambda range are kept, so its FiLM inputs mean what they meant); None: a fresh decoder.
@@ -226,7 +228,7 @@ def distill_predictor(
     kl_const = float(kl(const, t_val.reshape(-1, 1, *grid)).mean())
 
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     rng = np.random.default_rng(seed)
     csv_path = out.with_name(out.name + ".log.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -287,6 +289,7 @@ def distill_predictor(
         "steps": steps,
         "batch_size": batch_size,
         "lr": lr,
+        "weight_decay": weight_decay,
         "best_step": best[2],
         "held_out_kl_start": v0[0],
         "held_out_kl_constant_per_lambda": kl_const,
