@@ -137,3 +137,15 @@ def test_a_predictor_distilled_from_targets_fits_them_and_knows_its_codec(tmp_pa
     assert_one_line_error(rc, err, "no targets")
     rc, _, err = run(["distill-predictor", "--targets", out, "--out", tmp_path / "q.txt"], capsys)
     assert_one_line_error(rc, err, ".pth")
+    (tmp_path / "d.pth").mkdir()
+    rc, _, err = run(["distill-predictor", "--targets", out, "--out", tmp_path / "d.pth"], capsys)
+    assert_one_line_error(rc, err, "is a folder")
+    rc, _, err = run(["distill-predictor", "--targets", out, "--out", out / "features" / "x.pt"], capsys)
+    assert_one_line_error(rc, err, "inside the targets folder")
+    import shutil
+
+    cut = tmp_path / "cut"
+    shutil.copytree(out, cut)
+    next((cut / "maps").glob("*.npz")).write_bytes(b"PK\x03\x04 cut")
+    with pytest.raises(TargetsError, match="damaged.*make-targets"):
+        distill_predictor(cut, tmp_path / "c.pth", root, steps=2, holdout_every=3, log=lambda *x: None)

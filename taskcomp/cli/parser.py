@@ -229,7 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Defaults: the ImageNet recipe's measured settings (results/imagenet_classification).
     o.add_argument("--steps", type=int, default=10, help="optimiser steps (default 10)")
-    o.add_argument("--lr", type=float, default=0.3, help="Adam learning rate on the map logits (default 0.3)")
+    o.add_argument(
+        "--lr",
+        type=float,
+        default=0.3,
+        help="learning rate on the map logits (Adam, L-BFGS); with ngd the step in logit units (default 0.3)",
+    )
     o.add_argument(
         "--optimizer",
         choices=["adam", "lbfgs", "ngd"],
@@ -264,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME|PATH",
         help="predict the map in one pass with a trained predictor instead of optimising it (no value: the "
         "registered one for --task / --model, e.g. lite0-classification; or a checkpoint of "
-        "taskcomp train-predictor; default: optimise the map)",
+        "taskcomp train-predictor or distill-predictor; default: optimise the map)",
     )
     o.add_argument(
         "--refine",
@@ -497,7 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
         "make-targets",
         help="per-image optimised maps of training photos, the targets a predictor is distilled from (resumable)",
     )
-    mt.add_argument("--out", required=True, help="target folder (targets.json, maps/, index*.jsonl)")
+    mt.add_argument(
+        "--out",
+        required=True,
+        help="target folder (targets.json, maps/, index*.jsonl; distill-predictor adds its feature cache features/)",
+    )
     mt.add_argument(
         "--data",
         action="append",
@@ -541,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--count", type=int, help="train on the first N non-held-out target images (default: all)")
     dp.add_argument("--steps", type=int, default=1500, help="decoder training steps (default 1500)")
     dp.add_argument("--batch-size", type=int, default=16, help="target images per step, all lambdas each (default 16)")
-    dp.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3, cosine decay)")
+    dp.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (default 2e-3, cosine decay)")
     dp.add_argument("--name", help="the name the checkpoint carries (default: OUT's stem)")
     dp.add_argument(
         "--codec",

@@ -1,5 +1,5 @@
-"""Subcommands that train or reshape codecs and predictors: train, train-predictor, export-codec, widen-codec and
-plot-training."""
+"""Subcommands that train or reshape codecs and predictors: train, train-predictor, make-targets, distill-predictor,
+export-codec, widen-codec and plot-training."""
 
 from __future__ import annotations
 
@@ -87,6 +87,8 @@ def cmd_make_targets(a):
         raise ValueError(f"--resize ({a.resize}) must be at least --crop ({a.crop})")
     if a.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
+    if Path(a.out).exists() and not Path(a.out).is_dir():
+        raise ValueError(f"--out {a.out} is a file: name a folder for the targets")
     apply_threads(a)
     env = process_group_env()
     shard = parse_shard(a.shard) if a.shard else (env.rank, env.world)
@@ -125,7 +127,22 @@ def cmd_distill_predictor(a):
     from ..training.targets import load_targets
 
     if Path(a.out).suffix not in (".pth", ".pt"):
-        raise ValueError(f"--out must name a .pth file, got {a.out}")
+        raise ValueError(f"--out must name a .pth or .pt file, got {a.out}")
+    for flag, v in (("--steps", a.steps), ("--batch-size", a.batch_size)):
+        if v < 1:
+            raise ValueError(f"{flag} must be >= 1, got {v}")
+    if a.count is not None and a.count < 2:
+        raise ValueError(f"--count must be >= 2 (target images to train on), got {a.count}")
+    if not 0 < a.lr < 1:
+        raise ValueError(f"--lr must be in (0, 1), got {a.lr}")
+    plan = OutputPlan()
+    plan.add_input(a.checkpoint, "the --checkpoint codec weights")
+    plan.add_output(a.out, "--out")
+    plan.add_output(Path(a.out).with_name(Path(a.out).name + ".json"), "--out (its .json)")
+    plan.add_output(Path(a.out).with_name(Path(a.out).name + ".log.csv"), "--out (its .log.csv)")
+    plan.check()
+    if Path(a.out).resolve().is_relative_to(Path(a.targets).resolve()):
+        raise ValueError(f"--out {a.out} is inside the targets folder {a.targets}: write the predictor elsewhere")
     spec, _ = load_targets(a.targets)
     a.codec = a.codec or spec.get("codec")
     apply_threads(a)

@@ -57,7 +57,12 @@ def feature_cache(
     path = Path(targets) / "features" / f"{model.config.backbone}-{spec['resize']}-{spec['crop']}.pt"
     cache: dict = {}
     if path.is_file():
-        cache = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            cache = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises many types for a cut or foreign file
+            raise TargetsError(
+                f"the feature cache {path} is damaged ({type(e).__name__}): delete it to compute it again"
+            ) from None
     todo = [e["image"] for e in entries if e["image"] not in cache]
     if todo:
         from tqdm import tqdm
@@ -110,8 +115,8 @@ def distill_predictor(
         out: the predictor checkpoint (``.pth``); beside it ``OUT.log.csv`` (step, lr, train and held-out KL)
             and ``OUT.json`` (what was trained on, minutes, the held-out figures).
         count: train on the first N non-held-out target images (None: all).
-        steps, batch_size, lr: Adam on the decoder; ``batch_size`` images per step, each with all its lambdas
-            and a random mirror; cosine decay over the last 40% of the steps.
+        steps, batch_size, lr: AdamW on the decoder; ``batch_size`` images per step, each with all its lambdas
+            and a random mirror; linear warm-up over min(20, steps / 10) steps, cosine decay over the last 40%.
         weight_decay: AdamW's decoupled weight decay (0: Adam).
         eval_every: held-out evaluation interval (steps); the best held-out weights are kept.
         init_from: a predictor (registered name or checkpoint) whose decoder the training starts from (its width
@@ -180,14 +185,14 @@ def distill_predictor(
         )
         model = FeatureFiLMPredictor(config)
         model.load_state_dict(start.decoder_state_dict(), strict=False)
-    cache = feature_cache(targets, model, spec, train + val, data_root, log=log)
 
     def load(es):
         return torch.stack(
             [torch.from_numpy(np.load(Path(targets) / e["file"])["logits"].astype(np.float32)) for e in es]
         )
 
-    t_train, t_val = load(train), load(val)  # (N, L, 1, gh, gw)
+    t_train, t_val = load(train), load(val)  # (N, L, 1, gh, gw), read before any cache is written
+    cache = feature_cache(targets, model, spec, train + val, data_root, log=log)
     L = t_train.shape[1]
     if L != len(lams):
         raise TargetsError(f"{targets}: maps hold {L} lambdas, targets.json names {len(lams)}")
@@ -247,8 +252,9 @@ def distill_predictor(
     from tqdm import tqdm
 
     run_kl = []
+    warmup = min(20, steps // 10)
     for step in tqdm(range(1, steps + 1), desc="distill", dynamic_ncols=True):
-        cur = cosine_lr(step - 1, (step - 1) / steps, lr, warmup_steps=20, decay_start=0.6, final_lr=lr * 0.01)
+        cur = cosine_lr(step - 1, (step - 1) / steps, lr, warmup_steps=warmup, decay_start=0.6, final_lr=lr * 0.01)
         for g in opt.param_groups:
             g["lr"] = cur
         idx = rng.integers(0, len(train), batch_size).tolist()
@@ -258,7 +264,7 @@ def distill_predictor(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        run_kl.append(float(loss))
+        run_kl.append(float(loss.detach()))
         if step % eval_every == 0 or step == steps:
             v = evaluate()
             rows.append(
@@ -311,6 +317,13 @@ def distill_predictor(
     }
     save_predictor(model, out, name or out.stem, meta=meta)
     atomic_write(out.with_name(out.name + ".json"), json.dumps(summary, indent=1).encode())
+    if best[2] == 0:
+        log("distill: note: no step beat the untrained decoder on the held-out images: its weights are the ones kept")
+    elif best[3][0] >= kl_const:
+        log(
+            "distill: note: the kept weights do no better on the held-out images than each lambda's mean map "
+            "(a uniform map): more targets are needed"
+        )
     log(
         f"distill: kept step {best[2]} (held-out KL {best[3][0]:.4f} from {v0[0]:.4f}; each lambda's mean map "
         f"{kl_const:.4f}; map MAE {best[3][1]:.4f}); "
