@@ -187,9 +187,16 @@ def distill_predictor(
         model.load_state_dict(start.decoder_state_dict(), strict=False)
 
     def load(es):
-        return torch.stack(
-            [torch.from_numpy(np.load(Path(targets) / e["file"])["logits"].astype(np.float32)) for e in es]
-        )
+        out = []
+        for e in es:
+            f = Path(targets) / e["file"]
+            try:
+                out.append(torch.from_numpy(np.load(f)["logits"].astype(np.float32)))
+            except Exception as err:  # zipfile / numpy / OS errors of a cut or foreign file
+                raise TargetsError(
+                    f"target map {f} is damaged ({type(err).__name__}): delete it and rerun make-targets to remake it"
+                ) from None
+        return torch.stack(out)
 
     t_train, t_val = load(train), load(val)  # (N, L, 1, gh, gw), read before any cache is written
     cache = feature_cache(targets, model, spec, train + val, data_root, log=log)
