@@ -551,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--steps", type=int, default=1500, help="decoder training steps (default 1500)")
     dp.add_argument("--batch-size", type=int, default=16, help="target images per step, all lambdas each (default 16)")
     dp.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (default 2e-3, cosine decay)")
+    dp.add_argument(
+        "--eval-every", type=int, default=25, help="held-out evaluation every N steps; the best is kept (default 25)"
+    )
     dp.add_argument("--name", help="the name the checkpoint carries (default: OUT's stem)")
     dp.add_argument(
         "--codec",

@@ -128,7 +128,7 @@ def cmd_distill_predictor(a):
 
     if Path(a.out).suffix not in (".pth", ".pt"):
         raise ValueError(f"--out must name a .pth or .pt file, got {a.out}")
-    for flag, v in (("--steps", a.steps), ("--batch-size", a.batch_size)):
+    for flag, v in (("--steps", a.steps), ("--batch-size", a.batch_size), ("--eval-every", a.eval_every)):
         if v < 1:
             raise ValueError(f"{flag} must be >= 1, got {v}")
     if a.count is not None and a.count < 2:
@@ -155,6 +155,7 @@ def cmd_distill_predictor(a):
         steps=a.steps,
         batch_size=a.batch_size,
         lr=a.lr,
+        eval_every=a.eval_every,
         name=a.name,
         codec_weights=wid,
     )

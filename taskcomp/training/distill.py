@@ -100,7 +100,7 @@ def distill_predictor(
     lr: float = 2e-3,
     weight_decay: float = 0.0,
     channels: int = 64,
-    eval_every: int = 100,
+    eval_every: int = 25,
     name: str | None = None,
     codec_weights: str | None = None,
     init_from: str | None = None,
