@@ -530,6 +530,13 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--steps", type=int, default=10, help="optimiser steps (default 10, as the recipes)")
     mt.add_argument("--lr", type=float, default=0.3, help="Adam learning rate (default 0.3)")
     mt.add_argument("--init-q", type=float, default=0.1, help="constant initial map (default 0.1)")
+    mt.add_argument(
+        "--optimizer",
+        choices=["adam", "ngd"],
+        default="adam",
+        help="map optimiser (default adam; ngd --steps 1 --lr 2 --keep last: the training-free one-step maps)",
+    )
+    mt.add_argument("--keep", choices=["best", "last"], default="best", help="iterate kept (default best)")
     mt.add_argument("--downsample", type=int, default=8, help="map grid: 1/N of the crop (default 8)")
     mt.add_argument("--resize", type=int, default=256, help="short side before the centre crop (default 256)")
     mt.add_argument("--crop", type=int, default=224, help="centre crop (default 224)")

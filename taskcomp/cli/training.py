@@ -99,6 +99,11 @@ def cmd_make_targets(a):
     obj_args = {"model": model} if model else {}
     objective = create_objective(a.task, device=dev, **obj_args)
     optimizer = {"steps": a.steps, "lr": a.lr, "init_q": a.init_q, "downsample": a.downsample}
+    # only settings that differ from the defaults enter the targets' meaning (folders made before they existed)
+    if a.optimizer != "adam":
+        optimizer["optimizer"] = a.optimizer
+    if a.keep != "best":
+        optimizer["keep"] = a.keep
     from ..optimize import check_optimizer_args
 
     check_optimizer_args(**optimizer)
