@@ -4,8 +4,9 @@ experiments/codec_range/imagenet_classification_lowrate.yaml.
     python experiments/codec_range/imagenet_summary.py runs/codec_range_imagenet results/codec_range/imagenet \
         --summary results/codec_range/summary.json
 
-The recipe's task-aware maps come from three start maps (q = 0.05, 0.2, 0.4; methods task_aware, task_aware_q20,
-task_aware_q40; the same with _label_free), so one family (with label, label-free) is the union of its methods'
+The recipe's task-aware maps come from several start maps (q = 0.05, 0.1, 0.2, 0.4; methods task_aware,
+task_aware_q10 (with the label only, added in session 3), task_aware_q20, task_aware_q40; the same but q 0.1 with
+_label_free), so one family (with label, label-free) is the union of its methods'
 points. Figures, Lite0 (the maps' model) first, Lite1 / Lite2 beside it:
 
 - ``top1_lite0_task_aware_at_0.12_bpp``: the best mean top-1 among the with-label family's measured points whose
@@ -28,7 +29,7 @@ from taskcomp.runner.report import bootstrap_interval, load_records
 
 MODELS = ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2")
 FAMILIES = {
-    "task_aware": ("task_aware", "task_aware_q20", "task_aware_q40"),
+    "task_aware": ("task_aware", "task_aware_q10", "task_aware_q20", "task_aware_q40"),
     "task_aware_label_free": ("task_aware_label_free", "task_aware_label_free_q20", "task_aware_label_free_q40"),
 }
 
