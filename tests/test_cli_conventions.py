@@ -215,7 +215,7 @@ def _recipe(tmp_path, text, name="r.yaml"):
         (GOOD + "  predicted_r: {lambda: [1], refine: -1}\n", ["predicted_r.refine", ">= 0"]),
         (
             GOOD + "  predicted: {lambda: [1], predictor: lite0-classification, steps: 2, lr: 0.1, optimizer: sgd}\n",
-            ["predicted.optimizer", "adam or lbfgs"],
+            ["predicted.optimizer", "adam, lbfgs or ngd"],
         ),
         (GOOD + "batch_size: 0\n", ["batch_size", ">= 1"]),
         ("name: t\ndata: x\nmethods: {uniform: {q: [0.1]}\n", ["malformed YAML", "line"]),
