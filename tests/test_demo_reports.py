@@ -186,6 +186,7 @@ REQUIRED = {
     "export-codec": ["d"],
     "widen-codec": ["--to", "sft-medium", "-o", "w.pth"],
     "make-targets": ["--out", "t"],
+    "distill-predictor": ["--targets", "t", "--out", "p.pth"],
 }
 
 
