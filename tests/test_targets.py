@@ -86,6 +86,9 @@ def test_other_meaning_or_weights_are_refused(tmp_path, parts):
     other = TargetSpec(**{**spec.__dict__, "lambdas": [1.0]})
     with pytest.raises(TargetsError, match="lambdas"):
         make_targets(images, out, codec, objective, other, log=lambda *x: None)
+    other = TargetSpec(**{**spec.__dict__, "optimizer": {**spec.optimizer, "optimizer": "ngd"}})
+    with pytest.raises(TargetsError, match=r"optimizer\.optimizer = '\(default\)'; this run has 'ngd'"):
+        make_targets(images, out, codec, objective, other, log=lambda *x: None)
     with pytest.raises(TargetsError, match="codec weights"):
         load_targets(out, weights="0" * 16)
     with pytest.raises(TargetsError, match="task model"):

@@ -150,10 +150,12 @@ def _check_folder(out: Path, spec: TargetSpec) -> None:
         raise TargetsError(f"{path} is damaged") from None
     now = spec.meaning()
     for k in sorted(now):
-        if old.get(k) != now[k]:
-            raise TargetsError(
-                f"{out} holds targets made with {k} = {old.get(k)!r}; this run has {now[k]!r}: use another --out"
-            )
+        was, new = old.get(k), now[k]
+        if was != new:
+            if isinstance(was, dict) and isinstance(new, dict):  # name the setting inside (absent: its default)
+                sub = sorted(j for j in set(was) | set(new) if was.get(j) != new.get(j))[0]
+                k, was, new = f"{k}.{sub}", was.get(sub, "(default)"), new.get(sub, "(default)")
+            raise TargetsError(f"{out} holds targets made with {k} = {was!r}; this run has {new!r}: use another --out")
 
 
 def _load_crop(path: Path, resize: int, crop: int) -> np.ndarray:
