@@ -555,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--out", required=True, help="predictor checkpoint to write (.pth; OUT.log.csv, OUT.json beside)")
     dp.add_argument("--data-root", help="data root of the target images (default: $TASKCOMP_DATA or ../shared/data)")
     dp.add_argument("--count", type=int, help="train on the first N non-held-out target images (default: all)")
-    dp.add_argument("--steps", type=int, default=1500, help="decoder training steps (default 1500)")
+    dp.add_argument("--steps", type=int, default=400, help="decoder training steps (default 400)")
     dp.add_argument("--batch-size", type=int, default=16, help="target images per step, all lambdas each (default 16)")
     dp.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (default 2e-3, cosine decay)")
     dp.add_argument(

@@ -95,7 +95,7 @@ def distill_predictor(
     out: str | Path,
     data_root: str | Path,
     count: int | None = None,
-    steps: int = 1500,
+    steps: int = 400,
     batch_size: int = 16,
     lr: float = 2e-3,
     weight_decay: float = 0.0,
