@@ -168,7 +168,7 @@ def distill_predictor(
         training="distilled",
     )
     torch.manual_seed(seed)
-    model = FeatureFiLMPredictor(config)
+    start = None
     if init_from is not None:
         from ..predictors import create_predictor
 
@@ -183,7 +183,8 @@ def distill_predictor(
             start.config.lambda_min,
             start.config.lambda_max,
         )
-        model = FeatureFiLMPredictor(config)
+    model = FeatureFiLMPredictor(config)  # built once, after init_from has set its width and lambda range
+    if start is not None:
         model.load_state_dict(start.decoder_state_dict(), strict=False)
 
     def load(es):
@@ -245,11 +246,14 @@ def distill_predictor(
     csv_path = out.with_name(out.name + ".log.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
-    best = (math.inf, None, 0, None)  # step 0 (the untrained decoder) is a candidate too
     t0 = time.perf_counter()
     model.train()
+
+    def snapshot() -> dict:
+        return {k: t.detach().clone() for k, t in model.decoder_state_dict().items()}
+
     v0 = evaluate()
-    best = (v0[0], {k: t.detach().clone() for k, t in model.decoder_state_dict().items()}, 0, v0)
+    best = (v0[0], snapshot(), 0, v0)  # step 0 (the untrained decoder) is a candidate too
     rows.append(
         {"step": 0, "lr": 0.0, "train_kl": math.nan, "val_kl": v0[0], "val_map_mae": v0[1], "val_level_err": v0[2]}
     )
@@ -286,13 +290,16 @@ def distill_predictor(
             )
             run_kl = []
             if v[0] < best[0]:
-                best = (v[0], {k: t.detach().clone() for k, t in model.decoder_state_dict().items()}, step, v)
+                best = (v[0], snapshot(), step, v)
     minutes = (time.perf_counter() - t0) / 60
     model.load_state_dict(best[1], strict=False)
-    with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    import io
+
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(csv_path, text.getvalue().encode())  # written whole, as the checkpoint and its .json
     summary = {
         "targets": str(targets),
         "target_spec": spec,
