@@ -2,6 +2,7 @@
 resumable to the same set under any sharding, refused when their meaning or codec weights differ."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,6 +55,20 @@ def test_evaluation_sets_are_refused_and_order_is_fixed(tmp_path):
         target_images(root, ["nope"])
     full = target_images(root, ["train"])
     assert len(full) == 5 and target_images(root, ["train"], limit=2) == full[:2]
+
+
+def test_a_training_photo_identical_to_an_evaluation_image_is_left_out(tmp_path):
+    import shutil
+
+    root = _photos(tmp_path)
+    # a byte copy under another name (as three shared train/coco files are coco-val images) and a same-size
+    # file with other bytes, which stays
+    shutil.copy(root / "imagenet-sample" / "images" / "e.png", root / "train" / "photos" / "copy.png")
+    data = bytearray((root / "imagenet-sample" / "images" / "e.png").read_bytes())
+    data[-13] ^= 1
+    (root / "train" / "photos" / "other.png").write_bytes(bytes(data))
+    names = {Path(rel).name for rel, _ in target_images(root, ["train"])}
+    assert "copy.png" not in names and {"other.png", "p0.png"} <= names and len(names) == 6
 
 
 def test_targets_resume_to_the_same_set_under_other_sharding(tmp_path, parts):

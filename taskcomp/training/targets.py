@@ -92,9 +92,36 @@ def _key(rel: str) -> str:
     return hashlib.sha1(rel.encode()).hexdigest()[:16]
 
 
+def evaluation_copies(data_root: str | Path, images: list[Path]) -> set[Path]:
+    """Those of ``images`` whose bytes equal an image of an evaluation set under ``data_root`` (the shared
+    ``train/coco`` holds three ``coco-val`` files): such a copy is never a target.
+
+    Files are compared by size, then by SHA-1 of their bytes (only same-size files are read)."""
+    from ..datasets import IMAGE_SUFFIXES
+
+    root = Path(data_root)
+    by_size: dict[int, list[Path]] = {}
+    for e in EVALUATION_SETS:
+        if (root / e).is_dir():
+            for p in (root / e).rglob("*"):
+                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+                    by_size.setdefault(p.stat().st_size, []).append(p)
+
+    def digest(p: Path) -> str:
+        return hashlib.sha1(p.read_bytes()).hexdigest()
+
+    out = set()
+    for p in images:
+        same = by_size.get(p.stat().st_size)
+        if same and digest(p) in {digest(q) for q in same}:
+            out.add(p)
+    return out
+
+
 def target_images(data_root: str | Path, folders: list[str], limit: int | None = None) -> list[tuple[str, Path]]:
     """The images of ``folders`` (under ``data_root``) in the targets' fixed pseudo-random order: (path relative
-    to the data root, absolute path) pairs, the first ``limit`` of them.
+    to the data root, absolute path) pairs, the first ``limit`` of them. Files identical to an evaluation image
+    are left out (:func:`evaluation_copies`).
 
     Raises:
         TargetsError: a folder that is missing, holds no image, or is (inside) an evaluation set.
@@ -114,6 +141,8 @@ def target_images(data_root: str | Path, folders: list[str], limit: int | None =
             raise TargetsError(f"no such folder under the data root {root}: {f}")
         found = [p for p in sorted(d.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
         found = [p for p in found if not any(e in p.relative_to(root).parts for e in EVALUATION_SETS)]
+        copies = evaluation_copies(root, found)
+        found = [p for p in found if p not in copies]
         if not found:
             raise TargetsError(f"no images in {d}")
         out += [(p.relative_to(root).as_posix(), p) for p in found]
