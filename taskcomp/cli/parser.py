@@ -561,15 +561,6 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument(
         "--eval-every", type=int, default=25, help="held-out evaluation every N steps; the best is kept (default 25)"
     )
-    dp.add_argument(
-        "--min-stride",
-        type=int,
-        choices=(2, 4, 8),
-        default=8,
-        help="finest backbone feature level the decoder reads: 8 (strides 8-32, as the shipped predictors) or 4 / 2 "
-        "(adds the finer levels, average-pooled onto the map grid; default 8)",
-    )
-    dp.add_argument("--channels", type=int, default=64, help="decoder width (default 64)")
     dp.add_argument("--name", help="the name the checkpoint carries (default: OUT's stem)")
     dp.add_argument(
         "--codec",

@@ -140,8 +140,6 @@ def cmd_distill_predictor(a):
         raise ValueError(f"--count must be >= 2 (target images to train on), got {a.count}")
     if not 0 < a.lr < 1:
         raise ValueError(f"--lr must be in (0, 1), got {a.lr}")
-    if a.channels < 1:
-        raise ValueError(f"--channels must be >= 1, got {a.channels}")
     plan = OutputPlan()
     plan.add_input(a.checkpoint, "the --checkpoint codec weights")
     plan.add_output(a.out, "--out")
@@ -163,8 +161,6 @@ def cmd_distill_predictor(a):
         batch_size=a.batch_size,
         lr=a.lr,
         eval_every=a.eval_every,
-        channels=a.channels,
-        min_stride=a.min_stride,
         name=a.name,
         codec_weights=wid,
     )

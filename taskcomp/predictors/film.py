@@ -8,8 +8,7 @@ minimises by gradient descent, ``bpp + lambda * L_task``, averaged over images a
 Architecture:
 - **Features**: a timm backbone created with ``features_only=True`` (default: the task model's own, e.g.
   EfficientNet-Lite0), frozen, its pretrained weights taken from the offline classifier weights
-  (:func:`taskcomp.task_models.create_classifier`). The last three feature levels (strides 8, 16, 32; with
-  ``min_stride`` 4 or 2 also the finer levels, average-pooled onto the map grid) are projected
+  (:func:`taskcomp.task_models.create_classifier`). The last three feature levels (strides 8, 16, 32) are projected
   to ``channels`` by 1x1 convolutions, upsampled to the stride-8 grid and summed (a feature-pyramid fusion, Lin
   et al. 2017).
 - **Lambda conditioning**: FiLM (Perez et al. 2018) by ``t = log(lambda)`` normalised to [-1, 1] over the
@@ -49,9 +48,6 @@ class PredictorConfig:
             (:func:`taskcomp.predictors.check_codec`).
         training: how it was trained: ``end-to-end`` (through codec and task model,
             :mod:`taskcomp.training.predictor`) or ``distilled`` (from per-image maps, :mod:`taskcomp.training.distill`).
-        min_stride: the finest backbone feature level the decoder reads (8: the last three levels, strides 8, 16
-            and 32, as the shipped predictors; 4 or 2 add the finer levels, average-pooled onto the map grid: the
-            texture inside each grid cell, where the per-image maps' gain lies (issue 36's probe)).
     """
 
     backbone: str = "tf_efficientnet_lite0"
@@ -65,7 +61,6 @@ class PredictorConfig:
     codec: str = "sft-small"
     codec_weights: str = ""
     training: str = "end-to-end"
-    min_stride: int = 8
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,12 +117,7 @@ class FeatureFiLMPredictor(nn.Module):
         self.register_buffer("mean", torch.tensor(dc["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(dc["std"]).view(1, 3, 1, 1), persistent=False)
         info = self.backbone.feature_info
-        if cfg.min_stride not in (2, 4, 8):
-            raise ValueError(f"min_stride must be 2, 4 or 8, got {cfg.min_stride!r}")
         levels = [i for i, r in enumerate(info.reduction()) if r >= 8][-3:]
-        fine = [i for i, r in enumerate(info.reduction()) if cfg.min_stride <= r < 8]
-        levels = fine + levels
-        self.n_fine = len(fine)
         self.levels = levels
         C = cfg.channels
         self.lateral = nn.ModuleList(nn.Conv2d(info.channels()[i], C, 1) for i in levels)
@@ -179,31 +169,21 @@ class FeatureFiLMPredictor(nn.Module):
 
         check_image_tensor(x)  # float, non-empty, finite, in [0, 1] (0..255 data is refused, not clamped)
         B, _, H, W = x.shape
-        grid = self.grid(H, W)
-        return self.decode(self.features(x, grid), self.lambda_code(lam, B, x.device), grid)
+        return self.decode(self.features(x), self.lambda_code(lam, B, x.device), self.grid(H, W))
 
-    def features(self, x: Tensor, grid: tuple[int, int] | None = None) -> list[Tensor]:
-        """The frozen backbone's feature levels the decoder reads (strides ``min_stride`` to 32), for checked
-        images (B, 3, H, W) in [0, 1]; computed without gradients (what a distillation cache stores). Levels finer
-        than ``grid`` (default: :meth:`grid` of the images) are average-pooled onto it, as :meth:`decode` would."""
+    def features(self, x: Tensor) -> list[Tensor]:
+        """The frozen backbone's feature levels the decoder reads (strides 8, 16, 32), for checked images
+        (B, 3, H, W) in [0, 1]; computed without gradients (what a distillation cache stores)."""
         with torch.no_grad():
             feats = self.backbone((x - self.mean) / self.std)
-            grid = grid or self.grid(*x.shape[-2:])
-            return [self._onto_grid(feats[i], grid) if k < self.n_fine else feats[i] for k, i in enumerate(self.levels)]
-
-    @staticmethod
-    def _onto_grid(f: Tensor, grid: tuple[int, int]) -> Tensor:
-        """A level finer than the grid, average-pooled onto it (the mean of each cell; a no-op once pooled)."""
-        if tuple(f.shape[-2:]) != tuple(grid):
-            return F.adaptive_avg_pool2d(f, grid)
-        return f
+        return [feats[i] for i in self.levels]
 
     def decode(self, feats: list[Tensor], t: Tensor, grid: tuple[int, int]) -> Tensor:
         """Logits (B, 1, gh, gw) from :meth:`features`' levels and the FiLM input ``t`` (B,) in [-1, 1]
         (:meth:`lambda_code`): the trainable part."""
         h = 0
-        for k, (lat, f) in enumerate(zip(self.lateral, feats)):
-            f = lat(self._onto_grid(f, grid) if k < self.n_fine else f)
+        for lat, f in zip(self.lateral, feats):
+            f = lat(f)
             if f.shape[-2:] != tuple(grid):
                 f = F.interpolate(f, size=grid, mode="bilinear", align_corners=False)
             h = h + f

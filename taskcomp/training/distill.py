@@ -54,9 +54,7 @@ def feature_cache(
     Raises:
         TargetsError: a target image missing under ``data_root``.
     """
-    stride = model.config.min_stride
-    tag = "" if stride == 8 else f"-s{stride}"  # finer levels: another cache (the stride-8 one stays valid)
-    path = Path(targets) / "features" / f"{model.config.backbone}-{spec['resize']}-{spec['crop']}{tag}.pt"
+    path = Path(targets) / "features" / f"{model.config.backbone}-{spec['resize']}-{spec['crop']}.pt"
     cache: dict = {}
     if path.is_file():
         try:
@@ -102,7 +100,6 @@ def distill_predictor(
     lr: float = 2e-3,
     weight_decay: float = 0.0,
     channels: int = 64,
-    min_stride: int = 8,
     eval_every: int = 25,
     name: str | None = None,
     codec_weights: str | None = None,
@@ -121,8 +118,6 @@ def distill_predictor(
         steps, batch_size, lr: AdamW on the decoder; ``batch_size`` images per step, each with all its lambdas
             and a random mirror; linear warm-up over min(20, steps / 10) steps, cosine decay over the last 40%.
         weight_decay: AdamW's decoupled weight decay (0: Adam).
-        channels, min_stride: the decoder's width and the finest feature level it reads
-            (:class:`taskcomp.predictors.PredictorConfig`; ignored with ``init_from``, whose own are kept).
         eval_every: held-out evaluation interval (steps); the best held-out weights are kept.
         init_from: a predictor (registered name or checkpoint) whose decoder the training starts from (its width
             and lambda range are kept, so its FiLM inputs mean what they meant); None: a fresh decoder.
@@ -171,7 +166,6 @@ def distill_predictor(
         codec=spec["codec"],
         codec_weights=spec["weights"],
         training="distilled",
-        min_stride=min_stride,
     )
     torch.manual_seed(seed)
     start = None
@@ -184,11 +178,10 @@ def distill_predictor(
                 f"init_from {init_from}: its backbone/grid ({start.config.backbone}, 1/{start.config.downsample}) "
                 f"differ from the targets' ({config.backbone}, 1/{config.downsample})"
             )
-        config.channels, config.lambda_min, config.lambda_max, config.min_stride = (
+        config.channels, config.lambda_min, config.lambda_max = (
             start.config.channels,
             start.config.lambda_min,
             start.config.lambda_max,
-            start.config.min_stride,
         )
     model = FeatureFiLMPredictor(config)  # built once, after init_from has set its width and lambda range
     if start is not None:
