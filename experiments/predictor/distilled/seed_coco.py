@@ -12,8 +12,8 @@ from pathlib import Path
 
 from taskcomp.datasets import data_root
 from taskcomp.io import atomic_write
-from taskcomp.runner.recipe import load_recipe
 from taskcomp.runner.layouts import list_items
+from taskcomp.runner.recipe import load_recipe
 from taskcomp.runner.run import spread
 
 STAGE7 = Path("results/coco_detection/stage7/records")
