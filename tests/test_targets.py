@@ -67,8 +67,12 @@ def test_a_training_photo_identical_to_an_evaluation_image_is_left_out(tmp_path)
     data = bytearray((root / "imagenet-sample" / "images" / "e.png").read_bytes())
     data[-13] ^= 1
     (root / "train" / "photos" / "other.png").write_bytes(bytes(data))
-    names = {Path(rel).name for rel, _ in target_images(root, ["train"])}
+    said = []
+    names = {Path(rel).name for rel, _ in target_images(root, ["train"], log=said.append)}
     assert "copy.png" not in names and {"other.png", "p0.png"} <= names and len(names) == 6
+    assert said == ["targets: 1 image(s) of train left out: byte copies of evaluation images"]
+    with pytest.raises(TargetsError, match="not under the data root"):
+        target_images(root / "train", [str(root)])  # an absolute folder above the data root
 
 
 def test_targets_resume_to_the_same_set_under_other_sharding(tmp_path, parts):

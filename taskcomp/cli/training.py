@@ -92,7 +92,7 @@ def cmd_make_targets(a):
     apply_threads(a)
     env = process_group_env()
     shard = parse_shard(a.shard) if a.shard else (env.rank, env.world)
-    images = target_images(data_root(a.data_root), a.data or ["train", "photos/imagen"], a.count)
+    images = target_images(data_root(a.data_root), a.data or ["train", "photos/imagen"], a.count, log=print)
     dev = device(a)
     codec = load_codec(a, dev)
     model = a.model or ("tf_efficientnet_lite0" if a.task == "classification" else None)

@@ -118,13 +118,16 @@ def evaluation_copies(data_root: str | Path, images: list[Path]) -> set[Path]:
     return out
 
 
-def target_images(data_root: str | Path, folders: list[str], limit: int | None = None) -> list[tuple[str, Path]]:
+def target_images(
+    data_root: str | Path, folders: list[str], limit: int | None = None, log=None
+) -> list[tuple[str, Path]]:
     """The images of ``folders`` (under ``data_root``) in the targets' fixed pseudo-random order: (path relative
     to the data root, absolute path) pairs, the first ``limit`` of them. Files identical to an evaluation image
-    are left out (:func:`evaluation_copies`).
+    are left out (:func:`evaluation_copies`), and ``log`` (if given) is told how many.
 
     Raises:
-        TargetsError: a folder that is missing, holds no image, or is (inside) an evaluation set.
+        TargetsError: a folder that is missing, outside the data root, holds no image, or is (inside) an
+            evaluation set.
     """
     from ..datasets import IMAGE_SUFFIXES
 
@@ -139,12 +142,16 @@ def target_images(data_root: str | Path, folders: list[str], limit: int | None =
         d = root / f
         if not d.is_dir():
             raise TargetsError(f"no such folder under the data root {root}: {f}")
+        if not d.resolve().is_relative_to(root.resolve()):
+            raise TargetsError(f"{f} is not under the data root {root}: name a folder inside it (or set --data-root)")
         found = [p for p in sorted(d.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
         found = [p for p in found if not any(e in p.relative_to(root).parts for e in EVALUATION_SETS)]
         copies = evaluation_copies(root, found)
         found = [p for p in found if p not in copies]
+        if copies and log is not None:
+            log(f"targets: {len(copies)} image(s) of {f} left out: byte copies of evaluation images")
         if not found:
-            raise TargetsError(f"no images in {d}")
+            raise TargetsError(f"no images in {d}" + (" but copies of evaluation images" if copies else ""))
         out += [(p.relative_to(root).as_posix(), p) for p in found]
     out.sort(key=lambda t: _key(t[0]))
     if limit is not None:

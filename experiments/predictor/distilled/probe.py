@@ -8,7 +8,8 @@ agreement minus uniform's interpolated at the same mean bpp. Images: the targets
 per-image maps) plus ``--extra`` photos from the targets' fixed order that no target was made of.
 
     python experiments/predictor/distilled/probe.py --targets runs/targets-lite0 --out results/predictor/distilled/probe \
-        --methods uniform,per_image,blur1,blur2,distilled,amp2,amp4,onestep,gradcam --extra 40
+        --methods uniform,per_image,blur1,blur2,distilled,amp2,amp4,onestep,gradcam \
+        --predictor onestep_distilled=results/predictor/distilled/lite0-onestep.pth --extra 40
 """
 
 from __future__ import annotations
@@ -56,13 +57,19 @@ def amplify(logits: torch.Tensor, k: float) -> torch.Tensor:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--targets", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--methods", default="uniform,per_image,distilled,onestep")
+    ap.add_argument("--targets", required=True, help="a make-targets folder (its held-out tenth is probed)")
+    ap.add_argument("--out", required=True, help="folder for records.jsonl (resumes)")
+    ap.add_argument("--data-root", default=None, help="default: $TASKCOMP_DATA or ../shared/data")
+    ap.add_argument("--data", default="train,photos/imagen", help="the targets' photo folders (the extra images' pool)")
+    ap.add_argument(
+        "--methods",
+        default="uniform,per_image,distilled,onestep",
+        help="comma-separated: uniform, per_image, blurS (sigma S cells), distilled, ampK (logits spread K x), "
+        "onestep, gradcam",
+    )
     ap.add_argument("--predictor", action="append", default=[], help="NAME=PATH, a predictor method (repeatable)")
-    ap.add_argument("--extra", type=int, default=40)
-    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--extra", type=int, default=40, help="photos without targets added to the held-out ones")
+    ap.add_argument("--limit", type=int, default=None, help="probe only the first N images")
     a = ap.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
@@ -70,7 +77,7 @@ def main():
     spec, entries = load_targets(a.targets)
     val = [e for e in entries if held_out(e["image"])]
     done = done_images(Path(a.targets))
-    order = target_images(root, ["train", "photos/imagen"])
+    order = target_images(root, a.data.split(","))
     extra = [rel for rel, _ in order[len(order) // 2 :] if rel not in done][: a.extra]
     images = [(e["image"], e) for e in val] + [(rel, None) for rel in extra]
     images = images[: a.limit]

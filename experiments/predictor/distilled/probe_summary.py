@@ -33,7 +33,11 @@ def main():
     ap.add_argument("--subset", choices=["all", "target", "extra"], default="all")
     ap.add_argument("--boot", type=int, default=500)
     a = ap.parse_args()
-    df = pd.DataFrame([json.loads(line) for line in open(a.records)])
+    try:
+        lines = open(a.records).readlines()
+    except OSError as e:
+        raise SystemExit(f"probe_summary: cannot read {a.records}: {e.strerror}") from None
+    df = pd.DataFrame([json.loads(line) for line in lines])
     if a.subset != "all":
         df = df[df.has_target == (a.subset == "target")]
     images = df.image.unique()

@@ -16,7 +16,7 @@ from taskcomp.runner.layouts import list_items
 from taskcomp.runner.recipe import load_recipe
 from taskcomp.runner.run import spread
 
-STAGE7 = Path("results/coco_detection/stage7/records")
+STAGE7 = Path(__file__).resolve().parents[3] / "results/coco_detection/stage7/records"
 KEEP = ("original", "uniform", "task_aware")
 
 
@@ -32,14 +32,19 @@ def main():
     if out.exists():
         raise SystemExit(f"{out} exists: seed a new folder")
     out.mkdir(parents=True)
-    lines = []
+    lines, found = [], set()
     for f in sorted(STAGE7.glob("records.*.jsonl")):
         for line in open(f):
             r = json.loads(line)
             if r["image"] in ids and r["method"] in KEEP:
                 lines.append(json.dumps(r))
+                found.add(r["image"])
     atomic_write(out / "records.stage7.jsonl", ("\n".join(lines) + "\n").encode())
-    print(f"{len(lines)} stage-7 records of {len(ids)} images -> {out}")
+    print(f"{len(lines)} stage-7 records of {len(found)} of the {len(ids)} images -> {out}")
+    if len(found) < len(ids):
+        print(
+            f"note: stage 7 ran on 76 images; {len(ids) - len(found)} of these have no records (use --limit 20 or 60)"
+        )
 
 
 if __name__ == "__main__":
