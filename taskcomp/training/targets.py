@@ -96,8 +96,9 @@ def evaluation_copies(data_root: str | Path, images: list[Path]) -> set[Path]:
     """Those of ``images`` whose bytes equal an image of an evaluation set under ``data_root`` (the shared
     ``train/coco`` holds three ``coco-val`` files): such a copy is never a target.
 
-    Files are compared by size, then by SHA-1 of their bytes (only same-size files are read)."""
+    Files are compared by size, then by the SHA-256 of their bytes (only same-size files are read, each once)."""
     from ..datasets import IMAGE_SUFFIXES
+    from ..outputs import file_sha256
 
     root = Path(data_root)
     by_size: dict[int, list[Path]] = {}
@@ -107,15 +108,19 @@ def evaluation_copies(data_root: str | Path, images: list[Path]) -> set[Path]:
                 if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
                     by_size.setdefault(p.stat().st_size, []).append(p)
 
-    def digest(p: Path) -> str:
-        return hashlib.sha1(p.read_bytes()).hexdigest()
+    digests: dict[Path, str | None] = {}
 
-    out = set()
+    def digest(p: Path) -> str | None:
+        if p not in digests:
+            digests[p] = file_sha256(p)
+        return digests[p]
+
+    copies = set()
     for p in images:
         same = by_size.get(p.stat().st_size)
-        if same and digest(p) in {digest(q) for q in same}:
-            out.add(p)
-    return out
+        if same and digest(p) is not None and digest(p) in {digest(q) for q in same}:  # unreadable: not a copy
+            copies.add(p)
+    return copies
 
 
 def target_images(

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from taskcomp.batch import jsonable
 from taskcomp.io import atomic_write
 from taskcomp.runner.report import compare_to_uniform, curves, load_records
 
@@ -118,14 +119,6 @@ if __name__ == "__main__":
     )
     a = ap.parse_args()
     s = summarize(a.run, a.timing, a.predicted, a.refine, a.also)
-
-    def strict(v):  # a point outside a curve's bpp range is NaN in the arithmetic, null in the JSON
-        if isinstance(v, dict):
-            return {k: strict(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [strict(x) for x in v]
-        return None if isinstance(v, float) and v != v else v
-
-    s = strict(s)
+    s = jsonable(s)  # a point outside a curve's bpp range is NaN in the arithmetic, null in the JSON
     atomic_write(a.out, json.dumps(s, indent=2, allow_nan=False).encode())
     print(json.dumps({k: v for k, v in s.items() if k != "per_model"}, indent=2))
